@@ -1,0 +1,8 @@
+"""M3DDM video outpainting, in pure PyTorch (no ComfyUI import)."""
+from .attention import sdpa_attention, softmax_attention
+from .config import FULL_SIZE_CONFIG, ConfigError, parse_config
+from .loader import WeightsError, load_unet
+from .unet3d import M3DDMUNet, build_unet
+
+__all__ = ["FULL_SIZE_CONFIG", "ConfigError", "parse_config", "M3DDMUNet", "build_unet", "load_unet",
+           "WeightsError", "sdpa_attention", "softmax_attention"]

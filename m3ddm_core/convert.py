@@ -1,0 +1,66 @@
+"""Convert M3DDM UNet weights to a single ``.safetensors`` file (config stored in its metadata).
+
+Usage: ``python -m m3ddm_core.convert <in.bin|in.safetensors|folder> <out.safetensors> [--dtype fp16|bf16|fp32]``
+The input is validated strictly (same rules as loading) before anything is written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from .config import ConfigError
+from .loader import CONFIG_METADATA_KEY, WeightsError, check_keys, iter_state_dict, resolve_weights
+from .unet3d import build_unet
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+    """Write ``dst`` (.safetensors) from ``src``; floating tensors cast to ``dtype`` when given."""
+    from safetensors.torch import save_file
+
+    dst = Path(dst)
+    if dst.suffix.lower() != ".safetensors":
+        raise WeightsError(f"output '{dst}' must end in .safetensors")
+    weights, cfg, cfg_source = resolve_weights(src)
+    try:
+        model = build_unet(cfg, device="meta")
+    except ConfigError as exc:
+        raise WeightsError(f"config from {cfg_source}: {exc}") from exc
+    sd = {}
+    for key, tensor in iter_state_dict(weights):
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        sd[key] = tensor.contiguous()
+    check_keys({k: v.shape for k, v in model.state_dict().items()}, {k: v.shape for k, v in sd.items()}, str(weights),
+               cfg_source)
+    ordered = {k: sd[k] for k in model.state_dict()}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".partial")
+    save_file(ordered, str(tmp), metadata={"format": "pt", CONFIG_METADATA_KEY: json.dumps(cfg)})
+    os.replace(tmp, dst)  # never leave a half-written file under the final name
+    return dst
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m m3ddm_core.convert", description=__doc__.splitlines()[0])
+    ap.add_argument("src", help="official .bin, a .safetensors, or a Hugging Face-style folder")
+    ap.add_argument("dst", help="output .safetensors")
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="cast floating tensors (default: keep)")
+    args = ap.parse_args(argv)
+    try:
+        out = convert(args.src, args.dst, DTYPES.get(args.dtype) if args.dtype else None)
+    except WeightsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

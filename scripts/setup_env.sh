@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Creates/updates the project virtualenv (default .venv) with torch and the plugin's requirements.
+# Idempotent: a second run only checks. torch is pinned so that no requirement can pull another build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${M3DDM_VENV:-.venv}
+TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip "$@"; }
+pip install -q "${TORCH_PINS[@]}"
+pip install -q -r requirements.txt -r requirements-dev.txt "${TORCH_PINS[@]}"
