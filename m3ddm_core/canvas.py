@@ -1,0 +1,222 @@
+"""Canvas geometry and the model's inputs: where the frame lies on the working canvas and in the output.
+
+``plan_canvas`` decides the geometry once per video (no pixels); ``build_canvas`` makes one frame's two model
+inputs: the *masked* canvas (content on black) and the *prefilled* canvas (the black area filled by OpenCV's
+TELEA inpainting, radius 5), as the official code does. Layout: frames are ``[H, W, 3]`` float in 0..1 or uint8.
+
+Modes:
+- ``official`` (default): the official 256x256 square canvas; the output region is centred on it, the content
+  scaled so that the output's long side spans 256 px. Area of the square outside the output region is generated
+  and cropped away (that is how the model was trained and run).
+- ``tight``: a canvas of the output's aspect, each side a multiple of 64, about 256x256 in area; the output region
+  fills it (a few percent of anisotropic scale absorb the rounding). Outside the training distribution.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import cv2
+import numpy as np
+
+OFFICIAL_CANVAS = 256
+TELEA_RADIUS = 5
+LATENT_FACTOR = 8
+MIN_CONTENT_PX = 16  # two latent pixels: less than that leaves the model nothing to extend
+
+RatioSpec = Union[str, Sequence[str]]
+
+
+class CanvasError(ValueError):
+    """A target or frame size that cannot be outpainted; the message says what to change."""
+
+
+def parse_ratio(text: str) -> float:
+    """``"16:9"`` -> 16/9. Anything else is a :class:`CanvasError` that shows the expected form."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*", str(text))
+    if not m:
+        raise CanvasError(f"aspect ratio {text!r} is not of the form W:H (for example 16:9 or 9:16)")
+    w, h = float(m.group(1)), float(m.group(2))
+    if w <= 0 or h <= 0:
+        raise CanvasError(f"aspect ratio {text!r} has a zero side; use positive numbers such as 16:9")
+    return w / h
+
+
+def parse_ratio_list(spec: RatioSpec) -> list[str]:
+    items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
+    items = [s for s in items if s]
+    if not items:
+        raise CanvasError("no target aspect ratio given; use for example 16:9 or 16:9,9:16")
+    for s in items:
+        parse_ratio(s)
+    return items
+
+
+@dataclass(frozen=True)
+class CanvasPlan:
+    """Geometry of one video's outpainting (all boxes are ``(y, x, h, w)`` in integer pixels).
+
+    frame_hw: source frame size. output_hw: native-resolution result size; content_out_yx: where the source
+    frame lies in it. canvas_hw: the working canvas the model sees (multiples of 64); content_box: the scaled
+    frame on the canvas. Output pixel ``(oy, ox)`` maps to canvas ``content_box.y + (oy - content_out.y) *
+    content_box.h / frame_h`` (same for x) -- one affine map for both directions.
+    """
+
+    frame_hw: tuple[int, int]
+    output_hw: tuple[int, int]
+    content_out_yx: tuple[int, int]
+    canvas_hw: tuple[int, int]
+    content_box: tuple[int, int, int, int]
+    mode: str = "official"
+
+    @property
+    def latent_hw(self) -> tuple[int, int]:
+        return self.canvas_hw[0] // LATENT_FACTOR, self.canvas_hw[1] // LATENT_FACTOR
+
+    def pixel_mask(self) -> np.ndarray:
+        """``[ch, cw]`` float32, 1 = to generate, 0 = source content."""
+        mask = np.ones(self.canvas_hw, dtype=np.float32)
+        y, x, h, w = self.content_box
+        mask[y:y + h, x:x + w] = 0
+        return mask
+
+    def output_box_on_canvas(self) -> tuple[float, float, float, float]:
+        """The output region in canvas coordinates ``(y, x, h, w)`` (floats)."""
+        sy, sx = self.content_box[2] / self.frame_hw[0], self.content_box[3] / self.frame_hw[1]
+        y = self.content_box[0] - self.content_out_yx[0] * sy
+        x = self.content_box[1] - self.content_out_yx[1] * sx
+        return y, x, self.output_hw[0] * sy, self.output_hw[1] * sx
+
+    def to_dict(self) -> dict:
+        return {"frame_hw": list(self.frame_hw), "output_hw": list(self.output_hw),
+                "content_out_yx": list(self.content_out_yx), "canvas_hw": list(self.canvas_hw),
+                "content_box": list(self.content_box), "mode": self.mode}
+
+
+def max_target_size(frame_hw: tuple[int, int], ratios: Sequence[str]) -> tuple[float, float]:
+    """The official union of the target ratios: grow the frame's short axis for each ratio (floats)."""
+    h, w = frame_hw
+    cur = w / h
+    max_h, max_w = h, w
+    for text in ratios:
+        a, b = text.split(":")
+        target = float(a) / float(b)
+        if cur < target:
+            max_w = max(max_w, target * h)
+        else:
+            max_h = max(max_h, w / target)
+    return max_h, max_w
+
+
+def _output_from_target(frame_hw, ratio=None, size=None, padding=None):
+    """Native output size and content offset for exactly one kind of target."""
+    h, w = frame_hw
+    given = [t is not None for t in (ratio, size, padding)]
+    if sum(given) != 1:
+        raise CanvasError("give exactly one target: an aspect ratio, an output size, or per-side padding")
+    if ratio is not None:
+        ratios = parse_ratio_list(ratio)
+        mh, mw = max_target_size(frame_hw, ratios)
+        out = (max(h, int(round(mh))), max(w, int(round(mw))))
+        return out, ((out[0] - h) // 2, (out[1] - w) // 2), ratios
+    if size is not None:
+        oh, ow = (int(size[0]), int(size[1]))
+        if oh < h or ow < w:
+            axis = "height" if oh < h else "width"
+            raise CanvasError(f"output size {ow}x{oh} (WxH) is smaller than the frame ({w}x{h}) in {axis}: outpainting "
+                              "only adds border, it never crops. Choose a size at least as large as the frame on both axes.")
+        return (oh, ow), ((oh - h) // 2, (ow - w) // 2), None
+    left, right, top, bottom = (_pad_px(v, w if i < 2 else h, name)
+                                for i, (v, name) in enumerate(zip(padding, ("left", "right", "top", "bottom"))))
+    if left + right + top + bottom == 0:
+        raise CanvasError("all paddings are 0: nothing to outpaint; give at least one side a positive padding")
+    return (h + top + bottom, w + left + right), (top, left), None
+
+
+def _pad_px(value, extent: int, name: str) -> int:
+    if value is None:
+        return 0
+    v = float(value)
+    if v < 0 or not math.isfinite(v):
+        raise CanvasError(f"padding {name} = {value} is negative; outpainting only adds border (use 0 for none)")
+    # Values below 1 (and not 0) are fractions of the frame's extent on that axis; 1 and more are pixels.
+    return int(round(v * extent)) if 0 < v < 1 else int(round(v))
+
+
+def plan_canvas(frame_hw: tuple[int, int], ratio: Optional[RatioSpec] = None, size: Optional[tuple[int, int]] = None,
+                padding: Optional[Sequence[float]] = None, mode: str = "official",
+                canvas_size: int = OFFICIAL_CANVAS) -> CanvasPlan:
+    """Plan the outpainting of frames of ``frame_hw = (H, W)``.
+
+    Exactly one target: ``ratio`` (``"16:9"`` or the official list ``"16:9,9:16"``), ``size`` = output ``(H, W)``,
+    or ``padding`` = ``(left, right, top, bottom)`` in pixels, or fractions of the frame size when below 1.
+    ``canvas_size``: side of the official square canvas / area scale of the tight one (256 = as trained).
+    """
+    if canvas_size < 64 or canvas_size % 64:
+        raise CanvasError(f"canvas size {canvas_size} must be a multiple of 64 (the UNet downsamples latents 3 times)")
+    h, w = int(frame_hw[0]), int(frame_hw[1])
+    if h < 1 or w < 1:
+        raise CanvasError(f"frame size {w}x{h} is empty")
+    (oh, ow), (cy, cx), ratios = _output_from_target((h, w), ratio, size, padding)
+    if mode == "official":
+        n = canvas_size
+        if ratios is not None:
+            # The official arithmetic, kept float-for-float so that boxes match it to the pixel.
+            mh, mw = max_target_size((h, w), ratios)
+            max_dim = max(mh, mw)
+            rh, rw = min(int(n / max_dim * h), n), min(int(n / max_dim * w), n)
+            box = ((n - rh) // 2, (n - rw) // 2, rh, rw)
+        else:
+            s = n / max(oh, ow)
+            rh, rw = min(int(s * h), n), min(int(s * w), n)
+            y0, x0 = (n - oh * s) / 2, (n - ow * s) / 2
+            box = (min(int(round(y0 + cy * s)), n - rh), min(int(round(x0 + cx * s)), n - rw), rh, rw)
+        canvas = (n, n)
+    elif mode == "tight":
+        canvas = tight_canvas_hw(oh / ow, canvas_size ** 2)
+        sy, sx = canvas[0] / oh, canvas[1] / ow
+        rh, rw = max(1, int(round(h * sy))), max(1, int(round(w * sx)))
+        box = (min(int(round(cy * sy)), canvas[0] - rh), min(int(round(cx * sx)), canvas[1] - rw), rh, rw)
+    else:
+        raise CanvasError(f"canvas mode {mode!r} is unknown; use 'official' or 'tight'")
+    if box[2] < MIN_CONTENT_PX or box[3] < MIN_CONTENT_PX:
+        raise CanvasError(f"the frame would cover only {box[3]}x{box[2]} px of the {canvas[1]}x{canvas[0]} working "
+                          f"canvas (less than {MIN_CONTENT_PX} px on a side): the target adds far more border than the "
+                          "model can extend from. Use a smaller padding or a ratio closer to the frame's.")
+    return CanvasPlan((h, w), (oh, ow), (cy, cx), canvas, box, mode)
+
+
+def tight_canvas_hw(aspect_hw: float, area: int = OFFICIAL_CANVAS ** 2) -> tuple[int, int]:
+    """Canvas (h, w), multiples of 64, closest to ``aspect_hw = h/w`` with an area of at most 1.25x ``area``."""
+    best = None
+    limit = max(1024, int(math.sqrt(area) * 4))
+    for ch in range(64, limit + 1, 64):
+        for cw in range(64, limit + 1, 64):
+            if ch * cw > area * 1.25:
+                continue
+            score = (abs(math.log((ch / cw) / aspect_hw)), -ch * cw)
+            if best is None or score < best[0]:
+                best = (score, (ch, cw))
+    return best[1]
+
+
+def _to_uint8(frame: np.ndarray) -> np.ndarray:
+    if frame.dtype == np.uint8:
+        return frame
+    return np.clip(np.rint(frame.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def build_canvas(frame: np.ndarray, plan: CanvasPlan) -> tuple[np.ndarray, np.ndarray]:
+    """One frame ``[H, W, 3]`` (uint8, or float 0..1) -> ``(prefilled, masked)`` canvases, uint8 ``[ch, cw, 3]``."""
+    y, x, h, w = plan.content_box
+    src = _to_uint8(np.ascontiguousarray(frame[..., :3])).astype(np.float32)
+    # As the official code: bilinear resize in float, then truncation into uint8 (reproduces it exactly).
+    content = cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR)
+    masked = np.zeros((*plan.canvas_hw, 3), dtype=np.uint8)
+    masked[y:y + h, x:x + w] = np.clip(content, 0, 255).astype(np.uint8)
+    mask = np.ones(plan.canvas_hw, dtype=np.uint8)
+    mask[y:y + h, x:x + w] = 0
+    prefilled = cv2.inpaint(masked, mask, TELEA_RADIUS, cv2.INPAINT_TELEA)
+    return prefilled, masked

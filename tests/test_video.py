@@ -1,0 +1,95 @@
+"""Whole-video outpainting on a real clip: frame count, encode budget, determinism, interrupts, composite."""
+import pytest
+import torch
+
+from conftest import MICRO_CONFIG
+from helpers import TinyVAE, load_clip
+from m3ddm_core import SampleSettings, build_unet, composite, outpaint_video, plan_canvas
+
+FAST = SampleSettings(steps=1, s1=1.0, s2=1.0, seed=1)  # one branch, one step: the plumbing, not the quality
+
+
+@pytest.fixture(scope="module")
+def micro_model():
+    torch.manual_seed(0)
+    return build_unet(MICRO_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def plan():
+    # 208x120 clip -> 9:16 portrait, on a 128-px canvas to keep CPU tests fast.
+    return plan_canvas((120, 208), ratio="9:16", canvas_size=128)
+
+
+def _run(model, frames, plan, settings=FAST, **kw):
+    vae = TinyVAE()
+    result = outpaint_video(model, frames, plan, vae.encode, vae.decode, fps=16.0, settings=settings, **kw)
+    return result, vae
+
+
+@pytest.mark.parametrize("n", [1, 7, 16, 17, 50, 101])
+def test_frame_count_preserved_and_encodes_bounded(micro_model, plan, n):
+    frames = load_clip(n)
+    result, vae = _run(micro_model, frames, plan)
+    assert result.canvases.shape == (n, 128, 128, 3) and result.latents.shape == (n, 4, 16, 16)
+    assert vae.encoded_images == result.encoded_images <= 2 * n + 16 + 1
+    assert vae.encoded_images <= 2 * n + 1  # global frames reuse the masked-canvas latents
+    out = composite(frames, result.canvases, plan)
+    assert out.shape == (n, *plan.output_hw, 3)
+    y, x = plan.content_out_yx
+    assert torch.equal(out[:, y:y + 120, x:x + 208], frames)  # original pixels bit-exact
+
+
+def test_same_seed_same_video_other_seed_other_video(micro_model, plan):
+    frames = load_clip(20)
+    a, _ = _run(micro_model, frames, plan)
+    b, _ = _run(micro_model, frames, plan)
+    c, _ = _run(micro_model, frames, plan, settings=SampleSettings(steps=1, s1=1.0, s2=1.0, seed=2))
+    assert torch.equal(a.canvases, b.canvases)
+    assert not torch.equal(a.canvases, c.canvases)
+
+
+def test_official_schedule_mode(micro_model, plan):
+    frames = load_clip(17)
+    result, _ = _run(micro_model, frames, plan, schedule="official")
+    assert len(result.passes) == 2 and result.canvases.shape[0] == 17
+    with pytest.raises(ValueError, match="never generates frames"):
+        _run(micro_model, load_clip(1), plan, schedule="official")
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stop_at", [0, 2])  # first window, and the last of 3 (1 step per window)
+def test_interrupt_raises_and_leaves_nothing_behind(micro_model, plan, stop_at):
+    frames = load_clip(40)
+    reference, _ = _run(micro_model, frames, plan)
+    before = {k: v.clone() for k, v in micro_model.state_dict().items()}
+    frames_before = frames.clone()
+    calls = []
+
+    def check():
+        if len(calls) == stop_at:
+            raise Stop()
+        calls.append(1)
+
+    with pytest.raises(Stop):
+        _run(micro_model, frames, plan, check_interrupt=check)
+    assert all(torch.equal(before[k], v) for k, v in micro_model.state_dict().items())
+    assert torch.equal(frames, frames_before)
+    again, _ = _run(micro_model, frames, plan)
+    assert torch.equal(again.canvases, reference.canvases)
+
+
+def test_progress_callback_covers_passes_times_steps(micro_model, plan):
+    seen = []
+    result, _ = _run(micro_model, load_clip(40), plan, settings=SampleSettings(steps=2, s1=1.0, s2=1.0),
+                     callback=seen.append)
+    assert len(seen) == len(result.passes) * 2
+    assert seen[-1]["pass"] == len(result.passes) - 1 and seen[-1]["passes"] == len(result.passes)
+
+
+def test_guidance_defaults_run_end_to_end(micro_model, plan):
+    result, _ = _run(micro_model, load_clip(16), plan, settings=SampleSettings(steps=2, seed=3))
+    assert torch.isfinite(result.canvases).all()
