@@ -210,6 +210,11 @@ class M3DDMUNet(nn.Module):
     def device(self) -> torch.device:
         return self.conv_in.weight.device
 
+    @device.setter
+    def device(self, value) -> None:
+        # Model managers (ComfyUI's ModelPatcher) record a load device here; the weights stay the source of truth.
+        pass
+
     def set_attention(self, attention: AttentionFn) -> None:
         """Route every attention call through ``attention(q, k, v, heads)``."""
         for m in self.modules():

@@ -97,19 +97,99 @@ def latent_mask(plan: CanvasPlan) -> torch.Tensor:
     return F.interpolate(pix, size=plan.latent_hw)[0, 0]
 
 
+@dataclass
+class EncodedVideo:
+    """The VAE side of a video: the latent cache, the unconditional latent and the 16 global-frame latents."""
+
+    cache: LatentCache
+    uncond_latent: torch.Tensor  # [1, 4, h, w]
+    global_latents: torch.Tensor  # [16, 4, h, w]
+
+
+@dataclass
+class VideoContext:
+    """What every sampling pass of one video shares (global tokens on the model's device)."""
+
+    cache: LatentCache
+    uncond_latent: torch.Tensor
+    mask: torch.Tensor
+    g_cond: torch.Tensor
+    g_uncond: torch.Tensor
+
+
+def encode_video(frames, plan: CanvasPlan, encode: EncodeFn, global_latents: Optional[torch.Tensor] = None,
+                 preencode: bool = False) -> EncodedVideo:
+    """All VAE encoding a video needs before the UNet runs (so the two need not alternate on the device).
+
+    ``global_latents`` ``[16, 4, h, w]`` default to the masked canvases of frames ``linspace(0, N-1, 16)``, taken
+    from the cache (no extra encode). ``preencode`` encodes both canvases of every frame now, in batches of 16;
+    otherwise passes encode what they need on first use.
+    """
+    n = len(frames)
+    if n < 1:
+        raise ValueError("the video has no frames")
+    cache = LatentCache(frames, plan, encode)
+    if preencode:
+        for i in range(0, n, CLIP_FRAMES):
+            idx = list(range(i, min(n, i + CLIP_FRAMES)))
+            cache.ensure(idx, need_masked=idx)
+    if global_latents is None:
+        g_idx = global_frame_indexes(n)
+        cache.ensure([], need_masked=g_idx)
+        global_latents = torch.stack([cache.masked[i] for i in g_idx])
+    black = torch.zeros(1, *plan.canvas_hw, 3)  # the unconditional canvas: all black (-1 in VAE range)
+    cache.encode_calls += 1
+    cache.encoded_images += 1
+    return EncodedVideo(cache, encode(black).float().cpu(), global_latents)
+
+
+def video_context(model, encoded: EncodedVideo, plan: CanvasPlan) -> VideoContext:
+    """Global-frame tokens (conditional and unconditional) computed once per video on the model's device."""
+    device, dtype = model.device, model.dtype
+    with torch.no_grad():
+        g_cond = model.encode_global(encoded.global_latents.to(device, dtype))
+        g_uncond = model.encode_global(torch.zeros_like(encoded.global_latents).to(device, dtype))
+    return VideoContext(encoded.cache, encoded.uncond_latent, latent_mask(plan), g_cond, g_uncond)
+
+
+def sample_pass(model, ctx: VideoContext, frames_k: Sequence[int], guides: dict[int, torch.Tensor], fps: int,
+                settings: SampleSettings, noise_index: int, callback=None, check_interrupt=None) -> torch.Tensor:
+    """Sample one clip of source frames ``frames_k`` (16 indexes, repeats allowed). ``guides`` maps frame index ->
+    its already generated latent ``[4, h, w]``; those frames condition the clip with mask 0.
+    Returns the clip's final latents ``[1, 4, F, h, w]``."""
+    device = model.device
+    is_guide = [f in guides for f in frames_k]
+    ctx.cache.ensure(frames_k, need_masked=[f for f, g in zip(frames_k, is_guide) if not g])
+    masked = torch.stack([guides[f] if g else ctx.cache.masked[f] for f, g in zip(frames_k, is_guide)])
+    pos_guides = {pos: guides[f].to(device) for pos, (f, g) in enumerate(zip(frames_k, is_guide)) if g}
+    cond = clip_conditioning(masked.to(device), ctx.uncond_latent.to(device), ctx.mask.to(device), pos_guides,
+                             ctx.g_cond, ctx.g_uncond)
+    start = torch.stack([ctx.cache.prefilled[f] for f in frames_k]).permute(1, 0, 2, 3).unsqueeze(0).to(device)
+    h, w = ctx.mask.shape
+    noise = window_noise(settings.seed, noise_index, (1, 4, len(frames_k), h, w)).to(device)
+    return sample_clip(model, start, cond, noise, fps, settings.steps, settings.s1, settings.s2, settings.scheduler,
+                       callback, check_interrupt, settings.sequential)
+
+
+def decode_latents(decode: DecodeFn, latents: torch.Tensor, batch: int = 16) -> torch.Tensor:
+    """``[N, 4, h, w]`` scaled latents -> ``[N, ch, cw, 3]`` float 0..1, decoded in batches."""
+    out = [decode(latents[i:i + batch]).float().cpu() for i in range(0, latents.shape[0], batch)]
+    return torch.cat(out).clamp(0, 1)
+
+
 def outpaint_video(model, frames, plan: CanvasPlan, encode: EncodeFn, decode: DecodeFn, fps: float,
                    settings: SampleSettings = SampleSettings(), strides: Strides = "auto", schedule: str = "fixed",
                    callback: Optional[Callable[[dict], None]] = None,
                    check_interrupt: Optional[Callable[[], None]] = None,
-                   global_latents: Optional[torch.Tensor] = None,
-                   decode_batch: int = 16) -> OutpaintResult:
+                   global_latents: Optional[torch.Tensor] = None, preencode: bool = False,
+                   encoded: Optional[EncodedVideo] = None, decode_batch: int = 16) -> OutpaintResult:
     """Outpaint ``frames`` (``[N, H, W, 3]`` tensor/array or a sequence of frames, uint8 or float 0..1).
 
     ``schedule``: ``"fixed"`` (default: every frame generated exactly once) or ``"official"`` (the official
     passes; frames it never generates are an error). ``callback`` gets ``{"pass", "passes", "i", "total", "t",
     "x", "denoised", "frames"}`` after every step; ``check_interrupt`` is called before every step and may raise.
-    ``global_latents`` ``[16, 4, h, w]`` overrides the global frames (default: the masked canvases of frames
-    ``linspace(0, N-1, 16)``, reusing the cache).
+    ``global_latents`` ``[16, 4, h, w]`` overrides the global frames; ``encoded`` (from :func:`encode_video`)
+    skips the encoding step when the caller did it already.
     """
     n = len(frames)
     if n < 1:
@@ -122,45 +202,21 @@ def outpaint_video(model, frames, plan: CanvasPlan, encode: EncodeFn, decode: De
         if missing:
             raise ValueError(f"the official schedule never generates frames {missing[:8]} of this {n}-frame video; "
                              "use the default ('fixed') schedule")
-    device, dtype = model.device, model.dtype
-    cache = LatentCache(frames, plan, encode)
-
-    if global_latents is None:
-        g_idx = global_frame_indexes(n)
-        cache.ensure([], need_masked=g_idx)
-        global_latents = torch.stack([cache.masked[i] for i in g_idx])
-    h, w = plan.latent_hw
-    black = torch.zeros(1, *plan.canvas_hw, 3)  # the unconditional canvas: all black (-1 in VAE range)
-    cache.encode_calls += 1
-    cache.encoded_images += 1
-    uncond_latent = encode(black).float().cpu()
-    mask = latent_mask(plan)
-    with torch.no_grad():
-        g_cond = model.encode_global(global_latents.to(device, dtype))
-        g_uncond = model.encode_global(torch.zeros_like(global_latents).to(device, dtype))
-
+    if encoded is None:
+        encoded = encode_video(frames, plan, encode, global_latents, preencode)
+    ctx = video_context(model, encoded, plan)
     final: dict[int, torch.Tensor] = {}
-    unet_calls = 0
     for k, p in enumerate(passes):
-        frames_k, guides_k = p["frames"], p["is_guide"]
-        cache.ensure(frames_k, need_masked=[f for f, g in zip(frames_k, guides_k) if not g])
-        masked = torch.stack([final[f] if g else cache.masked[f] for f, g in zip(frames_k, guides_k)])
-        guides = {pos: final[f] for pos, (f, g) in enumerate(zip(frames_k, guides_k)) if g}
-        cond = clip_conditioning(masked.to(device), uncond_latent.to(device), mask.to(device),
-                                 {i: v.to(device) for i, v in guides.items()}, g_cond, g_uncond)
-        start = torch.stack([cache.prefilled[f] for f in frames_k]).permute(1, 0, 2, 3).unsqueeze(0).to(device)
-        noise = window_noise(settings.seed, k, (1, 4, len(frames_k), h, w)).to(device)
+        guides = {f: final[f] for f, g in zip(p["frames"], p["is_guide"]) if g}
 
         def step_cb(info, k=k, p=p):
             if callback is not None:
                 callback(dict(info, **{"pass": k, "passes": len(passes), "frames": p["frames"]}))
 
-        latents = sample_clip(model, start, cond, noise, int(fps // p["fps_divisor"]), settings.steps, settings.s1,
-                              settings.s2, settings.scheduler, step_cb, check_interrupt, settings.sequential)
-        unet_calls += settings.steps
+        latents = sample_pass(model, ctx, p["frames"], guides, int(fps // p["fps_divisor"]), settings, k,
+                              step_cb, check_interrupt)
         for pos, frame in pass_writes(p):
             final[frame] = latents[0, :, pos].float().cpu()
-
     latents = torch.stack([final[i] for i in range(n)])
-    canvases = torch.cat([decode(latents[i:i + decode_batch]).float().cpu() for i in range(0, n, decode_batch)])
-    return OutpaintResult(canvases.clamp(0, 1), latents, passes, cache.encoded_images, unet_calls)
+    canvases = decode_latents(decode, latents, decode_batch)
+    return OutpaintResult(canvases, latents, passes, ctx.cache.encoded_images, len(passes) * settings.steps)

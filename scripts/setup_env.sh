@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Creates/updates the project virtualenv (default .venv) with torch and the plugin's requirements.
-# Idempotent: a second run only checks. torch is pinned so that no requirement can pull another build.
+# Creates/updates the project virtualenv (default .venv) with torch, a real ComfyUI 0.3.75 (in .comfyui) and the
+# plugin's requirements. Idempotent. torch is pinned so that no requirement can pull another build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${M3DDM_VENV:-.venv}
+COMFY=${M3DDM_COMFYUI_DIR:-.comfyui}
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip "$@"; }
 pip install -q "${TORCH_PINS[@]}"
+bash scripts/install_comfyui.sh "$VENV" "$COMFY"
 pip install -q -r requirements.txt -r requirements-dev.txt "${TORCH_PINS[@]}"

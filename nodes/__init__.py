@@ -1,0 +1,23 @@
+"""The ComfyUI layer: V3 nodes that translate ComfyUI types to m3ddm_core calls."""
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from .canvas_node import M3DDMOutpaintCanvas
+from .composite_node import M3DDMComposite
+from .loader_node import LoadM3DDMModel
+from .runtime import register_model_folder
+from .sampler_nodes import M3DDMCoarseToFine, M3DDMEncodeGlobalFrames, M3DDMSampleClip
+
+NODES = [LoadM3DDMModel, M3DDMOutpaintCanvas, M3DDMEncodeGlobalFrames, M3DDMSampleClip, M3DDMCoarseToFine,
+         M3DDMComposite]
+
+
+class M3DDMExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+async def comfy_entrypoint() -> M3DDMExtension:
+    register_model_folder()
+    return M3DDMExtension()

@@ -1,0 +1,73 @@
+"""M3DDM Outpaint Canvas: the target geometry of a video."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from comfy_api.latest import io
+
+from ..m3ddm_core import CanvasError, build_canvas, plan_canvas
+
+from .convert import node_error, rgb_frames
+from .types import Canvas, M3DDMCanvasType, video_fingerprint
+
+NODE = "M3DDM_OutpaintCanvas"
+TARGETS = ["aspect ratio", "output size", "padding"]
+
+
+class M3DDMOutpaintCanvas(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        pad = dict(default=0.0, min=0.0, max=16384.0, step=1.0)
+        pad_tip = "Pixels to add on this side; a value below 1 is a fraction of the frame (0.25 = a quarter)."
+        return io.Schema(
+            node_id=NODE,
+            display_name="M3DDM Outpaint Canvas",
+            category="M3DDM",
+            description="Plans the outpainting of a frame sequence: the output size at native resolution and the "
+                        "256x256 working canvas the model sees (content centred, border to generate). Outputs a "
+                        "preview of the TELEA-prefilled working canvases and their mask (1 = generated).",
+            inputs=[
+                io.Image.Input("images", tooltip="The video frames (IMAGE batch, one frame per item)."),
+                io.Combo.Input("target", options=TARGETS, default="aspect ratio",
+                               tooltip="How the output is given: an aspect ratio, an output size, or per-side padding."),
+                io.String.Input("aspect_ratio", default="9:16",
+                                tooltip="Target aspect ratio W:H (e.g. 16:9 or 9:16), or the official list form 16:9,9:16 "
+                                        "(the union of all). Used when target = aspect ratio."),
+                io.Int.Input("width", default=1920, min=1, max=16384,
+                             tooltip="Output width in pixels (target = output size); at least the frame width."),
+                io.Int.Input("height", default=1080, min=1, max=16384,
+                             tooltip="Output height in pixels (target = output size); at least the frame height."),
+                io.Float.Input("pad_left", tooltip=pad_tip, **pad),
+                io.Float.Input("pad_right", tooltip=pad_tip, **pad),
+                io.Float.Input("pad_top", tooltip=pad_tip, **pad),
+                io.Float.Input("pad_bottom", tooltip=pad_tip, **pad),
+                io.Combo.Input("canvas_mode", options=["official", "tight"], default="official",
+                               tooltip="official: the 256x256 square canvas the model was trained on. tight: a canvas of "
+                                       "the output's aspect (sides multiples of 64), less wasted work, outside the "
+                                       "training distribution."),
+            ],
+            outputs=[
+                M3DDMCanvasType.Output(display_name="canvas", tooltip="Geometry + source frames for the M3DDM nodes."),
+                io.Image.Output(display_name="preview", tooltip="The prefilled working canvases the model starts from."),
+                io.Mask.Output(display_name="mask", tooltip="Working-canvas mask, 1 = generated, 0 = source content."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, images, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
+                canvas_mode) -> io.NodeOutput:
+        frames = rgb_frames(images, NODE)
+        hw = (int(frames.shape[1]), int(frames.shape[2]))
+        kwargs = {"aspect ratio": {"ratio": aspect_ratio}, "output size": {"size": (height, width)},
+                  "padding": {"padding": (pad_left, pad_right, pad_top, pad_bottom)}}.get(target)
+        if kwargs is None:
+            raise node_error(NODE, f"target {target!r} is unknown; choose one of {', '.join(TARGETS)}")
+        try:
+            plan = plan_canvas(hw, mode=canvas_mode, **kwargs)
+        except CanvasError as exc:
+            raise node_error(NODE, str(exc)) from None
+        canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images))
+        preview = torch.from_numpy(np.stack([build_canvas(frames[i].cpu().numpy(), plan)[0]
+                                             for i in range(frames.shape[0])])).float() / 255.0
+        mask = torch.from_numpy(plan.pixel_mask()).unsqueeze(0)
+        return io.NodeOutput(canvas, preview, mask)

@@ -1,0 +1,110 @@
+"""Layout conversions between ComfyUI types and m3ddm_core, in one place.
+
+IMAGE ``[B, H, W, C]`` float 0..1 (C = 1, 3 or 4); LATENT ``{"samples": [B, 4, h, w]}`` unscaled (as core VAE
+nodes use it); m3ddm_core latents are scaled by 0.18215 and pixels are ``[k, H, W, 3]`` float 0..1.
+"""
+from __future__ import annotations
+
+import torch
+
+SD_LATENT_SCALE = 0.18215
+
+
+def node_error(node: str, message: str) -> ValueError:
+    return ValueError(f"[{node}] {message}")
+
+
+def rgb_frames(images: torch.Tensor, node: str) -> torch.Tensor:
+    """IMAGE -> ``[N, H, W, 3]`` view/copy for the model: grayscale repeated, alpha dropped."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise node_error(node, f"expected an IMAGE batch [frames, height, width, channels], got {shape}")
+    if images.shape[0] == 0:
+        raise node_error(node, "the IMAGE batch has 0 frames; connect a video or image sequence with at least one frame")
+    c = images.shape[-1]
+    if c == 3:
+        return images
+    if c == 1:
+        return images.expand(-1, -1, -1, 3)
+    if c == 4:
+        return images[..., :3]
+    raise node_error(node, f"IMAGE has {c} channels; expected 1 (grayscale), 3 (RGB) or 4 (RGBA)")
+
+
+def check_sd_vae(vae, node: str) -> None:
+    """M3DDM works in the SD1.x latent space: 4 channels, 8x downscale, images (not video)."""
+    channels = getattr(vae, "latent_channels", None)
+    ratio = getattr(vae, "downscale_ratio", 8)
+    dim = getattr(vae, "latent_dim", 2)
+    if channels != 4 or ratio != 8 or dim != 2:
+        raise node_error(node, f"the VAE has {channels} latent channels, downscale {ratio}, latent dim {dim}; M3DDM needs "
+                               "the Stable Diffusion 1.x VAE (4 channels, 8x, image). Load e.g. "
+                               "vae-ft-mse-840000-ema-pruned.safetensors with the core Load VAE node.")
+
+
+def vae_encoder(vae):
+    """ComfyUI VAE -> ``encode(pixels [k, H, W, 3] 0..1) -> [k, 4, H/8, W/8]`` scaled latents (CPU)."""
+    def encode(pixels: torch.Tensor) -> torch.Tensor:
+        return vae.encode(pixels[..., :3]).float().cpu() * SD_LATENT_SCALE
+    return encode
+
+
+def vae_decoder(vae):
+    """ComfyUI VAE -> ``decode(scaled latents [k, 4, h, w]) -> [k, H, W, 3]`` float 0..1 (CPU)."""
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        out = vae.decode(latents / SD_LATENT_SCALE)
+        if out.ndim == 5:  # video VAEs return [B, T, H, W, C]
+            out = out.reshape(-1, *out.shape[-3:])
+        return out[..., :3].float().cpu()
+    return decode
+
+
+def to_latent_dict(latents: torch.Tensor, frames: list[int]) -> dict:
+    """Scaled core latents ``[k, 4, h, w]`` of source ``frames`` -> a LATENT (unscaled; core VAE Decode works on
+    it). ``m3ddm_frames`` tells a later sampler which source frame each latent belongs to (guides)."""
+    return {"samples": latents / SD_LATENT_SCALE, "m3ddm_frames": list(frames)}
+
+
+def guide_latents(latent: dict, latent_hw: tuple[int, int], num_frames: int, node: str) -> dict[int, torch.Tensor]:
+    """A guide LATENT from an M3DDM sampler -> ``{frame index: scaled latent [4, h, w]}``."""
+    if not isinstance(latent, dict) or "samples" not in latent:
+        raise node_error(node, "the guide input is not a LATENT")
+    samples = latent["samples"]
+    frames = latent.get("m3ddm_frames")
+    if frames is None:
+        raise node_error(node, "the guide LATENT does not come from an M3DDM sampler (it carries no frame indexes); "
+                               "connect the LATENT output of M3DDM Sample Clip or M3DDM Coarse-to-Fine Outpaint")
+    if samples.ndim != 4 or samples.shape[1] != 4 or tuple(samples.shape[-2:]) != tuple(latent_hw):
+        raise node_error(node, f"guide LATENT has shape {tuple(samples.shape)}; this canvas needs [frames, 4, "
+                               f"{latent_hw[0]}, {latent_hw[1]}] -- it was made for another canvas")
+    if samples.shape[0] != len(frames):
+        raise node_error(node, f"guide LATENT holds {samples.shape[0]} latents for {len(frames)} frame indexes")
+    if frames and max(frames) >= num_frames:
+        raise node_error(node, f"guide LATENT refers to frame {max(frames)}, but the video has {num_frames} frames")
+    return {int(f): samples[i].float().cpu() * SD_LATENT_SCALE for i, f in enumerate(frames)}
+
+
+def parse_frame_indexes(text: str, num_frames: int, node: str) -> list[int]:
+    """``"0-15"``, ``"0,2,4"`` or ``"32-47"`` -> 16 frame indexes (fewer are padded with the last, as the
+    official code pads clips)."""
+    out: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                a, b = (int(x) for x in part.split("-", 1))
+                out.extend(range(a, b + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise node_error(node, f"frame indexes {text!r} must look like 0-15 or 0,2,4,6") from None
+    if not out:
+        out = list(range(min(16, num_frames)))
+    bad = [i for i in out if not 0 <= i < num_frames]
+    if bad:
+        raise node_error(node, f"frame indexes {bad[:5]} are outside the video (0..{num_frames - 1})")
+    if len(out) > 16:
+        raise node_error(node, f"{len(out)} frame indexes given; one clip holds at most 16 (use M3DDM Coarse-to-Fine "
+                               "Outpaint for whole videos)")
+    return out + [out[-1]] * (16 - len(out))

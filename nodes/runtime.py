@@ -1,0 +1,145 @@
+"""ComfyUI services the nodes use: the models/m3ddm folder, model loading into a ModelPatcher, device
+placement, progress with latent previews, and interruption."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable
+
+import torch
+
+import folder_paths
+
+from ..m3ddm_core import load_unet, sdpa_attention
+from ..m3ddm_core.loader import WEIGHT_NAMES
+
+from .types import M3DDMModel
+
+log = logging.getLogger("M3DDM")
+
+MODEL_FOLDER = "m3ddm"
+WEIGHT_EXTENSIONS = {".safetensors", ".bin", ".pth", ".pt"}
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def register_model_folder() -> None:
+    """Register ``models/m3ddm``; paths and extensions from extra_model_paths.yaml are kept, ours appended."""
+    default = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
+    entry = folder_paths.folder_names_and_paths.get(MODEL_FOLDER)
+    if entry is None:
+        folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([default], set(WEIGHT_EXTENSIONS))
+        return
+    paths, exts = entry
+    if default not in paths:
+        paths.append(default)
+    if exts:  # an empty container means "every file"; keep that
+        if isinstance(exts, set):
+            exts.update(WEIGHT_EXTENSIONS)
+        else:
+            exts.extend(e for e in WEIGHT_EXTENSIONS if e not in exts)
+
+
+def _is_model_dir(path: str) -> bool:
+    return any(os.path.isfile(os.path.join(path, n)) for n in WEIGHT_NAMES) or os.path.isdir(os.path.join(path, "unet"))
+
+
+def list_models() -> list[str]:
+    """Folder models (config.json + diffusion_pytorch_model.*) and single weight files under every m3ddm path."""
+    if MODEL_FOLDER not in folder_paths.folder_names_and_paths:
+        register_model_folder()
+    found = set()
+    for root in folder_paths.get_folder_paths(MODEL_FOLDER):
+        if not os.path.isdir(root):
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            rel = os.path.relpath(dirpath, root)
+            if rel != "." and _is_model_dir(dirpath):
+                found.add(rel.replace(os.sep, "/"))
+                dirnames[:] = []
+                continue
+            for f in filenames:
+                if os.path.splitext(f)[1].lower() in WEIGHT_EXTENSIONS:
+                    found.add(os.path.normpath(os.path.join(rel, f)).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def resolve_model(name: str) -> str:
+    for root in folder_paths.get_folder_paths(MODEL_FOLDER):
+        path = os.path.join(root, name)
+        if os.path.exists(path):
+            return path
+    roots = ", ".join(folder_paths.get_folder_paths(MODEL_FOLDER))
+    raise FileNotFoundError(f"[M3DDM_LoadModel] '{name}' is not in the M3DDM model folders ({roots}). Put the "
+                            "M3DDM-Video-Outpainting folder (config.json + diffusion_pytorch_model.bin) there.")
+
+
+def comfy_attention(q, k, v, heads):
+    from comfy.ldm.modules import attention  # looked up at call time: ComfyUI rebinds it from its CLI flags
+    return attention.optimized_attention(q, k, v, heads)
+
+
+def load_model(name: str, dtype_name: str) -> M3DDMModel:
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.ops
+
+    path = resolve_model(name)
+    device, offload = mm.get_torch_device(), mm.unet_offload_device()
+    if dtype_name == "auto":
+        dtype = mm.unet_dtype(device, model_params=1_300_000_000,
+                              supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
+    else:
+        dtype = DTYPES[dtype_name]
+        if device.type == "cpu" and dtype == torch.float16:
+            log.warning("M3DDM: fp16 on the CPU is slow; bf16 or fp32 are faster there")
+    # ComfyUI's attention backends pay off on GPUs; on the CPU its sub-quadratic kernel is ~10x slower than SDPA.
+    attention = comfy_attention if device.type != "cpu" else sdpa_attention
+    model = load_unet(path, dtype=dtype, device=offload, ops=comfy.ops.disable_weight_init, attention=attention)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=offload)
+    log.info("M3DDM: loaded %s as %s (load device %s)", name, dtype, device)
+    return M3DDMModel(patcher=patcher, name=name, dtype=dtype)
+
+
+def model_on_device(handle: M3DDMModel):
+    """Let ComfyUI make room and move the UNet to its load device; returns the UNet."""
+    import comfy.model_management as mm
+
+    mm.load_models_gpu([handle.patcher], force_full_load=True)
+    model = handle.patcher.model
+    if model.device.type == "cpu":
+        log.warning("M3DDM is sampling on the CPU: this works but is slow (minutes per 16-frame clip at full size)")
+    return model
+
+
+def check_interrupt() -> None:
+    import comfy.model_management as mm
+
+    mm.throw_exception_if_processing_interrupted()
+
+
+def progress_callback(total_steps: int, device) -> Callable[[dict], None]:
+    """A ProgressBar over all steps, with a latent preview of the clip's middle frame."""
+    import comfy.latent_formats
+    import comfy.utils
+    import latent_preview
+
+    pbar = comfy.utils.ProgressBar(total_steps)
+    previewer = latent_preview.get_previewer(device, comfy.latent_formats.SD15())
+    done = [0]
+
+    def callback(info: dict) -> None:
+        done[0] += 1
+        preview = None
+        if previewer is not None:
+            x0 = info["denoised"]
+            frame = x0[0, :, x0.shape[2] // 2].unsqueeze(0)  # [1, 4, h, w]
+            preview = previewer.decode_latent_to_preview_image("JPEG", frame)
+        pbar.update_absolute(done[0], total_steps, preview)
+
+    return callback
+
+
+def output_device():
+    import comfy.model_management as mm
+
+    return mm.intermediate_device()

@@ -1,0 +1,192 @@
+"""M3DDM Encode Global Frames, M3DDM Sample Clip and M3DDM Coarse-to-Fine Outpaint."""
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from ..m3ddm_core import SampleSettings, outpaint_video
+from ..m3ddm_core.schedule import STRIDE_PRESETS, official_window_schedule, plan_schedule
+from ..m3ddm_core.schedulers import SCHEDULERS
+from ..m3ddm_core.video import (LatentCache, decode_latents, encode_video, global_frame_indexes, sample_pass,
+                                video_context)
+
+from . import runtime
+from .convert import (check_sd_vae, guide_latents, node_error, parse_frame_indexes, rgb_frames, to_latent_dict,
+                      vae_decoder, vae_encoder)
+from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
+
+
+def _sampling_inputs() -> list:
+    return [
+        io.Combo.Input("scheduler", options=list(SCHEDULERS), default="pndm",
+                       tooltip="pndm: the official sampler (50 steps). ddim / dpmpp_2m: usable with fewer steps (20-25)."),
+        io.Int.Input("steps", default=50, min=1, max=1000, tooltip="Denoising steps per 16-frame clip."),
+        io.Float.Input("context_guidance", default=2.0, min=0.0, max=20.0, step=0.1,
+                       tooltip="s1: guidance by the visible video content (official 2). 1 skips a UNet branch."),
+        io.Float.Input("global_guidance", default=4.0, min=0.0, max=20.0, step=0.1,
+                       tooltip="s2: guidance by the 16 global frames of the whole video (official 4)."),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                     tooltip="Noise seed; the same seed gives the same video on CPU, CUDA and MPS."),
+        io.Float.Input("fps", default=24.0, min=0.0, max=240.0, step=0.01,
+                       tooltip="Frame rate of the source video (GetVideoComponents gives it). The model is "
+                               "conditioned on fps // stride as in the official code."),
+        io.Boolean.Input("low_vram", default=False,
+                         tooltip="Run the guidance branches one after another: less VRAM, a bit slower."),
+    ]
+
+
+def _settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram) -> SampleSettings:
+    return SampleSettings(steps=steps, s1=context_guidance, s2=global_guidance, scheduler=scheduler, seed=seed,
+                          sequential=low_vram)
+
+
+def _check_global(global_frames, canvas, node):
+    if global_frames is None:
+        return None
+    if global_frames.video_id != canvas.video_id or global_frames.plan != canvas.plan:
+        raise node_error(node, "the global frames were encoded for another video or canvas; connect M3DDM Encode "
+                               "Global Frames fed by this same canvas")
+    return global_frames.latents
+
+
+class M3DDMEncodeGlobalFrames(io.ComfyNode):
+    NODE = "M3DDM_EncodeGlobalFrames"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=cls.NODE,
+            display_name="M3DDM Encode Global Frames",
+            category="M3DDM",
+            description="Encodes the 16 global frames (sampled uniformly over the whole video, masked like the "
+                        "clips) with the SD1.5 VAE. Every M3DDM clip cross-attends to them for video-wide consistency.",
+            inputs=[
+                io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE (core Load VAE)."),
+                M3DDMCanvasType.Input("canvas", tooltip="From M3DDM Outpaint Canvas."),
+            ],
+            outputs=[M3DDMGlobalType.Output(display_name="global_frames", tooltip="16 encoded global frames.")],
+        )
+
+    @classmethod
+    def execute(cls, vae, canvas) -> io.NodeOutput:
+        check_sd_vae(vae, cls.NODE)
+        frames = rgb_frames(canvas.frames, cls.NODE)
+        idx = global_frame_indexes(frames.shape[0])
+        cache = LatentCache(frames, canvas.plan, vae_encoder(vae))
+        cache.ensure([], need_masked=idx)
+        latents = torch.stack([cache.masked[i] for i in idx])
+        return io.NodeOutput(GlobalFrames(latents=latents, indexes=tuple(idx), video_id=canvas.video_id, plan=canvas.plan))
+
+
+class M3DDMSampleClip(io.ComfyNode):
+    NODE = "M3DDM_SampleClip"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=cls.NODE,
+            display_name="M3DDM Sample Clip",
+            category="M3DDM",
+            description="Outpaints one 16-frame clip. Frames already generated (from the guide LATENT of an "
+                        "earlier M3DDM sampler) condition the clip as guide frames, which links clips together.",
+            inputs=[
+                M3DDMModelType.Input("m3ddm_model", tooltip="From Load M3DDM Model."),
+                io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE."),
+                M3DDMCanvasType.Input("canvas", tooltip="From M3DDM Outpaint Canvas."),
+                M3DDMGlobalType.Input("global_frames", tooltip="From M3DDM Encode Global Frames (same canvas)."),
+                io.String.Input("frame_indexes", default="0-15",
+                                tooltip="Source frames of the clip: a range 0-15, or a list 0,2,4,...; up to 16, fewer "
+                                        "are padded with the last one."),
+                *_sampling_inputs(),
+                io.Latent.Input("guide", optional=True,
+                                tooltip="Optional LATENT of an earlier M3DDM sampler: its frames that are in this clip "
+                                        "are kept as guides."),
+            ],
+            outputs=[
+                io.Latent.Output(display_name="latent", tooltip="Latents of the clip's frames (core VAE Decode works on "
+                                                                "them; also a guide for the next clip)."),
+                io.Image.Output(display_name="generated", tooltip="Decoded working canvases of the clip's frames."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, m3ddm_model, vae, canvas, global_frames, frame_indexes, scheduler, steps, context_guidance,
+                global_guidance, seed, fps, low_vram, guide=None) -> io.NodeOutput:
+        check_sd_vae(vae, cls.NODE)
+        frames = rgb_frames(canvas.frames, cls.NODE)
+        n = frames.shape[0]
+        clip = parse_frame_indexes(frame_indexes, n, cls.NODE)
+        g_latents = _check_global(global_frames, canvas, cls.NODE)
+        guides = guide_latents(guide, canvas.plan.latent_hw, n, cls.NODE) if guide is not None else {}
+        settings = _settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
+        encoded = encode_video(frames, canvas.plan, vae_encoder(vae), g_latents)
+        encoded.cache.ensure(clip, need_masked=[f for f in clip if f not in guides])
+        model = runtime.model_on_device(m3ddm_model)
+        ctx = video_context(model, encoded, canvas.plan)
+        callback = runtime.progress_callback(steps, model.device)
+        latents = sample_pass(model, ctx, clip, {f: g for f, g in guides.items() if f in clip}, int(fps), settings, 0,
+                              callback, runtime.check_interrupt)
+        order = list(dict.fromkeys(clip))
+        # Guide frames keep the latent they were generated with; the others take this clip's result.
+        clip_latents = torch.stack([guides[f] if f in guides else latents[0, :, clip.index(f)].float().cpu()
+                                    for f in order])
+        images = decode_latents(vae_decoder(vae), clip_latents)
+        return io.NodeOutput(to_latent_dict(clip_latents, order), images.to(runtime.output_device()))
+
+
+class M3DDMCoarseToFine(io.ComfyNode):
+    NODE = "M3DDM_CoarseToFine"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=cls.NODE,
+            display_name="M3DDM Coarse-to-Fine Outpaint",
+            category="M3DDM",
+            description="Outpaints a whole video with M3DDM's hybrid coarse-to-fine schedule: sparse key frames "
+                        "first (e.g. every 15th), then the frames between them, each clip guided by what is already "
+                        "generated. Every frame is generated exactly once; the frame count is kept.",
+            inputs=[
+                M3DDMModelType.Input("m3ddm_model", tooltip="From Load M3DDM Model."),
+                io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE."),
+                M3DDMCanvasType.Input("canvas", tooltip="From M3DDM Outpaint Canvas."),
+                *_sampling_inputs(),
+                io.Combo.Input("strides", options=["auto", *STRIDE_PRESETS], default="auto",
+                               tooltip="Frame intervals of the passes, coarse to fine. auto: dense below 50 frames, "
+                                       "15,5,1 up to 226 frames, 30,15,1 beyond (the paper's choice for long videos)."),
+                io.Combo.Input("schedule", options=["fixed", "official"], default="fixed",
+                               tooltip="fixed: every frame generated once, nothing past the end. official: the "
+                                       "official code's windows (for comparisons)."),
+                M3DDMGlobalType.Input("global_frames", optional=True,
+                                      tooltip="Optional: from M3DDM Encode Global Frames. Without it they are encoded "
+                                              "here from the cached canvases (no extra VAE work)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="generated", tooltip="The generated working canvases, one per frame; feed "
+                                                                  "M3DDM Composite (optionally through an upscaler)."),
+                io.Latent.Output(display_name="latent", tooltip="Latents of every frame (a guide for M3DDM Sample Clip)."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, m3ddm_model, vae, canvas, scheduler, steps, context_guidance, global_guidance, seed, fps,
+                low_vram, strides, schedule, global_frames=None) -> io.NodeOutput:
+        check_sd_vae(vae, cls.NODE)
+        frames = rgb_frames(canvas.frames, cls.NODE)
+        g_latents = _check_global(global_frames, canvas, cls.NODE)
+        settings = _settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
+        try:
+            n_passes = len(plan_schedule(frames.shape[0], strides) if schedule == "fixed"
+                           else official_window_schedule(frames.shape[0]))
+        except ValueError as exc:
+            raise node_error(cls.NODE, str(exc)) from None
+        encoded = encode_video(frames, canvas.plan, vae_encoder(vae), g_latents, preencode=True)
+        model = runtime.model_on_device(m3ddm_model)
+        callback = runtime.progress_callback(max(1, n_passes * steps), model.device)
+        try:
+            result = outpaint_video(model, frames, canvas.plan, vae_encoder(vae), vae_decoder(vae), fps, settings,
+                                    strides, schedule, callback, runtime.check_interrupt, encoded=encoded)
+        except ValueError as exc:
+            raise node_error(cls.NODE, str(exc)) from None
+        latent = to_latent_dict(result.latents, list(range(frames.shape[0])))
+        return io.NodeOutput(result.canvases.to(runtime.output_device()), latent)

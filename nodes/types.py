@@ -1,0 +1,57 @@
+"""The pack's custom socket types (defined once) and the values that travel on them.
+
+Values are frozen dataclasses: ComfyUI hands the same object to every consumer and caches it, so no node may
+change one in place.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+from comfy_api.latest import io
+
+from ..m3ddm_core import CanvasPlan
+
+M3DDMModelType = io.Custom("M3DDM_MODEL")
+M3DDMCanvasType = io.Custom("M3DDM_CANVAS")
+M3DDMGlobalType = io.Custom("M3DDM_GLOBAL")
+
+
+@dataclass(frozen=True)
+class M3DDMModel:
+    """A loaded UNet inside a ComfyUI ModelPatcher (ComfyUI moves and offloads it)."""
+
+    patcher: object
+    name: str
+    dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """A video's outpainting geometry plus the source frames it was planned for (not copied, never changed)."""
+
+    plan: CanvasPlan
+    frames: torch.Tensor  # IMAGE [N, H, W, C] as the user gave it
+    video_id: str  # fingerprint of the frames: catches a canvas or global frames from another video
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+
+@dataclass(frozen=True)
+class GlobalFrames:
+    latents: torch.Tensor  # [16, 4, h, w], scaled by 0.18215
+    indexes: tuple
+    video_id: str
+    plan: CanvasPlan
+
+
+def video_fingerprint(frames: torch.Tensor) -> str:
+    """Cheap identity of a frame batch: shape plus a hash of a few sampled frames."""
+    n = frames.shape[0]
+    h = hashlib.sha1(str(tuple(frames.shape)).encode())
+    for i in sorted({0, n // 2, n - 1}):
+        h.update(frames[i, ::7, ::7].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

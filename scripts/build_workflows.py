@@ -1,0 +1,147 @@
+"""Writes the example workflows in workflows/ (ComfyUI UI format v0.4, drag-and-drop ready).
+
+Each workflow is described compactly below (nodes with widget values and their wiring); this script lays them
+out and fills in the link tables. Run it after changing a node's inputs: `python scripts/build_workflows.py`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "workflows"
+CLIP = "m3ddm_demo_clip.mp4"
+MODEL = "M3DDM-Video-Outpainting"
+VAE = "vae-ft-mse-840000-ema-pruned.safetensors"
+SAMPLING = ["pndm", 50, 2.0, 4.0, 0, "fixed", 24.0, False]  # scheduler, steps, s1, s2, seed, control, fps, low_vram
+
+# node type -> (input sockets in order, output types)
+SOCKETS = {
+    "LoadVideo": ([], ["VIDEO"]),
+    "GetVideoComponents": ([("video", "VIDEO")], ["IMAGE", "AUDIO", "FLOAT"]),
+    "ImageFromBatch": ([("image", "IMAGE")], ["IMAGE"]),
+    "VAELoader": ([], ["VAE"]),
+    "M3DDM_LoadModel": ([], ["M3DDM_MODEL"]),
+    "M3DDM_OutpaintCanvas": ([("images", "IMAGE")], ["M3DDM_CANVAS", "IMAGE", "MASK"]),
+    "M3DDM_EncodeGlobalFrames": ([("vae", "VAE"), ("canvas", "M3DDM_CANVAS")], ["M3DDM_GLOBAL"]),
+    "M3DDM_SampleClip": ([("m3ddm_model", "M3DDM_MODEL"), ("vae", "VAE"), ("canvas", "M3DDM_CANVAS"),
+                          ("global_frames", "M3DDM_GLOBAL"), ("guide", "LATENT")], ["LATENT", "IMAGE"]),
+    "M3DDM_CoarseToFine": ([("m3ddm_model", "M3DDM_MODEL"), ("vae", "VAE"), ("canvas", "M3DDM_CANVAS"),
+                            ("global_frames", "M3DDM_GLOBAL")], ["IMAGE", "LATENT"]),
+    "M3DDM_Composite": ([("images", "IMAGE"), ("generated", "IMAGE"), ("canvas", "M3DDM_CANVAS")], ["IMAGE"]),
+    "UpscaleModelLoader": ([], ["UPSCALE_MODEL"]),
+    "ImageUpscaleWithModel": ([("upscale_model", "UPSCALE_MODEL"), ("image", "IMAGE")], ["IMAGE"]),
+    "CreateVideo": ([("images", "IMAGE"), ("audio", "AUDIO")], ["VIDEO"]),
+    "SaveVideo": ([("video", "VIDEO")], []),
+    "PreviewImage": ([("images", "IMAGE")], []),
+}
+OUTPUT_NAMES = {"GetVideoComponents": ["images", "audio", "fps"], "M3DDM_OutpaintCanvas": ["canvas", "preview", "mask"],
+                "M3DDM_SampleClip": ["latent", "generated"], "M3DDM_CoarseToFine": ["generated", "latent"]}
+WIDGET_TYPES = {"fps": "FLOAT"}  # widgets that are fed by a link in these workflows
+
+
+def build(spec: list[dict], note: str) -> dict:
+    nodes, links = [], []
+    by_id = {n["id"]: n for n in spec}
+    outputs = {n["id"]: [{"name": (OUTPUT_NAMES.get(n["type"]) or [t] * 9)[i], "type": t, "links": [], "slot_index": i}
+                         for i, t in enumerate(SOCKETS[n["type"]][1])] for n in spec}
+    for order, n in enumerate(spec):
+        inputs = []
+        for name, kind in SOCKETS[n["type"]][0]:
+            inputs.append({"name": name, "type": kind, "link": None})
+        for name, (src, slot) in n.get("links", {}).items():
+            link_id = len(links) + 1
+            kind = SOCKETS[by_id[src]["type"]][1][slot]
+            entry = next((i for i in inputs if i["name"] == name), None)
+            if entry is None:  # a widget converted to an input
+                entry = {"name": name, "type": WIDGET_TYPES.get(name, kind), "widget": {"name": name}, "link": None}
+                inputs.append(entry)
+            entry["link"] = link_id
+            outputs[src][slot]["links"].append(link_id)
+            links.append([link_id, src, slot, n["id"], inputs.index(entry), kind])
+        col, row = n["pos"]
+        node = {"id": n["id"], "type": n["type"], "pos": [40 + 380 * col, 40 + 440 * row], "size": [320, 120],
+                "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs[n["id"]],
+                "properties": {"Node name for S&R": n["type"]}, "widgets_values": n.get("widgets", [])}
+        if "title" in n:
+            node["title"] = n["title"]
+        nodes.append(node)
+    nodes.append({"id": 100, "type": "Note", "pos": [40, 960], "size": [700, 160], "flags": {}, "order": len(spec),
+                  "mode": 0, "inputs": [], "outputs": [], "properties": {}, "widgets_values": [note]})
+    return {"last_node_id": 100, "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [],
+            "config": {}, "extra": {"ds": {"scale": 0.7, "offset": [20, 60]}}, "version": 0.4}
+
+
+COMMON = [
+    {"id": 1, "type": "LoadVideo", "title": "Load Video", "pos": (0, 0), "widgets": [CLIP, "image"]},
+    {"id": 2, "type": "GetVideoComponents", "title": "Get Video Components", "pos": (1, 0), "links": {"video": (1, 0)}},
+    {"id": 3, "type": "M3DDM_LoadModel", "title": "Load M3DDM Model", "pos": (0, 1), "widgets": [MODEL, "auto"]},
+    {"id": 4, "type": "VAELoader", "title": "Load VAE", "pos": (1, 1), "widgets": [VAE]},
+]
+
+
+def canvas(node_id, src, ratio, pos):
+    return {"id": node_id, "type": "M3DDM_OutpaintCanvas", "title": "M3DDM Outpaint Canvas", "pos": pos,
+            "links": {"images": src}, "widgets": ["aspect ratio", ratio, 1920, 1080, 0.0, 0.0, 0.0, 0.0, "official"]}
+
+
+SHORT = COMMON + [
+    {"id": 5, "type": "ImageFromBatch", "title": "First 16 frames", "pos": (2, 0), "links": {"image": (2, 0)},
+     "widgets": [0, 16]},
+    canvas(6, (5, 0), "9:16", (3, 0)),
+    {"id": 7, "type": "M3DDM_EncodeGlobalFrames", "title": "M3DDM Encode Global Frames", "pos": (3, 1),
+     "links": {"vae": (4, 0), "canvas": (6, 0)}},
+    {"id": 8, "type": "M3DDM_SampleClip", "title": "M3DDM Sample Clip", "pos": (4, 0),
+     "links": {"m3ddm_model": (3, 0), "vae": (4, 0), "canvas": (6, 0), "global_frames": (7, 0), "fps": (2, 2)},
+     "widgets": ["0-15", *SAMPLING]},
+    {"id": 9, "type": "M3DDM_Composite", "title": "M3DDM Composite", "pos": (5, 0),
+     "links": {"images": (5, 0), "generated": (8, 1), "canvas": (6, 0)}, "widgets": [8]},
+    {"id": 10, "type": "CreateVideo", "title": "Create Video", "pos": (6, 0), "links": {"images": (9, 0), "fps": (2, 2)},
+     "widgets": [24.0]},
+    {"id": 11, "type": "SaveVideo", "title": "Save Video", "pos": (7, 0), "links": {"video": (10, 0)},
+     "widgets": ["m3ddm/short_clip_9x16", "auto", "auto"]},
+]
+
+LONG = COMMON + [
+    canvas(5, (2, 0), "9:16", (2, 0)),
+    {"id": 6, "type": "M3DDM_CoarseToFine", "title": "M3DDM Coarse-to-Fine Outpaint", "pos": (3, 0),
+     "links": {"m3ddm_model": (3, 0), "vae": (4, 0), "canvas": (5, 0), "fps": (2, 2)},
+     "widgets": [*SAMPLING, "auto", "fixed"]},
+    {"id": 7, "type": "M3DDM_Composite", "title": "M3DDM Composite", "pos": (4, 0),
+     "links": {"images": (2, 0), "generated": (6, 0), "canvas": (5, 0)}, "widgets": [8]},
+    {"id": 8, "type": "CreateVideo", "title": "Create Video", "pos": (5, 0),
+     "links": {"images": (7, 0), "audio": (2, 1), "fps": (2, 2)}, "widgets": [24.0]},
+    {"id": 9, "type": "SaveVideo", "title": "Save Video", "pos": (6, 0), "links": {"video": (8, 0)},
+     "widgets": ["m3ddm/outpaint", "auto", "auto"]},
+]
+
+UPSCALE = COMMON + [
+    canvas(5, (2, 0), "9:16", (2, 0)),
+    {"id": 6, "type": "M3DDM_CoarseToFine", "title": "M3DDM Coarse-to-Fine Outpaint", "pos": (3, 0),
+     "links": {"m3ddm_model": (3, 0), "vae": (4, 0), "canvas": (5, 0), "fps": (2, 2)},
+     "widgets": [*SAMPLING, "auto", "fixed"]},
+    {"id": 10, "type": "UpscaleModelLoader", "title": "Load Upscale Model", "pos": (3, 1),
+     "widgets": ["RealESRGAN_x4plus.safetensors"]},
+    {"id": 11, "type": "ImageUpscaleWithModel", "title": "Upscale Image (using Model)", "pos": (4, 1),
+     "links": {"upscale_model": (10, 0), "image": (6, 0)}},
+    {"id": 7, "type": "M3DDM_Composite", "title": "M3DDM Composite", "pos": (5, 0),
+     "links": {"images": (2, 0), "generated": (11, 0), "canvas": (5, 0)}, "widgets": [8]},
+    {"id": 8, "type": "CreateVideo", "title": "Create Video", "pos": (6, 0),
+     "links": {"images": (7, 0), "audio": (2, 1), "fps": (2, 2)}, "widgets": [24.0]},
+    {"id": 9, "type": "SaveVideo", "title": "Save Video", "pos": (7, 0), "links": {"video": (8, 0)},
+     "widgets": ["m3ddm/outpaint_upscaled", "auto", "auto"]},
+]
+
+WORKFLOWS = {
+    "m3ddm_short_clip_16x9_to_9x16.json": (SHORT, "Short clip, 16:9 -> 9:16: the first 16 frames outpainted as one "
+                                          "M3DDM clip, then composited at native resolution."),
+    "m3ddm_long_video_coarse_to_fine.json": (LONG, "Long video: M3DDM's coarse-to-fine schedule (key frames first, "
+                                             "then the frames between), composited at native resolution and saved "
+                                             "as mp4 with the source audio."),
+    "m3ddm_upscale_chain.json": (UPSCALE, "Upscaler chain: the 256-px generated canvases go through an upscale "
+                                 "model before M3DDM Composite, so the new border is sharper at native resolution."),
+}
+
+if __name__ == "__main__":
+    for name, (spec, note) in WORKFLOWS.items():
+        (OUT / name).write_text(json.dumps(build(spec, note), indent=1) + "\n")
+        print("wrote", OUT / name)

@@ -1,0 +1,149 @@
+"""The ComfyUI node layer, called directly (real comfy_api / comfy modules from the installed ComfyUI 0.3.75)."""
+import asyncio
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from comfy_env import REPO, load_plugin, taesd_vae
+from conftest import MICRO_CONFIG
+from helpers import load_clip
+
+NANO_CONFIG = dict(MICRO_CONFIG, block_out_channels=[8, 8, 8, 8], norm_num_groups=4)
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    return load_plugin()
+
+
+@pytest.fixture(scope="module")
+def node_classes(plugin):
+    ext = asyncio.run(plugin.comfy_entrypoint())
+    return {cls.GET_SCHEMA().node_id: cls for cls in asyncio.run(ext.get_node_list())}
+
+
+def test_node_contract(node_classes):
+    assert set(node_classes) == {"M3DDM_LoadModel", "M3DDM_OutpaintCanvas", "M3DDM_EncodeGlobalFrames",
+                                 "M3DDM_SampleClip", "M3DDM_CoarseToFine", "M3DDM_Composite"}
+    for node_id, cls in node_classes.items():
+        schema = cls.GET_SCHEMA()
+        assert schema.category == "M3DDM" and len(schema.description) > 40, node_id
+        for inp in schema.inputs:
+            assert inp.tooltip, f"{node_id}.{inp.id} has no tooltip"
+        for out in schema.outputs:
+            assert out.display_name and out.tooltip, node_id
+        assert (REPO / "web" / "docs" / f"{node_id}.md").is_file(), node_id
+        ids = [i.id for i in schema.inputs]
+        assert len(ids) == len(set(ids))
+
+
+def test_no_newest_only_api_and_no_comfy_import_in_core():
+    forbidden = ("search_aliases", "advanced=", "DynamicCombo", "Autogrow", "MatchType", "on_load", "NODE_CLASS_MAPPINGS")
+    for path in (REPO / "nodes").glob("*.py"):
+        text = path.read_text()
+        assert not any(f in text for f in forbidden), path
+    for path in (REPO / "m3ddm_core").glob("*.py"):
+        text = path.read_text()
+        for mod in ("import comfy", "from comfy", "folder_paths", "comfy_api", "latent_preview"):
+            assert mod not in text, (path, mod)
+
+
+@pytest.fixture()
+def models_dir(tmp_path, plugin):
+    import folder_paths
+    saved = folder_paths.folder_names_and_paths.get("m3ddm")
+    root = tmp_path / "m3ddm"
+    (root / "nano").mkdir(parents=True)
+    (root / "nano" / "config.json").write_text(json.dumps(NANO_CONFIG))
+    from m3ddm_core import build_unet
+    torch.manual_seed(0)
+    save_file(build_unet(NANO_CONFIG).state_dict(), str(root / "nano" / "diffusion_pytorch_model.safetensors"))
+    folder_paths.folder_names_and_paths["m3ddm"] = ([str(root)], {".safetensors", ".bin"})
+    yield root
+    if saved is None:
+        folder_paths.folder_names_and_paths.pop("m3ddm", None)
+    else:
+        folder_paths.folder_names_and_paths["m3ddm"] = saved
+
+
+def test_model_folder_registration_merges_with_extra_model_paths(plugin):
+    import folder_paths
+    runtime = plugin.nodes.runtime
+    saved = folder_paths.folder_names_and_paths.pop("m3ddm", None)
+    try:
+        folder_paths.add_model_folder_path("m3ddm", "/data/user/m3ddm")  # what extra_model_paths.yaml does
+        runtime.register_model_folder()
+        paths, exts = folder_paths.folder_names_and_paths["m3ddm"]
+        assert paths[0] == "/data/user/m3ddm" and paths[1].endswith("m3ddm") and len(paths) == 2
+        runtime.register_model_folder()  # idempotent
+        assert len(folder_paths.folder_names_and_paths["m3ddm"][0]) == 2
+    finally:
+        folder_paths.folder_names_and_paths.pop("m3ddm", None)
+        if saved is not None:
+            folder_paths.folder_names_and_paths["m3ddm"] = saved
+
+
+def _run(cls, **kwargs):
+    return cls.execute(**kwargs).result
+
+
+def test_whole_chain_on_a_real_clip(node_classes, models_dir):
+    assert "nano" in node_classes["M3DDM_LoadModel"].GET_SCHEMA().inputs[0].options
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    frames = load_clip(5)
+    original = frames.clone()
+    vae = taesd_vae()
+    canvas, preview, mask = _run(node_classes["M3DDM_OutpaintCanvas"], images=frames, target="aspect ratio",
+                                 aspect_ratio="9:16", width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0,
+                                 pad_bottom=0.0, canvas_mode="official")
+    assert preview.shape == (5, 256, 256, 3) and mask.shape == (1, 256, 256)
+    (global_frames,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=canvas)
+    assert global_frames.latents.shape == (16, 4, 32, 32)
+    sampling = dict(scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=3, fps=16.0,
+                    low_vram=False)
+    latent, clip_images = _run(node_classes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=canvas,
+                               global_frames=global_frames, frame_indexes="0-3", **sampling)
+    assert latent["samples"].shape == (4, 4, 32, 32) and latent["m3ddm_frames"] == [0, 1, 2, 3]
+    assert clip_images.shape == (4, 256, 256, 3)
+    latent2, _ = _run(node_classes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=canvas,
+                      global_frames=global_frames, frame_indexes="3-4", guide=latent, **sampling)
+    assert latent2["m3ddm_frames"] == [3, 4]
+    assert torch.allclose(latent2["samples"][0], latent["samples"][3], atol=1e-6)  # a guide frame is kept as generated
+    assert torch.isfinite(latent2["samples"]).all() and not torch.equal(latent2["samples"][1], latent["samples"][3])
+    generated, all_latent = _run(node_classes["M3DDM_CoarseToFine"], m3ddm_model=model, vae=vae, canvas=canvas,
+                                 strides="auto", schedule="fixed", **sampling)
+    assert generated.shape == (5, 256, 256, 3) and all_latent["samples"].shape == (5, 4, 32, 32)
+    (out,) = _run(node_classes["M3DDM_Composite"], images=frames, generated=generated, canvas=canvas, feather=4)
+    y, x = canvas.plan.content_out_yx
+    assert out.shape == (5, *canvas.plan.output_hw, 3)
+    assert torch.equal(out[:, y:y + 120, x:x + 208], frames)
+    assert torch.equal(frames, original)  # inputs never mutated
+
+
+def test_bad_ratio_error_names_the_node(node_classes):
+    with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintCanvas\] aspect ratio '16/9' is not of the form W:H"):
+        _run(node_classes["M3DDM_OutpaintCanvas"], images=load_clip(1), target="aspect ratio", aspect_ratio="16/9",
+             width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0, pad_bottom=0.0, canvas_mode="official")
+
+
+def test_global_frames_from_another_video_are_refused(node_classes):
+    canvas_kw = dict(target="aspect ratio", aspect_ratio="9:16", width=0, height=0, pad_left=0.0, pad_right=0.0,
+                     pad_top=0.0, pad_bottom=0.0, canvas_mode="official")
+    a, _, _ = _run(node_classes["M3DDM_OutpaintCanvas"], images=load_clip(3), **canvas_kw)
+    b, _, _ = _run(node_classes["M3DDM_OutpaintCanvas"], images=load_clip(3).flip(0), **canvas_kw)
+    (g,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=taesd_vae(), canvas=a)
+    with pytest.raises(ValueError, match=r"\[M3DDM_SampleClip\] the global frames were encoded for another video"):
+        _run(node_classes["M3DDM_SampleClip"], m3ddm_model=None, vae=taesd_vae(), canvas=b, global_frames=g,
+             frame_indexes="0-2", scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=0,
+             fps=8.0, low_vram=False)
+
+
+def test_non_sd_vae_is_refused_before_sampling(node_classes):
+    class VideoVAE:
+        latent_channels, downscale_ratio, latent_dim = 16, 8, 3
+    with pytest.raises(ValueError, match=r"\[M3DDM_EncodeGlobalFrames\] the VAE has 16 latent channels"):
+        _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=VideoVAE(), canvas=None)
