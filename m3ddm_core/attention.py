@@ -40,6 +40,23 @@ def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: 
     return _merge_heads(torch.matmul(scores.softmax(dim=-1), v))
 
 
+class ProjectedContext:
+    """Context tokens together with every cross-attention layer's K/V projection of them.
+
+    The global-frame tokens are constant for all steps of a clip (and all clips of a video), so their K/V can be
+    projected once (:meth:`M3DDMUNet.project_context`) instead of at every step -- and, unlike the official
+    per-frame ``expand``, once per clip rather than once per frame.
+    """
+
+    def __init__(self, tokens: torch.Tensor, kv: dict):
+        self.tokens = tokens
+        self.kv = kv
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.tokens.shape
+
+
 class CrossAttention(nn.Module):
     """Multi-head attention; self-attention when no context is given.
 
@@ -55,19 +72,24 @@ class CrossAttention(nn.Module):
         kw = {"device": device, "dtype": dtype}
         self.heads = heads
         self.attention = attention
+        self.is_cross = context_dim is not None
         self.to_q = ops.Linear(dim, dim, bias=False, **kw)
         self.to_k = ops.Linear(context_dim or dim, dim, bias=False, **kw)
         self.to_v = ops.Linear(context_dim or dim, dim, bias=False, **kw)
         self.to_out = nn.ModuleList([ops.Linear(dim, dim, **kw), nn.Identity()])  # keys to_out.0.* as official
 
-    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def project(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.to_k(context), self.to_v(context)
+
+    def forward(self, x: torch.Tensor, context=None) -> torch.Tensor:
+        """x ``[N, L, C]``; context ``[N/g, T, C_ctx]`` tensor or :class:`ProjectedContext` (self-attention if None)."""
         q = self.to_q(x)
         if context is None:
             k, v = self.to_k(x), self.to_v(x)
             out = self.attention(q, k, v, self.heads)
         else:
             groups = x.shape[0] // context.shape[0]
-            k, v = self.to_k(context), self.to_v(context)
+            k, v = context.kv[self] if isinstance(context, ProjectedContext) else self.project(context)
             n, length, dim = q.shape
             out = self.attention(q.reshape(n // groups, groups * length, dim), k, v, self.heads)
             out = out.reshape(n, length, dim)

@@ -62,29 +62,58 @@ def guidance_weights(s1: float, s2: float) -> dict[str, float]:
     return {"e00": 1.0 - s1, "e10": s1 - s2, "e11": s2}
 
 
+class GuidedDenoiser:
+    """The guided noise prediction of one clip, with everything that is constant over its steps prepared once:
+    the branch set, the conditioning half of the UNet input, and the global context with its cross-attention K/V
+    projected (when the model offers ``project_context``).
+
+    ``sequential`` runs one UNet call per branch (the low-VRAM mode) instead of one batched call.
+    """
+
+    def __init__(self, model, cond: ClipConditioning, s1: float, s2: float, sequential: bool = False):
+        weights = {k: w for k, w in guidance_weights(s1, s2).items() if w != 0.0}
+        if not weights:  # s2 = 0 and s1 = s2: the formula degenerates to e10 alone
+            weights = {"e10": 1.0}
+        parts = {
+            "e00": (cond.uncond, cond.uncond_mask, cond.global_uncond),
+            "e10": (cond.context, cond.mask, cond.global_uncond),
+            "e11": (cond.context, cond.mask, cond.global_cond),
+        }
+        self.model, self.sequential = model, sequential
+        self.names = list(weights)
+        self.weights = [weights[n] for n in self.names]
+        dtype = getattr(model, "dtype", cond.context.dtype)
+        cond_in = [torch.cat([parts[n][0], parts[n][1]], dim=1).to(dtype) for n in self.names]
+        contexts = [parts[n][2] for n in self.names]
+        project = getattr(model, "project_context", lambda c: c)
+        if sequential:
+            self.cond_in = cond_in
+            self.contexts = [project(c) for c in contexts]
+        else:
+            self.cond_in = [torch.cat(cond_in)]
+            self.contexts = [project(torch.cat(contexts))]
+
+    @property
+    def branches(self) -> int:
+        return len(self.names)
+
+    def __call__(self, x: torch.Tensor, t, fps) -> torch.Tensor:
+        """Latents ``[1, 4, F, h, w]`` -> combined noise prediction ``[1, 4, F, h, w]``."""
+        x = x.to(self.cond_in[0].dtype)
+        preds = []
+        for cond_in, context in zip(self.cond_in, self.contexts):
+            k = cond_in.shape[0]
+            preds.extend(self.model(torch.cat([x.expand(k, -1, -1, -1, -1), cond_in], dim=1), t, fps, context).split(1))
+        out = preds[0] * self.weights[0]
+        for w, pred in zip(self.weights[1:], preds[1:]):
+            out = out + pred * w
+        return out
+
+
 def predict_noise(model, x: torch.Tensor, t, fps, cond: ClipConditioning, s1: float, s2: float,
                   sequential: bool = False) -> torch.Tensor:
-    """Guided noise prediction for latents ``x`` ``[1,4,F,h,w]``; one batched UNet call (or one per branch
-    when ``sequential``, the low-VRAM mode)."""
-    weights = {k: w for k, w in guidance_weights(s1, s2).items() if w != 0.0}
-    if not weights:  # s2 = 0 and s1 = s2: the formula degenerates to e10 alone
-        weights = {"e10": 1.0}
-    parts = {
-        "e00": (cond.uncond, cond.uncond_mask, cond.global_uncond),
-        "e10": (cond.context, cond.mask, cond.global_uncond),
-        "e11": (cond.context, cond.mask, cond.global_cond),
-    }
-    names = list(weights)
-    inputs = [torch.cat([x, parts[n][0].to(x), parts[n][1].to(x)], dim=1) for n in names]
-    contexts = [parts[n][2] for n in names]
-    if sequential:
-        preds = [model(i, t, fps, c) for i, c in zip(inputs, contexts)]
-    else:
-        preds = list(model(torch.cat(inputs), t, fps, torch.cat(contexts)).split(1))
-    out = preds[0] * weights[names[0]]
-    for name, pred in zip(names[1:], preds[1:]):
-        out = out + pred * weights[name]
-    return out
+    """One guided noise prediction for latents ``x`` ``[1,4,F,h,w]`` (see :class:`GuidedDenoiser`)."""
+    return GuidedDenoiser(model, cond, s1, s2, sequential)(x, t, fps)
 
 
 def sample_clip(model, start_latents: torch.Tensor, cond: ClipConditioning, noise: torch.Tensor, fps: int,
@@ -100,15 +129,15 @@ def sample_clip(model, start_latents: torch.Tensor, cond: ClipConditioning, nois
     """
     sched = make_scheduler(scheduler)
     t_start, timesteps = sampling_timesteps(sched, steps)
-    dtype = model.dtype
     x = sched.add_noise(start_latents.float(), noise.float().to(start_latents.device), t_start.reshape(1))
     alphas = sched.alphas_cumprod
     with torch.no_grad():
+        denoiser = GuidedDenoiser(model, cond, s1, s2, sequential)
         for i, t in enumerate(timesteps):
             if check_interrupt is not None:
                 check_interrupt()
             model_in = sched.scale_model_input(x, t)
-            eps = predict_noise(model, model_in.to(dtype), t, fps, cond, s1, s2, sequential).float()
+            eps = denoiser(model_in, t, fps).float()
             x = sched.step(eps, t, x).prev_sample
             if callback is not None:
                 a = alphas[int(t)].to(x.device)

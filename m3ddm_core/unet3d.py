@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import AttentionFn, CrossAttention, SpatialTemporalTransformer, sdpa_attention
+from .attention import AttentionFn, CrossAttention, ProjectedContext, SpatialTemporalTransformer, sdpa_attention
 from .config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, UNetConfig, parse_config
 from .embeddings import FPS_MAX_PERIOD, TimestepEmbedding, sinusoidal_embedding
 from .global_encoder import GlobalFrameEncoder
@@ -225,6 +225,14 @@ class M3DDMUNet(nn.Module):
         # Inference-only model: BatchNorm of the global encoder must keep its running statistics.
         return super().train(False)
 
+    def project_context(self, context: torch.Tensor) -> ProjectedContext:
+        """Project context tokens ``[B, T, 320]`` to every cross-attention layer's K/V once; pass the result as
+        ``context`` to :meth:`forward` for as many steps as the tokens stay the same."""
+        context = context.to(self.dtype)
+        with torch.no_grad():
+            kv = {m: m.project(context) for m in self.modules() if isinstance(m, CrossAttention) and m.is_cross}
+        return ProjectedContext(context, kv)
+
     # -- the two calls --------------------------------------------------------------------------------------
     def encode_global(self, latents: torch.Tensor) -> torch.Tensor:
         """Global-frame latents ``[G, 4, h, w]`` (one video) or ``[B, G, 4, h, w]`` (scaled by 0.18215)
@@ -244,11 +252,12 @@ class M3DDMUNet(nn.Module):
 
         sample: ``[B, 9, F, h, w]`` = noisy latent (4) | context latent (4) | mask (1, 1 = generate).
         timestep: scalar or ``[B]``. fps: scalar or ``[B]``, truncated to an integer as the official code does.
-        context: ``[B, T, 320]`` tokens from :meth:`encode_global` (one sequence per batch item).
+        context: ``[B, T, 320]`` tokens from :meth:`encode_global` (one sequence per batch item, shared by its
+        frames), a :class:`ProjectedContext` of them, or ``[B*F, T, 320]`` (one per frame: the official layout).
         Returns ``[B, 4, F, h, w]``.
         """
-        b = sample.shape[0]
-        if context.shape[0] != b:
+        b, f = sample.shape[0], sample.shape[2]
+        if context.shape[0] not in (b, b * f):
             raise ValueError(f"context has {context.shape[0]} batch items, sample has {b}")
         dtype, device = self.dtype, sample.device
         sample = sample.to(dtype)
@@ -260,7 +269,8 @@ class M3DDMUNet(nn.Module):
         temb = self.time_embedding(sinusoidal_embedding(t, ch0, self.cfg.flip_sin_to_cos, self.cfg.freq_shift).to(dtype))
         femb = self.fps_embedding(sinusoidal_embedding(fps_t, ch0, self.cfg.flip_sin_to_cos, self.cfg.freq_shift,
                                                        max_period=FPS_MAX_PERIOD).to(dtype))
-        context = context.to(dtype)
+        if not isinstance(context, ProjectedContext):
+            context = context.to(dtype)
 
         x = self.conv_in(sample)
         skips = [x]

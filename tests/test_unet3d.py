@@ -132,5 +132,20 @@ def test_attention_goes_through_the_injected_function(tiny_unet, tiny_cases):
 
 
 def test_forward_rejects_a_context_of_another_batch_size(tiny_unet):
-    with pytest.raises(ValueError, match="context has 2 batch items, sample has 1"):
-        tiny_unet(torch.zeros(1, 9, 2, 16, 16), 10, 8, torch.zeros(2, 3136, 320))
+    with pytest.raises(ValueError, match="context has 3 batch items, sample has 1"):
+        tiny_unet(torch.zeros(1, 9, 2, 16, 16), 10, 8, torch.zeros(3, 3136, 320))
+
+
+def test_projected_and_per_frame_contexts_give_the_same_output(tiny_unet, tiny_cases):
+    """K/V projected once per clip (ProjectedContext) and the official per-frame layout compute the same thing."""
+    tensors, meta = tiny_cases
+    case = next(c for c in meta["cases"] if c["branches"] == 2)
+    x = tensors[case["input"]]
+    with torch.no_grad():
+        cond = tiny_unet.encode_global(tensors["global_latents"])
+        ctx = branch_context(cond, tiny_unet.encode_global(torch.zeros_like(tensors["global_latents"])), 2)
+        shared = tiny_unet(x, case["timestep"], case["fps"], ctx)
+        projected = tiny_unet(x, case["timestep"], case["fps"], tiny_unet.project_context(ctx))
+        per_frame = tiny_unet(x, case["timestep"], case["fps"], ctx.repeat_interleave(16, dim=0))
+    assert (shared - tensors[case["output"]]).abs().max() <= 1e-4
+    assert (projected - shared).abs().max() <= 1e-5 and (per_frame - shared).abs().max() <= 1e-4
