@@ -119,7 +119,7 @@ def _output_from_target(frame_hw, ratio=None, size=None, padding=None):
     if ratio is not None:
         ratios = parse_ratio_list(ratio)
         mh, mw = max_target_size(frame_hw, ratios)
-        out = (max(h, int(round(mh))), max(w, int(round(mw))))
+        out = (_grow_to(mh, h), _grow_to(mw, w))
         return out, ((out[0] - h) // 2, (out[1] - w) // 2), ratios
     if size is not None:
         oh, ow = (int(size[0]), int(size[1]))
@@ -133,6 +133,16 @@ def _output_from_target(frame_hw, ratio=None, size=None, padding=None):
     if left + right + top + bottom == 0:
         raise CanvasError("all paddings are 0: nothing to outpaint; give at least one side a positive padding")
     return (h + top + bottom, w + left + right), (top, left), None
+
+
+def _grow_to(target: float, extent: int) -> int:
+    """The output extent for a float target: within one pixel of it, and growing ``extent`` by an even number
+    of pixels so the frame sits exactly centred (and even frames give even outputs, as video encoders need)."""
+    if target <= extent + 0.5:
+        return extent
+    base = int(math.floor(target))
+    options = [c for c in (base - 1, base, base + 1, base + 2) if c >= extent and (c - extent) % 2 == 0]
+    return min(options, key=lambda c: abs(c - target))
 
 
 def _pad_px(value, extent: int, name: str) -> int:

@@ -6,6 +6,7 @@ import torch
 from comfy_api.latest import io
 
 from ..m3ddm_core import CanvasError, build_canvas, plan_canvas
+from ..m3ddm_core.video import global_frame_indexes
 
 from .convert import node_error, rgb_frames
 from .types import Canvas, M3DDMCanvasType, video_fingerprint
@@ -48,7 +49,8 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
             ],
             outputs=[
                 M3DDMCanvasType.Output(display_name="canvas", tooltip="Geometry + source frames for the M3DDM nodes."),
-                io.Image.Output(display_name="preview", tooltip="The prefilled working canvases the model starts from."),
+                io.Image.Output(display_name="preview", tooltip="The prefilled working canvases the model starts from "
+                                                                "(up to 16 frames spread over the video)."),
                 io.Mask.Output(display_name="mask", tooltip="Working-canvas mask, 1 = generated, 0 = source content."),
             ],
         )
@@ -67,7 +69,9 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
         except CanvasError as exc:
             raise node_error(NODE, str(exc)) from None
         canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images))
+        # At most 16 preview frames (those the global frames use): memory stays bounded for long videos.
+        shown = global_frame_indexes(frames.shape[0]) if frames.shape[0] > 16 else range(frames.shape[0])
         preview = torch.from_numpy(np.stack([build_canvas(frames[i].cpu().numpy(), plan)[0]
-                                             for i in range(frames.shape[0])])).float() / 255.0
+                                             for i in dict.fromkeys(shown)])).float() / 255.0
         mask = torch.from_numpy(plan.pixel_mask()).unsqueeze(0)
         return io.NodeOutput(canvas, preview, mask)

@@ -7,7 +7,7 @@ from comfy_api.latest import io
 from ..m3ddm_core import composite
 
 from .convert import node_error, rgb_frames
-from .types import M3DDMCanvasType
+from .types import M3DDMCanvasType, video_fingerprint
 
 NODE = "M3DDM_Composite"
 
@@ -40,6 +40,9 @@ class M3DDMComposite(io.ComfyNode):
         if images.ndim != 4 or tuple(images.shape[1:3]) != tuple(plan.frame_hw):
             raise node_error(NODE, f"the original frames are {tuple(images.shape)}; the canvas was planned for "
                                    f"{plan.frame_hw[1]}x{plan.frame_hw[0]} frames. Connect the same IMAGE as to the canvas.")
+        if video_fingerprint(images) != canvas.video_id:
+            raise node_error(NODE, "these original frames are not the ones the canvas was made from; connect the same "
+                                   "IMAGE to M3DDM Outpaint Canvas and to this node")
         if generated.shape[0] != images.shape[0]:
             raise node_error(NODE, f"{generated.shape[0]} generated frames for {images.shape[0]} original frames; "
                                    "connect the full output of the sampler for this video")

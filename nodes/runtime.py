@@ -10,7 +10,7 @@ import torch
 
 import folder_paths
 
-from ..m3ddm_core import load_unet, sdpa_attention
+from ..m3ddm_core import ConfigError, WeightsError, load_unet, sdpa_attention
 from ..m3ddm_core.loader import WEIGHT_NAMES
 
 from .types import M3DDMModel
@@ -69,8 +69,9 @@ def resolve_model(name: str) -> str:
         if os.path.exists(path):
             return path
     roots = ", ".join(folder_paths.get_folder_paths(MODEL_FOLDER))
-    raise FileNotFoundError(f"[M3DDM_LoadModel] '{name}' is not in the M3DDM model folders ({roots}). Put the "
-                            "M3DDM-Video-Outpainting folder (config.json + diffusion_pytorch_model.bin) there.")
+    raise FileNotFoundError(f"[M3DDM_LoadModel] '{name}' is not in the M3DDM model folders ({roots}). Download the "
+                            "UNet folder of alimama-creative/M3DDM-Video-Outpainting from Hugging Face (config.json + "
+                            "diffusion_pytorch_model.bin) and put it there, then refresh the node list.")
 
 
 def comfy_attention(q, k, v, heads):
@@ -85,6 +86,7 @@ def load_model(name: str, dtype_name: str) -> M3DDMModel:
 
     path = resolve_model(name)
     device, offload = mm.get_torch_device(), mm.unet_offload_device()
+    node = "M3DDM_LoadModel"
     if dtype_name == "auto":
         dtype = mm.unet_dtype(device, model_params=1_300_000_000,
                               supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
@@ -92,12 +94,27 @@ def load_model(name: str, dtype_name: str) -> M3DDMModel:
         dtype = DTYPES[dtype_name]
         if device.type == "cpu" and dtype == torch.float16:
             log.warning("M3DDM: fp16 on the CPU is slow; bf16 or fp32 are faster there")
+    check_dtype_support(device, dtype, node)
     # ComfyUI's attention backends pay off on GPUs; on the CPU its sub-quadratic kernel is ~10x slower than SDPA.
     attention = comfy_attention if device.type != "cpu" else sdpa_attention
-    model = load_unet(path, dtype=dtype, device=offload, ops=comfy.ops.disable_weight_init, attention=attention)
+    try:
+        model = load_unet(path, dtype=dtype, device=offload, ops=comfy.ops.disable_weight_init, attention=attention)
+    except (WeightsError, ConfigError) as exc:
+        raise ValueError(f"[{node}] {exc}") from None
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=offload)
     log.info("M3DDM: loaded %s as %s (load device %s)", name, dtype, device)
     return M3DDMModel(patcher=patcher, name=name, dtype=dtype)
+
+
+def check_dtype_support(device: torch.device, dtype: torch.dtype, node: str) -> None:
+    """Refuse a precision the device cannot compute in, before loading 2.6 GB of weights."""
+    try:
+        a = torch.ones(8, 8, device=device, dtype=dtype)
+        torch.nn.functional.conv2d(a[None, None], a[None, None, :3, :3])
+        (a @ a).sum().item()
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"[{node}] {str(dtype).replace('torch.', '')} is not supported on {device} ({exc}); "
+                         "choose dtype auto (or fp32)") from None
 
 
 def model_on_device(handle: M3DDMModel):
@@ -109,6 +126,16 @@ def model_on_device(handle: M3DDMModel):
     if model.device.type == "cpu":
         log.warning("M3DDM is sampling on the CPU: this works but is slow (minutes per 16-frame clip at full size)")
     return model
+
+
+def oom_hint(exc: BaseException, node: str) -> BaseException:
+    """The same out-of-memory exception type (so ComfyUI still frees memory) with what to do about it."""
+    msg = (f"[{node}] out of GPU memory while sampling ({exc}). Enable low_vram on the node (one UNet call per "
+           "guidance branch), set context_guidance to 1 (one branch less), or free VRAM by closing other workflows.")
+    try:
+        return type(exc)(msg)
+    except Exception:  # an exception type that takes other arguments
+        return RuntimeError(msg)
 
 
 def check_interrupt() -> None:

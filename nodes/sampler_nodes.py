@@ -124,8 +124,11 @@ class M3DDMSampleClip(io.ComfyNode):
         model = runtime.model_on_device(m3ddm_model)
         ctx = video_context(model, encoded, canvas.plan)
         callback = runtime.progress_callback(steps, model.device)
-        latents = sample_pass(model, ctx, clip, {f: g for f, g in guides.items() if f in clip}, int(fps), settings, 0,
-                              callback, runtime.check_interrupt)
+        try:
+            latents = sample_pass(model, ctx, clip, {f: g for f, g in guides.items() if f in clip}, int(fps), settings,
+                                  0, callback, runtime.check_interrupt)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise runtime.oom_hint(exc, cls.NODE) from exc
         order = list(dict.fromkeys(clip))
         # Guide frames keep the latent they were generated with; the others take this clip's result.
         clip_latents = torch.stack([guides[f] if f in guides else latents[0, :, clip.index(f)].float().cpu()
@@ -188,5 +191,7 @@ class M3DDMCoarseToFine(io.ComfyNode):
                                     strides, schedule, callback, runtime.check_interrupt, encoded=encoded)
         except ValueError as exc:
             raise node_error(cls.NODE, str(exc)) from None
+        except torch.cuda.OutOfMemoryError as exc:
+            raise runtime.oom_hint(exc, cls.NODE) from exc
         latent = to_latent_dict(result.latents, list(range(frames.shape[0])))
         return io.NodeOutput(result.canvases.to(runtime.output_device()), latent)

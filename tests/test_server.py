@@ -129,3 +129,44 @@ def test_bad_input_is_an_execution_error_naming_our_node_and_the_server_lives_on
     status, body = server.queue(broken)
     assert status == 400 and canvas_id in body.get("node_errors", {})
     assert server.get("/system_stats")["system"]["comfyui_version"] == "0.3.75"  # still serving
+
+
+def _saved_latent(server, history: dict):
+    from safetensors.torch import load_file
+    assert history["status"]["status_str"] == "success", json.dumps(history["status"])[:3000]
+    files = [f for out in history["outputs"].values() for f in out.get("latents", []) if isinstance(f, dict)]
+    assert len(files) == 1, history["outputs"]
+    return load_file(str(server.output / files[0]["subfolder"] / files[0]["filename"]))["latent_tensor"]
+
+
+def _interrupt_after(server, prompt, delay: float) -> dict:
+    import time
+    status, body = server.queue(prompt)
+    assert status == 200, body
+    t0 = time.time()
+    while not server.get("/queue")["queue_running"]:
+        assert time.time() - t0 < 60
+        time.sleep(0.2)
+    time.sleep(delay)
+    server.post("/interrupt", {})
+    return server.wait(body["prompt_id"], timeout=600)
+
+
+@pytest.mark.parametrize("delay", [3.0, 20.0])  # during the first window, and during a later one
+def test_interrupt_reaches_comfyui_and_the_next_run_equals_a_fresh_run(server, object_info, delay):
+    """Compared on the sampler's latents (SaveLatent): the mp4 encoder itself is not bit-reproducible."""
+    prompt = load_prompt("m3ddm_long_video_coarse_to_fine.json", object_info, "M3DDM Coarse-to-Fine Outpaint",
+                         {"M3DDM Coarse-to-Fine Outpaint": {"steps": 3, "seed": int(delay)}})
+    sampler = next(k for k, v in prompt.items() if v["class_type"] == "M3DDM_CoarseToFine")
+    prompt = {k: v for k, v in prompt.items() if v["class_type"] not in ("SaveVideo", "CreateVideo")}
+    prompt["99"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 1],
+                                                           "filename_prefix": f"m3ddm/after_{int(delay)}"}}
+    history = _interrupt_after(server, prompt, delay)
+    assert history["status"]["status_str"] == "error"
+    interrupted = [m[1] for m in history["status"]["messages"] if m[0] == "execution_interrupted"]
+    assert interrupted and interrupted[0]["node_type"] == "M3DDM_CoarseToFine"
+    after = _saved_latent(server, server.run(prompt, timeout=1200))
+    server.post("/free", {"unload_models": True, "free_memory": True})  # drop ComfyUI's caches: a fresh run
+    prompt["99"]["inputs"]["filename_prefix"] = f"m3ddm/fresh_{int(delay)}"
+    fresh = _saved_latent(server, server.run(prompt, timeout=1200))
+    assert after.shape == (33, 4, 32, 32) and torch.equal(after, fresh)
