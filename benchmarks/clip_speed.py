@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from m3ddm_core import FULL_SIZE_CONFIG, build_unet, sdpa_attention, softmax_attention  # noqa: E402
-from m3ddm_core.guidance import branch_context, combine  # noqa: E402
+from m3ddm_core.guidance import combine  # noqa: E402
 from m3ddm_core.sampler import clip_conditioning, sample_clip  # noqa: E402
 from m3ddm_core.schedulers import make_scheduler, sampling_timesteps  # noqa: E402
 

@@ -30,33 +30,13 @@ RANDOM_CONFIG = {"block_out_channels": [32, 64, 64, 64], "norm_num_groups": 8}
 
 
 def write_random_models(models: Path) -> None:
-    import torch
-    from safetensors.torch import save_file
-
-    from m3ddm_core import FULL_SIZE_CONFIG, build_unet
-    cfg = dict(FULL_SIZE_CONFIG, **RANDOM_CONFIG)
-    folder = models / "m3ddm" / RANDOM_MODEL
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(cfg, indent=1))
-    torch.manual_seed(0)
-    save_file(build_unet(cfg).state_dict(), str(folder / "diffusion_pytorch_model.safetensors"))
-    comfy_dir = REPO / ".comfyui"
-    sys.path.insert(0, str(comfy_dir))
+    from m3ddm_core import FULL_SIZE_CONFIG
+    sys.path.insert(0, str(REPO / ".comfyui"))
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
-    from comfy.taesd.taesd import TAESD
-    taesd = TAESD(latent_channels=4)
-    with torch.no_grad():
-        for name, p in taesd.named_parameters():
-            if p.ndim > 1:
-                torch.nn.init.kaiming_uniform_(p, a=5 ** 0.5)
-            elif name.endswith("bias"):
-                p.zero_()
-    (models / "vae_approx").mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in taesd.taesd_encoder.state_dict().items()},
-              str(models / "vae_approx" / "taesd_encoder.safetensors"))
-    save_file({k: v.contiguous() for k, v in taesd.taesd_decoder.state_dict().items()},
-              str(models / "vae_approx" / "taesd_decoder.safetensors"))
+    from random_weights import write_random_m3ddm, write_random_taesd
+    write_random_m3ddm(models / "m3ddm" / RANDOM_MODEL, dict(FULL_SIZE_CONFIG, **RANDOM_CONFIG))
+    write_random_taesd(models)
 
 
 def banner(lines: list[str]) -> None:

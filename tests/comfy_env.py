@@ -41,20 +41,11 @@ def load_plugin():
 
 def random_taesd_state_dicts(seed: int = 0):
     """Random-weight TAESD encoder/decoder state dicts (the core 'taesd' VAE choice, small and fast)."""
-    import torch
     require_comfyui()
-    from comfy.taesd.taesd import TAESD
-    torch.manual_seed(seed)
-    model = TAESD(latent_channels=4)
-    with torch.no_grad():  # comfy.ops layers skip initialisation: give every weight a real (random) value
-        for name, p in model.named_parameters():
-            if p.ndim > 1:
-                torch.nn.init.kaiming_uniform_(p, a=5 ** 0.5)
-            elif name.endswith("bias"):
-                p.zero_()
-    enc = {k: v.clone() for k, v in model.taesd_encoder.state_dict().items()}
-    dec = {k: v.clone() for k, v in model.taesd_decoder.state_dict().items()}
-    return enc, dec
+    if str(REPO / "scripts") not in sys.path:
+        sys.path.insert(0, str(REPO / "scripts"))
+    from random_weights import random_taesd_state_dicts as make
+    return make(seed)
 
 
 def taesd_vae(seed: int = 0):

@@ -1,16 +1,19 @@
 """Bad input through the nodes: each case gets an error naming the node, what was wrong and the fix; odd but
 valid input works; nothing the user gave is altered."""
 import asyncio
-import json
 import logging
+import sys
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from comfy_env import load_plugin, taesd_vae
+from comfy_env import REPO, load_plugin, taesd_vae
 from conftest import MICRO_CONFIG
 from helpers import load_clip
+
+sys.path.insert(0, str(REPO / "scripts"))
+from random_weights import write_random_m3ddm  # noqa: E402
 
 NANO_CONFIG = dict(MICRO_CONFIG, block_out_channels=[8, 8, 8, 8], norm_num_groups=4)
 CANVAS = dict(target="aspect ratio", aspect_ratio="9:16", width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0,
@@ -43,13 +46,7 @@ def m3ddm_dir(tmp_path, nodes):
 
 
 def _nano(folder):
-    from m3ddm_core import build_unet
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(NANO_CONFIG))
-    torch.manual_seed(0)
-    sd = build_unet(NANO_CONFIG).state_dict()
-    save_file(sd, str(folder / "diffusion_pytorch_model.safetensors"))
-    return sd
+    write_random_m3ddm(folder, NANO_CONFIG)
 
 
 # -- weights -------------------------------------------------------------------------------------------------

@@ -1,8 +1,6 @@
 """The ComfyUI node layer, called directly (real comfy_api / comfy modules from the installed ComfyUI 0.3.75)."""
 import asyncio
-import inspect
 import json
-from pathlib import Path
 
 import pytest
 import torch

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
-from comfy_env import COMFY_DIR, REPO, random_taesd_state_dicts, require_comfyui
+from comfy_env import COMFY_DIR, REPO, require_comfyui
 from conftest import MICRO_CONFIG
 
 sys.path.insert(0, str(REPO / "scripts"))
 from comfy_harness import ComfyServer, workflow_to_api  # noqa: E402
+from random_weights import write_random_m3ddm, write_random_taesd, write_random_upscaler  # noqa: E402
 
 pytestmark = pytest.mark.slow
 NANO_CONFIG = dict(MICRO_CONFIG, block_out_channels=[8, 8, 8, 8], norm_num_groups=4)
@@ -27,21 +27,9 @@ FAST = {"steps": 2, "seed": 7}
 
 
 def write_test_models(models: Path) -> None:
-    from m3ddm_core import build_unet
-    (models / "m3ddm" / "m3ddm-nano-random").mkdir(parents=True, exist_ok=True)
-    (models / "m3ddm" / "m3ddm-nano-random" / "config.json").write_text(json.dumps(NANO_CONFIG))
-    torch.manual_seed(0)
-    save_file(build_unet(NANO_CONFIG).state_dict(),
-              str(models / "m3ddm" / "m3ddm-nano-random" / "diffusion_pytorch_model.safetensors"))
-    enc, dec = random_taesd_state_dicts()
-    (models / "vae_approx").mkdir(parents=True, exist_ok=True)
-    save_file(enc, str(models / "vae_approx" / "taesd_encoder.safetensors"))
-    save_file(dec, str(models / "vae_approx" / "taesd_decoder.safetensors"))
-    import importlib
-    srvgg = importlib.import_module("spandrel.architectures.Compact.__arch.SRVGG")
-    up = srvgg.SRVGGNetCompact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2, act_type="prelu")
-    (models / "upscale_models").mkdir(parents=True, exist_ok=True)
-    save_file(up.state_dict(), str(models / "upscale_models" / "tiny_compact_x2.safetensors"))
+    write_random_m3ddm(models / "m3ddm" / "m3ddm-nano-random", NANO_CONFIG)
+    write_random_taesd(models)
+    write_random_upscaler(models / "upscale_models" / "tiny_compact_x2.safetensors")
 
 
 @pytest.fixture(scope="module")
