@@ -18,14 +18,15 @@ def _sampling_grid(plan: CanvasPlan, device) -> torch.Tensor:
     (fh, fw), (oh, ow) = plan.frame_hw, plan.output_hw
     by, bx, bh, bw = plan.content_box
     ch, cw = plan.canvas_hw
-    oy = torch.arange(oh, dtype=torch.float64, device=device) + 0.5
-    ox = torch.arange(ow, dtype=torch.float64, device=device) + 0.5
+    # float64 on the CPU for exact coordinates (MPS has no float64), then float32 on the frames' device.
+    oy = torch.arange(oh, dtype=torch.float64) + 0.5
+    ox = torch.arange(ow, dtype=torch.float64) + 0.5
     cy = by + (oy - plan.content_out_yx[0]) * (bh / fh)  # canvas pixel-edge coordinates
     cx = bx + (ox - plan.content_out_yx[1]) * (bw / fw)
     gy = (cy / ch) * 2 - 1
     gx = (cx / cw) * 2 - 1
     grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)
-    return grid.unsqueeze(0).float()
+    return grid.unsqueeze(0).float().to(device)
 
 
 def feather_weights(plan: CanvasPlan, feather: int, device=None) -> torch.Tensor:
