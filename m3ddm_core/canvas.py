@@ -170,6 +170,9 @@ def plan_canvas(frame_hw: tuple[int, int], ratio: Optional[RatioSpec] = None, si
     if h < 1 or w < 1:
         raise CanvasError(f"frame size {w}x{h} is empty")
     (oh, ow), (cy, cx), ratios = _output_from_target((h, w), ratio, size, padding)
+    if (oh, ow) == (h, w):
+        raise CanvasError(f"the {w}x{h} frame already has the target shape: nothing to outpaint. Choose a ratio or size "
+                          "that adds border (e.g. 9:16 for a landscape frame)")
     if mode == "official":
         n = canvas_size
         if ratios is not None:

@@ -55,8 +55,8 @@ def test_small_inputs_that_crash_the_official_code_work():
 def test_ratio_target_output_size_and_centering():
     plan = plan_canvas((360, 640), ratio="9:16")
     assert plan.output_hw == (1138, 640) and plan.content_out_yx == (389, 0)
-    plan = plan_canvas((1080, 1920), ratio="16:9")  # already 16:9 on the long axis -> nothing to add? the box is full
-    assert plan.output_hw == (1080, 1920)
+    with pytest.raises(CanvasError, match="already has the target shape: nothing to outpaint"):
+        plan_canvas((1080, 1920), ratio="16:9")
 
 
 def test_explicit_size_and_per_side_padding():

@@ -31,7 +31,8 @@ def test_ratio_targets(hw, ratio, mode):
     try:
         plan = plan_canvas(hw, ratio=ratio, mode=mode)
     except CanvasError as exc:
-        assert "less than 16 px" in str(exc)  # only extreme aspect changes are refused
+        # only extreme aspect changes, and targets the frame already has, are refused
+        assert "less than 16 px" in str(exc) or "nothing to outpaint" in str(exc)
         return
     _check_plan(plan)
     if "," not in ratio:

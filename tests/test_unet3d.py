@@ -126,7 +126,7 @@ def test_attention_goes_through_the_injected_function(tiny_unet, tiny_cases):
         official_unet_forward(tiny_unet, tensors[case["input"]], case["timestep"], case["fps"], tensors["global_latents"], 1)
     finally:
         tiny_unet.set_attention(sdpa_attention)
-    # 7 transformers (3 down x2 ... ) each with 2 blocks x 2 attentions; cross-attention sees 3,136 context tokens.
+    # every attention (self, cross and temporal) goes through the spy; cross-attention sees the 3,136 global tokens
     assert calls and all(h == 8 for _, _, h in calls)
     assert any(k[1] == 3136 for _, k, _ in calls)
 
