@@ -123,7 +123,7 @@ def main() -> None:
     dtype = DTYPES[args.dtype or ("fp16" if device.type == "cuda" else "fp32")]
     steps = args.steps or DEFAULT_STEPS[args.config]
     torch.manual_seed(0)
-    model = build_unet(CONFIGS[args.config], device=device, dtype=dtype)
+    model = build_unet(CONFIGS[args.config], device=device, dtype=dtype).requires_grad_(False)
     if args.config != "tiny":  # keep activations in range for random deep models
         with torch.no_grad():
             for p in model.parameters():

@@ -55,7 +55,7 @@ def main() -> None:
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype or ("fp16" if device.type == "cuda" else "fp32")]
     torch.manual_seed(0)
-    model = build_unet(CONFIGS[args.config], device=device, dtype=dtype)
+    model = build_unet(CONFIGS[args.config], device=device, dtype=dtype).requires_grad_(False)
     settings = SampleSettings(steps=args.steps, seed=0)
     print(f"config={args.config} device={device} dtype={dtype} steps={args.steps} strides={args.strides}")
     print(f"{'frames':>7} {'passes':>6} {'unet_calls':>10} {'vae_enc':>8} {'official_vae_enc':>16} "

@@ -202,4 +202,4 @@ def load_unet(path: str | os.PathLike, dtype: torch.dtype = torch.float32, devic
         sd[key] = tensor.to(device)
     check_keys(expected, {k: v.shape for k, v in sd.items()}, str(weights), cfg_source)
     model.load_state_dict(sd, strict=True, assign=True)
-    return model.eval()
+    return model.eval().requires_grad_(False)  # an inference model: no autograd graph behind any output
