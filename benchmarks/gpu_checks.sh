@@ -2,7 +2,12 @@
 # The GPU checks of the performance issue, in one run on a lent GPU machine (logs to $OUT, else ./gpu-logs):
 # CUDA parity of the tiny fixture, full-size fp16/bf16 time per clip and peak VRAM (optimized vs reference),
 # the low-VRAM mode, and a 450-frame video. Wheels in .whl (diffusers) and the tiny weights in .fixtures are
-# used when present (carried there).
+# used when present (carried there). Prepare them here first (both folders are git-ignored locally):
+#   echo /.whl/ >> .git/info/exclude; echo /.fixtures/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1 importlib_metadata
+#   mkdir -p .fixtures && cp ../shared/m3ddm_reference/tiny_unet/weights.safetensors .fixtures/
+# then: device run `bash benchmarks/gpu_checks.sh` with carry [".whl", ".fixtures"] (about 7 minutes).
 set -uo pipefail
 OUT=${OUT:-gpu-logs}
 mkdir -p "$OUT"

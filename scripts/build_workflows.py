@@ -68,7 +68,7 @@ def build(spec: list[dict], note: str) -> dict:
     nodes.append({"id": 100, "type": "Note", "pos": [40, 960], "size": [700, 160], "flags": {}, "order": len(spec),
                   "mode": 0, "inputs": [], "outputs": [], "properties": {}, "widgets_values": [note]})
     return {"last_node_id": 100, "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [],
-            "config": {}, "extra": {"ds": {"scale": 0.7, "offset": [20, 60]}}, "version": 0.4}
+            "config": {}, "extra": {"ds": {"scale": 0.7, "offset": [40, 160]}}, "version": 0.4}
 
 
 COMMON = [
