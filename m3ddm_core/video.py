@@ -51,7 +51,7 @@ def _frame_array(frames, i: int) -> np.ndarray:
 
 @dataclass
 class LatentCache:
-    """Per-video cache of each frame's (prefilled, masked) canvas latents; counts VAE work."""
+    """Per-video cache of each frame's (prefilled, masked) canvas latents; counts encoded images."""
 
     frames: object
     plan: CanvasPlan
@@ -59,11 +59,9 @@ class LatentCache:
     prefilled: dict = field(default_factory=dict)
     masked: dict = field(default_factory=dict)
     encoded_images: int = 0
-    encode_calls: int = 0
 
     def _encode(self, images: list[np.ndarray]) -> torch.Tensor:
         pixels = torch.from_numpy(np.stack(images)).float() / 255.0
-        self.encode_calls += 1
         self.encoded_images += len(images)
         return self.encode(pixels).float().cpu()
 
@@ -138,7 +136,6 @@ def encode_video(frames, plan: CanvasPlan, encode: EncodeFn, global_latents: Opt
         cache.ensure([], need_masked=g_idx)
         global_latents = torch.stack([cache.masked[i] for i in g_idx])
     black = torch.zeros(1, *plan.canvas_hw, 3)  # the unconditional canvas: all black (-1 in VAE range)
-    cache.encode_calls += 1
     cache.encoded_images += 1
     return EncodedVideo(cache, encode(black).float().cpu(), global_latents)
 

@@ -16,6 +16,14 @@ from .convert import (check_sd_vae, guide_latents, node_error, parse_frame_index
 from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
 
 
+def _model_vae_canvas_inputs() -> list:
+    return [
+        M3DDMModelType.Input("m3ddm_model", tooltip="From Load M3DDM Model."),
+        io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE."),
+        M3DDMCanvasType.Input("canvas", tooltip="From M3DDM Outpaint Canvas."),
+    ]
+
+
 def _sampling_inputs() -> list:
     return [
         io.Combo.Input("scheduler", options=list(SCHEDULERS), default="pndm",
@@ -90,9 +98,7 @@ class M3DDMSampleClip(io.ComfyNode):
             description="Outpaints one 16-frame clip. Frames already generated (from the guide LATENT of an "
                         "earlier M3DDM sampler) condition the clip as guide frames, which links clips together.",
             inputs=[
-                M3DDMModelType.Input("m3ddm_model", tooltip="From Load M3DDM Model."),
-                io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE."),
-                M3DDMCanvasType.Input("canvas", tooltip="From M3DDM Outpaint Canvas."),
+                *_model_vae_canvas_inputs(),
                 M3DDMGlobalType.Input("global_frames", tooltip="From M3DDM Encode Global Frames (same canvas)."),
                 io.String.Input("frame_indexes", default="0-15",
                                 tooltip="Source frames of the clip: a range 0-15, or a list 0,2,4,...; up to 16, fewer "
@@ -150,9 +156,7 @@ class M3DDMCoarseToFine(io.ComfyNode):
                         "first (e.g. every 15th), then the frames between them, each clip guided by what is already "
                         "generated. Every frame is generated exactly once; the frame count is kept.",
             inputs=[
-                M3DDMModelType.Input("m3ddm_model", tooltip="From Load M3DDM Model."),
-                io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE."),
-                M3DDMCanvasType.Input("canvas", tooltip="From M3DDM Outpaint Canvas."),
+                *_model_vae_canvas_inputs(),
                 *_sampling_inputs(),
                 io.Combo.Input("strides", options=["auto", *STRIDE_PRESETS], default="auto",
                                tooltip="Frame intervals of the passes, coarse to fine. auto: dense below 50 frames, "

@@ -101,34 +101,33 @@ SHORT = COMMON + [
      "widgets": ["m3ddm/short_clip_9x16", "auto", "auto"]},
 ]
 
-LONG = COMMON + [
-    canvas(5, (2, 0), "9:16", (2, 0)),
-    {"id": 6, "type": "M3DDM_CoarseToFine", "title": "M3DDM Coarse-to-Fine Outpaint", "pos": (3, 0),
-     "links": {"m3ddm_model": (3, 0), "vae": (4, 0), "canvas": (5, 0), "fps": (2, 2)},
-     "widgets": [*SAMPLING, "auto", "fixed"]},
-    {"id": 7, "type": "M3DDM_Composite", "title": "M3DDM Composite", "pos": (4, 0),
-     "links": {"images": (2, 0), "generated": (6, 0), "canvas": (5, 0)}, "widgets": [8]},
-    {"id": 8, "type": "CreateVideo", "title": "Create Video", "pos": (5, 0),
-     "links": {"images": (7, 0), "audio": (2, 1), "fps": (2, 2)}, "widgets": [24.0]},
-    {"id": 9, "type": "SaveVideo", "title": "Save Video", "pos": (6, 0), "links": {"video": (8, 0)},
-     "widgets": ["m3ddm/outpaint", "auto", "auto"]},
-]
+COARSE_TO_FINE = {"id": 6, "type": "M3DDM_CoarseToFine", "title": "M3DDM Coarse-to-Fine Outpaint", "pos": (3, 0),
+                  "links": {"m3ddm_model": (3, 0), "vae": (4, 0), "canvas": (5, 0), "fps": (2, 2)},
+                  "widgets": [*SAMPLING, "auto", "fixed"]}
+
+
+def composite_and_save(generated: tuple, col: int, prefix: str) -> list[dict]:
+    """Composite the whole video at native resolution and save it as mp4 with the source audio."""
+    return [
+        {"id": 7, "type": "M3DDM_Composite", "title": "M3DDM Composite", "pos": (col, 0),
+         "links": {"images": (2, 0), "generated": generated, "canvas": (5, 0)}, "widgets": [8]},
+        {"id": 8, "type": "CreateVideo", "title": "Create Video", "pos": (col + 1, 0),
+         "links": {"images": (7, 0), "audio": (2, 1), "fps": (2, 2)}, "widgets": [24.0]},
+        {"id": 9, "type": "SaveVideo", "title": "Save Video", "pos": (col + 2, 0), "links": {"video": (8, 0)},
+         "widgets": [prefix, "auto", "auto"]},
+    ]
+
+
+LONG = COMMON + [canvas(5, (2, 0), "9:16", (2, 0)), COARSE_TO_FINE, *composite_and_save((6, 0), 4, "m3ddm/outpaint")]
 
 UPSCALE = COMMON + [
     canvas(5, (2, 0), "9:16", (2, 0)),
-    {"id": 6, "type": "M3DDM_CoarseToFine", "title": "M3DDM Coarse-to-Fine Outpaint", "pos": (3, 0),
-     "links": {"m3ddm_model": (3, 0), "vae": (4, 0), "canvas": (5, 0), "fps": (2, 2)},
-     "widgets": [*SAMPLING, "auto", "fixed"]},
+    COARSE_TO_FINE,
     {"id": 10, "type": "UpscaleModelLoader", "title": "Load Upscale Model", "pos": (3, 1),
      "widgets": ["RealESRGAN_x4plus.safetensors"]},
     {"id": 11, "type": "ImageUpscaleWithModel", "title": "Upscale Image (using Model)", "pos": (4, 1),
      "links": {"upscale_model": (10, 0), "image": (6, 0)}},
-    {"id": 7, "type": "M3DDM_Composite", "title": "M3DDM Composite", "pos": (5, 0),
-     "links": {"images": (2, 0), "generated": (11, 0), "canvas": (5, 0)}, "widgets": [8]},
-    {"id": 8, "type": "CreateVideo", "title": "Create Video", "pos": (6, 0),
-     "links": {"images": (7, 0), "audio": (2, 1), "fps": (2, 2)}, "widgets": [24.0]},
-    {"id": 9, "type": "SaveVideo", "title": "Save Video", "pos": (7, 0), "links": {"video": (8, 0)},
-     "widgets": ["m3ddm/outpaint_upscaled", "auto", "auto"]},
+    *composite_and_save((11, 0), 5, "m3ddm/outpaint_upscaled"),
 ]
 
 WORKFLOWS = {

@@ -11,7 +11,7 @@ SCALE = 0.18215
 
 class TinyVAE(nn.Module):
     """8x down/up-sampling autoencoder with random weights; latents are scaled like SD's (x0.18215).
-    Counts encode calls and encoded images."""
+    Counts encoded images."""
 
     def __init__(self, seed: int = 0):
         super().__init__()
@@ -21,13 +21,11 @@ class TinyVAE(nn.Module):
         with torch.no_grad():
             for p in self.parameters():
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-        self.encode_calls = 0
         self.encoded_images = 0
 
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """[k, H, W, 3] 0..1 -> [k, 4, H/8, W/8] scaled latents."""
-        self.encode_calls += 1
         self.encoded_images += pixels.shape[0]
         return self.enc(pixels.permute(0, 3, 1, 2) * 2 - 1) * SCALE
 

@@ -1,14 +1,16 @@
 """The ComfyUI node layer, called directly (real comfy_api / comfy modules from the installed ComfyUI 0.3.75)."""
 import asyncio
-import json
+import sys
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from comfy_env import REPO, load_plugin, taesd_vae
 from conftest import MICRO_CONFIG
 from helpers import load_clip
+
+sys.path.insert(0, str(REPO / "scripts"))
+from random_weights import write_random_m3ddm  # noqa: E402
 
 NANO_CONFIG = dict(MICRO_CONFIG, block_out_channels=[8, 8, 8, 8], norm_num_groups=4)
 
@@ -55,11 +57,7 @@ def models_dir(tmp_path, plugin):
     import folder_paths
     saved = folder_paths.folder_names_and_paths.get("m3ddm")
     root = tmp_path / "m3ddm"
-    (root / "nano").mkdir(parents=True)
-    (root / "nano" / "config.json").write_text(json.dumps(NANO_CONFIG))
-    from m3ddm_core import build_unet
-    torch.manual_seed(0)
-    save_file(build_unet(NANO_CONFIG).state_dict(), str(root / "nano" / "diffusion_pytorch_model.safetensors"))
+    write_random_m3ddm(root / "nano", NANO_CONFIG)
     folder_paths.folder_names_and_paths["m3ddm"] = ([str(root)], {".safetensors", ".bin"})
     yield root
     if saved is None:

@@ -35,6 +35,8 @@ def test_ratio_targets(hw, ratio, mode):
         assert "less than 16 px" in str(exc) or "nothing to outpaint" in str(exc)
         return
     _check_plan(plan)
+    oh, ow = plan.output_hw
+    assert (oh - hw[0]) % 2 == 0 and (ow - hw[1]) % 2 == 0  # grown evenly: centred, and even frames stay even
     if "," not in ratio:
         oh, ow = plan.output_hw
         target = parse_ratio(ratio)
