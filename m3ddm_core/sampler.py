@@ -62,6 +62,12 @@ def guidance_weights(s1: float, s2: float) -> dict[str, float]:
     return {"e00": 1.0 - s1, "e10": s1 - s2, "e11": s2}
 
 
+def active_branches(s1: float, s2: float) -> dict[str, float]:
+    """The branches a step runs (non-zero coefficient) and their weights; at least one."""
+    weights = {k: w for k, w in guidance_weights(s1, s2).items() if w != 0.0}
+    return weights or {"e10": 1.0}  # s2 = 0 and s1 = s2: the formula degenerates to e10 alone
+
+
 class GuidedDenoiser:
     """The guided noise prediction of one clip, with everything that is constant over its steps prepared once:
     the branch set, the conditioning half of the UNet input, and the global context with its cross-attention K/V
@@ -71,9 +77,7 @@ class GuidedDenoiser:
     """
 
     def __init__(self, model, cond: ClipConditioning, s1: float, s2: float, sequential: bool = False):
-        weights = {k: w for k, w in guidance_weights(s1, s2).items() if w != 0.0}
-        if not weights:  # s2 = 0 and s1 = s2: the formula degenerates to e10 alone
-            weights = {"e10": 1.0}
+        weights = active_branches(s1, s2)
         parts = {
             "e00": (cond.uncond, cond.uncond_mask, cond.global_uncond),
             "e10": (cond.context, cond.mask, cond.global_uncond),

@@ -22,6 +22,11 @@ TORCH_OPS = SimpleNamespace(Linear=nn.Linear, Conv1d=nn.Conv1d, Conv2d=nn.Conv2d
                             GroupNorm=nn.GroupNorm, LayerNorm=nn.LayerNorm)
 
 
+# Devices where one conv3d per factor beats the per-frame conv2d + per-pixel conv1d (no layout copies):
+# 1.1-1.8x per layer on the CPU (benchmarks/candidates.py). Other devices keep the per-frame route until measured.
+CONV3D_DEVICES = {"cpu"}
+
+
 class Pseudo3DConv(nn.Module):
     """A 2D spatial conv on every frame followed by a 1D temporal conv on every pixel."""
 
@@ -31,11 +36,27 @@ class Pseudo3DConv(nn.Module):
         self.temporal_conv = ops.Conv1d(cout, cout, kernel, padding=kernel // 2, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C_in, F, H, W]`` -> ``[B, C_out, F, H, W]``."""
+        # ComfyUI casts or streams weights inside its layers' forward (comfy_cast_weights); only call them then.
+        streamed = getattr(self.spatial_conv, "comfy_cast_weights", False) or \
+            getattr(self.temporal_conv, "comfy_cast_weights", False)
+        if x.device.type in CONV3D_DEVICES and not streamed:
+            return self.forward_conv3d(x)
+        return self.forward_per_frame(x)
+
+    def forward_per_frame(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
         x = self.spatial_conv(x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w))
         c = x.shape[1]
         x = self.temporal_conv(x.reshape(b, f, c, h, w).permute(0, 3, 4, 2, 1).reshape(b * h * w, c, f))
         return x.reshape(b, h, w, c, f).permute(0, 3, 4, 1, 2)
+
+    def forward_conv3d(self, x: torch.Tensor) -> torch.Tensor:
+        """The same convolutions as 1xkxk and kx1x1 conv3d on the video layout, with views of the same weights."""
+        s, t = self.spatial_conv, self.temporal_conv
+        pad = s.padding[0]
+        x = F.conv3d(x, s.weight[:, :, None], s.bias, padding=(0, pad, pad))
+        return F.conv3d(x, t.weight[:, :, :, None, None], t.bias, padding=(t.padding[0], 0, 0))
 
 
 class ResnetBlockP3D(nn.Module):

@@ -2,6 +2,7 @@
 placement, progress with latent previews, and interruption."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Callable
@@ -12,6 +13,10 @@ import folder_paths
 
 from ..m3ddm_core import ConfigError, WeightsError, load_unet, sdpa_attention
 from ..m3ddm_core.loader import WEIGHT_NAMES
+from ..m3ddm_core.memory import MEMORY_MARGIN, fits_batched, sampling_memory
+from ..m3ddm_core.sampler import active_branches
+from ..m3ddm_core.schedule import CLIP_FRAMES
+from ..m3ddm_core.video import SampleSettings
 
 from .types import M3DDMModel
 
@@ -117,15 +122,30 @@ def check_dtype_support(device: torch.device, dtype: torch.dtype, node: str) -> 
                          "choose dtype auto (or fp32)") from None
 
 
-def model_on_device(handle: M3DDMModel):
-    """Let ComfyUI make room and move the UNet to its load device; returns the UNet."""
+def model_on_device(handle: M3DDMModel, settings: SampleSettings, latent_hw: tuple[int, int], node: str):
+    """Let ComfyUI make room for the UNet and its activations and load it; returns ``(unet, settings)``.
+
+    Without ``low_vram``, the guidance branches run batched when the free memory holds their activations and
+    one after another otherwise (like ComfyUI batching cond and uncond only when they fit)."""
     import comfy.model_management as mm
 
-    mm.load_models_gpu([handle.patcher], force_full_load=True)
+    unet = handle.patcher.model
+    branches = len(active_branches(settings.s1, settings.s2))
+    batched = sampling_memory(unet.raw_config, handle.dtype, branches, False, CLIP_FRAMES, latent_hw)
+    need = sampling_memory(unet.raw_config, handle.dtype, branches, True, CLIP_FRAMES, latent_hw) \
+        if settings.sequential else batched
+    mm.load_models_gpu([handle.patcher], memory_required=int(need.activations * MEMORY_MARGIN), force_full_load=True)
     model = handle.patcher.model
     if model.device.type == "cpu":
         log.warning("M3DDM is sampling on the CPU: this works but is slow (minutes per 16-frame clip at full size)")
-    return model
+    if not settings.sequential and branches > 1:
+        free = mm.get_free_memory(model.device)
+        if not fits_batched(free, batched):
+            log.warning("[%s] %.1f GB free on %s, the %d batched guidance branches need about %.1f GB: running "
+                        "them one after another (as with low_vram)", node, free / 2 ** 30, model.device, branches,
+                        batched.activations * MEMORY_MARGIN / 2 ** 30)
+            settings = dataclasses.replace(settings, sequential=True)
+    return model, settings
 
 
 def oom_hint(exc: BaseException, node: str) -> BaseException:

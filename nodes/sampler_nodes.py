@@ -39,7 +39,8 @@ def _sampling_inputs() -> list:
                        tooltip="Frame rate of the source video (GetVideoComponents gives it). The model is "
                                "conditioned on fps // stride as in the official code."),
         io.Boolean.Input("low_vram", default=False,
-                         tooltip="Run the guidance branches one after another: less VRAM, a bit slower."),
+                         tooltip="Run the guidance branches one after another: less VRAM, a bit slower. Off: batched "
+                                 "when the free memory holds them, else one after another automatically."),
     ]
 
 
@@ -127,7 +128,7 @@ class M3DDMSampleClip(io.ComfyNode):
         settings = _settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
         encoded = encode_video(frames, canvas.plan, vae_encoder(vae), g_latents)
         encoded.cache.ensure(clip, need_masked=[f for f in clip if f not in guides])
-        model = runtime.model_on_device(m3ddm_model)
+        model, settings = runtime.model_on_device(m3ddm_model, settings, canvas.plan.latent_hw, cls.NODE)
         ctx = video_context(model, encoded, canvas.plan)
         callback = runtime.progress_callback(steps, model.device)
         try:
@@ -188,7 +189,7 @@ class M3DDMCoarseToFine(io.ComfyNode):
         except ValueError as exc:
             raise node_error(cls.NODE, str(exc)) from None
         encoded = encode_video(frames, canvas.plan, vae_encoder(vae), g_latents, preencode=True)
-        model = runtime.model_on_device(m3ddm_model)
+        model, settings = runtime.model_on_device(m3ddm_model, settings, canvas.plan.latent_hw, cls.NODE)
         callback = runtime.progress_callback(max(1, n_passes * steps), model.device)
         try:
             result = outpaint_video(model, frames, canvas.plan, vae_encoder(vae), vae_decoder(vae), fps, settings,

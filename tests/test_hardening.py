@@ -203,6 +203,47 @@ def test_out_of_memory_suggests_low_vram(nodes, video, m3ddm_dir):
         unet.__class__ = OOM.__mro__[1]
 
 
+def _count_unet_batches(unet):
+    """Record the batch size of every UNet call; returns (list, undo)."""
+    batches, cls = [], type(unet)
+
+    class Counting(cls):
+        def forward(self, sample, *a, **k):
+            batches.append(sample.shape[0])
+            return super().forward(sample, *a, **k)
+
+    unet.__class__ = Counting
+    return batches, lambda: setattr(unet, "__class__", cls)
+
+
+@pytest.mark.parametrize("free_gb, batches_per_step", [(64.0, [3]), (0.001, [1, 1, 1])])
+def test_branches_run_one_after_another_when_memory_is_short(nodes, video, m3ddm_dir, monkeypatch, caplog,
+                                                             free_gb, batches_per_step):
+    import comfy.model_management as mm
+    frames, canvas, vae, g = video
+    model = _loaded(nodes, m3ddm_dir)
+    requested = []
+    real_load = mm.load_models_gpu
+    monkeypatch.setattr(mm, "load_models_gpu", lambda models, **kw: requested.append((models, kw)) or real_load(models, **kw))
+    monkeypatch.setattr(mm, "get_free_memory", lambda dev=None, torch_free_too=False: int(free_gb * 2 ** 30))
+    batches, undo = _count_unet_batches(model.patcher.model)
+    three_branches = dict(SAMPLING, context_guidance=2.0, global_guidance=4.0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="M3DDM"):
+            run(nodes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=canvas, global_frames=g,
+                frame_indexes="0-3", **three_branches)
+    finally:
+        undo()
+    assert batches == batches_per_step
+    assert ("one after another" in caplog.text) == (len(batches_per_step) == 3)
+    # ComfyUI is told how much room the activations need, so it can unload other models first.
+    unet = model.patcher.model
+    expected = nodes["runtime"].sampling_memory(unet.raw_config, model.dtype, 3, False, 16, (32, 32))
+    margin = nodes["runtime"].MEMORY_MARGIN
+    ours = [kw for models, kw in requested if model.patcher in models]
+    assert ours and ours[-1]["memory_required"] == int(expected.activations * margin) > 0
+
+
 def test_cpu_run_says_it_will_be_slow_and_works(nodes, video, m3ddm_dir, caplog):
     frames, canvas, vae, _ = video
     model = _loaded(nodes, m3ddm_dir)

@@ -10,6 +10,7 @@ from conftest import DATA
 from m3ddm_core import FULL_SIZE_CONFIG, build_unet, sdpa_attention, softmax_attention
 from m3ddm_core.guidance import branch_context
 from m3ddm_core.reference import official_unet_forward
+from m3ddm_core.unet3d import TORCH_OPS, Pseudo3DConv
 
 
 def test_full_size_keys_and_shapes_match_the_official_manifest():
@@ -110,6 +111,30 @@ def test_layers_come_from_the_injected_operations_namespace():
     n_layers = sum(1 for m in model.modules() if type(m).__name__ == "Counted")
     n_plain = sum(1 for m in model.modules() if type(m) in (nn.Linear, nn.Conv1d, nn.Conv3d, nn.GroupNorm, nn.LayerNorm))
     assert n_layers == len(built) and n_plain == 0  # only the fixed-size global encoder uses torch.nn directly
+
+
+def test_pseudo3d_conv3d_route_equals_the_per_frame_route():
+    torch.manual_seed(0)
+    conv = Pseudo3DConv(6, 10, TORCH_OPS)
+    x = torch.randn(2, 6, 5, 7, 9)
+    with torch.no_grad():
+        per_frame, conv3d = conv.forward_per_frame(x), conv.forward_conv3d(x)
+    assert per_frame.shape == conv3d.shape == (2, 10, 5, 7, 9)
+    assert (per_frame - conv3d).abs().max().item() <= 1e-5
+
+
+def test_pseudo3d_conv_calls_its_layers_when_comfyui_casts_their_weights():
+    conv = Pseudo3DConv(4, 4, TORCH_OPS)
+    calls = []
+    conv.spatial_conv.register_forward_hook(lambda *a: calls.append("spatial"))
+    conv.temporal_conv.register_forward_hook(lambda *a: calls.append("temporal"))
+    x = torch.randn(1, 4, 3, 5, 5)
+    with torch.no_grad():
+        conv(x)
+        assert calls == []  # CPU: the conv3d route uses the weights directly
+        conv.spatial_conv.comfy_cast_weights = True  # what ComfyUI sets when it streams or patches weights
+        conv(x)
+    assert calls == ["spatial", "temporal"]
 
 
 def test_attention_goes_through_the_injected_function(tiny_unet, tiny_cases):

@@ -1,0 +1,118 @@
+"""m3ddm_core.memory: the live-bytes tracker, the traced sampling memory, and how it compares to a measurement."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from conftest import REPO
+from m3ddm_core import FULL_SIZE_CONFIG, build_unet
+from m3ddm_core.memory import LiveTensorBytes, fits_batched, sampling_memory, traced_peak_bytes
+
+TINY = dict(FULL_SIZE_CONFIG, block_out_channels=[32, 64, 64, 64], norm_num_groups=8)
+GIB = 2 ** 30
+
+
+def test_tracker_counts_live_storages_once():
+    def program():
+        x = torch.zeros(1000)            # 4000 B live
+        y = x * 2                        # 8000
+        z = y.view(10, 100)              # a view: still 8000
+        del y                            # z keeps the storage: 8000
+        z.add_(1)                        # in place: 8000
+        w = z + 1                        # 12000 (the peak)
+        del x, z, w
+        return torch.zeros(10)           # 40 after everything else is gone
+
+    tracker = LiveTensorBytes()
+    with tracker:
+        out = program()
+    assert tracker.peak == 12000
+    assert tracker.current == 40
+    del out
+    assert tracker.current == 0
+
+
+def test_views_of_outside_tensors_are_not_counted():
+    weight = torch.zeros(256, 256)
+    assert traced_peak_bytes(lambda: weight.t()[:10].unsqueeze(0)[..., :5]) == 0
+    assert traced_peak_bytes(lambda: weight[:10].reshape(-1)[:5]) == 0
+    assert traced_peak_bytes(lambda: weight.t()[:10].reshape(-1)) == 10 * 256 * 4  # not viewable: a copy
+    assert traced_peak_bytes(lambda: weight.t().contiguous()) == 256 * 256 * 4
+
+
+def test_estimates_order_as_expected():
+    batched = sampling_memory(TINY, torch.float32, 3)
+    sequential = sampling_memory(TINY, torch.float32, 3, sequential=True)
+    one, two = sampling_memory(TINY, torch.float32, 1), sampling_memory(TINY, torch.float32, 2)
+    assert one.activations < two.activations < batched.activations
+    assert sequential.activations < batched.activations
+    state = build_unet(TINY, device="meta").state_dict()
+    assert batched.weights == sequential.weights == sum(t.numel() * t.element_size() for t in state.values())
+    half = sampling_memory(TINY, torch.bfloat16, 3)
+    assert abs(half.activations * 2 / batched.activations - 1) < 0.05
+    assert sampling_memory(TINY, torch.float32, 3) is batched  # cached
+    with pytest.raises(ValueError, match="branches must be 1, 2 or 3"):
+        sampling_memory(TINY, torch.float32, 4)
+
+
+def test_full_size_fp16_clip_fits_the_8_gb_budget():
+    """The performance issue's VRAM budget (full size, fp16, 256x256 canvas), as traced."""
+    batched = sampling_memory(FULL_SIZE_CONFIG, torch.float16, 3)
+    sequential = sampling_memory(FULL_SIZE_CONFIG, torch.float16, 3, sequential=True)
+    assert 2.3 * GIB < batched.weights < 2.5 * GIB  # 1.3B parameters in fp16
+    assert batched.weights + batched.activations * 1.3 <= 8 * GIB
+    assert sequential.activations < 0.7 * batched.activations
+
+
+def test_fits_batched_uses_the_margin():
+    mem = sampling_memory(TINY, torch.float32, 3)
+    assert fits_batched(int(mem.activations * 1.31), mem)
+    assert not fits_batched(int(mem.activations * 1.29), mem)
+
+
+MEASURE = textwrap.dedent("""
+    import json, sys, torch
+    from m3ddm_core import build_unet
+    from m3ddm_core.sampler import ClipConditioning, GuidedDenoiser
+    torch.manual_seed(0)
+    model = build_unet(json.loads(sys.argv[1])).requires_grad_(False)
+    z = lambda *s: torch.randn(*s)
+
+    def step(sequential):
+        tokens = model.encode_global(z(16, 4, 32, 32))
+        cond = ClipConditioning(context=z(1, 4, 16, 32, 32), mask=z(1, 1, 16, 32, 32), uncond=z(1, 4, 16, 32, 32),
+                                uncond_mask=z(1, 1, 16, 32, 32), global_cond=tokens, global_uncond=tokens.clone())
+        return GuidedDenoiser(model, cond, 2.0, 4.0, sequential)(z(1, 4, 16, 32, 32), 500, 8)
+
+    def status(field):
+        for line in open("/proc/self/status"):
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+
+    with torch.no_grad():
+        step(False)  # warm-up: thread pools, kernel caches
+        for sequential in (False, True):
+            open("/proc/self/clear_refs", "w").write("5")  # resets the peak (VmHWM)
+            base = status("VmRSS:")
+            out = step(sequential)
+            print(status("VmHWM:") - base)
+            del out
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="measures the process peak through /proc (Linux)")
+def test_estimate_matches_a_measured_cpu_step():
+    """Run real guided steps (real kernels, SDPA, the CPU conv route) in a fresh process whose allocator maps
+    every large block separately, so the resident-set peak follows live tensor bytes; compare with the trace."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(TINY)], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    measured = [int(line) for line in out.stdout.split()[-2:]]
+    for sequential, value in zip((False, True), measured):
+        estimate = sampling_memory(TINY, torch.float32, 3, sequential).activations
+        assert 0.85 <= value / estimate <= 1.15, (sequential, value, estimate)
