@@ -2,7 +2,8 @@
 
 Each line times one guided UNet step (3 branches batched, 16 frames at 32x32 latents) of the chosen config
 with random weights, and prints its ratio to the baseline and the max output difference:
-- pseudo-3D convolutions as conv3d on the video layout vs per-frame conv2d + per-pixel conv1d (``CONV3D_DEVICES``);
+- pseudo-3D convolutions as conv3d on the video layout vs per-frame conv2d + per-pixel conv1d (``CONV3D_DEVICES``),
+  for one layer in fp32 / bf16 / fp16 and for the whole step;
 - bf16 weights and activations vs fp32 (on the CPU);
 - ``torch.compile`` of the UNet (``--compile``; slow to compile);
 - VAE decode batch size (``--vae``; a random full-size SD VAE from diffusers, 16 frames at 256x256).
@@ -61,7 +62,22 @@ def guided_step(model, device, dtype):
 
 def report(name, base, t, out=None, ref=None):
     diff = "" if out is None else f"  max|diff| {(out - ref).abs().max().item():.2e}"
-    print(f"{name:<44} {t:8.2f} s  {base / t:5.2f}x{diff}", flush=True)
+    print(f"{name:<50} {t:8.2f} s  {base / t:5.2f}x{diff}", flush=True)
+
+
+def layer_candidates(args, device):
+    """One pseudo-3D conv layer (medium top level: 128 channels, 3 x 16 frames at 32x32), both routes, per dtype."""
+    torch.manual_seed(0)
+    print(f"pseudo-3D conv layer, 128 channels, [3, 128, 16, 32, 32] ({device})")
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        conv = unet3d.Pseudo3DConv(128, 128, unet3d.TORCH_OPS, device=device, dtype=dtype).requires_grad_(False)
+        x = torch.randn(3, 128, 16, 32, 32, device=device, dtype=dtype)
+        with torch.no_grad():
+            ref, t_frame = timed(lambda: conv.forward_per_frame(x), device, args.repeats)
+            out, t_3d = timed(lambda: conv.forward_conv3d(x), device, args.repeats)
+        name = str(dtype).replace("torch.", "")
+        report(f"{name}: per-frame conv2d + conv1d (baseline)", t_frame, t_frame)
+        report(f"{name}: conv3d", t_frame, t_3d, out.float(), ref.float())
 
 
 def unet_candidates(args, device):
@@ -98,7 +114,7 @@ def unet_candidates(args, device):
             guided_step(model, device, torch.float32)()
             print(f"torch.compile: first call (compiling) {time.perf_counter() - t0:.1f} s", flush=True)
             out, t = timed(guided_step(model, device, torch.float32), device, args.repeats)
-            report("fp32, torch.compile (current route)", t_base, t, out, current)
+            report("fp32, torch.compile (ratio to the current route)", t_current, t, out, current)
         finally:
             del model.forward
 
@@ -132,6 +148,7 @@ def main() -> None:
     ap.add_argument("--no-unet", action="store_true", help="skip the UNet candidates")
     args = ap.parse_args()
     device = torch.device(args.device)
+    layer_candidates(args, device)
     if not args.no_unet:
         unet_candidates(args, device)
     if args.vae:

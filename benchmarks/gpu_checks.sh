@@ -36,10 +36,10 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
 "
 fi
 # Most important first: one device call is limited to 10 minutes, and what ran is kept in $OUT.
+run memory_fp16 60 benchmarks/memory_budget.py --config full --dtype fp16 --measure
 run full_fp16_50steps 150 benchmarks/clip_speed.py --config full --dtype fp16 --steps 50 --skip-reference
 run video_450_frames 240 benchmarks/video_scaling.py --config full --frames 450 --steps 50
 run full_fp16_vs_reference 150 benchmarks/clip_speed.py --config full --dtype fp16 --steps 5
-run memory_fp16 60 benchmarks/memory_budget.py --config full --dtype fp16 --measure
 run full_fp16_lowvram 60 benchmarks/clip_speed.py --config full --dtype fp16 --steps 10 --skip-reference --low-vram
 run full_bf16_50steps 90 benchmarks/clip_speed.py --config full --dtype bf16 --steps 50 --skip-reference
 run candidates_full 90 benchmarks/candidates.py --config full --repeats 3

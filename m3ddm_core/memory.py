@@ -46,15 +46,18 @@ class LiveTensorBytes(TorchDispatchMode):
             del self._live[key]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        aliases = any(r.alias_info is not None for r in func._schema.returns)
+        kwargs = kwargs or {}
+        # Aliasing is read from storages, not from op schemas: under inference mode "maybe view" ops (reshape,
+        # contiguous, to) arrive undecomposed with a view schema even when they copy.
+        inputs = {_storage_key(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        out = func(*args, **kwargs)
         for t in tree_leaves(out):
             if not isinstance(t, torch.Tensor):
                 continue
             key = _storage_key(t)
             if key in self._live:
                 self._live[key][1] += 1
-            elif aliases:  # a view of a storage made outside (a weight, an input)
+            elif key in inputs:  # a view or in-place result of a storage made outside (a weight, an input)
                 continue
             else:
                 nbytes = t.untyped_storage().nbytes()

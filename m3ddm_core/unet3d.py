@@ -22,9 +22,17 @@ TORCH_OPS = SimpleNamespace(Linear=nn.Linear, Conv1d=nn.Conv1d, Conv2d=nn.Conv2d
                             GroupNorm=nn.GroupNorm, LayerNorm=nn.LayerNorm)
 
 
-# Devices where one conv3d per factor beats the per-frame conv2d + per-pixel conv1d (no layout copies):
-# 1.1-1.8x per layer on the CPU (benchmarks/candidates.py). Other devices keep the per-frame route until measured.
+# Where one conv3d per factor beats the per-frame conv2d + per-pixel conv1d (no layout copies): on the CPU 1.47x
+# per layer and 1.03-1.13x per guided step of the medium model in fp32 and bf16, but 0.22x per layer in fp16
+# (benchmarks/candidates.py). Other devices keep the per-frame route until measured there.
 CONV3D_DEVICES = {"cpu"}
+CONV3D_DTYPES = {torch.float32, torch.bfloat16}
+
+
+def _comfy_casts(layer: nn.Module) -> bool:
+    """Whether ComfyUI casts, streams or patches this layer's weights inside its forward (comfy.ops layers)."""
+    return bool(getattr(layer, "comfy_cast_weights", False) or getattr(layer, "weight_function", None)
+                or getattr(layer, "bias_function", None))
 
 
 class Pseudo3DConv(nn.Module):
@@ -37,10 +45,8 @@ class Pseudo3DConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C_in, F, H, W]`` -> ``[B, C_out, F, H, W]``."""
-        # ComfyUI casts or streams weights inside its layers' forward (comfy_cast_weights); only call them then.
-        streamed = getattr(self.spatial_conv, "comfy_cast_weights", False) or \
-            getattr(self.temporal_conv, "comfy_cast_weights", False)
-        if x.device.type in CONV3D_DEVICES and not streamed:
+        if x.device.type in CONV3D_DEVICES and x.dtype in CONV3D_DTYPES and \
+                not (_comfy_casts(self.spatial_conv) or _comfy_casts(self.temporal_conv)):
             return self.forward_conv3d(x)
         return self.forward_per_frame(x)
 

@@ -122,28 +122,49 @@ def check_dtype_support(device: torch.device, dtype: torch.dtype, node: str) -> 
                          "choose dtype auto (or fp32)") from None
 
 
+def _traced_memory(handle: M3DDMModel, branches: int, latent_hw: tuple[int, int], node: str):
+    """``(batched, sequential)`` sampling memory of a clip, or ``(None, None)`` when it cannot be traced."""
+    config = handle.patcher.model.raw_config
+    try:
+        batched = sampling_memory(config, handle.dtype, branches, False, CLIP_FRAMES, latent_hw)
+        sequential = sampling_memory(config, handle.dtype, branches, True, CLIP_FRAMES, latent_hw) \
+            if branches > 1 else batched
+    except Exception as exc:  # an estimate only: sampling itself does not depend on it
+        log.warning("[%s] could not estimate the sampling memory (%s); using ComfyUI's default reserve", node, exc)
+        return None, None
+    return batched, sequential
+
+
 def model_on_device(handle: M3DDMModel, settings: SampleSettings, latent_hw: tuple[int, int], node: str):
     """Let ComfyUI make room for the UNet and its activations and load it; returns ``(unet, settings)``.
 
-    Without ``low_vram``, the guidance branches run batched when the free memory holds their activations and
-    one after another otherwise (like ComfyUI batching cond and uncond only when they fit)."""
+    Without ``low_vram``, the guidance branches run batched when the memory holds their activations and one
+    after another otherwise (as ComfyUI batches cond and uncond only when they fit)."""
     import comfy.model_management as mm
 
-    unet = handle.patcher.model
     branches = len(active_branches(settings.s1, settings.s2))
-    batched = sampling_memory(unet.raw_config, handle.dtype, branches, False, CLIP_FRAMES, latent_hw)
-    need = sampling_memory(unet.raw_config, handle.dtype, branches, True, CLIP_FRAMES, latent_hw) \
-        if settings.sequential else batched
-    mm.load_models_gpu([handle.patcher], memory_required=int(need.activations * MEMORY_MARGIN), force_full_load=True)
+    batched, sequential = _traced_memory(handle, branches, latent_hw, node)
+    gib = 2 ** 30
+    if batched is not None and not settings.sequential and branches > 1:
+        device = handle.patcher.load_device
+        room = mm.get_total_memory(device) - mm.extra_reserved_memory() - batched.weights
+        if not fits_batched(room, batched):  # decided before loading: no point unloading anything for it
+            log.warning("[%s] the %d batched guidance branches need about %.1f GB next to the model, more than %s "
+                        "has: running them one after another (as with low_vram)", node, branches,
+                        batched.activations * MEMORY_MARGIN / gib, device)
+            settings = dataclasses.replace(settings, sequential=True)
+    need = sequential if settings.sequential else batched
+    required = int(need.activations * MEMORY_MARGIN) if need is not None else 0
+    mm.load_models_gpu([handle.patcher], memory_required=required, force_full_load=True)
     model = handle.patcher.model
     if model.device.type == "cpu":
         log.warning("M3DDM is sampling on the CPU: this works but is slow (minutes per 16-frame clip at full size)")
-    if not settings.sequential and branches > 1:
+    if batched is not None and not settings.sequential and branches > 1:
         free = mm.get_free_memory(model.device)
         if not fits_batched(free, batched):
             log.warning("[%s] %.1f GB free on %s, the %d batched guidance branches need about %.1f GB: running "
-                        "them one after another (as with low_vram)", node, free / 2 ** 30, model.device, branches,
-                        batched.activations * MEMORY_MARGIN / 2 ** 30)
+                        "them one after another (as with low_vram)", node, free / gib, model.device, branches,
+                        batched.activations * MEMORY_MARGIN / gib)
             settings = dataclasses.replace(settings, sequential=True)
     return model, settings
 

@@ -216,18 +216,28 @@ def _count_unet_batches(unet):
     return batches, lambda: setattr(unet, "__class__", cls)
 
 
-@pytest.mark.parametrize("free_gb, batches_per_step", [(64.0, [3]), (0.001, [1, 1, 1])])
-def test_branches_run_one_after_another_when_memory_is_short(nodes, video, m3ddm_dir, monkeypatch, caplog,
-                                                             free_gb, batches_per_step):
+@pytest.mark.parametrize("total_gb, free_gb, low_vram, batches_per_step, message", [
+    (64.0, 64.0, False, [3], None),
+    (64.0, 0.001, False, [1, 1, 1], "GB free on"),                 # found short once loaded
+    (0.01, 64.0, False, [1, 1, 1], "more than"),                   # can never fit: decided before loading
+    (64.0, 64.0, True, [1, 1, 1], None),                           # the user's low_vram
+])
+def test_branches_run_one_after_another_when_memory_is_short(nodes, video, m3ddm_dir, monkeypatch, caplog, total_gb,
+                                                             free_gb, low_vram, batches_per_step, message):
     import comfy.model_management as mm
     frames, canvas, vae, g = video
     model = _loaded(nodes, m3ddm_dir)
     requested = []
     real_load = mm.load_models_gpu
     monkeypatch.setattr(mm, "load_models_gpu", lambda models, **kw: requested.append((models, kw)) or real_load(models, **kw))
-    monkeypatch.setattr(mm, "get_free_memory", lambda dev=None, torch_free_too=False: int(free_gb * 2 ** 30))
+
+    def memory(gb):
+        return lambda dev=None, torch_free_too=False, torch_total_too=False: (
+            (int(gb * 2 ** 30),) * 2 if torch_free_too or torch_total_too else int(gb * 2 ** 30))
+    monkeypatch.setattr(mm, "get_free_memory", memory(free_gb))
+    monkeypatch.setattr(mm, "get_total_memory", memory(total_gb))
     batches, undo = _count_unet_batches(model.patcher.model)
-    three_branches = dict(SAMPLING, context_guidance=2.0, global_guidance=4.0)
+    three_branches = dict(SAMPLING, context_guidance=2.0, global_guidance=4.0, low_vram=low_vram)
     try:
         with caplog.at_level(logging.WARNING, logger="M3DDM"):
             run(nodes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=canvas, global_frames=g,
@@ -235,13 +245,29 @@ def test_branches_run_one_after_another_when_memory_is_short(nodes, video, m3ddm
     finally:
         undo()
     assert batches == batches_per_step
-    assert ("one after another" in caplog.text) == (len(batches_per_step) == 3)
-    # ComfyUI is told how much room the activations need, so it can unload other models first.
-    unet = model.patcher.model
-    expected = nodes["runtime"].sampling_memory(unet.raw_config, model.dtype, 3, False, 16, (32, 32))
-    margin = nodes["runtime"].MEMORY_MARGIN
+    assert ("one after another" in caplog.text) == (message is not None)
+    if message:
+        assert message in caplog.text and "[M3DDM_SampleClip]" in caplog.text
+    # ComfyUI is told how much room the activations of the chosen mode need, so it can unload other models.
+    unet, runtime = model.patcher.model, nodes["runtime"]
+    sequential_up_front = low_vram or message == "more than"
+    expected = runtime.sampling_memory(unet.raw_config, model.dtype, 3, sequential_up_front, 16, (32, 32))
     ours = [kw for models, kw in requested if model.patcher in models]
-    assert ours and ours[-1]["memory_required"] == int(expected.activations * margin) > 0
+    assert ours and ours[-1]["memory_required"] == int(expected.activations * runtime.MEMORY_MARGIN) > 0
+
+
+def test_sampling_goes_on_when_the_memory_trace_fails(nodes, video, m3ddm_dir, monkeypatch, caplog):
+    frames, canvas, vae, g = video
+    model = _loaded(nodes, m3ddm_dir)
+
+    def broken(*a, **k):
+        raise RuntimeError("no meta kernel for some op")
+    monkeypatch.setattr(nodes["runtime"], "sampling_memory", broken)
+    with caplog.at_level(logging.WARNING, logger="M3DDM"):
+        latent, _ = run(nodes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=canvas, global_frames=g,
+                        frame_indexes="0-3", **dict(SAMPLING, context_guidance=2.0, global_guidance=4.0))
+    assert "could not estimate the sampling memory (no meta kernel for some op)" in caplog.text
+    assert latent["samples"].shape == (4, 4, 32, 32) and torch.isfinite(latent["samples"]).all()
 
 
 def test_cpu_run_says_it_will_be_slow_and_works(nodes, video, m3ddm_dir, caplog):

@@ -44,6 +44,24 @@ def test_views_of_outside_tensors_are_not_counted():
     assert traced_peak_bytes(lambda: weight.t().contiguous()) == 256 * 256 * 4
 
 
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_copies_by_maybe_view_ops_are_counted_in_every_grad_mode(mode):
+    # ComfyUI executes nodes under inference mode, where reshape/contiguous/to reach the tracker undecomposed.
+    weight = torch.zeros(100, 100)
+
+    def program():
+        a = weight.t().reshape(-1)       # a copy: 40000 B
+        b = weight.t().contiguous()      # 40000 B
+        c = weight.to(torch.float64)     # 80000 B
+        return a, b, c
+
+    tracker = LiveTensorBytes()
+    with mode(), tracker:
+        out = program()
+    assert tracker.peak == 160000
+    del out
+
+
 def test_estimates_order_as_expected():
     batched = sampling_memory(TINY, torch.float32, 3)
     sequential = sampling_memory(TINY, torch.float32, 3, sequential=True)

@@ -123,7 +123,9 @@ def test_pseudo3d_conv3d_route_equals_the_per_frame_route():
     assert (per_frame - conv3d).abs().max().item() <= 1e-5
 
 
-def test_pseudo3d_conv_calls_its_layers_when_comfyui_casts_their_weights():
+@pytest.mark.parametrize("comfy_attr, value", [("comfy_cast_weights", True), ("weight_function", [lambda w: w]),
+                                               ("bias_function", [lambda b: b])])
+def test_pseudo3d_conv_calls_its_layers_when_comfyui_casts_their_weights(comfy_attr, value):
     conv = Pseudo3DConv(4, 4, TORCH_OPS)
     calls = []
     conv.spatial_conv.register_forward_hook(lambda *a: calls.append("spatial"))
@@ -131,10 +133,19 @@ def test_pseudo3d_conv_calls_its_layers_when_comfyui_casts_their_weights():
     x = torch.randn(1, 4, 3, 5, 5)
     with torch.no_grad():
         conv(x)
-        assert calls == []  # CPU: the conv3d route uses the weights directly
-        conv.spatial_conv.comfy_cast_weights = True  # what ComfyUI sets when it streams or patches weights
+        assert calls == []  # CPU fp32: the conv3d route uses the weights directly
+        setattr(conv.temporal_conv, comfy_attr, value)  # what ComfyUI sets when it streams or patches weights
         conv(x)
     assert calls == ["spatial", "temporal"]
+
+
+def test_pseudo3d_conv_keeps_the_per_frame_route_for_cpu_fp16():
+    conv = Pseudo3DConv(4, 4, TORCH_OPS, dtype=torch.float16)
+    calls = []
+    conv.spatial_conv.register_forward_hook(lambda *a: calls.append("spatial"))
+    with torch.no_grad():
+        conv(torch.randn(1, 4, 3, 5, 5, dtype=torch.float16))
+    assert calls == ["spatial"]
 
 
 def test_attention_goes_through_the_injected_function(tiny_unet, tiny_cases):
