@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clip_speed import CONFIGS, DTYPES  # noqa: E402
 from m3ddm_core import build_unet  # noqa: E402
 from m3ddm_core.guidance import branch_context  # noqa: E402
-from m3ddm_core.memory import MEMORY_MARGIN, fused_attention_memory, sampling_memory, traced_peak_bytes  # noqa: E402
-from m3ddm_core.sampler import ClipConditioning, GuidedDenoiser  # noqa: E402
+from m3ddm_core.memory import (MEMORY_MARGIN, fused_attention_memory, guided_step, sampling_memory,  # noqa: E402
+                               traced_peak_bytes)
 
 GIB = 2 ** 30
 
@@ -47,12 +47,7 @@ def measured_step_bytes(config, dtype, sequential: bool, device: torch.device) -
     torch.manual_seed(0)
     model = build_unet(config, device=device, dtype=dtype).requires_grad_(False)
     z = lambda *s: torch.randn(*s, device=device, dtype=dtype)  # noqa: E731
-
-    def step():
-        tokens = model.encode_global(z(16, 4, 32, 32))
-        cond = ClipConditioning(context=z(1, 4, 16, 32, 32), mask=z(1, 1, 16, 32, 32), uncond=z(1, 4, 16, 32, 32),
-                                uncond_mask=z(1, 1, 16, 32, 32), global_cond=tokens, global_uncond=tokens.clone())
-        return GuidedDenoiser(model, cond, 2.0, 4.0, sequential)(z(1, 4, 16, 32, 32), 500, 8)
+    step = lambda: guided_step(model, z, 3, sequential)  # noqa: E731
 
     with torch.no_grad():
         step()

@@ -95,38 +95,45 @@ class SamplingMemory:
         return self.weights + self.activations
 
 
+# The guidance pair whose non-zero branch weights give 1, 2 or 3 branches (see sampler.guidance_weights).
+GUIDANCE_FOR_BRANCHES = {1: (1.0, 0.0), 2: (1.0, 4.0), 3: (2.0, 4.0)}
+
+
+def guided_step(model, tensor: Callable[..., torch.Tensor], branches: int = 3, sequential: bool = False,
+                frames: int = 16, latent_hw: tuple[int, int] = (32, 32)) -> torch.Tensor:
+    """One guided noise prediction as the sampler makes it -- global frames encoded, the clip's conditioning
+    prepared, the branches run -- on inputs drawn from ``tensor(*shape)`` (zeros on ``meta`` for a trace,
+    random for a measurement). Returns ``[1, 4, frames, h, w]``."""
+    from .sampler import ClipConditioning, GuidedDenoiser
+
+    h, w = latent_hw
+    s1, s2 = GUIDANCE_FOR_BRANCHES[branches]
+    tokens = model.encode_global(tensor(16, 4, h, w))
+    cond = ClipConditioning(context=tensor(1, 4, frames, h, w), mask=tensor(1, 1, frames, h, w),
+                            uncond=tensor(1, 4, frames, h, w), uncond_mask=tensor(1, 1, frames, h, w),
+                            global_cond=tokens, global_uncond=tokens.clone())
+    denoiser = GuidedDenoiser(model, cond, s1, s2, sequential)
+    return denoiser(tensor(1, 4, frames, h, w), 500, 8)
+
+
 @functools.lru_cache(maxsize=32)
 def _sampling_memory(config_json: str, dtype: torch.dtype, branches: int, sequential: bool,
                      frames: int, latent_hw: tuple[int, int]) -> SamplingMemory:
-    from .sampler import ClipConditioning, GuidedDenoiser
     from .unet3d import build_unet
 
     model = build_unet(json.loads(config_json), device="meta", dtype=dtype)
     model.set_attention(fused_attention_memory)
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    weights += sum(b.numel() * b.element_size() for b in model.buffers())
-    h, w = latent_hw
-    meta = functools.partial(torch.zeros, device="meta")
-    # The guidance pair whose non-zero branch weights give ``branches`` branches (see guidance_weights).
-    s1, s2 = {1: (1.0, 0.0), 2: (1.0, 4.0), 3: (2.0, 4.0)}[branches]
-
-    def step():
-        tokens = model.encode_global(meta(16, 4, h, w, dtype=dtype))
-        cond = ClipConditioning(context=meta(1, 4, frames, h, w), mask=meta(1, 1, frames, h, w),
-                                uncond=meta(1, 4, frames, h, w), uncond_mask=meta(1, 1, frames, h, w),
-                                global_cond=tokens, global_uncond=tokens.clone())
-        denoiser = GuidedDenoiser(model, cond, s1, s2, sequential)
-        assert denoiser.branches == branches
-        return denoiser(meta(1, 4, frames, h, w), 500, 8)
-
-    return SamplingMemory(weights=weights, activations=traced_peak_bytes(step))
+    weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    meta = functools.partial(torch.zeros, device="meta", dtype=dtype)
+    peak = traced_peak_bytes(lambda: guided_step(model, meta, branches, sequential, frames, latent_hw))
+    return SamplingMemory(weights=weights, activations=peak)
 
 
 def sampling_memory(config: Mapping[str, Any], dtype: torch.dtype, branches: int = 3, sequential: bool = False,
                     frames: int = 16, latent_hw: tuple[int, int] = (32, 32)) -> SamplingMemory:
     """Memory of sampling one clip of ``frames`` latent frames ``latent_hw`` with ``branches`` guidance branches
     (1-3), batched in one UNet call or ``sequential`` (the low-VRAM mode). Cached; about a second uncached."""
-    if branches not in (1, 2, 3):
+    if branches not in GUIDANCE_FOR_BRANCHES:
         raise ValueError(f"branches must be 1, 2 or 3, not {branches}")
     return _sampling_memory(json.dumps(dict(config), sort_keys=True), dtype, branches, sequential, frames,
                             tuple(latent_hw))

@@ -144,28 +144,30 @@ def model_on_device(handle: M3DDMModel, settings: SampleSettings, latent_hw: tup
 
     branches = len(active_branches(settings.s1, settings.s2))
     batched, sequential = _traced_memory(handle, branches, latent_hw, node)
-    gib = 2 ** 30
-    if batched is not None and not settings.sequential and branches > 1:
+    may_batch = batched is not None and not settings.sequential and branches > 1
+    need_gb = batched.activations * MEMORY_MARGIN / 2 ** 30 if batched is not None else 0.0
+
+    def one_after_another(why: str) -> SampleSettings:
+        log.warning("[%s] %s, the %d batched guidance branches need about %.1f GB: running them one after another "
+                    "(as with low_vram)", node, why, branches, need_gb)
+        return dataclasses.replace(settings, sequential=True)
+
+    if may_batch:  # decided before loading when it can never fit: no point unloading anything for it
         device = handle.patcher.load_device
         room = mm.get_total_memory(device) - mm.extra_reserved_memory() - batched.weights
-        if not fits_batched(room, batched):  # decided before loading: no point unloading anything for it
-            log.warning("[%s] the %d batched guidance branches need about %.1f GB next to the model, more than %s "
-                        "has: running them one after another (as with low_vram)", node, branches,
-                        batched.activations * MEMORY_MARGIN / gib, device)
-            settings = dataclasses.replace(settings, sequential=True)
+        if not fits_batched(room, batched):
+            left = max(room, 0) / 2 ** 30
+            settings, may_batch = one_after_another(f"{left:.1f} GB of {device} is left next to the model"), False
     need = sequential if settings.sequential else batched
-    required = int(need.activations * MEMORY_MARGIN) if need is not None else 0
-    mm.load_models_gpu([handle.patcher], memory_required=required, force_full_load=True)
+    mm.load_models_gpu([handle.patcher], memory_required=int(need.activations * MEMORY_MARGIN) if need else 0,
+                       force_full_load=True)
     model = handle.patcher.model
     if model.device.type == "cpu":
         log.warning("M3DDM is sampling on the CPU: this works but is slow (minutes per 16-frame clip at full size)")
-    if batched is not None and not settings.sequential and branches > 1:
+    if may_batch:
         free = mm.get_free_memory(model.device)
         if not fits_batched(free, batched):
-            log.warning("[%s] %.1f GB free on %s, the %d batched guidance branches need about %.1f GB: running "
-                        "them one after another (as with low_vram)", node, free / gib, model.device, branches,
-                        batched.activations * MEMORY_MARGIN / gib)
-            settings = dataclasses.replace(settings, sequential=True)
+            settings = one_after_another(f"{free / 2 ** 30:.1f} GB free on {model.device}")
     return model, settings
 
 

@@ -219,7 +219,7 @@ def _count_unet_batches(unet):
 @pytest.mark.parametrize("total_gb, free_gb, low_vram, batches_per_step, message", [
     (64.0, 64.0, False, [3], None),
     (64.0, 0.001, False, [1, 1, 1], "GB free on"),                 # found short once loaded
-    (0.01, 64.0, False, [1, 1, 1], "more than"),                   # can never fit: decided before loading
+    (0.01, 64.0, False, [1, 1, 1], "left next to the model"),  # can never fit: decided before loading
     (64.0, 64.0, True, [1, 1, 1], None),                           # the user's low_vram
 ])
 def test_branches_run_one_after_another_when_memory_is_short(nodes, video, m3ddm_dir, monkeypatch, caplog, total_gb,
@@ -250,7 +250,7 @@ def test_branches_run_one_after_another_when_memory_is_short(nodes, video, m3ddm
         assert message in caplog.text and "[M3DDM_SampleClip]" in caplog.text
     # ComfyUI is told how much room the activations of the chosen mode need, so it can unload other models.
     unet, runtime = model.patcher.model, nodes["runtime"]
-    sequential_up_front = low_vram or message == "more than"
+    sequential_up_front = low_vram or message == "left next to the model"
     expected = runtime.sampling_memory(unet.raw_config, model.dtype, 3, sequential_up_front, 16, (32, 32))
     ours = [kw for models, kw in requested if model.patcher in models]
     assert ours and ours[-1]["memory_required"] == int(expected.activations * runtime.MEMORY_MARGIN) > 0

@@ -1,9 +1,7 @@
 """m3ddm_core.memory: the live-bytes tracker, the traced sampling memory, and how it compares to a measurement."""
-import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -12,7 +10,10 @@ from conftest import REPO
 from m3ddm_core import FULL_SIZE_CONFIG, build_unet
 from m3ddm_core.memory import LiveTensorBytes, fits_batched, sampling_memory, traced_peak_bytes
 
-TINY = dict(FULL_SIZE_CONFIG, block_out_channels=[32, 64, 64, 64], norm_num_groups=8)
+sys.path.insert(0, str(REPO / "benchmarks"))
+from clip_speed import CONFIGS  # noqa: E402
+
+TINY = CONFIGS["tiny"]  # the config the measuring benchmark builds
 GIB = 2 ** 30
 
 
@@ -92,45 +93,16 @@ def test_fits_batched_uses_the_margin():
     assert not fits_batched(int(mem.activations * 1.29), mem)
 
 
-MEASURE = textwrap.dedent("""
-    import json, sys, torch
-    from m3ddm_core import build_unet
-    from m3ddm_core.sampler import ClipConditioning, GuidedDenoiser
-    torch.manual_seed(0)
-    model = build_unet(json.loads(sys.argv[1])).requires_grad_(False)
-    z = lambda *s: torch.randn(*s)
-
-    def step(sequential):
-        tokens = model.encode_global(z(16, 4, 32, 32))
-        cond = ClipConditioning(context=z(1, 4, 16, 32, 32), mask=z(1, 1, 16, 32, 32), uncond=z(1, 4, 16, 32, 32),
-                                uncond_mask=z(1, 1, 16, 32, 32), global_cond=tokens, global_uncond=tokens.clone())
-        return GuidedDenoiser(model, cond, 2.0, 4.0, sequential)(z(1, 4, 16, 32, 32), 500, 8)
-
-    def status(field):
-        for line in open("/proc/self/status"):
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-
-    with torch.no_grad():
-        step(False)  # warm-up: thread pools, kernel caches
-        for sequential in (False, True):
-            open("/proc/self/clear_refs", "w").write("5")  # resets the peak (VmHWM)
-            base = status("VmRSS:")
-            out = step(sequential)
-            print(status("VmHWM:") - base)
-            del out
-""")
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="measures the process peak through /proc (Linux)")
-def test_estimate_matches_a_measured_cpu_step():
-    """Run real guided steps (real kernels, SDPA, the CPU conv route) in a fresh process whose allocator maps
+@pytest.mark.parametrize("mode", ["batched", "sequential"])
+def test_estimate_matches_a_measured_cpu_step(mode):
+    """Run a real guided step (real kernels, SDPA, the CPU conv route) in a fresh process whose allocator maps
     every large block separately, so the resident-set peak follows live tensor bytes; compare with the trace."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(TINY)], capture_output=True, text=True, env=env,
-                         timeout=300)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "memory_budget.py"), "--config", "tiny",
+                          "--dtype", "fp32", "--device", "cpu", "--measure-only", mode],
+                         capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    measured = [int(line) for line in out.stdout.split()[-2:]]
-    for sequential, value in zip((False, True), measured):
-        estimate = sampling_memory(TINY, torch.float32, 3, sequential).activations
-        assert 0.85 <= value / estimate <= 1.15, (sequential, value, estimate)
+    measured = int(out.stdout.split()[-1])
+    estimate = sampling_memory(TINY, torch.float32, 3, mode == "sequential").activations
+    assert 0.85 <= measured / estimate <= 1.15, (measured, estimate)
