@@ -55,13 +55,13 @@ def measured_step_bytes(config, dtype, sequential: bool, device: torch.device) -
             torch.cuda.synchronize(device)
             base = torch.cuda.memory_allocated(device)
             torch.cuda.reset_peak_memory_stats(device)
-            out = step()
+            step()
             torch.cuda.synchronize(device)
             return torch.cuda.max_memory_allocated(device) - base
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         base = _proc_status("VmRSS:")
-        out = step()  # noqa: F841
+        step()
         return _proc_status("VmHWM:") - base
 
 

@@ -97,10 +97,6 @@ class GuidedDenoiser:
             self.cond_in = [torch.cat(cond_in)]
             self.contexts = [project(torch.cat(contexts))]
 
-    @property
-    def branches(self) -> int:
-        return len(self.names)
-
     def __call__(self, x: torch.Tensor, t, fps) -> torch.Tensor:
         """Latents ``[1, 4, F, h, w]`` -> combined noise prediction ``[1, 4, F, h, w]``."""
         x = x.to(self.cond_in[0].dtype)

@@ -132,12 +132,32 @@ def encode_video(frames, plan: CanvasPlan, encode: EncodeFn, global_latents: Opt
             idx = list(range(i, min(n, i + CLIP_FRAMES)))
             cache.ensure(idx, need_masked=idx)
     if global_latents is None:
-        g_idx = global_frame_indexes(n)
-        cache.ensure([], need_masked=g_idx)
-        global_latents = torch.stack([cache.masked[i] for i in g_idx])
+        global_latents = global_frame_latents(cache)
     black = torch.zeros(1, *plan.canvas_hw, 3)  # the unconditional canvas: all black (-1 in VAE range)
     cache.encoded_images += 1
     return EncodedVideo(cache, encode(black).float().cpu(), global_latents)
+
+
+def global_frame_latents(cache: LatentCache) -> torch.Tensor:
+    """The 16 global frames' masked-canvas latents ``[16, 4, h, w]``, frames ``linspace(0, N-1, 16)`` (cached)."""
+    idx = global_frame_indexes(len(cache.frames))
+    cache.ensure([], need_masked=idx)
+    return torch.stack([cache.masked[i] for i in idx])
+
+
+def plan_passes(n: int, strides: Strides = "auto", schedule: str = "fixed") -> list[dict]:
+    """The sampling passes of an ``n``-frame video: ``"fixed"`` (every frame generated exactly once) or
+    ``"official"`` (the official windows; frames they never generate are an error). Raises ValueError."""
+    if schedule not in ("fixed", "official"):
+        raise ValueError(f"schedule {schedule!r} is unknown; use 'fixed' or 'official'")
+    if schedule == "fixed":
+        return plan_schedule(n, strides)
+    passes = official_window_schedule(n)
+    missing = sorted(set(range(n)) - {f for p in passes for f in p["frames"]})
+    if missing:
+        raise ValueError(f"the official schedule never generates frames {missing[:8]} of this {n}-frame video; "
+                         "use the default ('fixed') schedule")
+    return passes
 
 
 def video_context(model, encoded: EncodedVideo, plan: CanvasPlan) -> VideoContext:
@@ -174,33 +194,24 @@ def decode_latents(decode: DecodeFn, latents: torch.Tensor, batch: int = 16) -> 
     return torch.cat(out).clamp(0, 1)
 
 
-def outpaint_video(model, frames, plan: CanvasPlan, encode: EncodeFn, decode: DecodeFn, fps: float,
+def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], decode: DecodeFn, fps: float,
                    settings: SampleSettings = SampleSettings(), strides: Strides = "auto", schedule: str = "fixed",
                    callback: Optional[Callable[[dict], None]] = None,
                    check_interrupt: Optional[Callable[[], None]] = None,
-                   global_latents: Optional[torch.Tensor] = None, preencode: bool = False,
                    encoded: Optional[EncodedVideo] = None, decode_batch: int = 16) -> OutpaintResult:
     """Outpaint ``frames`` (``[N, H, W, 3]`` tensor/array or a sequence of frames, uint8 or float 0..1).
 
-    ``schedule``: ``"fixed"`` (default: every frame generated exactly once) or ``"official"`` (the official
-    passes; frames it never generates are an error). ``callback`` gets ``{"pass", "passes", "i", "total", "t",
-    "x", "denoised", "frames"}`` after every step; ``check_interrupt`` is called before every step and may raise.
-    ``global_latents`` ``[16, 4, h, w]`` overrides the global frames; ``encoded`` (from :func:`encode_video`)
-    skips the encoding step when the caller did it already.
+    ``schedule``: see :func:`plan_passes`. ``callback`` gets ``{"pass", "passes", "i", "total", "t", "x",
+    "denoised", "frames"}`` after every step; ``check_interrupt`` is called before every step and may raise.
+    ``encoded`` (from :func:`encode_video`) skips the encoding step when the caller did it already (``encode`` may
+    then be None).
     """
     n = len(frames)
     if n < 1:
         raise ValueError("the video has no frames")
-    if schedule not in ("fixed", "official"):
-        raise ValueError(f"schedule {schedule!r} is unknown; use 'fixed' or 'official'")
-    passes = plan_schedule(n, strides) if schedule == "fixed" else official_window_schedule(n)
-    if schedule == "official":
-        missing = sorted(set(range(n)) - {f for p in passes for f in p["frames"]})
-        if missing:
-            raise ValueError(f"the official schedule never generates frames {missing[:8]} of this {n}-frame video; "
-                             "use the default ('fixed') schedule")
+    passes = plan_passes(n, strides, schedule)
     if encoded is None:
-        encoded = encode_video(frames, plan, encode, global_latents, preencode)
+        encoded = encode_video(frames, plan, encode)
     ctx = video_context(model, encoded, plan)
     final: dict[int, torch.Tensor] = {}
     for k, p in enumerate(passes):

@@ -45,17 +45,14 @@ def check_sd_vae(vae, node: str) -> None:
 def vae_encoder(vae):
     """ComfyUI VAE -> ``encode(pixels [k, H, W, 3] 0..1) -> [k, 4, H/8, W/8]`` scaled latents (CPU)."""
     def encode(pixels: torch.Tensor) -> torch.Tensor:
-        return vae.encode(pixels[..., :3]).float().cpu() * SD_LATENT_SCALE
+        return vae.encode(pixels).float().cpu() * SD_LATENT_SCALE
     return encode
 
 
 def vae_decoder(vae):
     """ComfyUI VAE -> ``decode(scaled latents [k, 4, h, w]) -> [k, H, W, 3]`` float 0..1 (CPU)."""
     def decode(latents: torch.Tensor) -> torch.Tensor:
-        out = vae.decode(latents / SD_LATENT_SCALE)
-        if out.ndim == 5:  # video VAEs return [B, T, H, W, C]
-            out = out.reshape(-1, *out.shape[-3:])
-        return out[..., :3].float().cpu()
+        return vae.decode(latents / SD_LATENT_SCALE)[..., :3].float().cpu()
     return decode
 
 

@@ -5,10 +5,10 @@ import torch
 from comfy_api.latest import io
 
 from ..m3ddm_core import SampleSettings, outpaint_video
-from ..m3ddm_core.schedule import STRIDE_PRESETS, official_window_schedule, plan_schedule
+from ..m3ddm_core.schedule import STRIDE_PRESETS
 from ..m3ddm_core.schedulers import SCHEDULERS
-from ..m3ddm_core.video import (LatentCache, decode_latents, encode_video, global_frame_indexes, sample_pass,
-                                video_context)
+from ..m3ddm_core.video import (LatentCache, decode_latents, encode_video, global_frame_latents, plan_passes,
+                                sample_pass, video_context)
 
 from . import runtime
 from .convert import (check_sd_vae, guide_latents, node_error, parse_frame_indexes, rgb_frames, to_latent_dict,
@@ -80,11 +80,8 @@ class M3DDMEncodeGlobalFrames(io.ComfyNode):
     def execute(cls, vae, canvas) -> io.NodeOutput:
         check_sd_vae(vae, cls.NODE)
         frames = rgb_frames(canvas.frames, cls.NODE)
-        idx = global_frame_indexes(frames.shape[0])
-        cache = LatentCache(frames, canvas.plan, vae_encoder(vae))
-        cache.ensure([], need_masked=idx)
-        latents = torch.stack([cache.masked[i] for i in idx])
-        return io.NodeOutput(GlobalFrames(latents=latents, indexes=tuple(idx), video_id=canvas.video_id, plan=canvas.plan))
+        latents = global_frame_latents(LatentCache(frames, canvas.plan, vae_encoder(vae)))
+        return io.NodeOutput(GlobalFrames(latents=latents, video_id=canvas.video_id, plan=canvas.plan))
 
 
 class M3DDMSampleClip(io.ComfyNode):
@@ -183,17 +180,16 @@ class M3DDMCoarseToFine(io.ComfyNode):
         frames = rgb_frames(canvas.frames, cls.NODE)
         g_latents = _check_global(global_frames, canvas, cls.NODE)
         settings = _settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
-        try:
-            n_passes = len(plan_schedule(frames.shape[0], strides) if schedule == "fixed"
-                           else official_window_schedule(frames.shape[0]))
+        try:  # checked before any encoding or model loading
+            n_passes = len(plan_passes(frames.shape[0], strides, schedule))
         except ValueError as exc:
             raise node_error(cls.NODE, str(exc)) from None
         encoded = encode_video(frames, canvas.plan, vae_encoder(vae), g_latents, preencode=True)
         model, settings = runtime.model_on_device(m3ddm_model, settings, canvas.plan.latent_hw, cls.NODE)
         callback = runtime.progress_callback(max(1, n_passes * steps), model.device)
         try:
-            result = outpaint_video(model, frames, canvas.plan, vae_encoder(vae), vae_decoder(vae), fps, settings,
-                                    strides, schedule, callback, runtime.check_interrupt, encoded=encoded)
+            result = outpaint_video(model, frames, canvas.plan, None, vae_decoder(vae), fps, settings, strides,
+                                    schedule, callback, runtime.check_interrupt, encoded=encoded)
         except ValueError as exc:
             raise node_error(cls.NODE, str(exc)) from None
         except torch.cuda.OutOfMemoryError as exc:

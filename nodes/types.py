@@ -43,7 +43,6 @@ class Canvas:
 @dataclass(frozen=True)
 class GlobalFrames:
     latents: torch.Tensor  # [16, 4, h, w], scaled by 0.18215
-    indexes: tuple
     video_id: str
     plan: CanvasPlan
 

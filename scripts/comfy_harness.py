@@ -4,10 +4,8 @@ API format, queue them and wait for the result. Used by the demo (scripts/run_de
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,7 +28,7 @@ def free_port() -> int:
 class ComfyServer:
     """A ComfyUI process on 127.0.0.1 with its own models/input/output folders under ``workdir``."""
 
-    def __init__(self, python: str, comfy_dir: Path, workdir: Path, extra_args: tuple = ()):
+    def __init__(self, python: str, comfy_dir: Path, workdir: Path):
         self.python, self.comfy_dir, self.workdir = python, Path(comfy_dir), Path(workdir)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -38,7 +36,6 @@ class ComfyServer:
         self.input = self.workdir / "input"
         self.output = self.workdir / "output"
         self.log_path = self.workdir / "server.log"
-        self.extra_args = tuple(extra_args)
         self.proc: Optional[subprocess.Popen] = None
 
     def prepare(self, models_dir: Optional[Path] = None) -> None:
@@ -62,7 +59,7 @@ class ComfyServer:
     def start(self, timeout: float = 300) -> None:
         cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--disable-auto-launch", "--output-directory", str(self.output), "--input-directory", str(self.input),
-               "--extra-model-paths-config", str(self.workdir / "extra_model_paths.yaml"), *self.extra_args]
+               "--extra-model-paths-config", str(self.workdir / "extra_model_paths.yaml")]
         self.proc = subprocess.Popen(cmd, cwd=self.comfy_dir, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
         t0 = time.time()
         while True:
@@ -110,8 +107,8 @@ class ComfyServer:
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
 
-    def queue(self, prompt: dict, extra_data: Optional[dict] = None) -> tuple[int, Any]:
-        return self.post("/prompt", {"prompt": prompt, "extra_data": extra_data or {}})
+    def queue(self, prompt: dict) -> tuple[int, Any]:
+        return self.post("/prompt", {"prompt": prompt})
 
     def wait(self, prompt_id: str, timeout: float = 1800) -> dict:
         t0 = time.time()
@@ -124,8 +121,8 @@ class ComfyServer:
             time.sleep(0.5)
         raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
 
-    def run(self, prompt: dict, timeout: float = 1800, extra_data: Optional[dict] = None) -> dict:
-        status, body = self.queue(prompt, extra_data)
+    def run(self, prompt: dict, timeout: float = 1800) -> dict:
+        status, body = self.queue(prompt)
         if status != 200:
             raise RuntimeError(f"ComfyUI refused the prompt ({status}): {json.dumps(body)[:3000]}")
         return self.wait(body["prompt_id"], timeout)
@@ -196,18 +193,3 @@ def workflow_to_api(workflow: dict, object_info: dict, overrides: Optional[dict]
             raise KeyError(f"override target {key!r} is not a node of the workflow")
         prompt[nid]["inputs"].update(changes)
     return prompt
-
-
-def python_in_venv(venv: Path) -> str:
-    return str(Path(venv) / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
-
-
-if __name__ == "__main__":  # python scripts/comfy_harness.py object-info OUT.json  (debug helper)
-    if len(sys.argv) == 3 and sys.argv[1] == "object-info":
-        import tempfile
-        with tempfile.TemporaryDirectory() as tmp:
-            srv = ComfyServer(sys.executable, REPO / ".comfyui", Path(tmp))
-            srv.prepare()
-            with srv:
-                srv.start()
-                Path(sys.argv[2]).write_text(json.dumps(srv.get("/object_info"), indent=1))
