@@ -4,7 +4,7 @@
 # Usage: scripts/install_comfyui.sh VENV DIR      (idempotent)
 set -euo pipefail
 venv=${1:?virtualenv dir}; dir=${2:?ComfyUI target dir}
-TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
+source "$(dirname "$0")/torch_pins.sh"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 pip() { "$venv/bin/python" -m pip "$@"; }
 if [ ! -f "$dir/main.py" ]; then

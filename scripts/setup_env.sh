@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${M3DDM_VENV:-.venv}
 COMFY=${M3DDM_COMFYUI_DIR:-.comfyui}
-TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
+source scripts/torch_pins.sh
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip "$@"; }
 pip install -q "${TORCH_PINS[@]}"

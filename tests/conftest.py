@@ -19,6 +19,8 @@ TINY_WEIGHTS = SHARED / "m3ddm_reference" / "tiny_unet" / "weights.safetensors"
 # A very small config of the same architecture for loader tests (the global encoder is fixed-size).
 MICRO_CONFIG = dict(json.loads((DATA / "full_size_config.json").read_text()),
                     block_out_channels=[16, 32, 32, 32], norm_num_groups=8, sample_size=16)
+# Smaller still, for node and server tests where only the plumbing matters.
+NANO_CONFIG = dict(MICRO_CONFIG, block_out_channels=[8, 8, 8, 8], norm_num_groups=4)
 
 
 def _shared_required() -> bool:

@@ -9,13 +9,12 @@ import torch
 from safetensors.torch import save_file
 
 from comfy_env import REPO, load_plugin, taesd_vae
-from conftest import MICRO_CONFIG
+from conftest import NANO_CONFIG
 from helpers import load_clip
 
 sys.path.insert(0, str(REPO / "scripts"))
 from random_weights import write_random_m3ddm  # noqa: E402
 
-NANO_CONFIG = dict(MICRO_CONFIG, block_out_channels=[8, 8, 8, 8], norm_num_groups=4)
 CANVAS = dict(target="aspect ratio", aspect_ratio="9:16", width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0,
               pad_bottom=0.0, canvas_mode="official")
 SAMPLING = dict(scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=0, fps=8.0, low_vram=False)

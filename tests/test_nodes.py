@@ -6,13 +6,12 @@ import pytest
 import torch
 
 from comfy_env import REPO, load_plugin, taesd_vae
-from conftest import MICRO_CONFIG
+from conftest import NANO_CONFIG
 from helpers import load_clip
 
 sys.path.insert(0, str(REPO / "scripts"))
 from random_weights import write_random_m3ddm  # noqa: E402
 
-NANO_CONFIG = dict(MICRO_CONFIG, block_out_channels=[8, 8, 8, 8], norm_num_groups=4)
 
 
 @pytest.fixture(scope="module")

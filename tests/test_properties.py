@@ -38,7 +38,6 @@ def test_ratio_targets(hw, ratio, mode):
     oh, ow = plan.output_hw
     assert (oh - hw[0]) % 2 == 0 and (ow - hw[1]) % 2 == 0  # grown evenly: centred, and even frames stay even
     if "," not in ratio:
-        oh, ow = plan.output_hw
         target = parse_ratio(ratio)
         # the output has the target aspect within one pixel (on the axis that grew)
         assert min(abs(ow / target - oh), abs(oh * target - ow)) <= 1.0 + 1e-9

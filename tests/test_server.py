@@ -13,14 +13,13 @@ import pytest
 import torch
 
 from comfy_env import COMFY_DIR, REPO, require_comfyui
-from conftest import MICRO_CONFIG
+from conftest import NANO_CONFIG
 
 sys.path.insert(0, str(REPO / "scripts"))
 from comfy_harness import ComfyServer, workflow_to_api  # noqa: E402
 from random_weights import write_random_m3ddm, write_random_taesd, write_random_upscaler  # noqa: E402
 
 pytestmark = pytest.mark.slow
-NANO_CONFIG = dict(MICRO_CONFIG, block_out_channels=[8, 8, 8, 8], norm_num_groups=4)
 WORKFLOWS = REPO / "workflows"
 CLIP = REPO / "workflows" / "media" / "m3ddm_demo_clip.mp4"
 FAST = {"steps": 2, "seed": 7}
