@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clip_speed import CONFIGS  # noqa: E402
 from m3ddm_core import build_unet, unet3d  # noqa: E402
-from m3ddm_core.sampler import ClipConditioning, GuidedDenoiser  # noqa: E402
+from m3ddm_core.guidance import ClipConditioning, GuidedDenoiser  # noqa: E402
 
 
 def _sync(device):
@@ -48,9 +48,11 @@ def guided_step(model, device, dtype):
     g = torch.Generator().manual_seed(0)
     z = lambda *s: (torch.randn(*s, generator=g) * 0.8).to(device, dtype)  # noqa: E731
     tokens = model.encode_global(z(16, 4, 32, 32))
-    cond = ClipConditioning(context=z(1, 4, 16, 32, 32), mask=(z(1, 1, 16, 32, 32) > 0).to(dtype),
-                            uncond=z(1, 4, 16, 32, 32), uncond_mask=torch.ones(1, 1, 16, 32, 32, device=device, dtype=dtype),
-                            global_cond=tokens, global_uncond=model.encode_global(torch.zeros(16, 4, 32, 32, device=device, dtype=dtype)))
+    uncond_tokens = model.encode_global(torch.zeros(16, 4, 32, 32, device=device, dtype=dtype))
+    cond = ClipConditioning(masked_latents=z(1, 4, 16, 32, 32), mask=(z(1, 1, 16, 32, 32) > 0).to(dtype),
+                            uncond_latents=z(1, 4, 16, 32, 32),
+                            uncond_mask=torch.ones(1, 1, 16, 32, 32, device=device, dtype=dtype),
+                            global_tokens=tokens, uncond_global_tokens=uncond_tokens)
     denoiser = GuidedDenoiser(model, cond, 2.0, 4.0)
     x = z(1, 4, 16, 32, 32)
 

@@ -21,10 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from m3ddm_core import FULL_SIZE_CONFIG, build_unet, sdpa_attention, softmax_attention  # noqa: E402
-from m3ddm_core.guidance import combine  # noqa: E402
-from m3ddm_core.sampler import clip_conditioning, sample_clip  # noqa: E402
-from m3ddm_core.schedulers import make_scheduler, sampling_timesteps  # noqa: E402
+from m3ddm_core import CLIP_FRAMES, DTYPES, FULL_SIZE_CONFIG, build_unet, sdpa_attention, softmax_attention  # noqa: E402
+from m3ddm_core.guidance import clip_conditioning  # noqa: E402
+from m3ddm_core.reference import official_sampler_loop  # noqa: E402
+from m3ddm_core.sampler import sample_clip  # noqa: E402
 
 CONFIGS = {
     "tiny": dict(FULL_SIZE_CONFIG, block_out_channels=[32, 64, 64, 64], norm_num_groups=8),
@@ -32,8 +32,7 @@ CONFIGS = {
     "full": dict(FULL_SIZE_CONFIG),
 }
 DEFAULT_STEPS = {"tiny": 4, "medium": 2, "full": 50}
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-FRAMES, LATENT = 16, 32  # one clip at the 256x256 canvas
+FRAMES, LATENT = CLIP_FRAMES, 32  # one clip at the 256x256 canvas
 
 
 def make_inputs(device, seed=0):
@@ -48,27 +47,11 @@ def make_inputs(device, seed=0):
 
 
 def reference_clip(model, inp, steps, s1=2.0, s2=4.0, fps=8):
-    """The official loop's computation (see module docstring)."""
+    """The official loop's computation (``m3ddm_core.reference``, see module docstring) with explicit softmax."""
     model.set_attention(softmax_attention)
-    dtype = model.dtype
-    zeros = torch.zeros_like(inp["global"])
     cond = clip_conditioning(inp["masked"], inp["uncond"], inp["mask"], inp["guides"], None, None)
-    sched = make_scheduler("pndm")
-    t_start, timesteps = sampling_timesteps(sched, steps)
-    x = sched.add_noise(inp["start"], inp["noise"], t_start.reshape(1))
-    latents_cond = torch.cat([cond.uncond, cond.context] * 2).to(dtype)
-    masks = torch.cat([cond.uncond_mask, cond.mask] * 2).to(dtype)
     with torch.no_grad():
-        for t in timesteps:
-            g = torch.cat([zeros, zeros, inp["global"], inp["global"]]).to(dtype)
-            feats = model.global_img_encoder(g)  # [4*16, 320, 14, 14], re-run every step
-            c, h, w = feats.shape[1:]
-            tokens = feats.reshape(4, 16, c, h, w).permute(0, 1, 3, 4, 2).reshape(4, 16 * h * w, c)
-            per_frame = tokens.repeat_interleave(FRAMES, dim=0)  # the official expand: one copy per frame
-            model_in = torch.cat([torch.cat([x.to(dtype)] * 4), latents_cond, masks], dim=1)
-            e00, e10, _e01, e11 = model(model_in, t, fps, per_frame).float().chunk(4)
-            x = sched.step(combine(e00, e10, e11, s1, s2), t, x).prev_sample
-    return x
+        return official_sampler_loop(model, inp["start"], cond, inp["global"], inp["noise"], steps, s1, s2, fps)
 
 
 def optimized_clip(model, inp, steps, s1=2.0, s2=4.0, fps=8):
@@ -104,9 +87,9 @@ def branch_forward_flops(cfg) -> float:
     """FLOPs of one optimized 16-frame branch-forward at 32x32 latents (counted on the meta device)."""
     from torch.utils.flop_counter import FlopCounterMode
     model = build_unet(cfg, device="meta")
-    ctx = model.encode_global(torch.zeros(16, 4, LATENT, LATENT, device="meta"))
+    tokens = model.encode_global(torch.zeros(16, 4, LATENT, LATENT, device="meta"))
     with FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 9, FRAMES, LATENT, LATENT, device="meta"), 500, 8, model.project_context(ctx))
+        model(torch.zeros(1, 9, FRAMES, LATENT, LATENT, device="meta"), 500, 8, model.project_global_tokens(tokens))
     return float(counter.get_total_flops())
 
 

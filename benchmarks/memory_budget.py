@@ -19,9 +19,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from clip_speed import CONFIGS, DTYPES  # noqa: E402
-from m3ddm_core import build_unet  # noqa: E402
-from m3ddm_core.guidance import branch_context  # noqa: E402
+from clip_speed import CONFIGS  # noqa: E402
+from m3ddm_core import DTYPES, build_unet  # noqa: E402
+from m3ddm_core.guidance import clip_conditioning  # noqa: E402
+from m3ddm_core.reference import official_noise_predictions  # noqa: E402
 from m3ddm_core.memory import (MEMORY_MARGIN, fused_attention_memory, guided_step, sampling_memory,  # noqa: E402
                                traced_peak_bytes)
 
@@ -35,9 +36,8 @@ def official_four_branch_bytes(config, dtype) -> int:
 
     def step():
         z = lambda *s: torch.zeros(*s, device="meta", dtype=dtype)  # noqa: E731
-        cond, uncond = model.encode_global(z(16, 4, 32, 32)), model.encode_global(z(16, 4, 32, 32))
-        per_frame = branch_context(cond, uncond, 4).repeat_interleave(16, dim=0)
-        return model(z(4, 9, 16, 32, 32), 500, 8, per_frame)
+        cond = clip_conditioning(z(16, 4, 32, 32), z(1, 4, 32, 32), z(32, 32), {}, None, None)
+        return official_noise_predictions(model, z(1, 4, 16, 32, 32), 500, 8, cond, z(16, 4, 32, 32))
 
     return traced_peak_bytes(step)
 
@@ -99,7 +99,7 @@ def main() -> None:
     weights = sampling_memory(config, dtype, 3).weights
     official = official_four_branch_bytes(config, dtype)
     print(f"{4:>8} {'official':>10} {weights / GIB:>11.2f} {official / GIB:>15.2f} {(weights + official) / GIB:>9.2f} "
-          f"{(weights + official * MEMORY_MARGIN) / GIB:>16.2f}   (per-frame context, fused attention)")
+          f"{(weights + official * MEMORY_MARGIN) / GIB:>16.2f}   (per-frame global tokens, fused attention)")
     if not args.measure:
         return
     for mode in ("batched", "sequential"):

@@ -18,8 +18,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from clip_speed import CONFIGS, DTYPES  # noqa: E402
-from m3ddm_core import SampleSettings, build_unet, outpaint_video, plan_canvas  # noqa: E402
+from clip_speed import CONFIGS  # noqa: E402
+from m3ddm_core import DTYPES, SampleSettings, build_unet, outpaint_video, plan_canvas  # noqa: E402
 from m3ddm_core.schedule import official_window_schedule, plan_schedule  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def main() -> None:
     model = build_unet(CONFIGS[args.config], device=device, dtype=dtype).requires_grad_(False)
     settings = SampleSettings(steps=args.steps, seed=0)
     print(f"config={args.config} device={device} dtype={dtype} steps={args.steps} strides={args.strides}")
-    print(f"{'frames':>7} {'passes':>6} {'unet_calls':>10} {'vae_enc':>8} {'official_vae_enc':>16} "
+    print(f"{'frames':>7} {'passes':>6} {'denoise_steps':>13} {'vae_enc':>8} {'official_vae_enc':>16} "
           f"{'seconds':>8} {'s/frame':>8}")
     for n in args.frames:
         frames = torch.rand(n, 120, 208, 3, generator=torch.Generator().manual_seed(n))
@@ -74,7 +74,7 @@ def main() -> None:
         dt = time.perf_counter() - t0
         passes = len(plan_schedule(n, args.strides))
         official = 33 * max(1, len(official_window_schedule(n)))  # 16 clip + 16 global + 1 uncond per window
-        print(f"{n:>7} {passes:>6} {result.unet_calls:>10} {vae.encoded_images:>8} {official:>16} "
+        print(f"{n:>7} {passes:>6} {result.denoising_steps:>13} {vae.encoded_images:>8} {official:>16} "
               f"{dt:>8.2f} {dt / n:>8.4f}")
 
 

@@ -1,18 +1,31 @@
 """M3DDM video outpainting, in pure PyTorch (no ComfyUI import).
 
-model: :func:`build_unet`, :func:`load_unet` (``unet3d``, ``loader``); pipeline: :func:`plan_canvas` and
-:func:`build_canvas` (``canvas``), :func:`plan_schedule` (``schedule``), :func:`outpaint_video` (``video``, on
-``sampler``), :func:`composite` (``composite``). ``reference`` reproduces the official call semantics.
+The data flows load -> canvas -> encode -> sample -> decode -> composite:
+model :func:`build_unet`, :func:`load_unet` (``unet3d``, ``loader``); canvas :func:`plan_canvas`,
+:func:`build_canvas` (``canvas``); passes :class:`Pass`, :func:`plan_passes`, :func:`clip_pass` (``schedule``);
+encode :func:`encode_video`, :func:`encode_pass` and sample :func:`prepare_video`, :func:`run_pass`,
+:func:`outpaint_video` (``video``, on ``guidance`` and ``sampler``); decode :func:`decode_latents`;
+:func:`composite` (``composite``). ``reference`` is the official computation, for tests and benchmarks only.
+This module's exports are the whole interface the ComfyUI layer uses.
 """
 from .attention import sdpa_attention, softmax_attention
 from .canvas import CanvasError, CanvasPlan, build_canvas, plan_canvas
 from .composite import composite
 from .config import FULL_SIZE_CONFIG, ConfigError, parse_config
-from .loader import WeightsError, load_unet
-from .schedule import plan_schedule
+from .guidance import active_branches
+from .loader import DTYPES, WEIGHT_NAMES, WEIGHT_SUFFIXES, WeightsError, load_unet
+from .memory import MEMORY_MARGIN, fits_batched, sampling_memory
+from .schedule import CLIP_FRAMES, SCHEDULES, STRIDE_PRESETS, Pass, clip_pass, clip_stride, plan_passes, plan_schedule
+from .schedulers import SCHEDULERS
 from .unet3d import M3DDMUNet, build_unet
-from .video import OutpaintResult, SampleSettings, outpaint_video
+from .video import (GLOBAL_FRAMES, EncodedVideo, LatentCache, OutpaintResult, PreparedVideo, SampleSettings,
+                    decode_latents, encode_pass, encode_video, global_frame_indexes, global_frame_latents,
+                    outpaint_video, prepare_video, run_pass)
 
-__all__ = ["FULL_SIZE_CONFIG", "ConfigError", "parse_config", "M3DDMUNet", "build_unet", "load_unet",
-           "WeightsError", "sdpa_attention", "softmax_attention", "CanvasError", "CanvasPlan", "build_canvas",
-           "plan_canvas", "plan_schedule", "OutpaintResult", "SampleSettings", "outpaint_video", "composite"]
+__all__ = ["FULL_SIZE_CONFIG", "ConfigError", "parse_config", "M3DDMUNet", "build_unet", "load_unet", "DTYPES",
+           "WEIGHT_NAMES", "WEIGHT_SUFFIXES", "WeightsError", "sdpa_attention", "softmax_attention", "CanvasError",
+           "CanvasPlan", "build_canvas", "plan_canvas", "CLIP_FRAMES", "GLOBAL_FRAMES", "SCHEDULES",
+           "STRIDE_PRESETS", "SCHEDULERS", "Pass", "clip_pass", "clip_stride", "plan_passes", "plan_schedule",
+           "active_branches", "MEMORY_MARGIN", "fits_batched", "sampling_memory", "LatentCache", "EncodedVideo",
+           "PreparedVideo", "OutpaintResult", "SampleSettings", "encode_video", "encode_pass", "global_frame_indexes",
+           "global_frame_latents", "prepare_video", "run_pass", "decode_latents", "outpaint_video", "composite"]

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from .embeddings import TimestepEmbedding, sinusoidal_embedding
@@ -40,12 +41,12 @@ def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: 
     return _merge_heads(torch.matmul(scores.softmax(dim=-1), v))
 
 
-class ProjectedContext:
-    """Context tokens together with every cross-attention layer's K/V projection of them.
+class ProjectedGlobalTokens:
+    """Global tokens together with every cross-attention layer's K/V projection of them.
 
-    The global-frame tokens are constant for all steps of a clip (and all clips of a video), so their K/V can be
-    projected once (:meth:`M3DDMUNet.project_context`) instead of at every step -- and, unlike the official
-    per-frame ``expand``, once per clip rather than once per frame.
+    The global tokens are constant for all steps of a clip (and all clips of a video), so their K/V can be
+    projected once (:meth:`M3DDMUNet.project_global_tokens`) instead of at every step -- and, unlike the
+    official per-frame ``expand``, once per clip rather than once per frame.
     """
 
     def __init__(self, tokens: torch.Tensor, kv: dict):
@@ -58,38 +59,43 @@ class ProjectedContext:
 
 
 class CrossAttention(nn.Module):
-    """Multi-head attention; self-attention when no context is given.
+    """Multi-head attention: cross-attention to the global tokens when the layer has a ``tokens_dim``,
+    self-attention otherwise.
 
-    A context with fewer batch items than the query means "the same context for groups of consecutive query
-    items" (all frames of a clip share the global-frame tokens): the group is folded into the token axis so the
-    context is projected to K/V once per clip instead of once per frame. Attention rows are independent, so
-    this is the same result as the official per-frame ``expand``.
+    Global tokens with fewer batch items than the query mean "the same tokens for groups of consecutive query
+    items" (all frames of a clip share them): the group is folded into the token axis so the tokens are
+    projected to K/V once per clip instead of once per frame. Attention rows are independent, so this is the
+    same result as the official per-frame ``expand``.
     """
 
-    def __init__(self, dim: int, heads: int, context_dim: Optional[int], ops, attention: AttentionFn,
+    def __init__(self, dim: int, heads: int, tokens_dim: Optional[int], ops, attention: AttentionFn,
                  device=None, dtype=None):
         super().__init__()
         kw = {"device": device, "dtype": dtype}
         self.heads = heads
         self.attention = attention
-        self.is_cross = context_dim is not None
+        self.is_cross = tokens_dim is not None
         self.to_q = ops.Linear(dim, dim, bias=False, **kw)
-        self.to_k = ops.Linear(context_dim or dim, dim, bias=False, **kw)
-        self.to_v = ops.Linear(context_dim or dim, dim, bias=False, **kw)
+        self.to_k = ops.Linear(tokens_dim or dim, dim, bias=False, **kw)
+        self.to_v = ops.Linear(tokens_dim or dim, dim, bias=False, **kw)
         self.to_out = nn.ModuleList([ops.Linear(dim, dim, **kw), nn.Identity()])  # keys to_out.0.* as official
 
-    def project(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.to_k(context), self.to_v(context)
+    def project(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.to_k(tokens), self.to_v(tokens)
 
-    def forward(self, x: torch.Tensor, context=None) -> torch.Tensor:
-        """x ``[N, L, C]``; context ``[N/g, T, C_ctx]`` tensor or :class:`ProjectedContext` (self-attention if None)."""
+    def forward(self, x: torch.Tensor, global_tokens=None) -> torch.Tensor:
+        """x ``[N, L, C]``; global_tokens ``[N/g, T, C_tok]`` tensor or :class:`ProjectedGlobalTokens`
+        (self-attention if None)."""
         q = self.to_q(x)
-        if context is None:
+        if global_tokens is None:
             k, v = self.to_k(x), self.to_v(x)
             out = self.attention(q, k, v, self.heads)
         else:
-            groups = x.shape[0] // context.shape[0]
-            k, v = context.kv[self] if isinstance(context, ProjectedContext) else self.project(context)
+            groups = x.shape[0] // global_tokens.shape[0]
+            if isinstance(global_tokens, ProjectedGlobalTokens):
+                k, v = global_tokens.kv[self]
+            else:
+                k, v = self.project(global_tokens)
             n, length, dim = q.shape
             out = self.attention(q.reshape(n // groups, groups * length, dim), k, v, self.heads)
             out = out.reshape(n, length, dim)
@@ -120,20 +126,20 @@ class FeedForward(nn.Module):
 class BasicTransformerBlock(nn.Module):
     """Pre-norm self-attention, (cross-)attention, GEGLU feed-forward, each with a residual."""
 
-    def __init__(self, dim: int, heads: int, context_dim: Optional[int], ops, attention: AttentionFn,
+    def __init__(self, dim: int, heads: int, tokens_dim: Optional[int], ops, attention: AttentionFn,
                  device=None, dtype=None):
         super().__init__()
         kw = {"device": device, "dtype": dtype}
         self.attn1 = CrossAttention(dim, heads, None, ops, attention, **kw)
         self.ff = FeedForward(dim, ops, **kw)
-        self.attn2 = CrossAttention(dim, heads, context_dim, ops, attention, **kw)
+        self.attn2 = CrossAttention(dim, heads, tokens_dim, ops, attention, **kw)
         self.norm1 = ops.LayerNorm(dim, **kw)
         self.norm2 = ops.LayerNorm(dim, **kw)
         self.norm3 = ops.LayerNorm(dim, **kw)
 
-    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, global_tokens=None) -> torch.Tensor:
         x = self.attn1(self.norm1(x)) + x
-        x = self.attn2(self.norm2(x), context) + x
+        x = self.attn2(self.norm2(x), global_tokens) + x
         return self.ff(self.norm3(x)) + x
 
 
@@ -144,13 +150,13 @@ class SpatialTemporalTransformer(nn.Module):
     # The frame-position embedding is always 320 wide, whatever the block width.
     POSITION_CHANNELS = 320
 
-    def __init__(self, channels: int, heads: int, groups: int, context_dim: int, ops, attention: AttentionFn,
+    def __init__(self, channels: int, heads: int, groups: int, tokens_dim: int, ops, attention: AttentionFn,
                  device=None, dtype=None):
         super().__init__()
         kw = {"device": device, "dtype": dtype}
         self.norm = ops.GroupNorm(groups, channels, eps=1e-6, **kw)
         self.proj_in = ops.Conv2d(channels, channels, kernel_size=1, **kw)
-        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(channels, heads, context_dim, ops, attention, **kw)])
+        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(channels, heads, tokens_dim, ops, attention, **kw)])
         self.proj_out = ops.Conv2d(channels, channels, kernel_size=1, **kw)
         self.temporal_position_embed_proj = TimestepEmbedding(self.POSITION_CHANNELS, channels, ops, **kw)
         self.norm2 = ops.GroupNorm(groups, channels, eps=1e-6, **kw)
@@ -158,24 +164,20 @@ class SpatialTemporalTransformer(nn.Module):
         self.transformer_blocks2 = nn.ModuleList([BasicTransformerBlock(channels, heads, None, ops, attention, **kw)])
         self.proj_out2 = ops.Conv3d(channels, channels, kernel_size=1, **kw)
 
-    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor]) -> torch.Tensor:
-        """x ``[B, C, F, H, W]``; context ``[B, T, C_ctx]`` shared by all frames of a batch item."""
+    def forward(self, x: torch.Tensor, global_tokens) -> torch.Tensor:
+        """x ``[B, C, F, H, W]``; global_tokens ``[B, T, C_tok]`` shared by all frames of a batch item."""
         b, c, f, h, w = x.shape
-        frames = x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
-        hidden = self.proj_in(self.norm(frames))
-        hidden = hidden.permute(0, 2, 3, 1).reshape(b * f, h * w, c)
+        frames = rearrange(x, "b c f h w -> (b f) c h w")
+        hidden = rearrange(self.proj_in(self.norm(frames)), "n c h w -> n (h w) c")
         for block in self.transformer_blocks:
-            hidden = block(hidden, context)
-        hidden = hidden.reshape(b * f, h, w, c).permute(0, 3, 1, 2)
-        frames = self.proj_out(hidden) + frames
-        x = frames.reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
+            hidden = block(hidden, global_tokens)
+        frames = self.proj_out(rearrange(hidden, "n (h w) c -> n c h w", h=h)) + frames
+        x = rearrange(frames, "(b f) c h w -> b c f h w", b=b)
 
-        hidden = self.proj_in2(self.norm2(x))
-        hidden = hidden.permute(0, 3, 4, 2, 1).reshape(b * h * w, f, c)
+        hidden = rearrange(self.proj_in2(self.norm2(x)), "b c f h w -> (b h w) f c")
         steps = torch.arange(f, device=x.device, dtype=hidden.dtype)
         position = sinusoidal_embedding(steps, self.POSITION_CHANNELS, flip_sin_to_cos=True, shift=0).to(hidden.dtype)
         hidden = hidden + self.temporal_position_embed_proj(position).view(1, f, c)
         for block in self.transformer_blocks2:
             hidden = block(hidden)
-        hidden = hidden.reshape(b, h, w, f, c).permute(0, 4, 3, 1, 2)
-        return self.proj_out2(hidden) + x
+        return self.proj_out2(rearrange(hidden, "(b h w) f c -> b c f h w", b=b, h=h)) + x

@@ -147,7 +147,7 @@ def parse_config(cfg: Mapping[str, Any], source: str = "config") -> UNetConfig:
     out_ch = _field(cfg, "out_channels", int, source)
     if in_ch != 9 or out_ch != 4:
         raise ConfigError(f"{source}: fields 'in_channels'/'out_channels' = {in_ch}/{out_ch}; M3DDM takes 9 "
-                          "(noisy latent 4 + context latent 4 + mask 1) and returns 4")
+                          "(noisy latent 4 + masked latent 4 + mask 1) and returns 4")
     return UNetConfig(
         in_channels=in_ch,
         out_channels=out_ch,

@@ -1,4 +1,4 @@
-"""The light global-frame encoder: 16 VAE latents -> one sequence of 320-wide context tokens.
+"""The light global-frame encoder: 16 VAE latents -> one sequence of 320-wide global tokens.
 
 Five bottleneck ResNet stages (4->8->16->32->64->128 channels, the third with stride 2) and a 3x3 convolution
 without padding: a ``[G, 4, 32, 32]`` latent stack becomes ``[G, 320, 14, 14]``, flattened to ``G*14*14`` tokens.
@@ -14,7 +14,7 @@ STAGE_CHANNELS = (4, 8, 16, 32, 64, 128)
 STAGE_STRIDES = (1, 1, 2, 1, 1)
 LAYERS_PER_STAGE = 2
 BOTTLENECK_REDUCTION = 4
-CONTEXT_CHANNELS = 320
+TOKEN_CHANNELS = 320
 
 
 class ConvNorm(nn.Module):
@@ -61,7 +61,7 @@ class GlobalFrameEncoder(nn.Module):
         super().__init__()
         c = STAGE_CHANNELS
         self.resnet_layer = nn.Sequential(*[Stage(c[i], c[i + 1], STAGE_STRIDES[i], device, dtype) for i in range(len(STAGE_STRIDES))])
-        self.convolution = nn.Conv2d(c[-1], CONTEXT_CHANNELS, kernel_size=3, device=device, dtype=dtype)
+        self.convolution = nn.Conv2d(c[-1], TOKEN_CHANNELS, kernel_size=3, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.convolution(self.resnet_layer(x))

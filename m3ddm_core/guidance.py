@@ -1,23 +1,114 @@
-"""Guidance branches: which global context each batch item of a UNet call gets, and how outputs combine.
+"""Guidance as the plugin runs it: a clip's conditioning and the guided noise prediction over its branches.
 
-Official 4-branch order: [uncond-context/uncond-global, cond-context/uncond-global,
-uncond-context/cond-global, cond-context/cond-global]; 2 branches: [uncond-global, cond-global].
+Two kinds of conditioning, never called by the same name: the **masked latents** (VAE latents of the masked
+canvases -- the visible video content, the "context" of context guidance s1) enter the UNet's input channels;
+the **global tokens** (the global-frame encoder's output for the 16 global frames) enter every cross-attention.
+
+Guidance: ``e = e00 + s1 (e10 - e00) + s2 (e11 - e10)``, e{masked latents}{global tokens}, 1 = conditional.
+The official code also evaluates e01 (unconditional latents, conditional tokens) and drops it; here only the
+branches with a non-zero coefficient run: e00 has ``1 - s1``, e10 ``s1 - s2``, e11 ``s2`` (3 branches at the
+defaults, 1 when s1 = s2 = 1). The official 4-branch call lives in :mod:`.reference`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
-
-BRANCH_GLOBALS = {1: ("cond",), 2: ("uncond", "cond"), 4: ("uncond", "uncond", "cond", "cond")}
-
-
-def branch_context(cond: torch.Tensor, uncond: torch.Tensor, branches: int) -> torch.Tensor:
-    """Stack per-branch context tokens. ``cond``/``uncond``: ``[1, T, C]`` -> ``[branches, T, C]``."""
-    if branches not in BRANCH_GLOBALS:
-        raise ValueError(f"branches must be 1, 2 or 4, got {branches}")
-    pick = {"cond": cond, "uncond": uncond}
-    return torch.cat([pick[name] for name in BRANCH_GLOBALS[branches]], dim=0)
+from einops import rearrange, repeat
 
 
-def combine(e00: torch.Tensor, e10: torch.Tensor, e11: torch.Tensor, s1: float, s2: float) -> torch.Tensor:
-    """``e = e00 + s1 (e10 - e00) + s2 (e11 - e10)``; e{context}{global}, 1 = conditional."""
-    return e00 + s1 * (e10 - e00) + s2 * (e11 - e10)
+@dataclass(frozen=True)
+class ClipConditioning:
+    """Everything a clip is conditioned on, on the model's device. Shapes for F frames of h x w latents:
+
+    masked_latents ``[1,4,F,h,w]``; uncond_latents ``[1,4,F,h,w]`` (the all-black canvas); mask ``[1,1,F,h,w]``
+    (1 = generate) and uncond_mask ``[1,1,F,h,w]`` (ones) -- guide frames have their latent in both latent
+    tensors and 0 in both masks; global_tokens / uncond_global_tokens ``[1,T,320]`` (the encoder applied to the
+    global-frame latents / to all-zero latents).
+    """
+
+    masked_latents: torch.Tensor
+    uncond_latents: torch.Tensor
+    mask: torch.Tensor
+    uncond_mask: torch.Tensor
+    global_tokens: Optional[torch.Tensor]
+    uncond_global_tokens: Optional[torch.Tensor]
+
+
+def clip_conditioning(masked_latents: torch.Tensor, uncond_latent: torch.Tensor, mask_latent: torch.Tensor,
+                      guides: dict[int, torch.Tensor], global_tokens: Optional[torch.Tensor],
+                      uncond_global_tokens: Optional[torch.Tensor]) -> ClipConditioning:
+    """Assemble a clip's conditioning the official way.
+
+    masked_latents ``[F,4,h,w]``; uncond_latent ``[1,4,h,w]``; mask_latent ``[h,w]`` or ``[F,h,w]`` (1 = generate);
+    guides ``{position in clip: [4,h,w]}`` already generated latents that replace both latents of their frame
+    (mask 0).
+    """
+    f = masked_latents.shape[0]
+    masked = rearrange(masked_latents, "f c h w -> 1 c f h w").clone()
+    uncond = repeat(uncond_latent.reshape(-1, *uncond_latent.shape[-2:]), "c h w -> 1 c f h w", f=f).clone()
+    mask = mask_latent.to(masked.dtype).expand(f, *mask_latent.shape[-2:])
+    mask = rearrange(mask, "f h w -> 1 1 f h w").clone()
+    uncond_mask = torch.ones_like(mask)
+    for pos, latent in guides.items():
+        if not 0 <= pos < f:
+            raise ValueError(f"guide position {pos} is outside the clip of {f} frames")
+        masked[0, :, pos] = latent.to(masked)
+        uncond[0, :, pos] = latent.to(masked)
+        mask[0, :, pos] = 0
+        uncond_mask[0, :, pos] = 0
+    return ClipConditioning(masked, uncond, mask, uncond_mask, global_tokens, uncond_global_tokens)
+
+
+def guidance_weights(s1: float, s2: float) -> dict[str, float]:
+    """Coefficients of e00, e10, e11 in the combined prediction. They sum to 1, so at least one is non-zero."""
+    return {"e00": 1.0 - s1, "e10": s1 - s2, "e11": s2}
+
+
+def active_branches(s1: float, s2: float) -> dict[str, float]:
+    """The branches a step runs (non-zero coefficient) and their weights."""
+    return {k: w for k, w in guidance_weights(s1, s2).items() if w != 0.0}
+
+
+class GuidedDenoiser:
+    """The guided noise prediction of one clip, with everything that is constant over its steps prepared once:
+    the branch set, the conditioning half of the UNet input, and the global tokens with their cross-attention
+    K/V projected (when the model offers ``project_global_tokens``).
+
+    ``sequential`` runs one UNet call per branch (the low-VRAM mode) instead of one batched call.
+    """
+
+    def __init__(self, model, cond: ClipConditioning, s1: float, s2: float, sequential: bool = False):
+        weights = active_branches(s1, s2)
+        parts = {
+            "e00": (cond.uncond_latents, cond.uncond_mask, cond.uncond_global_tokens),
+            "e10": (cond.masked_latents, cond.mask, cond.uncond_global_tokens),
+            "e11": (cond.masked_latents, cond.mask, cond.global_tokens),
+        }
+        self.model, self.sequential = model, sequential
+        self.names = list(weights)
+        self.weights = [weights[n] for n in self.names]
+        dtype = getattr(model, "dtype", cond.masked_latents.dtype)
+        cond_in = [torch.cat([parts[n][0], parts[n][1]], dim=1).to(dtype) for n in self.names]
+        tokens = [parts[n][2] for n in self.names]
+        project = getattr(model, "project_global_tokens", lambda t: t)
+        if sequential:
+            self.cond_in = cond_in
+            self.tokens = [project(t) for t in tokens]
+        else:
+            self.cond_in = [torch.cat(cond_in)]
+            self.tokens = [project(torch.cat(tokens))]
+
+    def __call__(self, x: torch.Tensor, t, fps) -> torch.Tensor:
+        """Latents ``[1, 4, F, h, w]`` -> combined noise prediction ``[1, 4, F, h, w]``."""
+        x = x.to(self.cond_in[0].dtype)
+        preds = []
+        for cond_in, tokens in zip(self.cond_in, self.tokens):
+            k = cond_in.shape[0]
+            sample = torch.cat([x.expand(k, -1, -1, -1, -1), cond_in], dim=1)
+            preds.extend(self.model(sample, t, fps, tokens).split(1))
+        out = preds[0] * self.weights[0]
+        for w, pred in zip(self.weights[1:], preds[1:]):
+            out = out + pred * w
+        return out

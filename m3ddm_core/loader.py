@@ -21,6 +21,7 @@ from .unet3d import M3DDMUNet, build_unet
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
                 "diffusion_pytorch_model.bin", "diffusion_pytorch_model.fp16.bin")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}  # the precisions a model loads in
 CONFIG_METADATA_KEY = "m3ddm_config"
 DOWNLOAD_HINT = ("Download the UNet folder of alimama-creative/M3DDM-Video-Outpainting (or M3DDM+) from Hugging Face: "
                  "'config.json' and 'diffusion_pytorch_model.bin' (or .safetensors)")

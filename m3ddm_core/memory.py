@@ -18,6 +18,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from .schedule import CLIP_FRAMES
+from .video import GLOBAL_FRAMES
+
 
 def _storage_key(t: torch.Tensor) -> int:
     return t.untyped_storage()._cdata
@@ -95,23 +98,23 @@ class SamplingMemory:
         return self.weights + self.activations
 
 
-# The guidance pair whose non-zero branch weights give 1, 2 or 3 branches (see sampler.guidance_weights).
+# The guidance pair whose non-zero branch weights give 1, 2 or 3 branches (see guidance.guidance_weights).
 GUIDANCE_FOR_BRANCHES = {1: (1.0, 0.0), 2: (1.0, 4.0), 3: (2.0, 4.0)}
 
 
 def guided_step(model, tensor: Callable[..., torch.Tensor], branches: int = 3, sequential: bool = False,
-                frames: int = 16, latent_hw: tuple[int, int] = (32, 32)) -> torch.Tensor:
+                frames: int = CLIP_FRAMES, latent_hw: tuple[int, int] = (32, 32)) -> torch.Tensor:
     """One guided noise prediction as the sampler makes it -- global frames encoded, the clip's conditioning
     prepared, the branches run -- on inputs drawn from ``tensor(*shape)`` (zeros on ``meta`` for a trace,
     random for a measurement). Returns ``[1, 4, frames, h, w]``."""
-    from .sampler import ClipConditioning, GuidedDenoiser
+    from .guidance import ClipConditioning, GuidedDenoiser
 
     h, w = latent_hw
     s1, s2 = GUIDANCE_FOR_BRANCHES[branches]
-    tokens = model.encode_global(tensor(16, 4, h, w))
-    cond = ClipConditioning(context=tensor(1, 4, frames, h, w), mask=tensor(1, 1, frames, h, w),
-                            uncond=tensor(1, 4, frames, h, w), uncond_mask=tensor(1, 1, frames, h, w),
-                            global_cond=tokens, global_uncond=tokens.clone())
+    tokens = model.encode_global(tensor(GLOBAL_FRAMES, 4, h, w))
+    cond = ClipConditioning(masked_latents=tensor(1, 4, frames, h, w), mask=tensor(1, 1, frames, h, w),
+                            uncond_latents=tensor(1, 4, frames, h, w), uncond_mask=tensor(1, 1, frames, h, w),
+                            global_tokens=tokens, uncond_global_tokens=tokens.clone())
     denoiser = GuidedDenoiser(model, cond, s1, s2, sequential)
     return denoiser(tensor(1, 4, frames, h, w), 500, 8)
 
@@ -130,7 +133,7 @@ def _sampling_memory(config_json: str, dtype: torch.dtype, branches: int, sequen
 
 
 def sampling_memory(config: Mapping[str, Any], dtype: torch.dtype, branches: int = 3, sequential: bool = False,
-                    frames: int = 16, latent_hw: tuple[int, int] = (32, 32)) -> SamplingMemory:
+                    frames: int = CLIP_FRAMES, latent_hw: tuple[int, int] = (32, 32)) -> SamplingMemory:
     """Memory of sampling one clip of ``frames`` latent frames ``latent_hw`` with ``branches`` guidance branches
     (1-3), batched in one UNet call or ``sequential`` (the low-VRAM mode). Cached; about a second uncached."""
     if branches not in GUIDANCE_FOR_BRANCHES:

@@ -1,61 +1,73 @@
-"""The official call semantics, for parity tests and outside checks.
+"""The official implementation's computation, on this package's model: the one oracle of the parity tests and
+the benchmarks' baseline. The nodes never run it; they use the faster paths of :mod:`.guidance` and
+:mod:`.sampler`, which the tests hold against it.
 
-These functions reproduce the official implementation's behaviour (including its quirks) on top of this
-package's model; the plugin itself uses the faster paths in the other modules.
+The official UNet call, with 4 branches ordered e00, e10, e01, e11 (e{masked latents}{global tokens},
+1 = conditional), re-runs the global-frame encoder on every call (all-zero latents for the unconditional
+tokens) and gives every frame its own copy of its branch's tokens.
 """
 from __future__ import annotations
 
 import torch
 
-from .guidance import branch_context
+from .guidance import ClipConditioning
+from .schedule import Pass, official_window_schedule as _official_window_schedule
+
+# The global tokens each batch item of an official UNet call gets, for the branch counts it is called with.
+BRANCH_GLOBALS = {1: ("cond",), 2: ("uncond", "cond"), 4: ("uncond", "uncond", "cond", "cond")}
+
+
+def combine(e00: torch.Tensor, e10: torch.Tensor, e11: torch.Tensor, s1: float, s2: float) -> torch.Tensor:
+    """``e = e00 + s1 (e10 - e00) + s2 (e11 - e10)`` -- the official guidance formula."""
+    return e00 + s1 * (e10 - e00) + s2 * (e11 - e10)
+
+
+def official_global_tokens(model, global_latents: torch.Tensor, branches: int, frames: int) -> torch.Tensor:
+    """Global-frame latents ``[16, 4, h, w]`` -> the official per-frame tokens ``[branches * frames, T, 320]``."""
+    if branches not in BRANCH_GLOBALS:
+        raise ValueError(f"branches must be 1, 2 or 4, got {branches}")
+    zeros = torch.zeros_like(global_latents)
+    latents = torch.stack([global_latents if g == "cond" else zeros for g in BRANCH_GLOBALS[branches]])
+    return model.encode_global(latents).repeat_interleave(frames, dim=0)
 
 
 def official_unet_forward(model, sample: torch.Tensor, timestep, fps, global_latents: torch.Tensor,
                           branches: int) -> torch.Tensor:
     """The official ``unet(sample, t, b=1, g=16, f=F, do_classfier=branches, encoder_hidden_states=global_latents)``.
 
-    sample ``[branches, 9, F, h, w]``; global_latents the raw ``[16, 4, 32, 32]`` latents; returns
-    ``[branches, 4, F, h, w]``. The unconditional global context is the encoder applied to all-zero latents.
+    sample ``[branches, 9, F, h, w]``; global_latents ``[16, 4, h, w]``; returns ``[branches, 4, F, h, w]``.
     """
     with torch.no_grad():
-        cond = model.encode_global(global_latents)
-        uncond = model.encode_global(torch.zeros_like(global_latents)) if branches > 1 else cond
-        return model(sample, timestep, fps, branch_context(cond, uncond, branches))
+        tokens = official_global_tokens(model, global_latents, branches, sample.shape[2])
+        return model(sample, timestep, fps, tokens)
 
 
-def official_sampler_loop(model, ori_latents: torch.Tensor, masked_latents: torch.Tensor, uncond_latent: torch.Tensor,
-                          global_latents: torch.Tensor, mask_pixels: torch.Tensor, guides: dict, noise: torch.Tensor,
-                          steps: int, s1: float, s2: float, fps) -> torch.Tensor:
-    """The official denoising loop for one clip, 4 UNet branches per step, PNDM with SD1.5 settings.
+def official_noise_predictions(model, x: torch.Tensor, timestep, fps, cond: ClipConditioning,
+                               global_latents: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One official 4-branch step for latents ``x`` ``[1,4,F,h,w]``: ``(e00, e10, e01, e11)`` in float32.
+    Only the latents and masks of ``cond`` are used; the tokens come from ``global_latents``."""
+    sample = torch.cat([torch.cat([x] * 4), torch.cat([cond.uncond_latents, cond.masked_latents] * 2),
+                        torch.cat([cond.uncond_mask, cond.mask] * 2)], dim=1)
+    return official_unet_forward(model, sample, timestep, fps, global_latents, 4).float().chunk(4)
 
-    ori_latents / masked_latents ``[F,4,h,w]``; uncond_latent ``[1,4,h,w]``; global_latents ``[16,4,32,32]``;
-    mask_pixels ``[1,1,H,W]`` (1 = generate), nearest-resized to the latent size; guides ``{frame: [4,h,w]}``;
-    noise ``[1,4,F,h,w]``. Returns the final latents ``[1,4,F,h,w]``.
+
+def official_sampler_loop(model, start_latents: torch.Tensor, cond: ClipConditioning, global_latents: torch.Tensor,
+                          noise: torch.Tensor, steps: int, s1: float, s2: float, fps) -> torch.Tensor:
+    """The official denoising loop for one clip: PNDM with the SD1.5 settings, 4 UNet branches per step.
+
+    start_latents ``[1,4,F,h,w]`` (the prefilled canvases, noised at the first timestep); cond from
+    :func:`.guidance.clip_conditioning` (guides included; its tokens are ignored); global_latents
+    ``[16,4,h,w]``; noise ``[1,4,F,h,w]``. Returns the final latents ``[1,4,F,h,w]``.
     """
-    import torch.nn.functional as F
-
-    from .guidance import combine
-    from .sampler import clip_conditioning
     from .schedulers import make_scheduler, sampling_timesteps
 
-    h, w = ori_latents.shape[-2:]
-    mask = F.interpolate(mask_pixels.float(), size=(h, w))[0, 0]
-    with torch.no_grad():
-        g_cond = model.encode_global(global_latents)
-        g_uncond = model.encode_global(torch.zeros_like(global_latents))
-    cond = clip_conditioning(masked_latents, uncond_latent, mask, guides, g_cond, g_uncond)
     sched = make_scheduler("pndm")
     t_start, timesteps = sampling_timesteps(sched, steps)
-    start = ori_latents.permute(1, 0, 2, 3).unsqueeze(0)
-    x = sched.add_noise(start, noise, t_start.reshape(1))
-    latents_cond = torch.cat([cond.uncond, cond.context] * 2)
-    masks = torch.cat([cond.uncond_mask, cond.mask] * 2)
-    contexts = branch_context(g_cond, g_uncond, 4)
-    with torch.no_grad():
-        for t in timesteps:
-            model_in = sched.scale_model_input(torch.cat([torch.cat([x] * 4), latents_cond, masks], dim=1), t)
-            e00, e10, _e01, e11 = model(model_in, t, fps, contexts).chunk(4)
-            x = sched.step(combine(e00, e10, e11, s1, s2), t, x).prev_sample
+    x = sched.add_noise(start_latents.float(), noise.float(), t_start.reshape(1))
+    for t in timesteps:
+        e00, e10, _e01, e11 = official_noise_predictions(model, sched.scale_model_input(x, t), t, fps, cond,
+                                                         global_latents)
+        x = sched.step(combine(e00, e10, e11, s1, s2), t, x).prev_sample
     return x
 
 
@@ -69,8 +81,6 @@ def official_canvas(frame_hw, target_ratio_list) -> dict:
             "mask_sum": int(plan.pixel_mask().sum())}
 
 
-def official_window_schedule(num_frames: int) -> list[dict]:
-    """The official coarse-to-fine passes (keys ``stride``, ``frames``, ``is_guide``, plus ``saved_as``)."""
-    from .schedule import official_window_schedule as schedule
-
-    return schedule(num_frames)
+def official_window_schedule(num_frames: int) -> list[Pass]:
+    """The official coarse-to-fine passes (with ``official_saved_as``)."""
+    return _official_window_schedule(num_frames)

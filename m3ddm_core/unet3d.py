@@ -1,5 +1,5 @@
 """The M3DDM 3D UNet: SD1.5-style UNet with pseudo-3D convolutions, spatio-temporal transformers,
-fps conditioning and a global-frame encoder whose tokens are the cross-attention context.
+fps conditioning and a global-frame encoder whose tokens every cross-attention attends to.
 
 Layout convention: video tensors are ``[batch, channels, frames, height, width]``.
 Parameter names equal the official checkpoint's (``build_unet(cfg).state_dict()`` keys == released keys).
@@ -11,9 +11,10 @@ from typing import Any, Mapping, Optional, Union
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
-from .attention import AttentionFn, CrossAttention, ProjectedContext, SpatialTemporalTransformer, sdpa_attention
+from .attention import AttentionFn, CrossAttention, ProjectedGlobalTokens, SpatialTemporalTransformer, sdpa_attention
 from .config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, UNetConfig, parse_config
 from .embeddings import FPS_MAX_PERIOD, TimestepEmbedding, sinusoidal_embedding
 from .global_encoder import GlobalFrameEncoder
@@ -52,10 +53,9 @@ class Pseudo3DConv(nn.Module):
 
     def forward_per_frame(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
-        x = self.spatial_conv(x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w))
-        c = x.shape[1]
-        x = self.temporal_conv(x.reshape(b, f, c, h, w).permute(0, 3, 4, 2, 1).reshape(b * h * w, c, f))
-        return x.reshape(b, h, w, c, f).permute(0, 3, 4, 1, 2)
+        x = self.spatial_conv(rearrange(x, "b c f h w -> (b f) c h w"))
+        x = self.temporal_conv(rearrange(x, "(b f) c h w -> (b h w) c f", b=b))
+        return rearrange(x, "(b h w) c f -> b c f h w", b=b, h=h)
 
     def forward_conv3d(self, x: torch.Tensor) -> torch.Tensor:
         """The same convolutions as 1xkxk and kx1x1 conv3d on the video layout, with views of the same weights."""
@@ -131,12 +131,12 @@ class DownBlock(nn.Module):
                                                      cfg.norm_eps, 1.0, ops, **kw) for i in range(n)])
         self.downsamplers = nn.ModuleList([Downsample3D(cout, cfg.downsample_padding, ops, **kw)]) if downsample else None
 
-    def forward(self, x, temb, femb, context):
+    def forward(self, x, temb, femb, global_tokens):
         skips = []
         for i, resnet in enumerate(self.resnets):
             x = resnet(x, temb, femb)
             if self.attentions is not None:
-                x = self.attentions[i](x, context)
+                x = self.attentions[i](x, global_tokens)
             skips.append(x)
         if self.downsamplers is not None:
             x = self.downsamplers[0](x)
@@ -160,11 +160,11 @@ class UpBlock(nn.Module):
                            cfg.norm_num_groups, cfg.norm_eps, 1.0, ops, **kw) for i in range(n)])
         self.upsamplers = nn.ModuleList([Upsample3D(cout, ops, **kw)]) if upsample else None
 
-    def forward(self, x, skips, temb, femb, context, size=None):
+    def forward(self, x, skips, temb, femb, global_tokens, size=None):
         for i, resnet in enumerate(self.resnets):
             x = resnet(torch.cat([x, skips.pop()], dim=1), temb, femb)
             if self.attentions is not None:
-                x = self.attentions[i](x, context)
+                x = self.attentions[i](x, global_tokens)
         if self.upsamplers is not None:
             x = self.upsamplers[0](x, size)
         return x
@@ -180,18 +180,18 @@ class MidBlock(nn.Module):
         self.resnets = nn.ModuleList([ResnetBlockP3D(channels, channels, cfg.time_embed_dim, cfg.norm_num_groups,
                                                      cfg.norm_eps, scale, ops, **kw) for _ in range(2)])
 
-    def forward(self, x, temb, femb, context):
+    def forward(self, x, temb, femb, global_tokens):
         x = self.resnets[0](x, temb, femb)
-        x = self.attentions[0](x, context)
+        x = self.attentions[0](x, global_tokens)
         return self.resnets[1](x, temb, femb)
 
 
 class M3DDMUNet(nn.Module):
     """The M3DDM denoiser.
 
-    Two calls: :meth:`encode_global` turns the 16 global-frame latents into context tokens (once per video,
+    Two calls: :meth:`encode_global` turns the 16 global-frame latents into global tokens (once per video,
     plus once for the all-zero "unconditional" latents), and :meth:`forward` denoises a batch of 9-channel clips
-    against one context per batch item.
+    against one sequence of global tokens per batch item.
     """
 
     def __init__(self, cfg: UNetConfig, ops=None, attention: AttentionFn = sdpa_attention, device=None, dtype=None,
@@ -252,40 +252,39 @@ class M3DDMUNet(nn.Module):
         # Inference-only model: BatchNorm of the global encoder must keep its running statistics.
         return super().train(False)
 
-    def project_context(self, context: torch.Tensor) -> ProjectedContext:
-        """Project context tokens ``[B, T, 320]`` to every cross-attention layer's K/V once; pass the result as
-        ``context`` to :meth:`forward` for as many steps as the tokens stay the same."""
-        context = context.to(self.dtype)
+    def project_global_tokens(self, tokens: torch.Tensor) -> ProjectedGlobalTokens:
+        """Project global tokens ``[B, T, 320]`` to every cross-attention layer's K/V once; pass the result as
+        ``global_tokens`` to :meth:`forward` for as many steps as the tokens stay the same."""
+        tokens = tokens.to(self.dtype)
         with torch.no_grad():
-            kv = {m: m.project(context) for m in self.modules() if isinstance(m, CrossAttention) and m.is_cross}
-        return ProjectedContext(context, kv)
+            kv = {m: m.project(tokens) for m in self.modules() if isinstance(m, CrossAttention) and m.is_cross}
+        return ProjectedGlobalTokens(tokens, kv)
 
     # -- the two calls --------------------------------------------------------------------------------------
     def encode_global(self, latents: torch.Tensor) -> torch.Tensor:
         """Global-frame latents ``[G, 4, h, w]`` (one video) or ``[B, G, 4, h, w]`` (scaled by 0.18215)
-        -> context tokens ``[B, G*h'*w', 320]`` (``h' = h/2 - 2``; 3,136 tokens for 16 frames at 32x32)."""
+        -> global tokens ``[B, G*h'*w', 320]`` (``h' = h/2 - 2``; 3,136 tokens for 16 frames at 32x32)."""
         if latents.ndim == 4:
             latents = latents.unsqueeze(0)
         b, g = latents.shape[:2]
         enc = self.global_img_encoder
-        feats = enc(latents.reshape(b * g, *latents.shape[2:]).to(enc.convolution.weight.dtype))
-        c, h, w = feats.shape[1:]
-        tokens = feats.reshape(b, g, c, h, w).permute(0, 1, 3, 4, 2).reshape(b, g * h * w, c)
-        return tokens.to(self.dtype)
+        feats = enc(rearrange(latents, "b g c h w -> (b g) c h w").to(enc.convolution.weight.dtype))
+        return rearrange(feats, "(b g) c h w -> b (g h w) c", b=b).to(self.dtype)
 
     def forward(self, sample: torch.Tensor, timestep: Union[torch.Tensor, float, int],
-                fps: Union[torch.Tensor, float, int], context: torch.Tensor) -> torch.Tensor:
+                fps: Union[torch.Tensor, float, int], global_tokens) -> torch.Tensor:
         """Predict noise.
 
-        sample: ``[B, 9, F, h, w]`` = noisy latent (4) | context latent (4) | mask (1, 1 = generate).
+        sample: ``[B, 9, F, h, w]`` = noisy latent (4) | masked latent (4) | mask (1, 1 = generate).
         timestep: scalar or ``[B]``. fps: scalar or ``[B]``, truncated to an integer as the official code does.
-        context: ``[B, T, 320]`` tokens from :meth:`encode_global` (one sequence per batch item, shared by its
-        frames), a :class:`ProjectedContext` of them, or ``[B*F, T, 320]`` (one per frame: the official layout).
+        global_tokens: ``[B, T, 320]`` from :meth:`encode_global` (one sequence per batch item, shared by its
+        frames), a :class:`ProjectedGlobalTokens` of them, or ``[B*F, T, 320]`` (one per frame: the official
+        layout).
         Returns ``[B, 4, F, h, w]``.
         """
         b, f = sample.shape[0], sample.shape[2]
-        if context.shape[0] not in (b, b * f):
-            raise ValueError(f"context has {context.shape[0]} batch items, sample has {b}")
+        if global_tokens.shape[0] not in (b, b * f):
+            raise ValueError(f"global_tokens has {global_tokens.shape[0]} batch items, sample has {b}")
         dtype, device = self.dtype, sample.device
         sample = sample.to(dtype)
         if self.cfg.center_input_sample:
@@ -296,20 +295,20 @@ class M3DDMUNet(nn.Module):
         temb = self.time_embedding(sinusoidal_embedding(t, ch0, self.cfg.flip_sin_to_cos, self.cfg.freq_shift).to(dtype))
         femb = self.fps_embedding(sinusoidal_embedding(fps_t, ch0, self.cfg.flip_sin_to_cos, self.cfg.freq_shift,
                                                        max_period=FPS_MAX_PERIOD).to(dtype))
-        if not isinstance(context, ProjectedContext):
-            context = context.to(dtype)
+        if not isinstance(global_tokens, ProjectedGlobalTokens):
+            global_tokens = global_tokens.to(dtype)
 
         x = self.conv_in(sample)
         skips = [x]
         for block in self.down_blocks:
-            x, res = block(x, temb, femb, context)
+            x, res = block(x, temb, femb, global_tokens)
             skips.extend(res)
-        x = self.mid_block(x, temb, femb, context)
+        x = self.mid_block(x, temb, femb, global_tokens)
         for i, block in enumerate(self.up_blocks):
             n = len(block.resnets)
             block_skips, skips = skips[-n:], skips[:-n]
             size = tuple(skips[-1].shape[-2:]) if skips and block.upsamplers is not None else None
-            x = block(x, block_skips, temb, femb, context, size)
+            x = block(x, block_skips, temb, femb, global_tokens, size)
         return self.conv_out(F.silu(self.conv_norm_out(x)))
 
 

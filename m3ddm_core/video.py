@@ -1,22 +1,27 @@
-"""Outpaint a whole frame sequence: canvases -> VAE encode (cached) -> coarse-to-fine sampling -> decode.
+"""Outpaint a frame sequence: canvases -> VAE encode (cached) -> sampling passes -> decode.
 
 The VAE is passed in as two callables so this module stays free of any VAE implementation:
 ``encode(pixels [k, ch, cw, 3] float 0..1) -> latents [k, 4, ch/8, cw/8]`` already scaled by 0.18215, and
 ``decode(latents) -> pixels [k, ch, cw, 3] float 0..1``. Every source frame's two canvases are built and encoded
-at most once, when a window first needs them, so memory holds latents, never all canvases.
+at most once, when a pass first needs them, so memory holds latents, never all canvases.
+
+One pass runner, :func:`run_pass`, samples every clip -- a hand-picked one (M3DDM Sample Clip) and each pass of
+a coarse-to-fine schedule (:func:`outpaint_video`, M3DDM Coarse-to-Fine) alike.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from .canvas import CanvasPlan, build_canvas
-from .sampler import clip_conditioning, sample_clip
-from .schedule import CLIP_FRAMES, Strides, official_window_schedule, pass_writes, plan_schedule
+from .guidance import clip_conditioning
+from .sampler import sample_clip
+from .schedule import CLIP_FRAMES, Pass, Strides, plan_passes
 
 GLOBAL_FRAMES = 16
 EncodeFn = Callable[[torch.Tensor], torch.Tensor]
@@ -26,8 +31,8 @@ DecodeFn = Callable[[torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class SampleSettings:
     steps: int = 50
-    s1: float = 2.0  # context guidance
-    s2: float = 4.0  # global-frame guidance
+    s1: float = 2.0  # context guidance: by the masked latents (the visible video)
+    s2: float = 4.0  # global guidance: by the global tokens
     scheduler: str = "pndm"
     seed: int = 0
     sequential: bool = False  # low-VRAM: one UNet call per guidance branch
@@ -63,7 +68,8 @@ class LatentCache:
     def _encode(self, images: list[np.ndarray]) -> torch.Tensor:
         pixels = torch.from_numpy(np.stack(images)).float() / 255.0
         self.encoded_images += len(images)
-        return self.encode(pixels).float().cpu()
+        with torch.no_grad():  # a cached latent must not keep an encoder's autograd graph (GBs) alive
+            return self.encode(pixels).float().cpu()
 
     def ensure(self, indexes: Sequence[int], need_masked: Sequence[int] = ()) -> None:
         """Encode the prefilled canvases of ``indexes`` and the masked ones of ``need_masked`` if missing."""
@@ -80,13 +86,19 @@ class LatentCache:
             self.masked[i] = latents[len(todo_p) + k]
 
 
+def encode_pass(cache: LatentCache, p: Pass) -> None:
+    """Encode what pass ``p`` needs: the prefilled canvases of its frames (the start latents) and the masked
+    canvases of its non-guide frames (guides bring their own latent)."""
+    cache.ensure(p.frames, need_masked=[f for f, g in zip(p.frames, p.is_guide) if not g])
+
+
 @dataclass
 class OutpaintResult:
     canvases: torch.Tensor  # [N, ch, cw, 3] float 0..1, the generated working canvases
     latents: torch.Tensor  # [N, 4, h, w] final latents per frame
-    passes: list
+    passes: list[Pass]
     encoded_images: int
-    unet_calls: int
+    denoising_steps: int  # passes x steps (each step is one UNet call, or one per branch when sequential)
 
 
 def latent_mask(plan: CanvasPlan) -> torch.Tensor:
@@ -105,14 +117,14 @@ class EncodedVideo:
 
 
 @dataclass
-class VideoContext:
-    """What every sampling pass of one video shares (global tokens on the model's device)."""
+class PreparedVideo:
+    """What every sampling pass of one video shares: the encoded video, the latent mask and the global tokens
+    (conditional and unconditional) on the model's device."""
 
-    cache: LatentCache
-    uncond_latent: torch.Tensor
-    mask: torch.Tensor
-    g_cond: torch.Tensor
-    g_uncond: torch.Tensor
+    encoded: EncodedVideo
+    mask: torch.Tensor  # [h, w], 1 = generate
+    global_tokens: torch.Tensor
+    uncond_global_tokens: torch.Tensor
 
 
 def encode_video(frames, plan: CanvasPlan, encode: EncodeFn, global_latents: Optional[torch.Tensor] = None,
@@ -135,7 +147,9 @@ def encode_video(frames, plan: CanvasPlan, encode: EncodeFn, global_latents: Opt
         global_latents = global_frame_latents(cache)
     black = torch.zeros(1, *plan.canvas_hw, 3)  # the unconditional canvas: all black (-1 in VAE range)
     cache.encoded_images += 1
-    return EncodedVideo(cache, encode(black).float().cpu(), global_latents)
+    with torch.no_grad():
+        uncond = encode(black).float().cpu()
+    return EncodedVideo(cache, uncond, global_latents)
 
 
 def global_frame_latents(cache: LatentCache) -> torch.Tensor:
@@ -145,52 +159,49 @@ def global_frame_latents(cache: LatentCache) -> torch.Tensor:
     return torch.stack([cache.masked[i] for i in idx])
 
 
-def plan_passes(n: int, strides: Strides = "auto", schedule: str = "fixed") -> list[dict]:
-    """The sampling passes of an ``n``-frame video: ``"fixed"`` (every frame generated exactly once) or
-    ``"official"`` (the official windows; frames they never generate are an error). Raises ValueError."""
-    if schedule not in ("fixed", "official"):
-        raise ValueError(f"schedule {schedule!r} is unknown; use 'fixed' or 'official'")
-    if schedule == "fixed":
-        return plan_schedule(n, strides)
-    passes = official_window_schedule(n)
-    missing = sorted(set(range(n)) - {f for p in passes for f in p["frames"]})
-    if missing:
-        raise ValueError(f"the official schedule never generates frames {missing[:8]} of this {n}-frame video; "
-                         "use the default ('fixed') schedule")
-    return passes
-
-
-def video_context(model, encoded: EncodedVideo, plan: CanvasPlan) -> VideoContext:
-    """Global-frame tokens (conditional and unconditional) computed once per video on the model's device."""
+def prepare_video(model, encoded: EncodedVideo, plan: CanvasPlan) -> PreparedVideo:
+    """Global tokens (conditional and unconditional) computed once per video on the model's device."""
     device, dtype = model.device, model.dtype
     with torch.no_grad():
-        g_cond = model.encode_global(encoded.global_latents.to(device, dtype))
-        g_uncond = model.encode_global(torch.zeros_like(encoded.global_latents).to(device, dtype))
-    return VideoContext(encoded.cache, encoded.uncond_latent, latent_mask(plan), g_cond, g_uncond)
+        tokens = model.encode_global(encoded.global_latents.to(device, dtype))
+        uncond_tokens = model.encode_global(torch.zeros_like(encoded.global_latents).to(device, dtype))
+    return PreparedVideo(encoded, latent_mask(plan), tokens, uncond_tokens)
 
 
-def sample_pass(model, ctx: VideoContext, frames_k: Sequence[int], guides: dict[int, torch.Tensor], fps: int,
-                settings: SampleSettings, noise_index: int, callback=None, check_interrupt=None) -> torch.Tensor:
-    """Sample one clip of source frames ``frames_k`` (16 indexes, repeats allowed). ``guides`` maps frame index ->
-    its already generated latent ``[4, h, w]``; those frames condition the clip with mask 0.
-    Returns the clip's final latents ``[1, 4, F, h, w]``."""
+def run_pass(model, video: PreparedVideo, p: Pass, guides: Mapping[int, torch.Tensor], fps: float,
+             settings: SampleSettings, noise_index: int = 0, callback: Optional[Callable[[dict], None]] = None,
+             check_interrupt: Optional[Callable[[], None]] = None) -> dict[int, torch.Tensor]:
+    """Sample one pass and return the latent ``[4, h, w]`` (CPU, float32) of each of its distinct frames, in clip
+    order: the pass's result at the positions of ``p.writes``, the given latent for its guide frames.
+
+    ``guides`` maps frame index -> already generated latent (it may hold more frames than the pass uses; every
+    guide frame of ``p`` must be in it). The model is conditioned on ``fps // p.stride``; the noise comes from
+    ``window_noise(settings.seed, noise_index)``. ``callback`` gets the sampler's step info plus ``"frames"``.
+    """
+    missing = [f for f in p.guide_frames if f not in guides]
+    if missing:
+        raise ValueError(f"guide frames {missing[:8]} of this pass have no latent")
     device = model.device
-    is_guide = [f in guides for f in frames_k]
-    ctx.cache.ensure(frames_k, need_masked=[f for f, g in zip(frames_k, is_guide) if not g])
-    masked = torch.stack([guides[f] if g else ctx.cache.masked[f] for f, g in zip(frames_k, is_guide)])
-    pos_guides = {pos: guides[f].to(device) for pos, (f, g) in enumerate(zip(frames_k, is_guide)) if g}
-    cond = clip_conditioning(masked.to(device), ctx.uncond_latent.to(device), ctx.mask.to(device), pos_guides,
-                             ctx.g_cond, ctx.g_uncond)
-    start = torch.stack([ctx.cache.prefilled[f] for f in frames_k]).permute(1, 0, 2, 3).unsqueeze(0).to(device)
-    h, w = ctx.mask.shape
-    noise = window_noise(settings.seed, noise_index, (1, 4, len(frames_k), h, w)).to(device)
-    return sample_clip(model, start, cond, noise, fps, settings.steps, settings.s1, settings.s2, settings.scheduler,
-                       callback, check_interrupt, settings.sequential)
+    cache = video.encoded.cache
+    encode_pass(cache, p)
+    masked = torch.stack([guides[f] if g else cache.masked[f] for f, g in zip(p.frames, p.is_guide)])
+    pos_guides = {pos: guides[f].to(device) for pos, (f, g) in enumerate(zip(p.frames, p.is_guide)) if g}
+    cond = clip_conditioning(masked.to(device), video.encoded.uncond_latent.to(device), video.mask.to(device),
+                             pos_guides, video.global_tokens, video.uncond_global_tokens)
+    start = rearrange(torch.stack([cache.prefilled[f] for f in p.frames]), "f c h w -> 1 c f h w").to(device)
+    h, w = video.mask.shape
+    noise = window_noise(settings.seed, noise_index, (1, 4, len(p.frames), h, w)).to(device)
+    step_cb = None if callback is None else (lambda info: callback(dict(info, frames=list(p.frames))))
+    latents = sample_clip(model, start, cond, noise, p.fps(fps), settings.steps, settings.s1, settings.s2,
+                          settings.scheduler, step_cb, check_interrupt, settings.sequential)
+    written = {frame: latents[0, :, pos].float().cpu() for pos, frame in p.writes}
+    return {f: written[f] if f in written else guides[f].float().cpu() for f in p.distinct_frames}
 
 
-def decode_latents(decode: DecodeFn, latents: torch.Tensor, batch: int = 16) -> torch.Tensor:
+def decode_latents(decode: DecodeFn, latents: torch.Tensor, batch: int = CLIP_FRAMES) -> torch.Tensor:
     """``[N, 4, h, w]`` scaled latents -> ``[N, ch, cw, 3]`` float 0..1, decoded in batches."""
-    out = [decode(latents[i:i + batch]).float().cpu() for i in range(0, latents.shape[0], batch)]
+    with torch.no_grad():
+        out = [decode(latents[i:i + batch]).float().cpu() for i in range(0, latents.shape[0], batch)]
     return torch.cat(out).clamp(0, 1)
 
 
@@ -198,13 +209,13 @@ def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], 
                    settings: SampleSettings = SampleSettings(), strides: Strides = "auto", schedule: str = "fixed",
                    callback: Optional[Callable[[dict], None]] = None,
                    check_interrupt: Optional[Callable[[], None]] = None,
-                   encoded: Optional[EncodedVideo] = None, decode_batch: int = 16) -> OutpaintResult:
+                   encoded: Optional[EncodedVideo] = None, decode_batch: int = CLIP_FRAMES) -> OutpaintResult:
     """Outpaint ``frames`` (``[N, H, W, 3]`` tensor/array or a sequence of frames, uint8 or float 0..1).
 
-    ``schedule``: see :func:`plan_passes`. ``callback`` gets ``{"pass", "passes", "i", "total", "t", "x",
-    "denoised", "frames"}`` after every step; ``check_interrupt`` is called before every step and may raise.
-    ``encoded`` (from :func:`encode_video`) skips the encoding step when the caller did it already (``encode`` may
-    then be None).
+    ``schedule``: see :func:`.schedule.plan_passes`. ``callback`` gets ``{"pass", "passes", "i", "total", "t",
+    "x", "denoised", "frames"}`` after every step; ``check_interrupt`` is called before every step and may raise.
+    ``encoded`` (from :func:`encode_video`) skips the encoding step when the caller did it already (``encode``
+    may then be None).
     """
     n = len(frames)
     if n < 1:
@@ -212,19 +223,12 @@ def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], 
     passes = plan_passes(n, strides, schedule)
     if encoded is None:
         encoded = encode_video(frames, plan, encode)
-    ctx = video_context(model, encoded, plan)
+    video = prepare_video(model, encoded, plan)
     final: dict[int, torch.Tensor] = {}
     for k, p in enumerate(passes):
-        guides = {f: final[f] for f, g in zip(p["frames"], p["is_guide"]) if g}
-
-        def step_cb(info, k=k, p=p):
-            if callback is not None:
-                callback(dict(info, **{"pass": k, "passes": len(passes), "frames": p["frames"]}))
-
-        latents = sample_pass(model, ctx, p["frames"], guides, int(fps // p["fps_divisor"]), settings, k,
-                              step_cb, check_interrupt)
-        for pos, frame in pass_writes(p):
-            final[frame] = latents[0, :, pos].float().cpu()
+        step_cb = None if callback is None else \
+            (lambda info, k=k: callback(dict(info, **{"pass": k, "passes": len(passes)})))
+        final.update(run_pass(model, video, p, final, fps, settings, k, step_cb, check_interrupt))
     latents = torch.stack([final[i] for i in range(n)])
     canvases = decode_latents(decode, latents, decode_batch)
-    return OutpaintResult(canvases, latents, passes, ctx.cache.encoded_images, len(passes) * settings.steps)
+    return OutpaintResult(canvases, latents, passes, encoded.cache.encoded_images, len(passes) * settings.steps)

@@ -5,10 +5,9 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import CanvasError, build_canvas, plan_canvas
-from ..m3ddm_core.video import global_frame_indexes
+from ..m3ddm_core import CanvasError, build_canvas, global_frame_indexes, plan_canvas
 
-from .convert import node_error, rgb_frames
+from .layouts import node_error, rgb_frames
 from .types import Canvas, M3DDMCanvasType, video_fingerprint
 
 NODE = "M3DDM_OutpaintCanvas"

@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from ..m3ddm_core import composite
 
-from .convert import node_error, rgb_frames
+from .layouts import node_error, rgb_frames
 from .types import M3DDMCanvasType, video_fingerprint
 
 NODE = "M3DDM_Composite"

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..m3ddm_core import DTYPES
+
 from . import runtime
 from .types import M3DDMModelType
 
@@ -20,7 +22,7 @@ class LoadM3DDMModel(io.ComfyNode):
             inputs=[
                 io.Combo.Input("model_name", options=runtime.list_models(),
                                tooltip="A folder or file under models/m3ddm (or an m3ddm path in extra_model_paths.yaml)."),
-                io.Combo.Input("dtype", options=["auto", "fp16", "bf16", "fp32"], default="auto",
+                io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
                                tooltip="Weight and compute precision. auto: fp16/bf16 on GPUs that support it, fp32 on the CPU."),
             ],
             outputs=[M3DDMModelType.Output(display_name="m3ddm_model", tooltip="The loaded M3DDM UNet.")],

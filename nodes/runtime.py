@@ -11,20 +11,15 @@ import torch
 
 import folder_paths
 
-from ..m3ddm_core import ConfigError, WeightsError, load_unet, sdpa_attention
-from ..m3ddm_core.loader import WEIGHT_NAMES
-from ..m3ddm_core.memory import MEMORY_MARGIN, fits_batched, sampling_memory
-from ..m3ddm_core.sampler import active_branches
-from ..m3ddm_core.schedule import CLIP_FRAMES
-from ..m3ddm_core.video import SampleSettings
+from ..m3ddm_core import (CLIP_FRAMES, DTYPES, MEMORY_MARGIN, WEIGHT_NAMES, WEIGHT_SUFFIXES, ConfigError,
+                          SampleSettings, WeightsError, active_branches, fits_batched, load_unet, sampling_memory,
+                          sdpa_attention)
 
 from .types import M3DDMModel
 
 log = logging.getLogger("M3DDM")
 
 MODEL_FOLDER = "m3ddm"
-WEIGHT_EXTENSIONS = {".safetensors", ".bin", ".pth", ".pt"}
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def register_model_folder() -> None:
@@ -32,16 +27,16 @@ def register_model_folder() -> None:
     default = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
     entry = folder_paths.folder_names_and_paths.get(MODEL_FOLDER)
     if entry is None:
-        folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([default], set(WEIGHT_EXTENSIONS))
+        folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([default], set(WEIGHT_SUFFIXES))
         return
     paths, exts = entry
     if default not in paths:
         paths.append(default)
     if exts:  # an empty container means "every file"; keep that
         if isinstance(exts, set):
-            exts.update(WEIGHT_EXTENSIONS)
+            exts.update(WEIGHT_SUFFIXES)
         else:
-            exts.extend(e for e in WEIGHT_EXTENSIONS if e not in exts)
+            exts.extend(e for e in WEIGHT_SUFFIXES if e not in exts)
 
 
 def _is_model_dir(path: str) -> bool:
@@ -63,7 +58,7 @@ def list_models() -> list[str]:
                 dirnames[:] = []
                 continue
             for f in filenames:
-                if os.path.splitext(f)[1].lower() in WEIGHT_EXTENSIONS:
+                if os.path.splitext(f)[1].lower() in WEIGHT_SUFFIXES:
                     found.add(os.path.normpath(os.path.join(rel, f)).replace(os.sep, "/"))
     return sorted(found)
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import SampleSettings, outpaint_video
-from ..m3ddm_core.schedule import STRIDE_PRESETS
-from ..m3ddm_core.schedulers import SCHEDULERS
-from ..m3ddm_core.video import (LatentCache, decode_latents, encode_video, global_frame_latents, plan_passes,
-                                sample_pass, video_context)
+from ..m3ddm_core import (SCHEDULERS, SCHEDULES, STRIDE_PRESETS, LatentCache, SampleSettings, clip_pass,
+                          decode_latents, encode_pass, encode_video, global_frame_latents, outpaint_video, plan_passes,
+                          prepare_video, run_pass)
 
 from . import runtime
-from .convert import (check_sd_vae, guide_latents, node_error, parse_frame_indexes, rgb_frames, to_latent_dict,
+from .layouts import (check_sd_vae, guide_latents, node_error, parse_frame_indexes, rgb_frames, to_latent_dict,
                       vae_decoder, vae_encoder)
 from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
 
@@ -36,8 +34,8 @@ def _sampling_inputs() -> list:
         io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                      tooltip="Noise seed; the same seed gives the same video on CPU, CUDA and MPS."),
         io.Float.Input("fps", default=24.0, min=0.0, max=240.0, step=0.01,
-                       tooltip="Frame rate of the source video (GetVideoComponents gives it). The model is "
-                               "conditioned on fps // stride as in the official code."),
+                       tooltip="Frame rate of the source video (Get Video Components gives it). The model is "
+                               "conditioned on fps // stride, as in the official code."),
         io.Boolean.Input("low_vram", default=False,
                          tooltip="Run the guidance branches one after another: less VRAM, a bit slower. Off: batched "
                                  "when the free memory holds them, else one after another automatically."),
@@ -99,8 +97,10 @@ class M3DDMSampleClip(io.ComfyNode):
                 *_model_vae_canvas_inputs(),
                 M3DDMGlobalType.Input("global_frames", tooltip="From M3DDM Encode Global Frames (same canvas)."),
                 io.String.Input("frame_indexes", default="0-15",
-                                tooltip="Source frames of the clip: a range 0-15, or a list 0,2,4,...; up to 16, fewer "
-                                        "are padded with the last one."),
+                                tooltip="Source frames of the clip: a range 0-15, or a list such as 0,15,30,...; up to "
+                                        "16, fewer are padded with the last one. The stride (the model sees fps // "
+                                        "stride) is the largest gap between consecutive indexes: 1 for a range, 15 "
+                                        "for 0,15,30,... -- give evenly spaced indexes."),
                 *_sampling_inputs(),
                 io.Latent.Input("guide", optional=True,
                                 tooltip="Optional LATENT of an earlier M3DDM sampler: its frames that are in this clip "
@@ -122,23 +122,20 @@ class M3DDMSampleClip(io.ComfyNode):
         clip = parse_frame_indexes(frame_indexes, n, cls.NODE)
         g_latents = _check_global(global_frames, canvas, cls.NODE)
         guides = guide_latents(guide, canvas.plan.latent_hw, n, cls.NODE) if guide is not None else {}
+        clip_plan = clip_pass(clip, guides)
         settings = _settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
         encoded = encode_video(frames, canvas.plan, vae_encoder(vae), g_latents)
-        encoded.cache.ensure(clip, need_masked=[f for f in clip if f not in guides])
+        encode_pass(encoded.cache, clip_plan)  # all VAE work before the UNet is loaded
         model, settings = runtime.model_on_device(m3ddm_model, settings, canvas.plan.latent_hw, cls.NODE)
-        ctx = video_context(model, encoded, canvas.plan)
+        video = prepare_video(model, encoded, canvas.plan)
         callback = runtime.progress_callback(steps, model.device)
         try:
-            latents = sample_pass(model, ctx, clip, {f: g for f, g in guides.items() if f in clip}, int(fps), settings,
-                                  0, callback, runtime.check_interrupt)
+            latents = run_pass(model, video, clip_plan, guides, fps, settings, 0, callback, runtime.check_interrupt)
         except torch.cuda.OutOfMemoryError as exc:
             raise runtime.oom_hint(exc, cls.NODE) from exc
-        order = list(dict.fromkeys(clip))
-        # Guide frames keep the latent they were generated with; the others take this clip's result.
-        clip_latents = torch.stack([guides[f] if f in guides else latents[0, :, clip.index(f)].float().cpu()
-                                    for f in order])
+        clip_latents = torch.stack(list(latents.values()))
         images = decode_latents(vae_decoder(vae), clip_latents)
-        return io.NodeOutput(to_latent_dict(clip_latents, order), images.to(runtime.output_device()))
+        return io.NodeOutput(to_latent_dict(clip_latents, list(latents)), images.to(runtime.output_device()))
 
 
 class M3DDMCoarseToFine(io.ComfyNode):
@@ -159,7 +156,7 @@ class M3DDMCoarseToFine(io.ComfyNode):
                 io.Combo.Input("strides", options=["auto", *STRIDE_PRESETS], default="auto",
                                tooltip="Frame intervals of the passes, coarse to fine. auto: dense below 50 frames, "
                                        "15,5,1 up to 226 frames, 30,15,1 beyond (the paper's choice for long videos)."),
-                io.Combo.Input("schedule", options=["fixed", "official"], default="fixed",
+                io.Combo.Input("schedule", options=list(SCHEDULES), default="fixed",
                                tooltip="fixed: every frame generated once, nothing past the end. official: the "
                                        "official code's windows (for comparisons)."),
                 M3DDMGlobalType.Input("global_frames", optional=True,

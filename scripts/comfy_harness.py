@@ -26,10 +26,20 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    """A ComfyUI process on 127.0.0.1 with its own models/input/output folders under ``workdir``."""
+    """A ComfyUI process on 127.0.0.1 with its own models/input/output folders under ``workdir``.
 
-    def __init__(self, python: str, comfy_dir: Path, workdir: Path):
+    ``front_end_root``: a frontend web root (the folder with index.html, e.g. unpacked by
+    scripts/install_frontend.sh) to serve instead of the comfyui-frontend-package installed in the venv; passed as
+    ComfyUI's ``--front-end-root``, which overrides ``--front-end-version`` and needs no network.
+    ``user_directory``: where the server keeps user data (frontend settings, saved workflows) instead of the shared
+    ``<comfy_dir>/user``; passed as ``--user-directory``, so that a fresh folder gives a first-visit user.
+    """
+
+    def __init__(self, python: str, comfy_dir: Path, workdir: Path, front_end_root: Optional[Path] = None,
+                 user_directory: Optional[Path] = None):
         self.python, self.comfy_dir, self.workdir = python, Path(comfy_dir), Path(workdir)
+        self.front_end_root = Path(front_end_root).resolve() if front_end_root is not None else None
+        self.user_directory = Path(user_directory).resolve() if user_directory is not None else None
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.models = self.workdir / "models"
@@ -60,7 +70,21 @@ class ComfyServer:
         cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--disable-auto-launch", "--output-directory", str(self.output), "--input-directory", str(self.input),
                "--extra-model-paths-config", str(self.workdir / "extra_model_paths.yaml")]
+        if self.front_end_root is not None:
+            if not (self.front_end_root / "index.html").is_file():
+                raise FileNotFoundError(f"no frontend web root (index.html) at {self.front_end_root}")
+            cmd += ["--front-end-root", str(self.front_end_root)]
+        if self.user_directory is not None:
+            self.user_directory.mkdir(parents=True, exist_ok=True)
+            cmd += ["--user-directory", str(self.user_directory)]
         self.proc = subprocess.Popen(cmd, cwd=self.comfy_dir, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()  # a server that failed to come up is not left running
+            raise
+
+    def _wait_ready(self, timeout: float) -> None:
         t0 = time.time()
         while True:
             if self.proc.poll() is not None:

@@ -45,6 +45,8 @@ def test_no_newest_only_api_and_no_comfy_import_in_core():
     for path in (REPO / "nodes").glob("*.py"):
         text = path.read_text()
         assert not any(f in text for f in forbidden), path
+        # the ComfyUI layer uses m3ddm_core only through what its __init__ exports
+        assert "from ..m3ddm_core." not in text and "import m3ddm_core." not in text, path
     for path in (REPO / "m3ddm_core").glob("*.py"):
         text = path.read_text()
         for mod in ("import comfy", "from comfy", "folder_paths", "comfy_api", "latent_preview"):
@@ -142,3 +144,48 @@ def test_non_sd_vae_is_refused_before_sampling(node_classes):
         latent_channels, downscale_ratio, latent_dim = 16, 8, 3
     with pytest.raises(ValueError, match=r"\[M3DDM_EncodeGlobalFrames\] the VAE has 16 latent channels"):
         _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=VideoVAE(), canvas=None)
+
+
+def _record_fps(unet):
+    """Record the fps every UNet call is conditioned on; returns (list, undo)."""
+    seen, cls = [], type(unet)
+
+    class Recording(cls):
+        def forward(self, sample, timestep, fps, global_tokens):
+            seen.append(int(fps))
+            return super().forward(sample, timestep, fps, global_tokens)
+
+    unet.__class__ = Recording
+    return seen, lambda: setattr(unet, "__class__", cls)
+
+
+def test_sample_clip_key_frames_equal_the_first_coarse_to_fine_pass(node_classes, models_dir):
+    """Key frames 0,15,...,225 of a 24 fps video: stride 15, so the model sees fps 24 // 15 = 1 (as the official
+    code and Coarse-to-Fine do), and the clip is bit for bit pass 0 of the 15,5,1 schedule (same seed)."""
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    frames = load_clip(226)
+    vae = taesd_vae()
+    canvas, _, _ = _run(node_classes["M3DDM_OutpaintCanvas"], images=frames, target="aspect ratio",
+                        aspect_ratio="9:16", width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0,
+                        pad_bottom=0.0, canvas_mode="official")
+    (global_frames,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=canvas)
+    sampling = dict(scheduler="ddim", steps=2, context_guidance=1.0, global_guidance=1.0, seed=5, fps=24.0,
+                    low_vram=False)
+    keys = list(range(0, 226, 15))
+    fps_seen, undo = _record_fps(model.patcher.model)
+    try:
+        clip, _ = _run(node_classes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=canvas,
+                       global_frames=global_frames, frame_indexes=",".join(map(str, keys)), **sampling)
+        assert fps_seen == [1, 1]
+        fps_seen.clear()
+        _run(node_classes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=canvas,
+             global_frames=global_frames, frame_indexes="16-31", **dict(sampling, fps=29.97))
+        assert fps_seen == [29, 29]  # consecutive frames: stride 1, int(fps)
+        fps_seen.clear()
+        _, whole = _run(node_classes["M3DDM_CoarseToFine"], m3ddm_model=model, vae=vae, canvas=canvas,
+                        strides="15,5,1", schedule="fixed", global_frames=global_frames, **sampling)
+    finally:
+        undo()
+    assert fps_seen[:2] == [1, 1] and set(fps_seen[2:]) == {4, 24}  # passes at strides 15, then 5, then 1
+    assert clip["m3ddm_frames"] == keys
+    assert torch.equal(clip["samples"], whole["samples"][keys])

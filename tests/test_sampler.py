@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DATA
-from m3ddm_core.guidance import combine
-from m3ddm_core.reference import official_sampler_loop
-from m3ddm_core.sampler import clip_conditioning, guidance_weights, predict_noise, sample_clip
+from m3ddm_core.guidance import GuidedDenoiser, clip_conditioning, guidance_weights
+from m3ddm_core.reference import combine, official_noise_predictions, official_sampler_loop
+from m3ddm_core.sampler import sample_clip
 from m3ddm_core.video import window_noise
 
 
@@ -25,20 +25,25 @@ def _tolerance(ref):
     return 1e-3 * max(1.0, ref.abs().max().item())
 
 
-def test_official_loop_reproduces_the_recording(tiny_unet, loop):
-    t, meta, guides = loop
-    out = official_sampler_loop(tiny_unet, t["ori_latents"], t["masked_latents"], t["uncond_latent"], t["global_latents"],
-                                t["mask_pixels"], guides, t["noise"], meta["num_inference_steps"],
-                                meta["guidance_scale_s1"], meta["previous_guidance_scale_s2"], meta["fps"])
-    assert (out - t["final_latents"]).abs().max().item() <= _tolerance(t["final_latents"])
-
-
 def _conditioning(model, t, guides):
     with torch.no_grad():
-        g_cond = model.encode_global(t["global_latents"])
-        g_uncond = model.encode_global(torch.zeros_like(t["global_latents"]))
+        tokens = model.encode_global(t["global_latents"])
+        uncond_tokens = model.encode_global(torch.zeros_like(t["global_latents"]))
     mask = F.interpolate(t["mask_pixels"], size=t["ori_latents"].shape[-2:])[0, 0]
-    return clip_conditioning(t["masked_latents"], t["uncond_latent"], mask, guides, g_cond, g_uncond)
+    return clip_conditioning(t["masked_latents"], t["uncond_latent"], mask, guides, tokens, uncond_tokens)
+
+
+def _start(t):
+    return t["ori_latents"].permute(1, 0, 2, 3).unsqueeze(0)
+
+
+def test_official_loop_reproduces_the_recording(tiny_unet, loop):
+    t, meta, guides = loop
+    with torch.no_grad():
+        out = official_sampler_loop(tiny_unet, _start(t), _conditioning(tiny_unet, t, guides), t["global_latents"],
+                                    t["noise"], meta["num_inference_steps"], meta["guidance_scale_s1"],
+                                    meta["previous_guidance_scale_s2"], meta["fps"])
+    assert (out - t["final_latents"]).abs().max().item() <= _tolerance(t["final_latents"])
 
 
 def test_three_branch_sampler_reproduces_the_official_loop(tiny_unet, loop):
@@ -46,7 +51,7 @@ def test_three_branch_sampler_reproduces_the_official_loop(tiny_unet, loop):
     t, meta, guides = loop
     cond = _conditioning(tiny_unet, t, guides)
     calls = []
-    start = t["ori_latents"].permute(1, 0, 2, 3).unsqueeze(0)
+    start = _start(t)
     out = sample_clip(tiny_unet, start, cond, t["noise"], meta["fps"], meta["num_inference_steps"],
                       meta["guidance_scale_s1"], meta["previous_guidance_scale_s2"], "pndm", callback=calls.append)
     assert (out - t["final_latents"]).abs().max().item() <= _tolerance(t["final_latents"])
@@ -73,12 +78,8 @@ def test_branches_that_cannot_change_the_result_are_skipped(tiny_unet, loop, s1,
     x = torch.randn(1, 4, 16, 16, 16, generator=torch.Generator().manual_seed(3))
     counter = BranchCounter(tiny_unet)
     with torch.no_grad():
-        got = predict_noise(counter, x, 500, 8, cond, s1, s2)
-        # the official 4-branch evaluation of the same formula
-        inp = torch.cat([torch.cat([x] * 4), torch.cat([cond.uncond, cond.context] * 2),
-                         torch.cat([cond.uncond_mask, cond.mask] * 2)], dim=1)
-        ctx = torch.cat([cond.global_uncond, cond.global_uncond, cond.global_cond, cond.global_cond])
-        e00, e10, _, e11 = tiny_unet(inp, 500, 8, ctx).chunk(4)
+        got = GuidedDenoiser(counter, cond, s1, s2)(x, 500, 8)
+        e00, e10, _, e11 = official_noise_predictions(tiny_unet, x, 500, 8, cond, t["global_latents"])
     assert counter.batches == [branches]
     assert (got - combine(e00, e10, e11, s1, s2)).abs().max().item() <= 1e-4
     assert sum(w != 0 for w in guidance_weights(s1, s2).values()) == branches
@@ -90,8 +91,8 @@ def test_sequential_low_vram_mode_equals_batched(tiny_unet, loop):
     x = torch.randn(1, 4, 16, 16, 16, generator=torch.Generator().manual_seed(4))
     counter = BranchCounter(tiny_unet)
     with torch.no_grad():
-        a = predict_noise(tiny_unet, x, 300, 8, cond, 2.0, 4.0)
-        b = predict_noise(counter, x, 300, 8, cond, 2.0, 4.0, sequential=True)
+        a = GuidedDenoiser(tiny_unet, cond, 2.0, 4.0)(x, 300, 8)
+        b = GuidedDenoiser(counter, cond, 2.0, 4.0, sequential=True)(x, 300, 8)
     assert counter.batches == [1, 1, 1]
     assert (a - b).abs().max().item() <= 1e-4
 
@@ -100,7 +101,7 @@ def test_sequential_low_vram_mode_equals_batched(tiny_unet, loop):
 def test_fewer_step_schedulers_run(tiny_unet, loop, scheduler):
     t, meta, guides = loop
     cond = _conditioning(tiny_unet, t, guides)
-    start = t["ori_latents"].permute(1, 0, 2, 3).unsqueeze(0)
+    start = _start(t)
     out = sample_clip(tiny_unet, start, cond, t["noise"], 8, steps=3, scheduler=scheduler, s1=1.0, s2=1.0)
     pndm = sample_clip(tiny_unet, start, cond, t["noise"], 8, steps=3, scheduler="pndm", s1=1.0, s2=1.0)
     assert out.shape == start.shape and torch.isfinite(out).all()
@@ -127,7 +128,7 @@ class Stop(Exception):
 def test_interrupt_aborts_at_the_requested_step(tiny_unet, loop):
     t, _, guides = loop
     cond = _conditioning(tiny_unet, t, guides)
-    start = t["ori_latents"].permute(1, 0, 2, 3).unsqueeze(0)
+    start = _start(t)
     seen = []
 
     def check():
@@ -143,12 +144,12 @@ def test_interrupt_aborts_at_the_requested_step(tiny_unet, loop):
     assert torch.equal(fresh, again)
 
 
-def test_guides_replace_context_and_uncond_with_mask_zero():
+def test_guides_replace_both_latents_with_mask_zero():
     masked = torch.randn(16, 4, 8, 8)
     guide = torch.full((4, 8, 8), 7.0)
     cond = clip_conditioning(masked, torch.zeros(1, 4, 8, 8), torch.ones(8, 8), {3: guide}, None, None)
-    assert torch.equal(cond.context[0, :, 3], guide) and torch.equal(cond.uncond[0, :, 3], guide)
+    assert torch.equal(cond.masked_latents[0, :, 3], guide) and torch.equal(cond.uncond_latents[0, :, 3], guide)
     assert cond.mask[0, 0, 3].sum() == 0 and cond.uncond_mask[0, 0, 3].sum() == 0
-    assert cond.mask[0, 0, 2].sum() == 64 and torch.equal(cond.context[0, :, 2], masked[2])
+    assert cond.mask[0, 0, 2].sum() == 64 and torch.equal(cond.masked_latents[0, :, 2], masked[2])
     with pytest.raises(ValueError, match="outside the clip"):
         clip_conditioning(masked, torch.zeros(1, 4, 8, 8), torch.ones(8, 8), {16: guide}, None, None)

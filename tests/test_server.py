@@ -157,3 +157,16 @@ def test_interrupt_reaches_comfyui_and_the_next_run_equals_a_fresh_run(server, o
     prompt["99"]["inputs"]["filename_prefix"] = f"m3ddm/fresh_{int(delay)}"
     fresh = _saved_latent(server, server.run(prompt, timeout=1200))
     assert after.shape == (33, 4, 32, 32) and torch.equal(after, fresh)
+
+
+def test_workflow_templates_lists_every_workflow_of_the_pack(server):
+    """Workflow -> Browse Templates: ComfyUI lists each pack's workflows/*.json by its custom_nodes folder name
+    (names without ".json") and serves the files under /api/workflow_templates/<folder>/ for the frontend."""
+    from comfy_harness import PLUGIN_DIR_NAME  # the folder name the harness links the repo in as
+    on_disk = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
+    assert {"m3ddm_short_clip_16x9_to_9x16", "m3ddm_long_video_coarse_to_fine", "m3ddm_upscale_chain"} <= set(on_disk)
+    templates = server.get("/workflow_templates")
+    assert sorted(templates.get(PLUGIN_DIR_NAME, [])) == on_disk, templates
+    for name in on_disk:
+        served = server.get(f"/api/workflow_templates/{PLUGIN_DIR_NAME}/{name}.json")
+        assert served == json.loads((WORKFLOWS / f"{name}.json").read_text()), name

@@ -8,8 +8,7 @@ from torch import nn
 
 from conftest import DATA
 from m3ddm_core import FULL_SIZE_CONFIG, build_unet, sdpa_attention, softmax_attention
-from m3ddm_core.guidance import branch_context
-from m3ddm_core.reference import official_unet_forward
+from m3ddm_core.reference import official_global_tokens, official_unet_forward
 from m3ddm_core.unet3d import TORCH_OPS, Pseudo3DConv
 
 
@@ -29,9 +28,9 @@ def test_builtin_full_size_default_equals_the_reference_config():
 
 def test_full_size_forward_runs_on_meta_device():
     model = build_unet(FULL_SIZE_CONFIG, device="meta")
-    ctx = model.encode_global(torch.zeros(16, 4, 32, 32, device="meta"))
-    assert ctx.shape == (1, 16 * 14 * 14, 320)
-    out = model(torch.zeros(3, 9, 16, 32, 32, device="meta"), 500, 8, ctx.expand(3, -1, -1))
+    tokens = model.encode_global(torch.zeros(16, 4, 32, 32, device="meta"))
+    assert tokens.shape == (1, 16 * 14 * 14, 320)
+    out = model(torch.zeros(3, 9, 16, 32, 32, device="meta"), 500, 8, tokens.expand(3, -1, -1))
     assert out.shape == (3, 4, 16, 32, 32)
 
 
@@ -77,75 +76,26 @@ def test_tiny_unet_bf16_is_finite_and_close(tiny_unet, tiny_cases):
     assert diff.max().item() <= BF16_MAX_ABS and diff.mean().item() <= BF16_MEAN_ABS, (diff.max(), diff.mean())
 
 
-def test_uncond_context_is_the_encoder_of_zero_latents_not_zero_tokens(tiny_unet, tiny_cases):
+def test_uncond_global_tokens_are_the_encoder_of_zero_latents_not_zeros(tiny_unet, tiny_cases):
     tensors, _ = tiny_cases
     with torch.no_grad():
         uncond = tiny_unet.encode_global(torch.zeros(16, 4, 32, 32))
     assert uncond.abs().max() > 0  # biases and BatchNorm shifts make it non-zero
 
 
-def test_branch_context_order():
-    cond, uncond = torch.ones(1, 3, 2), torch.zeros(1, 3, 2)
-    assert branch_context(cond, uncond, 4)[:, 0, 0].tolist() == [0, 0, 1, 1]
-    assert branch_context(cond, uncond, 2)[:, 0, 0].tolist() == [0, 1]
-    assert branch_context(cond, uncond, 1)[:, 0, 0].tolist() == [1]
+def test_official_branch_order_and_per_frame_tokens(tiny_unet, tiny_cases):
+    tensors, _ = tiny_cases
+    g = tensors["global_latents"]
+    with torch.no_grad():
+        cond, uncond = tiny_unet.encode_global(g)[0], tiny_unet.encode_global(torch.zeros_like(g))[0]
+        for branches, order in ((4, "uucc"), (2, "uc"), (1, "c")):
+            tokens = official_global_tokens(tiny_unet, g, branches, frames=3)
+            assert tokens.shape == (branches * 3, 3136, 320)
+            for i, kind in enumerate(order):  # every frame of a branch gets a copy of the branch's tokens
+                for f in range(3):
+                    assert torch.allclose(tokens[i * 3 + f], cond if kind == "c" else uncond, atol=1e-6)
     with pytest.raises(ValueError, match="1, 2 or 4"):
-        branch_context(cond, uncond, 3)
-
-
-def test_layers_come_from_the_injected_operations_namespace():
-    built = []
-
-    def counting(cls):
-        class Counted(cls):
-            def __init__(self, *a, **k):
-                built.append(cls.__name__)
-                super().__init__(*a, **k)
-        return Counted
-
-    ops = SimpleNamespace(**{n: counting(getattr(nn, n)) for n in
-                             ("Linear", "Conv1d", "Conv2d", "Conv3d", "GroupNorm", "LayerNorm")})
-    config = dict(FULL_SIZE_CONFIG, block_out_channels=[16, 32, 32, 32], norm_num_groups=8)
-    model = build_unet(config, device="meta", ops=ops)
-    assert set(built) == {"Linear", "Conv1d", "Conv2d", "Conv3d", "GroupNorm", "LayerNorm"}
-    n_layers = sum(1 for m in model.modules() if type(m).__name__ == "Counted")
-    n_plain = sum(1 for m in model.modules() if type(m) in (nn.Linear, nn.Conv1d, nn.Conv3d, nn.GroupNorm, nn.LayerNorm))
-    assert n_layers == len(built) and n_plain == 0  # only the fixed-size global encoder uses torch.nn directly
-
-
-def test_pseudo3d_conv3d_route_equals_the_per_frame_route():
-    torch.manual_seed(0)
-    conv = Pseudo3DConv(6, 10, TORCH_OPS)
-    x = torch.randn(2, 6, 5, 7, 9)
-    with torch.no_grad():
-        per_frame, conv3d = conv.forward_per_frame(x), conv.forward_conv3d(x)
-    assert per_frame.shape == conv3d.shape == (2, 10, 5, 7, 9)
-    assert (per_frame - conv3d).abs().max().item() <= 1e-5
-
-
-@pytest.mark.parametrize("comfy_attr, value", [("comfy_cast_weights", True), ("weight_function", [lambda w: w]),
-                                               ("bias_function", [lambda b: b])])
-def test_pseudo3d_conv_calls_its_layers_when_comfyui_casts_their_weights(comfy_attr, value):
-    conv = Pseudo3DConv(4, 4, TORCH_OPS)
-    calls = []
-    conv.spatial_conv.register_forward_hook(lambda *a: calls.append("spatial"))
-    conv.temporal_conv.register_forward_hook(lambda *a: calls.append("temporal"))
-    x = torch.randn(1, 4, 3, 5, 5)
-    with torch.no_grad():
-        conv(x)
-        assert calls == []  # CPU fp32: the conv3d route uses the weights directly
-        setattr(conv.temporal_conv, comfy_attr, value)  # what ComfyUI sets when it streams or patches weights
-        conv(x)
-    assert calls == ["spatial", "temporal"]
-
-
-def test_pseudo3d_conv_keeps_the_per_frame_route_for_cpu_fp16():
-    conv = Pseudo3DConv(4, 4, TORCH_OPS, dtype=torch.float16)
-    calls = []
-    conv.spatial_conv.register_forward_hook(lambda *a: calls.append("spatial"))
-    with torch.no_grad():
-        conv(torch.randn(1, 4, 3, 5, 5, dtype=torch.float16))
-    assert calls == ["spatial"]
+        official_global_tokens(tiny_unet, g, 3, frames=1)
 
 
 def test_attention_goes_through_the_injected_function(tiny_unet, tiny_cases):
@@ -167,21 +117,22 @@ def test_attention_goes_through_the_injected_function(tiny_unet, tiny_cases):
     assert any(k[1] == 3136 for _, k, _ in calls)
 
 
-def test_forward_rejects_a_context_of_another_batch_size(tiny_unet):
-    with pytest.raises(ValueError, match="context has 3 batch items, sample has 1"):
+def test_forward_rejects_global_tokens_of_another_batch_size(tiny_unet):
+    with pytest.raises(ValueError, match="global_tokens has 3 batch items, sample has 1"):
         tiny_unet(torch.zeros(1, 9, 2, 16, 16), 10, 8, torch.zeros(3, 3136, 320))
 
 
-def test_projected_and_per_frame_contexts_give_the_same_output(tiny_unet, tiny_cases):
-    """K/V projected once per clip (ProjectedContext) and the official per-frame layout compute the same thing."""
+def test_projected_and_per_frame_global_tokens_give_the_same_output(tiny_unet, tiny_cases):
+    """K/V projected once per clip (ProjectedGlobalTokens) and the official per-frame layout compute the same
+    thing."""
     tensors, meta = tiny_cases
     case = next(c for c in meta["cases"] if c["branches"] == 2)
     x = tensors[case["input"]]
     with torch.no_grad():
         cond = tiny_unet.encode_global(tensors["global_latents"])
-        ctx = branch_context(cond, tiny_unet.encode_global(torch.zeros_like(tensors["global_latents"])), 2)
-        shared = tiny_unet(x, case["timestep"], case["fps"], ctx)
-        projected = tiny_unet(x, case["timestep"], case["fps"], tiny_unet.project_context(ctx))
-        per_frame = tiny_unet(x, case["timestep"], case["fps"], ctx.repeat_interleave(16, dim=0))
+        tokens = torch.cat([tiny_unet.encode_global(torch.zeros_like(tensors["global_latents"])), cond])
+        shared = tiny_unet(x, case["timestep"], case["fps"], tokens)
+        projected = tiny_unet(x, case["timestep"], case["fps"], tiny_unet.project_global_tokens(tokens))
+        per_frame = tiny_unet(x, case["timestep"], case["fps"], tokens.repeat_interleave(16, dim=0))
     assert (shared - tensors[case["output"]]).abs().max() <= 1e-4
     assert (projected - shared).abs().max() <= 1e-5 and (per_frame - shared).abs().max() <= 1e-4

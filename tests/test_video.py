@@ -4,7 +4,7 @@ import torch
 
 from conftest import MICRO_CONFIG
 from helpers import TinyVAE, load_clip
-from m3ddm_core import SampleSettings, build_unet, composite, outpaint_video, plan_canvas
+from m3ddm_core import SampleSettings, build_unet, composite, encode_video, outpaint_video, plan_canvas
 
 FAST = SampleSettings(steps=1, s1=1.0, s2=1.0, seed=1)  # one branch, one step: the plumbing, not the quality
 
@@ -93,3 +93,13 @@ def test_progress_callback_covers_passes_times_steps(micro_model, plan):
 def test_guidance_defaults_run_end_to_end(micro_model, plan):
     result, _ = _run(micro_model, load_clip(16), plan, settings=SampleSettings(steps=2, seed=3))
     assert torch.isfinite(result.canvases).all()
+
+
+def test_cached_latents_hold_no_autograd_graph(plan):
+    """A caller outside inference mode (ComfyUI's server runs nodes in it, scripts may not) with a VAE whose
+    weights track gradients: the cache must keep plain latents, not every encoder activation of their graph."""
+    conv = torch.nn.Conv2d(3, 4, 8, stride=8)  # requires_grad weights
+    encode = lambda pixels: conv(pixels.permute(0, 3, 1, 2))  # noqa: E731
+    encoded = encode_video(load_clip(3), plan, encode, preencode=True)
+    latents = [*encoded.cache.prefilled.values(), *encoded.cache.masked.values(), encoded.uncond_latent]
+    assert len(latents) == 7 and all(t.grad_fn is None and not t.requires_grad for t in latents)

@@ -17,7 +17,7 @@ def test_bin_folder_converts_and_round_trips(tmp_path, micro_state_dict):
     torch.save({k: (v.half() if v.is_floating_point() else v) for k, v in micro_state_dict.items()},
                src / "diffusion_pytorch_model.bin")
     out = tmp_path / "elsewhere" / "m3ddm.safetensors"
-    run = subprocess.run([sys.executable, "-m", "m3ddm_core.convert", str(src), str(out)], cwd=REPO,
+    run = subprocess.run([sys.executable, "-m", "m3ddm_core.convert_weights", str(src), str(out)], cwd=REPO,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "wrote" in run.stdout and out.is_file()
@@ -34,7 +34,7 @@ def test_converter_refuses_bad_input_and_writes_nothing(tmp_path):
     src = tmp_path / "vae.bin"
     torch.save({"encoder.conv_in.weight": torch.zeros(2), "decoder.conv_in.weight": torch.zeros(2)}, src)
     out = tmp_path / "out.safetensors"
-    run = subprocess.run([sys.executable, "-m", "m3ddm_core.convert", str(src), str(out)], cwd=REPO,
+    run = subprocess.run([sys.executable, "-m", "m3ddm_core.convert_weights", str(src), str(out)], cwd=REPO,
                          capture_output=True, text=True)
     assert run.returncode == 2 and "is a VAE, not an M3DDM UNet" in run.stderr
     assert not out.exists() and not list(tmp_path.glob("*.partial"))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from ..m3ddm_core import CLIP_FRAMES
+
 SD_LATENT_SCALE = 0.18215
 
 
@@ -97,11 +99,11 @@ def parse_frame_indexes(text: str, num_frames: int, node: str) -> list[int]:
         except ValueError:
             raise node_error(node, f"frame indexes {text!r} must look like 0-15 or 0,2,4,6") from None
     if not out:
-        out = list(range(min(16, num_frames)))
+        out = list(range(min(CLIP_FRAMES, num_frames)))
     bad = [i for i in out if not 0 <= i < num_frames]
     if bad:
         raise node_error(node, f"frame indexes {bad[:5]} are outside the video (0..{num_frames - 1})")
-    if len(out) > 16:
-        raise node_error(node, f"{len(out)} frame indexes given; one clip holds at most 16 (use M3DDM Coarse-to-Fine "
-                               "Outpaint for whole videos)")
-    return out + [out[-1]] * (16 - len(out))
+    if len(out) > CLIP_FRAMES:
+        raise node_error(node, f"{len(out)} frame indexes given; one clip holds at most {CLIP_FRAMES} (use M3DDM "
+                               "Coarse-to-Fine Outpaint for whole videos)")
+    return out + [out[-1]] * (CLIP_FRAMES - len(out))

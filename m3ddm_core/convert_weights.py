@@ -1,6 +1,6 @@
 """Convert M3DDM UNet weights to a single ``.safetensors`` file (config stored in its metadata).
 
-Usage: ``python -m m3ddm_core.convert <in.bin|in.safetensors|folder> <out.safetensors> [--dtype fp16|bf16|fp32]``
+Usage: ``python -m m3ddm_core.convert_weights <in.bin|in.safetensors|folder> <out.safetensors> [--dtype fp16|bf16|fp32]``
 The input is validated strictly (same rules as loading) before anything is written.
 """
 from __future__ import annotations
@@ -14,11 +14,8 @@ from pathlib import Path
 import torch
 
 from .config import ConfigError
-from .loader import CONFIG_METADATA_KEY, WeightsError, check_keys, iter_state_dict, resolve_weights
+from .loader import CONFIG_METADATA_KEY, DTYPES, WeightsError, check_keys, iter_state_dict, resolve_weights
 from .unet3d import build_unet
-
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
     """Write ``dst`` (.safetensors) from ``src``; floating tensors cast to ``dtype`` when given."""
@@ -48,7 +45,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype |
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m m3ddm_core.convert", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m m3ddm_core.convert_weights", description=__doc__.splitlines()[0])
     ap.add_argument("src", help="official .bin, a .safetensors, or a Hugging Face-style folder")
     ap.add_argument("dst", help="output .safetensors")
     ap.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="cast floating tensors (default: keep)")
