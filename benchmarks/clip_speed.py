@@ -57,9 +57,9 @@ def reference_clip(model, inp, steps, s1=2.0, s2=4.0, fps=8):
 def optimized_clip(model, inp, steps, s1=2.0, s2=4.0, fps=8):
     model.set_attention(sdpa_attention)
     with torch.no_grad():
-        g_cond = model.encode_global(inp["global"].to(model.dtype))
-        g_uncond = model.encode_global(torch.zeros_like(inp["global"]).to(model.dtype))
-    cond = clip_conditioning(inp["masked"], inp["uncond"], inp["mask"], inp["guides"], g_cond, g_uncond)
+        tokens = model.encode_global(inp["global"].to(model.dtype))
+        uncond_tokens = model.encode_global(torch.zeros_like(inp["global"]).to(model.dtype))
+    cond = clip_conditioning(inp["masked"], inp["uncond"], inp["mask"], inp["guides"], tokens, uncond_tokens)
     return sample_clip(model, inp["start"], cond, inp["noise"], fps, steps, s1, s2, "pndm")
 
 

@@ -5,7 +5,7 @@ model :func:`build_unet`, :func:`load_unet` (``unet3d``, ``loader``); canvas :fu
 :func:`build_canvas` (``canvas``); passes :class:`Pass`, :func:`plan_passes`, :func:`clip_pass` (``schedule``);
 encode :func:`encode_video`, :func:`encode_pass` and sample :func:`prepare_video`, :func:`run_pass`,
 :func:`outpaint_video` (``video``, on ``guidance`` and ``sampler``); decode :func:`decode_latents`;
-:func:`composite` (``composite``). ``reference`` is the official computation, for tests and benchmarks only.
+:func:`composite` (``composite``); resumable runs :class:`PassStore` (``resume``). ``reference`` is the official computation, for tests and benchmarks only.
 This module's exports are the whole interface the ComfyUI layer uses.
 """
 from .attention import sdpa_attention, softmax_attention
@@ -15,12 +15,13 @@ from .config import FULL_SIZE_CONFIG, ConfigError, parse_config
 from .guidance import active_branches
 from .loader import DTYPES, WEIGHT_NAMES, WEIGHT_SUFFIXES, WeightsError, load_unet
 from .memory import MEMORY_MARGIN, fits_batched, sampling_memory
-from .schedule import CLIP_FRAMES, SCHEDULES, STRIDE_PRESETS, Pass, clip_pass, clip_stride, plan_passes, plan_schedule
+from .resume import PassStore, content_hash, model_fingerprint, run_key
+from .schedule import CLIP_FRAMES, GLOBAL_FRAMES, SCHEDULES, STRIDE_PRESETS, Pass, clip_pass, clip_stride, plan_passes, plan_schedule
 from .schedulers import SCHEDULERS
 from .unet3d import M3DDMUNet, build_unet
-from .video import (GLOBAL_FRAMES, EncodedVideo, LatentCache, OutpaintResult, PreparedVideo, SampleSettings,
+from .video import (EncodedVideo, LatentCache, OutpaintResult, PreparedVideo, SampleSettings,
                     decode_latents, encode_pass, encode_video, global_frame_indexes, global_frame_latents,
-                    outpaint_video, prepare_video, run_pass)
+                    outpaint_video, prepare_video, resume_key, run_pass)
 
 __all__ = ["FULL_SIZE_CONFIG", "ConfigError", "parse_config", "M3DDMUNet", "build_unet", "load_unet", "DTYPES",
            "WEIGHT_NAMES", "WEIGHT_SUFFIXES", "WeightsError", "sdpa_attention", "softmax_attention", "CanvasError",
@@ -28,4 +29,5 @@ __all__ = ["FULL_SIZE_CONFIG", "ConfigError", "parse_config", "M3DDMUNet", "buil
            "STRIDE_PRESETS", "SCHEDULERS", "Pass", "clip_pass", "clip_stride", "plan_passes", "plan_schedule",
            "active_branches", "MEMORY_MARGIN", "fits_batched", "sampling_memory", "LatentCache", "EncodedVideo",
            "PreparedVideo", "OutpaintResult", "SampleSettings", "encode_video", "encode_pass", "global_frame_indexes",
-           "global_frame_latents", "prepare_video", "run_pass", "decode_latents", "outpaint_video", "composite"]
+           "global_frame_latents", "prepare_video", "run_pass", "decode_latents", "outpaint_video", "composite",
+           "PassStore", "content_hash", "model_fingerprint", "run_key", "resume_key"]

@@ -7,6 +7,8 @@ changes.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -44,9 +46,13 @@ def feather_weights(plan: CanvasPlan, feather: int, device=None) -> torch.Tensor
     return torch.clamp(dist / float(feather), 0, 1)
 
 
-def composite(original: torch.Tensor, generated: torch.Tensor, plan: CanvasPlan, feather: int = 8) -> torch.Tensor:
+def composite(original: torch.Tensor, generated: torch.Tensor, plan: CanvasPlan, feather: int = 8,
+              out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """original ``[N, H, W, C]`` and generated ``[N, gh, gw, C]`` (any resolution of the canvas) float 0..1
-    -> ``[N, OH, OW, C]``; the original frame's pixels are copied unchanged into the content box."""
+    -> ``[N, OH, OW, C]``; the original frame's pixels are copied unchanged into the content box.
+
+    Frames are composited one at a time straight into the result (``out`` when given: a buffer of that shape
+    and the original's dtype, e.g. reused chunk after chunk), so the peak is the result plus one frame's work."""
     n, fh, fw = original.shape[:3]
     if (fh, fw) != tuple(plan.frame_hw):
         raise ValueError(f"original frames are {fw}x{fh}, the canvas plan was made for {plan.frame_hw[1]}x{plan.frame_hw[0]}")
@@ -58,14 +64,17 @@ def composite(original: torch.Tensor, generated: torch.Tensor, plan: CanvasPlan,
     # Edge-extended original: what the seam blends towards, so the border meets the frame without a step.
     edge_idx_y = torch.clamp(torch.arange(plan.output_hw[0], device=original.device) - y0, 0, fh - 1)
     edge_idx_x = torch.clamp(torch.arange(plan.output_hw[1], device=original.device) - x0, 0, fw - 1)
-    out = []
+    shape = (n, *plan.output_hw, original.shape[-1])
+    if out is None:
+        out = torch.empty(shape, dtype=original.dtype, device=original.device)
+    elif tuple(out.shape) != shape or out.dtype != original.dtype:
+        raise ValueError(f"out is {tuple(out.shape)} {out.dtype}; the composite is {shape} {original.dtype}")
     for i in range(n):  # one frame at a time keeps 4K videos within memory
         gen = generated[i:i + 1].permute(0, 3, 1, 2).float()
         resampled = F.grid_sample(gen, grid.expand(1, -1, -1, -1), mode="bicubic", padding_mode="border",
                                   align_corners=False).clamp(0, 1).permute(0, 2, 3, 1)[0]
         edge = original[i].float()[edge_idx_y][:, edge_idx_x]
         frame = weight[0] * resampled + (1 - weight[0]) * edge
-        frame = frame.to(original.dtype)
-        frame[y0:y0 + fh, x0:x0 + fw] = original[i]
-        out.append(frame)
-    return torch.stack(out)
+        out[i] = frame.to(original.dtype)
+        out[i, y0:y0 + fh, x0:x0 + fw] = original[i]
+    return out

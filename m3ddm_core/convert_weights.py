@@ -17,6 +17,7 @@ from .config import ConfigError
 from .loader import CONFIG_METADATA_KEY, DTYPES, WeightsError, check_keys, iter_state_dict, resolve_weights
 from .unet3d import build_unet
 
+
 def convert(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
     """Write ``dst`` (.safetensors) from ``src``; floating tensors cast to ``dtype`` when given."""
     from safetensors.torch import save_file

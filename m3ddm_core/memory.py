@@ -18,8 +18,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from .schedule import CLIP_FRAMES
-from .video import GLOBAL_FRAMES
+from .guidance import ClipConditioning, GuidedDenoiser
+from .schedule import CLIP_FRAMES, GLOBAL_FRAMES
 
 
 def _storage_key(t: torch.Tensor) -> int:
@@ -88,7 +88,7 @@ def traced_peak_bytes(fn: Callable[[], Any]) -> int:
 @dataclass(frozen=True)
 class SamplingMemory:
     """Bytes of one guided step: ``weights`` (the UNet), ``activations`` (peak of everything else, including
-    the clip's projected context K/V); ``total`` is their sum."""
+    the clip's projected global-token K/V); ``total`` is their sum."""
 
     weights: int
     activations: int
@@ -107,8 +107,6 @@ def guided_step(model, tensor: Callable[..., torch.Tensor], branches: int = 3, s
     """One guided noise prediction as the sampler makes it -- global frames encoded, the clip's conditioning
     prepared, the branches run -- on inputs drawn from ``tensor(*shape)`` (zeros on ``meta`` for a trace,
     random for a measurement). Returns ``[1, 4, frames, h, w]``."""
-    from .guidance import ClipConditioning, GuidedDenoiser
-
     h, w = latent_hw
     s1, s2 = GUIDANCE_FOR_BRANCHES[branches]
     tokens = model.encode_global(tensor(GLOBAL_FRAMES, 4, h, w))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Collection, Sequence, Union
 
 CLIP_FRAMES = 16
+GLOBAL_FRAMES = 16  # frames sampled over the whole video whose tokens every clip cross-attends to
 WINDOW_STEP = 15  # consecutive windows of a level share one frame
 STRIDE_PRESETS = {"30,15,1": [30, 15, 1], "15,5,1": [15, 5, 1], "5,3,1": [5, 3, 1], "1": [1]}
 SCHEDULES = ("fixed", "official")
@@ -72,7 +73,7 @@ def clip_stride(frames: Sequence[int]) -> int:
     """The stride of a hand-picked clip: the largest gap between consecutive distinct frame indexes (sorted).
 
     A range (``0-15``) gives 1; key frames ``0,15,30,...`` give 15. The largest gap is taken so that a regular
-    list ending on a nearer last frame (``0,15,...,225,230``, as coarse-to-fine windows end on the video's last
+    list ending on a nearer last frame (``0,15,...,90,99``, as coarse-to-fine windows end on the video's last
     frame) keeps its stride; a single distinct frame gives 1.
     """
     distinct = sorted(set(int(f) for f in frames))

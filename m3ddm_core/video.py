@@ -10,6 +10,7 @@ a coarse-to-fine schedule (:func:`outpaint_video`, M3DDM Coarse-to-Fine) alike.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -20,10 +21,10 @@ from einops import rearrange
 
 from .canvas import CanvasPlan, build_canvas
 from .guidance import clip_conditioning
+from .resume import PassStore, model_fingerprint, run_key
 from .sampler import sample_clip
-from .schedule import CLIP_FRAMES, Pass, Strides, plan_passes
+from .schedule import CLIP_FRAMES, GLOBAL_FRAMES, Pass, Strides, plan_passes
 
-GLOBAL_FRAMES = 16
 EncodeFn = Callable[[torch.Tensor], torch.Tensor]
 DecodeFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -98,7 +99,8 @@ class OutpaintResult:
     latents: torch.Tensor  # [N, 4, h, w] final latents per frame
     passes: list[Pass]
     encoded_images: int
-    denoising_steps: int  # passes x steps (each step is one UNet call, or one per branch when sequential)
+    denoising_steps: int  # sampled passes x steps (each step is one UNet call, or one per branch when sequential)
+    resumed_passes: list[int] = field(default_factory=list)  # passes loaded from the store instead of sampled
 
 
 def latent_mask(plan: CanvasPlan) -> torch.Tensor:
@@ -198,6 +200,17 @@ def run_pass(model, video: PreparedVideo, p: Pass, guides: Mapping[int, torch.Te
     return {f: written[f] if f in written else guides[f].float().cpu() for f in p.distinct_frames}
 
 
+def resume_key(content: str, plan: CanvasPlan, encoded: EncodedVideo, model, settings: SampleSettings, fps: float,
+               strides: Strides, schedule: str) -> str:
+    """The :class:`.resume.PassStore` key of an :func:`outpaint_video` run: the frames' ``content`` hash, the plan,
+    the VAE's latents of the global frames and the unconditional canvas, the weights, the settings, fps and the
+    schedule. ``sequential`` is left out: it changes how the branches are batched, not what they compute."""
+    return run_key(content=content, plan=plan, global_latents=encoded.global_latents,
+                   uncond_latent=encoded.uncond_latent, model=model_fingerprint(model),
+                   settings=dataclasses.replace(settings, sequential=False), fps=float(fps), strides=strides,
+                   schedule=schedule)
+
+
 def decode_latents(decode: DecodeFn, latents: torch.Tensor, batch: int = CLIP_FRAMES) -> torch.Tensor:
     """``[N, 4, h, w]`` scaled latents -> ``[N, ch, cw, 3]`` float 0..1, decoded in batches."""
     with torch.no_grad():
@@ -209,13 +222,16 @@ def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], 
                    settings: SampleSettings = SampleSettings(), strides: Strides = "auto", schedule: str = "fixed",
                    callback: Optional[Callable[[dict], None]] = None,
                    check_interrupt: Optional[Callable[[], None]] = None,
-                   encoded: Optional[EncodedVideo] = None, decode_batch: int = CLIP_FRAMES) -> OutpaintResult:
+                   encoded: Optional[EncodedVideo] = None, decode_batch: int = CLIP_FRAMES,
+                   store: Optional[PassStore] = None) -> OutpaintResult:
     """Outpaint ``frames`` (``[N, H, W, 3]`` tensor/array or a sequence of frames, uint8 or float 0..1).
 
     ``schedule``: see :func:`.schedule.plan_passes`. ``callback`` gets ``{"pass", "passes", "i", "total", "t",
     "x", "denoised", "frames"}`` after every step; ``check_interrupt`` is called before every step and may raise.
     ``encoded`` (from :func:`encode_video`) skips the encoding step when the caller did it already (``encode``
-    may then be None).
+    may then be None). ``store`` (:class:`.resume.PassStore`, keyed by the caller over everything the result
+    depends on) makes the run resumable: passes found there are loaded instead of sampled, each sampled pass is
+    saved, and the store is cleared once the result exists.
     """
     n = len(frames)
     if n < 1:
@@ -225,10 +241,22 @@ def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], 
         encoded = encode_video(frames, plan, encode)
     video = prepare_video(model, encoded, plan)
     final: dict[int, torch.Tensor] = {}
+    resumed = []
     for k, p in enumerate(passes):
+        stored = store.load(k) if store is not None else None
+        if stored is not None and set(stored) == set(p.distinct_frames):
+            final.update(stored)
+            resumed.append(k)
+            continue
         step_cb = None if callback is None else \
             (lambda info, k=k: callback(dict(info, **{"pass": k, "passes": len(passes)})))
-        final.update(run_pass(model, video, p, final, fps, settings, k, step_cb, check_interrupt))
+        latents = run_pass(model, video, p, final, fps, settings, k, step_cb, check_interrupt)
+        if store is not None:
+            store.save(k, latents)
+        final.update(latents)
     latents = torch.stack([final[i] for i in range(n)])
     canvases = decode_latents(decode, latents, decode_batch)
-    return OutpaintResult(canvases, latents, passes, encoded.cache.encoded_images, len(passes) * settings.steps)
+    if store is not None:
+        store.clear()
+    return OutpaintResult(canvases, latents, passes, encoded.cache.encoded_images,
+                          (len(passes) - len(resumed)) * settings.steps, resumed)

@@ -12,7 +12,7 @@ import torch
 import folder_paths
 
 from ..m3ddm_core import (CLIP_FRAMES, DTYPES, MEMORY_MARGIN, WEIGHT_NAMES, WEIGHT_SUFFIXES, ConfigError,
-                          SampleSettings, WeightsError, active_branches, fits_batched, load_unet, sampling_memory,
+                          PassStore, SampleSettings, WeightsError, active_branches, fits_batched, load_unet, sampling_memory,
                           sdpa_attention)
 
 from .types import M3DDMModel
@@ -182,15 +182,18 @@ def check_interrupt() -> None:
     mm.throw_exception_if_processing_interrupted()
 
 
-def progress_callback(total_steps: int, device) -> Callable[[dict], None]:
-    """A ProgressBar over all steps, with a latent preview of the clip's middle frame."""
+def progress_callback(total_steps: int, device, already_done: int = 0) -> Callable[[dict], None]:
+    """A ProgressBar over all steps (``already_done`` of them counted as done: resumed passes), with a latent
+    preview of the clip's middle frame."""
     import comfy.latent_formats
     import comfy.utils
     import latent_preview
 
     pbar = comfy.utils.ProgressBar(total_steps)
     previewer = latent_preview.get_previewer(device, comfy.latent_formats.SD15())
-    done = [0]
+    done = [already_done]
+    if already_done:
+        pbar.update_absolute(already_done, total_steps)
 
     def callback(info: dict) -> None:
         done[0] += 1
@@ -202,6 +205,15 @@ def progress_callback(total_steps: int, device) -> Callable[[dict], None]:
         pbar.update_absolute(done[0], total_steps, preview)
 
     return callback
+
+
+RESUME_FOLDER = "m3ddm_resume"
+
+
+def pass_store(key: str) -> PassStore:
+    """Where the finished passes of a run wait for a re-run: ComfyUI's user directory (its temp folder is wiped
+    at every start, and a run should also resume after a crash)."""
+    return PassStore(os.path.join(folder_paths.get_user_directory(), RESUME_FOLDER), key)
 
 
 def output_device():

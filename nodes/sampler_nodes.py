@@ -1,17 +1,21 @@
 """M3DDM Encode Global Frames, M3DDM Sample Clip and M3DDM Coarse-to-Fine Outpaint."""
 from __future__ import annotations
 
+import logging
+
 import torch
 from comfy_api.latest import io
 
 from ..m3ddm_core import (SCHEDULERS, SCHEDULES, STRIDE_PRESETS, LatentCache, SampleSettings, clip_pass,
-                          decode_latents, encode_pass, encode_video, global_frame_latents, outpaint_video, plan_passes,
-                          prepare_video, run_pass)
+                          content_hash, decode_latents, encode_pass, encode_video, global_frame_latents,
+                          outpaint_video, plan_passes, prepare_video, resume_key, run_pass)
 
 from . import runtime
 from .layouts import (check_sd_vae, guide_latents, node_error, parse_frame_indexes, rgb_frames, to_latent_dict,
                       vae_decoder, vae_encoder)
 from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
+
+log = logging.getLogger("M3DDM")
 
 
 def _model_vae_canvas_inputs() -> list:
@@ -149,7 +153,9 @@ class M3DDMCoarseToFine(io.ComfyNode):
             category="M3DDM",
             description="Outpaints a whole video with M3DDM's hybrid coarse-to-fine schedule: sparse key frames "
                         "first (e.g. every 15th), then the frames between them, each clip guided by what is already "
-                        "generated. Every frame is generated exactly once; the frame count is kept.",
+                        "generated. Every frame is generated exactly once; the frame count is kept. Each finished "
+                        "pass is kept on disk until the video is done: after a Cancel, an error or a crash, queueing "
+                        "the same inputs again samples only the passes that remain.",
             inputs=[
                 *_model_vae_canvas_inputs(),
                 *_sampling_inputs(),
@@ -183,13 +189,21 @@ class M3DDMCoarseToFine(io.ComfyNode):
             raise node_error(cls.NODE, str(exc)) from None
         encoded = encode_video(frames, canvas.plan, vae_encoder(vae), g_latents, preencode=True)
         model, settings = runtime.model_on_device(m3ddm_model, settings, canvas.plan.latent_hw, cls.NODE)
-        callback = runtime.progress_callback(max(1, n_passes * steps), model.device)
+        store = runtime.pass_store(resume_key(content_hash(frames), canvas.plan, encoded, model, settings, fps,
+                                              strides, schedule))
+        resumed = [i for i in store.done() if i < n_passes]
+        if resumed:
+            log.info("[%s] resuming an interrupted run: %d of %d passes are done (%s)", cls.NODE, len(resumed),
+                     n_passes, store.dir)
+        callback = runtime.progress_callback(max(1, n_passes * steps), model.device, len(resumed) * steps)
         try:
             result = outpaint_video(model, frames, canvas.plan, None, vae_decoder(vae), fps, settings, strides,
-                                    schedule, callback, runtime.check_interrupt, encoded=encoded)
+                                    schedule, callback, runtime.check_interrupt, encoded=encoded, store=store)
         except ValueError as exc:
             raise node_error(cls.NODE, str(exc)) from None
         except torch.cuda.OutOfMemoryError as exc:
             raise runtime.oom_hint(exc, cls.NODE) from exc
+        log.info("[%s] sampled %d of %d passes (%d resumed)", cls.NODE, n_passes - len(result.resumed_passes),
+                 n_passes, len(result.resumed_passes))
         latent = to_latent_dict(result.latents, list(range(frames.shape[0])))
         return io.NodeOutput(result.canvases.to(runtime.output_device()), latent)

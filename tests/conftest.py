@@ -65,3 +65,18 @@ def micro_state_dict():
     torch.manual_seed(0)
     model = build_unet(MICRO_CONFIG)
     return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def micro_model():
+    """A seeded random-weight MICRO_CONFIG UNet for whole-video pipeline tests."""
+    from m3ddm_core import build_unet
+    torch.manual_seed(0)
+    return build_unet(MICRO_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def plan():
+    """The shipped 208x120 clip -> 9:16 portrait, on a 128-px canvas to keep CPU tests fast."""
+    from m3ddm_core import plan_canvas
+    return plan_canvas((120, 208), ratio="9:16", canvas_size=128)

@@ -1,4 +1,5 @@
 """Native-resolution composite: original pixels bit-exact, seam feather on the generated side, any upscale."""
+import pytest
 import torch
 
 from m3ddm_core import composite, plan_canvas
@@ -49,3 +50,15 @@ def test_integer_frames_stay_integer():
     orig = (torch.rand(1, 32, 32, 3) * 255).to(torch.uint8).float() / 255
     out = composite(orig, torch.rand(1, 256, 256, 3), plan)
     assert torch.equal(out[:, :, 16:48], orig)
+
+
+def test_chunks_composited_into_a_reused_buffer_equal_the_whole_video():
+    plan = plan_canvas((90, 160), ratio="9:16")
+    orig, gen = _frames(4, 90, 160, seed=1), _frames(4, 256, 256, seed=2)
+    whole = composite(orig, gen, plan, feather=6)
+    buffer = torch.empty(2, *plan.output_hw, 3)
+    for i in (0, 2):
+        chunk = composite(orig[i:i + 2], gen[i:i + 2], plan, feather=6, out=buffer)
+        assert chunk is buffer and torch.equal(chunk, whole[i:i + 2])
+    with pytest.raises(ValueError, match=r"out is \(2,"):
+        composite(orig, gen, plan, out=buffer)

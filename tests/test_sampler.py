@@ -66,9 +66,9 @@ class BranchCounter(torch.nn.Module):
 
     dtype = property(lambda self: self.model.dtype)
 
-    def forward(self, x, t, fps, ctx):
+    def forward(self, x, t, fps, global_tokens):
         self.batches.append(x.shape[0])
-        return self.model(x, t, fps, ctx)
+        return self.model(x, t, fps, global_tokens)
 
 
 @pytest.mark.parametrize("s1, s2, branches", [(2.0, 4.0, 3), (1.0, 4.0, 2), (3.0, 3.0, 2), (1.0, 1.0, 1), (2.0, 0.0, 2)])

@@ -35,7 +35,7 @@ def write_test_models(models: Path) -> None:
 def server(tmp_path_factory):
     require_comfyui()
     work = tmp_path_factory.mktemp("comfy")
-    srv = ComfyServer(sys.executable, COMFY_DIR, work)
+    srv = ComfyServer(sys.executable, COMFY_DIR, work, user_directory=work / "user")
     srv.prepare()
     write_test_models(srv.models)
     shutil.copy(CLIP, srv.input / CLIP.name)
@@ -139,24 +139,77 @@ def _interrupt_after(server, prompt, delay: float) -> dict:
     return server.wait(body["prompt_id"], timeout=600)
 
 
-@pytest.mark.parametrize("delay", [3.0, 20.0])  # during the first window, and during a later one
-def test_interrupt_reaches_comfyui_and_the_next_run_equals_a_fresh_run(server, object_info, delay):
-    """Compared on the sampler's latents (SaveLatent): the mp4 encoder itself is not bit-reproducible."""
+def _drop_comfyui_caches(server) -> None:
+    """Make the next prompt run every node again. ComfyUI applies /free in its worker only after the next prompt
+    (or a 10 s idle wait), so a cheap prompt goes first and the caches are reset before the one that matters."""
+    server.post("/free", {"unload_models": True, "free_memory": True})
+    history = server.run({"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+                          "2": {"class_type": "SaveLatent", "inputs": {"samples": ["1", 0],
+                                                                        "filename_prefix": "m3ddm/cache_reset"}}},
+                         timeout=120)
+    assert history["status"]["status_str"] == "success"
+
+
+def _latent_prompt(object_info, steps: int, seed: int, prefix: str) -> dict:
+    """The long-video workflow ending in SaveLatent: compared on the sampler's latents, because the mp4 encoder
+    itself is not bit-reproducible."""
     prompt = load_prompt("m3ddm_long_video_coarse_to_fine.json", object_info, "M3DDM Coarse-to-Fine Outpaint",
-                         {"M3DDM Coarse-to-Fine Outpaint": {"steps": 3, "seed": int(delay)}})
+                         {"M3DDM Coarse-to-Fine Outpaint": {"steps": steps, "seed": seed}})
     sampler = next(k for k, v in prompt.items() if v["class_type"] == "M3DDM_CoarseToFine")
     prompt = {k: v for k, v in prompt.items() if v["class_type"] not in ("SaveVideo", "CreateVideo")}
-    prompt["99"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 1],
-                                                           "filename_prefix": f"m3ddm/after_{int(delay)}"}}
+    prompt["99"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 1], "filename_prefix": prefix}}
+    return prompt
+
+
+def test_interrupt_reaches_comfyui_and_the_next_run_equals_a_fresh_run(server, object_info):
+    delay = 3.0  # during the first pass
+    prompt = _latent_prompt(object_info, 3, 3, "m3ddm/after_3")
     history = _interrupt_after(server, prompt, delay)
     assert history["status"]["status_str"] == "error"
     interrupted = [m[1] for m in history["status"]["messages"] if m[0] == "execution_interrupted"]
     assert interrupted and interrupted[0]["node_type"] == "M3DDM_CoarseToFine"
     after = _saved_latent(server, server.run(prompt, timeout=1200))
-    server.post("/free", {"unload_models": True, "free_memory": True})  # drop ComfyUI's caches: a fresh run
-    prompt["99"]["inputs"]["filename_prefix"] = f"m3ddm/fresh_{int(delay)}"
+    _drop_comfyui_caches(server)
+    prompt["99"]["inputs"]["filename_prefix"] = "m3ddm/fresh_3"
+    log_before = len(server.log())
     fresh = _saved_latent(server, server.run(prompt, timeout=1200))
+    assert "sampled 3 of 3 passes (0 resumed)" in server.log()[log_before:]  # really sampled again
     assert after.shape == (33, 4, 32, 32) and torch.equal(after, fresh)
+
+
+def test_a_run_cancelled_in_its_third_pass_resumes_with_only_the_remaining_pass(server, object_info):
+    """The 33-frame clip takes 3 dense passes. Cancel once two are on disk; queued again, the run loads those two,
+    samples only the third, and equals an uninterrupted run; its stored passes are then removed."""
+    import time
+    prompt = _latent_prompt(object_info, 12, 11, "m3ddm/resumed")
+    store = server.user_directory / "m3ddm_resume"
+    status, body = server.queue(prompt)
+    assert status == 200, body
+    t0 = time.time()
+    while not list(store.glob("*/pass_00001.safetensors")):
+        assert time.time() - t0 < 600, "the second pass was never stored"
+        time.sleep(0.1)
+    server.post("/interrupt", {})
+    history = server.wait(body["prompt_id"], timeout=600)
+    interrupted = [m[1] for m in history["status"]["messages"] if m[0] == "execution_interrupted"]
+    assert interrupted and interrupted[0]["node_type"] == "M3DDM_CoarseToFine"
+    runs = [d for d in store.iterdir() if d.is_dir()]
+    assert len(runs) == 1 and sorted(p.name for p in runs[0].glob("pass_*")) == \
+        ["pass_00000.safetensors", "pass_00001.safetensors"]
+
+    log_before = len(server.log())
+    resumed = _saved_latent(server, server.run(prompt, timeout=1200))
+    log = server.log()[log_before:]
+    assert "resuming an interrupted run: 2 of 3 passes are done" in log
+    assert "sampled 1 of 3 passes (2 resumed)" in log
+    assert not runs[0].exists()  # removed after success
+
+    _drop_comfyui_caches(server)
+    prompt["99"]["inputs"]["filename_prefix"] = "m3ddm/uninterrupted"
+    log_before = len(server.log())
+    fresh = _saved_latent(server, server.run(prompt, timeout=1200))
+    assert "sampled 3 of 3 passes (0 resumed)" in server.log()[log_before:]
+    assert resumed.shape == (33, 4, 32, 32) and torch.equal(resumed, fresh)
 
 
 def test_workflow_templates_lists_every_workflow_of_the_pack(server):

@@ -98,6 +98,61 @@ def test_official_branch_order_and_per_frame_tokens(tiny_unet, tiny_cases):
         official_global_tokens(tiny_unet, g, 3, frames=1)
 
 
+def test_layers_come_from_the_injected_operations_namespace():
+    built = []
+
+    def counting(cls):
+        class Counted(cls):
+            def __init__(self, *a, **k):
+                built.append(cls.__name__)
+                super().__init__(*a, **k)
+        return Counted
+
+    ops = SimpleNamespace(**{n: counting(getattr(nn, n)) for n in
+                             ("Linear", "Conv1d", "Conv2d", "Conv3d", "GroupNorm", "LayerNorm")})
+    config = dict(FULL_SIZE_CONFIG, block_out_channels=[16, 32, 32, 32], norm_num_groups=8)
+    model = build_unet(config, device="meta", ops=ops)
+    assert set(built) == {"Linear", "Conv1d", "Conv2d", "Conv3d", "GroupNorm", "LayerNorm"}
+    n_layers = sum(1 for m in model.modules() if type(m).__name__ == "Counted")
+    n_plain = sum(1 for m in model.modules() if type(m) in (nn.Linear, nn.Conv1d, nn.Conv3d, nn.GroupNorm, nn.LayerNorm))
+    assert n_layers == len(built) and n_plain == 0  # only the fixed-size global encoder uses torch.nn directly
+
+
+def test_pseudo3d_conv3d_route_equals_the_per_frame_route():
+    torch.manual_seed(0)
+    conv = Pseudo3DConv(6, 10, TORCH_OPS)
+    x = torch.randn(2, 6, 5, 7, 9)
+    with torch.no_grad():
+        per_frame, conv3d = conv.forward_per_frame(x), conv.forward_conv3d(x)
+    assert per_frame.shape == conv3d.shape == (2, 10, 5, 7, 9)
+    assert (per_frame - conv3d).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("comfy_attr, value", [("comfy_cast_weights", True), ("weight_function", [lambda w: w]),
+                                               ("bias_function", [lambda b: b])])
+def test_pseudo3d_conv_calls_its_layers_when_comfyui_casts_their_weights(comfy_attr, value):
+    conv = Pseudo3DConv(4, 4, TORCH_OPS)
+    calls = []
+    conv.spatial_conv.register_forward_hook(lambda *a: calls.append("spatial"))
+    conv.temporal_conv.register_forward_hook(lambda *a: calls.append("temporal"))
+    x = torch.randn(1, 4, 3, 5, 5)
+    with torch.no_grad():
+        conv(x)
+        assert calls == []  # CPU fp32: the conv3d route uses the weights directly
+        setattr(conv.temporal_conv, comfy_attr, value)  # what ComfyUI sets when it streams or patches weights
+        conv(x)
+    assert calls == ["spatial", "temporal"]
+
+
+def test_pseudo3d_conv_keeps_the_per_frame_route_for_cpu_fp16():
+    conv = Pseudo3DConv(4, 4, TORCH_OPS, dtype=torch.float16)
+    calls = []
+    conv.spatial_conv.register_forward_hook(lambda *a: calls.append("spatial"))
+    with torch.no_grad():
+        conv(torch.randn(1, 4, 3, 5, 5, dtype=torch.float16))
+    assert calls == ["spatial"]
+
+
 def test_attention_goes_through_the_injected_function(tiny_unet, tiny_cases):
     tensors, meta = tiny_cases
     calls = []

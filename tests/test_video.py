@@ -2,23 +2,10 @@
 import pytest
 import torch
 
-from conftest import MICRO_CONFIG
 from helpers import TinyVAE, load_clip
-from m3ddm_core import SampleSettings, build_unet, composite, encode_video, outpaint_video, plan_canvas
+from m3ddm_core import SampleSettings, composite, encode_video, outpaint_video
 
 FAST = SampleSettings(steps=1, s1=1.0, s2=1.0, seed=1)  # one branch, one step: the plumbing, not the quality
-
-
-@pytest.fixture(scope="module")
-def micro_model():
-    torch.manual_seed(0)
-    return build_unet(MICRO_CONFIG)
-
-
-@pytest.fixture(scope="module")
-def plan():
-    # 208x120 clip -> 9:16 portrait, on a 128-px canvas to keep CPU tests fast.
-    return plan_canvas((120, 208), ratio="9:16", canvas_size=128)
 
 
 def _run(model, frames, plan, settings=FAST, **kw):
