@@ -43,12 +43,16 @@ def content_hash(frames) -> str:
     return h.hexdigest()
 
 
-def model_fingerprint(model) -> str:
-    """Weights identity of a UNet: its config, dtype and a hash of its first and last layers' weights."""
+def model_fingerprint(model, samples: int = 256) -> str:
+    """Weights identity of a UNet: its config, dtype and ``samples`` evenly spaced values of every parameter and
+    buffer -- M3DDM and a fine-tune such as M3DDM+ differ somewhere inside, not necessarily in the first or last
+    layer -- at the cost of a few hundred values per tensor (no full copy off the GPU)."""
     h = hashlib.sha256(json.dumps(getattr(model, "raw_config", {}), sort_keys=True).encode())
     h.update(str(model.dtype).encode())
-    for t in (model.conv_in.weight, model.conv_out.temporal_conv.weight, model.global_img_encoder.convolution.weight):
-        h.update(_tensor_bytes(t))
+    for name, t in (*model.named_parameters(), *model.named_buffers()):
+        flat = t.detach().reshape(-1)
+        h.update(name.encode())
+        h.update(_tensor_bytes(flat[::max(1, flat.numel() // samples)]))
     return h.hexdigest()
 
 

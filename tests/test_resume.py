@@ -68,6 +68,12 @@ def test_the_key_changes_with_anything_the_latents_depend_on(micro_model):
         assert run_key(**dict(base, **change)) != key, change
     torch.manual_seed(1)
     assert model_fingerprint(build_unet(MICRO_CONFIG)) != base["model"]
+    tuned = build_unet(MICRO_CONFIG)
+    tuned.load_state_dict(micro_model.state_dict())
+    assert model_fingerprint(tuned) == base["model"]
+    with torch.no_grad():  # a fine-tune that only changed an inner layer
+        tuned.mid_block.resnets[0].conv1.spatial_conv.weight.view(-1)[0] += 0.01
+    assert model_fingerprint(tuned) != base["model"]
 
 
 def test_the_store_stays_bounded_dropping_the_oldest_runs(tmp_path):
