@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from clip_speed import CONFIGS  # noqa: E402
+from clip_speed import CONFIGS, random_model  # noqa: E402
 from m3ddm_core import build_unet, unet3d  # noqa: E402
 from m3ddm_core.guidance import ClipConditioning, GuidedDenoiser  # noqa: E402
 
@@ -44,7 +44,8 @@ def timed(fn, device, repeats: int):
     return out, best
 
 
-def guided_step(model, device, dtype):
+def step_inputs(model, device, dtype):
+    """A fixed guided step's inputs (3 branches, 16 frames at 32x32) on seeded random data: ``(cond, x)``."""
     g = torch.Generator().manual_seed(0)
     z = lambda *s: (torch.randn(*s, generator=g) * 0.8).to(device, dtype)  # noqa: E731
     tokens = model.encode_global(z(16, 4, 32, 32))
@@ -53,8 +54,12 @@ def guided_step(model, device, dtype):
                             uncond_latents=z(1, 4, 16, 32, 32),
                             uncond_mask=torch.ones(1, 1, 16, 32, 32, device=device, dtype=dtype),
                             global_tokens=tokens, uncond_global_tokens=uncond_tokens)
+    return cond, z(1, 4, 16, 32, 32)
+
+
+def guided_step(model, device, dtype):
+    cond, x = step_inputs(model, device, dtype)
     denoiser = GuidedDenoiser(model, cond, 2.0, 4.0)
-    x = z(1, 4, 16, 32, 32)
 
     def run():
         with torch.no_grad():
@@ -83,12 +88,7 @@ def layer_candidates(args, device):
 
 
 def unet_candidates(args, device):
-    torch.manual_seed(0)
-    model = build_unet(CONFIGS[args.config], device=device).requires_grad_(False)
-    with torch.no_grad():
-        for p in model.parameters():  # keep activations in range for a random deep model
-            if p.ndim > 1:
-                p.mul_(0.5)
+    model = random_model(args.config, device)
     print(f"config={args.config} device={device} threads={torch.get_num_threads()} (one guided step, 3 branches)")
     saved = set(unet3d.CONV3D_DEVICES)
     try:

@@ -35,6 +35,18 @@ DEFAULT_STEPS = {"tiny": 4, "medium": 2, "full": 50}
 FRAMES, LATENT = CLIP_FRAMES, 32  # one clip at the 256x256 canvas
 
 
+def random_model(config: str, device, dtype=None):
+    """A seeded random-weight UNet of ``CONFIGS[config]``, deep configs scaled to keep activations in range."""
+    torch.manual_seed(0)
+    model = build_unet(CONFIGS[config], device=device, dtype=dtype).requires_grad_(False)
+    if config != "tiny":
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.ndim > 1:
+                    p.mul_(0.5)
+    return model
+
+
 def make_inputs(device, seed=0):
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g).to(device)  # noqa: E731
@@ -105,13 +117,7 @@ def main() -> None:
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype or ("fp16" if device.type == "cuda" else "fp32")]
     steps = args.steps or DEFAULT_STEPS[args.config]
-    torch.manual_seed(0)
-    model = build_unet(CONFIGS[args.config], device=device, dtype=dtype).requires_grad_(False)
-    if args.config != "tiny":  # keep activations in range for random deep models
-        with torch.no_grad():
-            for p in model.parameters():
-                if p.ndim > 1:
-                    p.mul_(0.5)
+    model = random_model(args.config, device, dtype)
     inp = make_inputs(device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"config={args.config} params={n_params / 1e6:.1f}M device={device} dtype={dtype} steps={steps} "

@@ -5,7 +5,8 @@ model :func:`build_unet`, :func:`load_unet` (``unet3d``, ``loader``); canvas :fu
 :func:`build_canvas` (``canvas``); passes :class:`Pass`, :func:`plan_passes`, :func:`clip_pass` (``schedule``);
 encode :func:`encode_video`, :func:`encode_pass` and sample :func:`prepare_video`, :func:`run_pass`,
 :func:`outpaint_video` (``video``, on ``guidance`` and ``sampler``); decode :func:`decode_latents`;
-:func:`composite` (``composite``); resumable runs :class:`PassStore` (``resume``). ``reference`` is the official computation, for tests and benchmarks only.
+:func:`composite` (``composite``); whole videos in bounded memory :func:`encode_frames`,
+:func:`composite_frames` (``stream``) with files read and written by ``video_io`` (PyAV); resumable runs :class:`PassStore` (``resume``). ``reference`` is the official computation, for tests and benchmarks only.
 This module's exports are the whole interface the ComfyUI layer uses.
 """
 from .attention import sdpa_attention, softmax_attention
@@ -18,10 +19,12 @@ from .memory import MEMORY_MARGIN, fits_batched, sampling_memory
 from .resume import PassStore, content_hash, model_fingerprint, run_key
 from .schedule import CLIP_FRAMES, GLOBAL_FRAMES, SCHEDULES, STRIDE_PRESETS, Pass, clip_pass, clip_stride, plan_passes, plan_schedule
 from .schedulers import SCHEDULERS
+from .stream import composite_frames, encode_frames
 from .unet3d import M3DDMUNet, build_unet
 from .video import (EncodedVideo, LatentCache, OutpaintResult, PreparedVideo, SampleSettings,
                     decode_latents, encode_pass, encode_video, global_frame_indexes, global_frame_latents,
                     outpaint_video, prepare_video, resume_key, run_pass)
+from .video_io import VideoFileError, VideoInfo, VideoWriter, check_range, probe, read_audio, read_frames
 
 __all__ = ["FULL_SIZE_CONFIG", "ConfigError", "parse_config", "M3DDMUNet", "build_unet", "load_unet", "DTYPES",
            "WEIGHT_NAMES", "WEIGHT_SUFFIXES", "WeightsError", "sdpa_attention", "softmax_attention", "CanvasError",
@@ -30,4 +33,6 @@ __all__ = ["FULL_SIZE_CONFIG", "ConfigError", "parse_config", "M3DDMUNet", "buil
            "active_branches", "MEMORY_MARGIN", "fits_batched", "sampling_memory", "LatentCache", "EncodedVideo",
            "PreparedVideo", "OutpaintResult", "SampleSettings", "encode_video", "encode_pass", "global_frame_indexes",
            "global_frame_latents", "prepare_video", "run_pass", "decode_latents", "outpaint_video", "composite",
-           "PassStore", "content_hash", "model_fingerprint", "run_key", "resume_key"]
+           "PassStore", "content_hash", "model_fingerprint", "run_key", "resume_key", "encode_frames",
+           "composite_frames", "VideoFileError", "VideoInfo", "VideoWriter", "check_range", "probe", "read_audio",
+           "read_frames"]

@@ -11,6 +11,8 @@ a coarse-to-fine schedule (:func:`outpaint_video`, M3DDM Coarse-to-Fine) alike.
 from __future__ import annotations
 
 import dataclasses
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -55,6 +57,19 @@ def _frame_array(frames, i: int) -> np.ndarray:
     return f.detach().cpu().numpy() if isinstance(f, torch.Tensor) else np.asarray(f)
 
 
+# Canvas building is CPU work (OpenCV's TELEA inpainting, which releases the GIL): threads run it side by side.
+CANVAS_WORKERS = min(8, os.cpu_count() or 1)
+
+
+def build_canvases(frames: Sequence[np.ndarray], plan: CanvasPlan, workers: int = CANVAS_WORKERS) \
+        -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`.canvas.build_canvas` of each frame, in order, on up to ``workers`` threads."""
+    if workers <= 1 or len(frames) < 2:
+        return [build_canvas(f, plan) for f in frames]
+    with ThreadPoolExecutor(min(workers, len(frames))) as pool:
+        return list(pool.map(lambda f: build_canvas(f, plan), frames))
+
+
 @dataclass
 class LatentCache:
     """Per-video cache of each frame's (prefilled, masked) canvas latents; counts encoded images."""
@@ -76,7 +91,8 @@ class LatentCache:
         """Encode the prefilled canvases of ``indexes`` and the masked ones of ``need_masked`` if missing."""
         todo_p = [i for i in dict.fromkeys(indexes) if i not in self.prefilled]
         todo_m = [i for i in dict.fromkeys(need_masked) if i not in self.masked]
-        built = {i: build_canvas(_frame_array(self.frames, i), self.plan) for i in dict.fromkeys(todo_p + todo_m)}
+        todo = list(dict.fromkeys(todo_p + todo_m))
+        built = dict(zip(todo, build_canvases([_frame_array(self.frames, i) for i in todo], self.plan)))
         images = [built[i][0] for i in todo_p] + [built[i][1] for i in todo_m]
         if not images:
             return
@@ -95,7 +111,7 @@ def encode_pass(cache: LatentCache, p: Pass) -> None:
 
 @dataclass
 class OutpaintResult:
-    canvases: torch.Tensor  # [N, ch, cw, 3] float 0..1, the generated working canvases
+    canvases: Optional[torch.Tensor]  # [N, ch, cw, 3] float 0..1, the generated canvases (None: decode=None)
     latents: torch.Tensor  # [N, 4, h, w] final latents per frame
     passes: list[Pass]
     encoded_images: int
@@ -218,7 +234,7 @@ def decode_latents(decode: DecodeFn, latents: torch.Tensor, batch: int = CLIP_FR
     return torch.cat(out).clamp(0, 1)
 
 
-def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], decode: DecodeFn, fps: float,
+def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], decode: Optional[DecodeFn], fps: float,
                    settings: SampleSettings = SampleSettings(), strides: Strides = "auto", schedule: str = "fixed",
                    callback: Optional[Callable[[dict], None]] = None,
                    check_interrupt: Optional[Callable[[], None]] = None,
@@ -228,8 +244,10 @@ def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], 
 
     ``schedule``: see :func:`.schedule.plan_passes`. ``callback`` gets ``{"pass", "passes", "i", "total", "t",
     "x", "denoised", "frames"}`` after every step; ``check_interrupt`` is called before every step and may raise.
-    ``encoded`` (from :func:`encode_video`) skips the encoding step when the caller did it already (``encode``
-    may then be None). ``store`` (:class:`.resume.PassStore`, keyed by the caller over everything the result
+    ``encoded`` (from :func:`encode_video` or :func:`.stream.encode_frames`) skips the encoding step when the
+    caller did it already (``encode`` may then be None, and ``frames`` anything with the frame count as its
+    length, e.g. ``range(n)``). ``decode=None`` leaves the canvases undecoded (a streamed composite decodes them
+    chunk by chunk). ``store`` (:class:`.resume.PassStore`, keyed by the caller over everything the result
     depends on) makes the run resumable: passes found there are loaded instead of sampled, each sampled pass is
     saved, and the store is cleared once the result exists.
     """
@@ -255,7 +273,7 @@ def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], 
             store.save(k, latents)
         final.update(latents)
     latents = torch.stack([final[i] for i in range(n)])
-    canvases = decode_latents(decode, latents, decode_batch)
+    canvases = None if decode is None else decode_latents(decode, latents, decode_batch)
     if store is not None:
         store.clear()
     return OutpaintResult(canvases, latents, passes, encoded.cache.encoded_images,

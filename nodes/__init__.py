@@ -8,9 +8,10 @@ from .composite_node import M3DDMComposite
 from .loader_node import LoadM3DDMModel
 from .runtime import register_model_folder
 from .sampler_nodes import M3DDMCoarseToFine, M3DDMEncodeGlobalFrames, M3DDMSampleClip
+from .video_node import M3DDMOutpaintVideo
 
 NODES = [LoadM3DDMModel, M3DDMOutpaintCanvas, M3DDMEncodeGlobalFrames, M3DDMSampleClip, M3DDMCoarseToFine,
-         M3DDMComposite]
+         M3DDMComposite, M3DDMOutpaintVideo]
 
 
 class M3DDMExtension(ComfyExtension):

@@ -14,11 +14,47 @@ NODE = "M3DDM_OutpaintCanvas"
 TARGETS = ["aspect ratio", "output size", "padding"]
 
 
+def target_inputs() -> list:
+    """The output-geometry inputs (shared with M3DDM Outpaint Video)."""
+    pad = dict(default=0.0, min=0.0, max=16384.0, step=1.0)
+    pad_tip = "Pixels to add on this side; a value below 1 is a fraction of the frame (0.25 = a quarter)."
+    return [
+        io.Combo.Input("target", options=TARGETS, default="aspect ratio",
+                       tooltip="How the output is given: an aspect ratio, an output size, or per-side padding."),
+        io.String.Input("aspect_ratio", default="9:16",
+                        tooltip="Target aspect ratio W:H (e.g. 16:9 or 9:16), or the official list form 16:9,9:16 "
+                                "(the union of all). Used when target = aspect ratio."),
+        io.Int.Input("width", default=1920, min=1, max=16384,
+                     tooltip="Output width in pixels (target = output size); at least the frame width."),
+        io.Int.Input("height", default=1080, min=1, max=16384,
+                     tooltip="Output height in pixels (target = output size); at least the frame height."),
+        io.Float.Input("pad_left", tooltip=pad_tip, **pad),
+        io.Float.Input("pad_right", tooltip=pad_tip, **pad),
+        io.Float.Input("pad_top", tooltip=pad_tip, **pad),
+        io.Float.Input("pad_bottom", tooltip=pad_tip, **pad),
+        io.Combo.Input("canvas_mode", options=["official", "tight"], default="official",
+                       tooltip="official: the 256x256 square canvas the model was trained on. tight: a canvas of "
+                               "the output's aspect (sides multiples of 64), less wasted work, outside the "
+                               "training distribution."),
+    ]
+
+
+def plan_for(frame_hw: tuple[int, int], node: str, target, aspect_ratio, width, height, pad_left, pad_right,
+             pad_top, pad_bottom, canvas_mode):
+    """The canvas plan of the target inputs, or a node-named error."""
+    kwargs = {"aspect ratio": {"ratio": aspect_ratio}, "output size": {"size": (height, width)},
+              "padding": {"padding": (pad_left, pad_right, pad_top, pad_bottom)}}.get(target)
+    if kwargs is None:
+        raise node_error(node, f"target {target!r} is unknown; choose one of {', '.join(TARGETS)}")
+    try:
+        return plan_canvas(frame_hw, mode=canvas_mode, **kwargs)
+    except CanvasError as exc:
+        raise node_error(node, str(exc)) from None
+
+
 class M3DDMOutpaintCanvas(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        pad = dict(default=0.0, min=0.0, max=16384.0, step=1.0)
-        pad_tip = "Pixels to add on this side; a value below 1 is a fraction of the frame (0.25 = a quarter)."
         return io.Schema(
             node_id=NODE,
             display_name="M3DDM Outpaint Canvas",
@@ -28,23 +64,7 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
                         "preview of the TELEA-prefilled working canvases and their mask (1 = generated).",
             inputs=[
                 io.Image.Input("images", tooltip="The video frames (IMAGE batch, one frame per item)."),
-                io.Combo.Input("target", options=TARGETS, default="aspect ratio",
-                               tooltip="How the output is given: an aspect ratio, an output size, or per-side padding."),
-                io.String.Input("aspect_ratio", default="9:16",
-                                tooltip="Target aspect ratio W:H (e.g. 16:9 or 9:16), or the official list form 16:9,9:16 "
-                                        "(the union of all). Used when target = aspect ratio."),
-                io.Int.Input("width", default=1920, min=1, max=16384,
-                             tooltip="Output width in pixels (target = output size); at least the frame width."),
-                io.Int.Input("height", default=1080, min=1, max=16384,
-                             tooltip="Output height in pixels (target = output size); at least the frame height."),
-                io.Float.Input("pad_left", tooltip=pad_tip, **pad),
-                io.Float.Input("pad_right", tooltip=pad_tip, **pad),
-                io.Float.Input("pad_top", tooltip=pad_tip, **pad),
-                io.Float.Input("pad_bottom", tooltip=pad_tip, **pad),
-                io.Combo.Input("canvas_mode", options=["official", "tight"], default="official",
-                               tooltip="official: the 256x256 square canvas the model was trained on. tight: a canvas of "
-                                       "the output's aspect (sides multiples of 64), less wasted work, outside the "
-                                       "training distribution."),
+                *target_inputs(),
             ],
             outputs=[
                 M3DDMCanvasType.Output(display_name="canvas", tooltip="Geometry + source frames for the M3DDM nodes."),
@@ -59,14 +79,8 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
                 canvas_mode) -> io.NodeOutput:
         frames = rgb_frames(images, NODE)
         hw = (int(frames.shape[1]), int(frames.shape[2]))
-        kwargs = {"aspect ratio": {"ratio": aspect_ratio}, "output size": {"size": (height, width)},
-                  "padding": {"padding": (pad_left, pad_right, pad_top, pad_bottom)}}.get(target)
-        if kwargs is None:
-            raise node_error(NODE, f"target {target!r} is unknown; choose one of {', '.join(TARGETS)}")
-        try:
-            plan = plan_canvas(hw, mode=canvas_mode, **kwargs)
-        except CanvasError as exc:
-            raise node_error(NODE, str(exc)) from None
+        plan = plan_for(hw, NODE, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
+                        canvas_mode)
         canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images))
         # At most 16 preview frames (those the global frames use): memory stays bounded for long videos.
         shown = global_frame_indexes(frames.shape[0]) if frames.shape[0] > 16 else range(frames.shape[0])

@@ -207,6 +207,14 @@ def progress_callback(total_steps: int, device, already_done: int = 0) -> Callab
     return callback
 
 
+def count_progress(total: int) -> Callable[[int], None]:
+    """A plain ProgressBar: ``report(done)`` for work counted in items (frames written, frames encoded)."""
+    import comfy.utils
+
+    pbar = comfy.utils.ProgressBar(total)
+    return lambda done: pbar.update_absolute(done, total)
+
+
 RESUME_FOLDER = "m3ddm_resume"
 
 

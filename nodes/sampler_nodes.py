@@ -26,8 +26,9 @@ def _model_vae_canvas_inputs() -> list:
     ]
 
 
-def _sampling_inputs() -> list:
-    return [
+def sampling_inputs(fps: bool = True) -> list:
+    """The sampler's inputs; ``fps=False`` leaves out the fps input (a VIDEO brings its own)."""
+    inputs = [
         io.Combo.Input("scheduler", options=list(SCHEDULERS), default="pndm",
                        tooltip="pndm: the official sampler (50 steps). ddim / dpmpp_2m: usable with fewer steps (20-25)."),
         io.Int.Input("steps", default=50, min=1, max=1000, tooltip="Denoising steps per 16-frame clip."),
@@ -44,9 +45,22 @@ def _sampling_inputs() -> list:
                          tooltip="Run the guidance branches one after another: less VRAM, a bit slower. Off: batched "
                                  "when the free memory holds them, else one after another automatically."),
     ]
+    return inputs if fps else [i for i in inputs if i.id != "fps"]
 
 
-def _settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram) -> SampleSettings:
+def pass_inputs() -> list:
+    """Strides and schedule of a coarse-to-fine run (shared with M3DDM Outpaint Video)."""
+    return [
+        io.Combo.Input("strides", options=["auto", *STRIDE_PRESETS], default="auto",
+                       tooltip="Frame intervals of the passes, coarse to fine. auto: dense below 50 frames, "
+                               "15,5,1 up to 226 frames, 30,15,1 beyond (the paper's choice for long videos)."),
+        io.Combo.Input("schedule", options=list(SCHEDULES), default="fixed",
+                       tooltip="fixed: every frame generated once, nothing past the end. official: the "
+                               "official code's windows (for comparisons)."),
+    ]
+
+
+def sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram) -> SampleSettings:
     return SampleSettings(steps=steps, s1=context_guidance, s2=global_guidance, scheduler=scheduler, seed=seed,
                           sequential=low_vram)
 
@@ -105,7 +119,7 @@ class M3DDMSampleClip(io.ComfyNode):
                                         "16, fewer are padded with the last one. The stride (the model sees fps // "
                                         "stride) is the largest gap between consecutive indexes: 1 for a range, 15 "
                                         "for 0,15,30,... -- give evenly spaced indexes."),
-                *_sampling_inputs(),
+                *sampling_inputs(),
                 io.Latent.Input("guide", optional=True,
                                 tooltip="Optional LATENT of an earlier M3DDM sampler: its frames that are in this clip "
                                         "are kept as guides."),
@@ -127,7 +141,7 @@ class M3DDMSampleClip(io.ComfyNode):
         g_latents = _check_global(global_frames, canvas, cls.NODE)
         guides = guide_latents(guide, canvas.plan.latent_hw, n, cls.NODE) if guide is not None else {}
         clip_plan = clip_pass(clip, guides)
-        settings = _settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
+        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
         encoded = encode_video(frames, canvas.plan, vae_encoder(vae), g_latents)
         encode_pass(encoded.cache, clip_plan)  # all VAE work before the UNet is loaded
         model, settings = runtime.model_on_device(m3ddm_model, settings, canvas.plan.latent_hw, cls.NODE)
@@ -158,13 +172,8 @@ class M3DDMCoarseToFine(io.ComfyNode):
                         "the same inputs again samples only the passes that remain.",
             inputs=[
                 *_model_vae_canvas_inputs(),
-                *_sampling_inputs(),
-                io.Combo.Input("strides", options=["auto", *STRIDE_PRESETS], default="auto",
-                               tooltip="Frame intervals of the passes, coarse to fine. auto: dense below 50 frames, "
-                                       "15,5,1 up to 226 frames, 30,15,1 beyond (the paper's choice for long videos)."),
-                io.Combo.Input("schedule", options=list(SCHEDULES), default="fixed",
-                               tooltip="fixed: every frame generated once, nothing past the end. official: the "
-                                       "official code's windows (for comparisons)."),
+                *sampling_inputs(),
+                *pass_inputs(),
                 M3DDMGlobalType.Input("global_frames", optional=True,
                                       tooltip="Optional: from M3DDM Encode Global Frames. Without it they are encoded "
                                               "here from the cached canvases (no extra VAE work)."),
@@ -182,7 +191,7 @@ class M3DDMCoarseToFine(io.ComfyNode):
         check_sd_vae(vae, cls.NODE)
         frames = rgb_frames(canvas.frames, cls.NODE)
         g_latents = _check_global(global_frames, canvas, cls.NODE)
-        settings = _settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
+        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
         try:  # checked before any encoding or model loading
             n_passes = len(plan_passes(frames.shape[0], strides, schedule))
         except ValueError as exc:

@@ -32,6 +32,8 @@ SOCKETS = {
     "ImageUpscaleWithModel": ([("upscale_model", "UPSCALE_MODEL"), ("image", "IMAGE")], ["IMAGE"]),
     "CreateVideo": ([("images", "IMAGE"), ("audio", "AUDIO")], ["VIDEO"]),
     "SaveVideo": ([("video", "VIDEO")], []),
+    "M3DDM_OutpaintVideo": ([("video", "VIDEO"), ("m3ddm_model", "M3DDM_MODEL"), ("vae", "VAE"),
+                             ("upscale_model", "UPSCALE_MODEL")], ["VIDEO"]),
     "PreviewImage": ([("images", "IMAGE")], []),
 }
 OUTPUT_NAMES = {"GetVideoComponents": ["images", "audio", "fps"], "M3DDM_OutpaintCanvas": ["canvas", "preview", "mask"],
@@ -130,6 +132,16 @@ UPSCALE = COMMON + [
     *composite_and_save((11, 0), 5, "m3ddm/outpaint_upscaled"),
 ]
 
+STREAMING = [
+    COMMON[0], COMMON[2], COMMON[3],
+    {"id": 5, "type": "M3DDM_OutpaintVideo", "title": "M3DDM Outpaint Video", "pos": (1, 0),
+     "links": {"video": (1, 0), "m3ddm_model": (3, 0), "vae": (4, 0)},
+     "widgets": ["aspect ratio", "9:16", 1920, 1080, 0.0, 0.0, 0.0, 0.0, "official",
+                 *[v for i, v in enumerate(SAMPLING) if i != 6], "auto", "fixed", 8, 0, 0]},
+    {"id": 6, "type": "SaveVideo", "title": "Save Video", "pos": (2, 0), "links": {"video": (5, 0)},
+     "widgets": ["m3ddm/outpaint_streamed", "auto", "auto"]},
+]
+
 WORKFLOWS = {
     "m3ddm_short_clip_16x9_to_9x16.json": (SHORT, "Short clip, 16:9 -> 9:16: the first 16 frames outpainted as one "
                                           "M3DDM clip, then composited at native resolution."),
@@ -138,6 +150,10 @@ WORKFLOWS = {
                                              "as mp4 with the source audio."),
     "m3ddm_upscale_chain.json": (UPSCALE, "Upscaler chain: the 256-px generated canvases go through an upscale "
                                  "model before M3DDM Composite, so the new border is sharper at native resolution."),
+    "m3ddm_long_video_streaming.json": (STREAMING, "Long or high-resolution video in bounded memory: M3DDM Outpaint "
+                                        "Video reads the file frame by frame, samples coarse-to-fine on latents, and "
+                                        "Save Video composites each frame at native resolution while it writes "
+                                        "(source audio and fps kept). Set start_frame / frame_count for a part."),
 }
 
 if __name__ == "__main__":

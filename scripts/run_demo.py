@@ -1,9 +1,10 @@
-"""The main job: outpaint the shipped clip with workflow (b) through a real, headless ComfyUI server.
+"""The main job: outpaint the shipped clip with workflow (d) (or (b)) through a real, headless ComfyUI server.
 
 Uses the real weights when they are installed (models/m3ddm/M3DDM-Video-Outpainting and the SD1.5 VAE
 models/vae/vae-ft-mse-840000-ema-pruned.safetensors, in ComfyUI's models folder); otherwise a small
 random-weight M3DDM of the same architecture and a random TAESD VAE, and it says so loudly (the new border is
-then noise). Writes the mp4 into ./output/ and prints its path.
+then noise). Shows the progress (passes x steps, with an ETA) in the terminal; writes the mp4 into ./output/ and
+prints its path.
 """
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import json
 import shutil
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,7 +24,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from comfy_harness import ComfyServer, workflow_to_api  # noqa: E402
 
-WORKFLOW = REPO / "workflows" / "m3ddm_long_video_coarse_to_fine.json"
+WORKFLOWS = {"video": (REPO / "workflows" / "m3ddm_long_video_streaming.json", "M3DDM Outpaint Video"),
+             "image": (REPO / "workflows" / "m3ddm_long_video_coarse_to_fine.json", "M3DDM Coarse-to-Fine Outpaint")}
 CLIP = REPO / "workflows" / "media" / "m3ddm_demo_clip.mp4"
 REAL_MODEL = "M3DDM-Video-Outpainting"
 REAL_VAE = "vae-ft-mse-840000-ema-pruned.safetensors"
@@ -47,12 +51,55 @@ def banner(lines: list[str]) -> None:
     print("!" * width + "\n", flush=True)
 
 
+def watch_progress(base_url: str, client_id: str, stop: threading.Event, names: dict) -> None:
+    """Print ComfyUI's progress messages for our prompt as one updating terminal line per phase, with an ETA
+    (M3DDM Outpaint Video: frames encoded, then passes x steps sampled; Save Video: frames written)."""
+    import asyncio
+
+    import aiohttp
+
+    async def listen():
+        started = None
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"{base_url.replace('http', 'ws', 1)}/ws?clientId={client_id}") as ws:
+                while not stop.is_set():
+                    try:
+                        msg = await ws.receive(timeout=0.5)
+                    except asyncio.TimeoutError:
+                        continue
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                            return
+                        continue  # binary latent previews
+                    event = json.loads(msg.data)
+                    if event.get("type") != "progress":
+                        continue
+                    value, total = event["data"]["value"], event["data"]["max"]
+                    node = names.get(str(event["data"].get("node")), "")
+                    now = time.time()
+                    if started is None or value < started[2] or total != started[3]:  # a new phase
+                        started = (now, value, value, total)
+                    started = (*started[:2], value, total)
+                    rate = (value - started[1]) / (now - started[0]) if now > started[0] and value > started[1] else 0
+                    eta = f"ETA {((total - value) / rate):5.0f} s" if rate else "ETA    ? s"
+                    bar = "#" * int(30 * value / max(total, 1))
+                    print(f"\r  {node:<22} [{bar:<30}] {value}/{total}  {eta}", end="", flush=True)
+                    if value >= total:
+                        print(flush=True)
+    try:
+        asyncio.run(listen())
+    except Exception as exc:  # noqa: BLE001 -- progress display is a convenience; the run goes on without it
+        print(f"(no progress display: {exc})", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=str(REPO / ".comfyui" / "models"), help="ComfyUI models folder with the weights")
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: 50 with real weights, 4 without)")
     ap.add_argument("--ratio", default="9:16", help="target aspect ratio (default 9:16)")
     ap.add_argument("--output", default=str(REPO / "output"), help="where the mp4 goes")
+    ap.add_argument("--workflow", choices=list(WORKFLOWS), default="video",
+                    help="video: workflow (d), streamed VIDEO in/out (default); image: workflow (b), IMAGE batches")
     args = ap.parse_args()
 
     models = Path(args.models)
@@ -73,14 +120,26 @@ def main() -> int:
     server = ComfyServer(sys.executable, REPO / ".comfyui", work)
     server.prepare(models)
     shutil.copy(CLIP, server.input / CLIP.name)
+    workflow, sampler = WORKFLOWS[args.workflow]
+    canvas = sampler if args.workflow == "video" else "M3DDM Outpaint Canvas"
     overrides = {"Load M3DDM Model": {"model_name": model_name}, "Load VAE": {"vae_name": vae_name},
-                 "M3DDM Coarse-to-Fine Outpaint": {"steps": steps},
-                 "M3DDM Outpaint Canvas": {"aspect_ratio": args.ratio}}
+                 sampler: {"steps": steps}}
+    overrides[canvas] = dict(overrides.get(canvas, {}), aspect_ratio=args.ratio)
     t0 = time.time()
     with server:
         server.start()
-        prompt = workflow_to_api(json.loads(WORKFLOW.read_text()), server.get("/object_info"), overrides)
-        history = server.run(prompt, timeout=6 * 3600)
+        prompt = workflow_to_api(json.loads(workflow.read_text()), server.get("/object_info"), overrides)
+        client_id, stop = uuid.uuid4().hex, threading.Event()
+        names = {k: v.get("_meta", {}).get("title", v["class_type"]) for k, v in prompt.items()}
+        watcher = threading.Thread(target=watch_progress, args=(server.base, client_id, stop, names), daemon=True)
+        watcher.start()
+        time.sleep(0.5)  # connected before the first progress message
+        print(f"running workflow {workflow.name} ({steps} steps per pass) ...", flush=True)
+        try:
+            history = server.run(prompt, timeout=6 * 3600, client_id=client_id)
+        finally:
+            stop.set()
+            watcher.join(timeout=5)
     if history["status"]["status_str"] != "success":
         print(json.dumps(history["status"], indent=1)[:4000], file=sys.stderr)
         print(f"ComfyUI log: {server.log_path}", file=sys.stderr)
@@ -91,7 +150,7 @@ def main() -> int:
     dst_dir.mkdir(parents=True, exist_ok=True)
     dst = dst_dir / ("m3ddm_demo_outpaint.mp4" if real else "m3ddm_demo_outpaint_RANDOM_WEIGHTS.mp4")
     shutil.copy(src, dst)
-    print(f"wrote {dst} ({time.time() - t0:.0f} s, {steps} steps, workflow {WORKFLOW.name})")
+    print(f"wrote {dst} ({time.time() - t0:.0f} s, {steps} steps, workflow {workflow.name})")
     if not real:
         banner(["Reminder: RANDOM WEIGHTS were used; the border in the video is meaningless."])
     return 0

@@ -43,3 +43,44 @@ def load_clip(n: int | None = None) -> torch.Tensor:
     if n is not None:
         frames = [frames[i % len(frames)] for i in range(n)]
     return torch.from_numpy(np.stack(frames)).float() / 255.0
+
+
+def original_region_psnr(source, output, plan_hw_yx, start: int = 0, count: int | None = None, tmp=None):
+    """Per-frame PSNR (dB) of the source frames in the output's content box, each with the codec tolerance
+    measured alongside: the same source frames placed at the same offset in a black frame of the output size,
+    through one H.264 generation like the output's. ``plan_hw_yx`` = (output_hw, content_out_yx)."""
+    from fractions import Fraction
+
+    from m3ddm_core import VideoWriter, probe, read_frames
+    (oh, ow), (y0, x0) = plan_hw_yx
+    info = probe(source)
+    count = count or info.frames - start
+    baseline = tmp / "codec_baseline.mp4"
+    with VideoWriter(baseline, Fraction(info.fps), ow, oh) as w:
+        for f in read_frames(source, start, count):
+            placed = np.zeros((oh, ow, 3), np.uint8)
+            placed[y0:y0 + f.shape[0], x0:x0 + f.shape[1]] = f
+            w.write(placed)
+
+    def psnr(a, b):
+        mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean()
+        return float(10 * np.log10(255 ** 2 / max(mse, 1e-10)))
+    pairs = []
+    for src, out, ref in zip(read_frames(source, start, count), read_frames(output), read_frames(baseline)):
+        h, w = src.shape[:2]
+        pairs.append((psnr(out[y0:y0 + h, x0:x0 + w], src), psnr(ref[y0:y0 + h, x0:x0 + w], src)))
+    assert len(pairs) == count
+    return pairs
+
+
+def write_audio_only(path, seconds: float = 0.5, rate: int = 16000):
+    """A file with one silent AAC stream and no video stream."""
+    import av
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("aac", rate=rate)
+        s.layout = "mono"
+        f = av.AudioFrame.from_ndarray(np.zeros((1, int(seconds * rate)), np.float32), format="fltp", layout="mono")
+        f.sample_rate, f.pts = rate, 0
+        for p in (*s.encode(f), *s.encode(None)):
+            c.mux(p)
+    return path

@@ -7,7 +7,7 @@ import torch
 
 from comfy_env import REPO, load_plugin, taesd_vae
 from conftest import NANO_CONFIG
-from helpers import load_clip
+from helpers import load_clip, write_audio_only
 
 sys.path.insert(0, str(REPO / "scripts"))
 from random_weights import write_random_m3ddm  # noqa: E402
@@ -27,7 +27,7 @@ def node_classes(plugin):
 
 def test_node_contract(node_classes):
     assert set(node_classes) == {"M3DDM_LoadModel", "M3DDM_OutpaintCanvas", "M3DDM_EncodeGlobalFrames",
-                                 "M3DDM_SampleClip", "M3DDM_CoarseToFine", "M3DDM_Composite"}
+                                 "M3DDM_SampleClip", "M3DDM_CoarseToFine", "M3DDM_Composite", "M3DDM_OutpaintVideo"}
     for node_id, cls in node_classes.items():
         schema = cls.GET_SCHEMA()
         assert schema.category == "M3DDM" and len(schema.description) > 40, node_id
@@ -189,3 +189,104 @@ def test_sample_clip_key_frames_equal_the_first_coarse_to_fine_pass(node_classes
     assert fps_seen[:2] == [1, 1] and set(fps_seen[2:]) == {4, 24}  # passes at strides 15, then 5, then 1
     assert clip["m3ddm_frames"] == keys
     assert torch.equal(clip["samples"], whole["samples"][keys])
+
+
+def _video_inputs(**overrides):
+    inputs = dict(target="aspect ratio", aspect_ratio="9:16", width=0, height=0, pad_left=0.0, pad_right=0.0,
+                  pad_top=0.0, pad_bottom=0.0, canvas_mode="official", scheduler="ddim", steps=1,
+                  context_guidance=1.0, global_guidance=1.0, seed=3, low_vram=False, strides="auto", schedule="fixed",
+                  feather=4, start_frame=0, frame_count=0)
+    return dict(inputs, **overrides)
+
+
+def _source_video(path, n=24, fps=None):
+    from fractions import Fraction
+
+    import numpy as np
+
+    from m3ddm_core import VideoWriter
+    fps = fps or Fraction(25)
+    t = np.arange(int(n / fps * 16000), dtype=np.float32) / 16000
+    audio = (np.stack([np.sin(2 * np.pi * 440 * t)] * 2) * 0.2).astype(np.float32), 16000
+    with VideoWriter(path, fps, 208, 120, audio=(audio[0], audio[1])) as w:
+        for f in (load_clip(n) * 255).round().to(torch.uint8).numpy():
+            w.write(f)
+    return path
+
+
+def test_outpaint_video_node_streams_a_file_range_to_a_saved_video(node_classes, models_dir, tmp_path):
+    from comfy_api.latest import InputImpl
+
+    from m3ddm_core import probe, read_audio, read_frames
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    src = _source_video(tmp_path / "src.mp4")
+    video = InputImpl.VideoFromFile(str(src))
+    (out,) = _run(node_classes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=model, vae=taesd_vae(),
+                  **_video_inputs(start_frame=4, frame_count=17))
+    assert out.get_frame_count() == 17 and out.get_frame_rate() == 25 and out.get_dimensions() == (208, 370)
+    saved = tmp_path / "out.mp4"
+    out.save_to(str(saved), metadata={"prompt": {"1": {"class_type": "M3DDM_OutpaintVideo"}}})
+    info = probe(saved)
+    assert (info.frames, info.fps, info.width, info.height) == (17, 25, 208, 370)
+    audio, rate = read_audio(saved, 0, 10)
+    assert rate == 16000 and abs(audio.shape[1] / rate - 17 / 25) < 0.05
+    import av
+    with av.open(str(saved)) as c:
+        assert "M3DDM_OutpaintVideo" in c.metadata.get("prompt", "")
+    y, x = 125, 0
+    for s, o in zip(read_frames(src, 4, 17), read_frames(saved)):
+        assert abs(o[y:y + 120, x:x + 208].astype(float) - s.astype(float)).mean() < 6  # one more H.264 generation
+    components = out.get_components()
+    assert components.images.shape == (17, 370, 208, 3) and components.audio["sample_rate"] == 16000
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"start_frame": 30}, r"\[M3DDM_OutpaintVideo\] start frame 30 is past the end: the video has 24 frames"),
+    ({"start_frame": 20, "frame_count": 5}, r"\[M3DDM_OutpaintVideo\] 5 frames from frame 20 run past the end"),
+])
+def test_outpaint_video_node_names_bad_ranges(node_classes, models_dir, tmp_path, overrides, message):
+    from comfy_api.latest import InputImpl
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    video = InputImpl.VideoFromFile(str(_source_video(tmp_path / "src.mp4")))
+    with pytest.raises(ValueError, match=message):
+        _run(node_classes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=model, vae=taesd_vae(),
+             **_video_inputs(**overrides))
+
+
+def test_outpaint_video_node_refuses_a_file_without_video(node_classes, models_dir, tmp_path):
+    from comfy_api.latest import InputImpl
+    path = write_audio_only(tmp_path / "sound.m4a")
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintVideo\] the file has no video stream"):
+        _run(node_classes["M3DDM_OutpaintVideo"], video=InputImpl.VideoFromFile(str(path)), m3ddm_model=model,
+             vae=taesd_vae(), **_video_inputs())
+
+
+def test_outpaint_video_node_resumes_an_interrupted_run(node_classes, models_dir, tmp_path, plugin, monkeypatch, caplog):
+    """Cancelled in its third pass, queued again: only the remaining pass runs and the latents equal a fresh run's."""
+    import folder_paths
+    from comfy_api.latest import InputImpl
+    monkeypatch.setattr(folder_paths, "get_user_directory", lambda: str(tmp_path / "user"))
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    video = InputImpl.VideoFromFile(str(_source_video(tmp_path / "src.mp4", n=40)))
+    inputs = _video_inputs(steps=2)  # 40 frames, strides auto: three dense passes
+    runtime, calls = plugin.nodes.runtime, {"n": 0}
+    real_check = runtime.check_interrupt
+
+    def cancel_in_third_pass():
+        calls["n"] += 1
+        if calls["n"] == 2 * 2 + 1:  # two passes of two steps done, the third pass's first step
+            raise InterruptedError("cancelled")
+        real_check()
+    monkeypatch.setattr(runtime, "check_interrupt", cancel_in_third_pass)
+    with pytest.raises(InterruptedError):
+        _run(node_classes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=model, vae=taesd_vae(), **inputs)
+    monkeypatch.setattr(runtime, "check_interrupt", real_check)
+    with caplog.at_level("INFO", logger="M3DDM"):
+        (resumed,) = _run(node_classes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=model, vae=taesd_vae(),
+                          **inputs)
+    assert "resuming an interrupted run: 2 of 3 passes are done" in caplog.text
+    assert "sampled 1 of 3 passes (2 resumed)" in caplog.text
+    (fresh,) = _run(node_classes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=model, vae=taesd_vae(), **inputs)
+    assert torch.equal(resumed.latents, fresh.latents)

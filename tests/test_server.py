@@ -14,6 +14,7 @@ import torch
 
 from comfy_env import COMFY_DIR, REPO, require_comfyui
 from conftest import NANO_CONFIG
+from helpers import original_region_psnr
 
 sys.path.insert(0, str(REPO / "scripts"))
 from comfy_harness import ComfyServer, workflow_to_api  # noqa: E402
@@ -86,6 +87,22 @@ def test_long_video_workflow_keeps_every_frame_and_the_audio(server, object_info
     assert facts["frames"] == 33 and facts["audio"] == 1
     w, h = facts["size"]
     assert w == 208 and abs(h / w - 16 / 9) < 0.02  # 208x120 landscape -> 9:16 portrait
+
+
+def test_streaming_workflow_keeps_count_fps_audio_and_the_original_pixels(server, object_info, tmp_path):
+    """Workflow (d): Load Video -> M3DDM Outpaint Video -> Save Video, the output composited while it is written."""
+    from m3ddm_core import probe, read_audio
+    prompt = load_prompt("m3ddm_long_video_streaming.json", object_info, "M3DDM Outpaint Video")
+    path = saved_video(server, server.run(prompt, timeout=1200))
+    src, out = probe(CLIP), probe(path)
+    assert (out.frames, out.fps) == (src.frames, src.fps) == (33, 16)
+    assert (out.width, out.height) == (208, 370)  # 208x120 landscape -> 9:16 portrait
+    src_audio, out_audio = read_audio(CLIP, 0, 3600), read_audio(path, 0, 3600)
+    expected = min(src_audio[0].shape[1] / src_audio[1], src.duration)
+    assert out_audio[1] == src_audio[1] and abs(out_audio[0].shape[1] / out_audio[1] - expected) < 0.05
+    for got, tolerance in original_region_psnr(CLIP, path, ((370, 208), (125, 0)), tmp=tmp_path):
+        assert got > 30 and got >= tolerance - 1.0, (got, tolerance)
+    assert not list(path.parent.glob(".*.partial*"))
 
 
 def test_short_clip_workflow(server, object_info):

@@ -90,3 +90,17 @@ def test_cached_latents_hold_no_autograd_graph(plan):
     encoded = encode_video(load_clip(3), plan, encode, preencode=True)
     latents = [*encoded.cache.prefilled.values(), *encoded.cache.masked.values(), encoded.uncond_latent]
     assert len(latents) == 7 and all(t.grad_fn is None and not t.requires_grad for t in latents)
+
+
+def test_canvases_built_on_threads_equal_the_serial_ones_in_order(plan):
+    import numpy as np
+
+    from m3ddm_core.canvas import build_canvas
+    from m3ddm_core.video import build_canvases
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (120, 208, 3), dtype=np.uint8) for _ in range(6)]
+    threaded = build_canvases(frames, plan, workers=4)
+    assert len(threaded) == len(frames)
+    for frame, (prefilled, masked) in zip(frames, threaded):
+        ref_p, ref_m = build_canvas(frame, plan)
+        assert np.array_equal(prefilled, ref_p) and np.array_equal(masked, ref_m)

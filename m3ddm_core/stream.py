@@ -1,0 +1,75 @@
+"""Whole videos in bounded memory: canvases encoded while the frames stream in, and the composite streamed out.
+
+Only the working-canvas latents of every frame are kept (two ``[4, h, w]`` float32 latents, 32 KiB per frame at
+the 256² canvas); native-resolution frames and decoded canvases exist one chunk at a time.
+"""
+from __future__ import annotations
+
+from itertools import islice
+from typing import Callable, Iterable, Iterator, Optional
+
+import numpy as np
+import torch
+
+from .canvas import CanvasPlan
+from .composite import composite
+from .schedule import CLIP_FRAMES
+from .video import DecodeFn, EncodedVideo, EncodeFn, LatentCache, build_canvases, global_frame_latents
+
+UpscaleFn = Callable[[torch.Tensor], torch.Tensor]  # [k, h, w, 3] float 0..1 -> [k, H', W', 3] float 0..1
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def encode_frames(frames: Iterable[np.ndarray], count: int, plan: CanvasPlan, encode: EncodeFn,
+                  batch: int = CLIP_FRAMES, on_chunk: Optional[Callable[[int], None]] = None) -> EncodedVideo:
+    """Build and encode both canvases of every frame as ``frames`` (``[H, W, 3]`` uint8, ``count`` of them)
+    stream in, ``batch`` frames at a time; the global frames come from the same pass. ``on_chunk(done)`` reports
+    progress. The returned cache holds every latent, so sampling never needs the frames again."""
+    cache = LatentCache(range(count), plan, encode)
+    done = 0
+    for chunk in _chunks(frames, batch):
+        canvases = build_canvases(chunk, plan)
+        latents = cache._encode([c[0] for c in canvases] + [c[1] for c in canvases])
+        for k, (pre, masked) in enumerate(zip(latents[:len(chunk)], latents[len(chunk):])):
+            cache.prefilled[done + k], cache.masked[done + k] = pre.clone(), masked.clone()
+        done += len(chunk)
+        if on_chunk is not None:
+            on_chunk(done)
+    if done != count:
+        raise ValueError(f"expected {count} frames, the stream gave {done}")
+    black = torch.zeros(1, *plan.canvas_hw, 3)  # the unconditional canvas: all black (-1 in VAE range)
+    cache.encoded_images += 1
+    with torch.no_grad():
+        uncond = encode(black).float().cpu()
+    return EncodedVideo(cache, uncond, global_frame_latents(cache))
+
+
+def composite_frames(frames: Iterable[np.ndarray], latents: torch.Tensor, plan: CanvasPlan, decode: DecodeFn,
+                     feather: int = 8, batch: int = 8, upscale: Optional[UpscaleFn] = None) -> Iterator[np.ndarray]:
+    """Yield the outpainted frames ``[OH, OW, 3]`` uint8, one at a time: ``frames`` (the source, ``[H, W, 3]``
+    uint8, streamed) with their borders decoded from ``latents`` ``[N, 4, h, w]`` ``batch`` frames at a time,
+    optionally upscaled, and composited one frame at a time on a reused buffer (a 9:16 1080p output frame is
+    79 MB in float32, so a whole chunk of them is not kept). Original pixels come out unchanged."""
+    n, done = latents.shape[0], 0
+    buffer = torch.empty((1, *plan.output_hw, 3), dtype=torch.float32)
+    for chunk in _chunks(frames, batch):
+        k = len(chunk)
+        if done + k > n:
+            raise ValueError(f"more source frames than the {n} sampled ones")
+        with torch.no_grad():
+            generated = decode(latents[done:done + k]).float().cpu().clamp(0, 1)
+            if upscale is not None:
+                generated = upscale(generated).float().cpu().clamp(0, 1)
+        for i, source in enumerate(chunk):
+            original = torch.from_numpy(source).float().div_(255.0).unsqueeze(0)
+            out = composite(original, generated[i:i + 1], plan, feather, out=buffer)
+            # x/255*255 rounds back to the same integer: the original region stays bit-exact.
+            yield out[0].mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+        done += k
+    if done != n:
+        raise ValueError(f"{done} source frames for {n} sampled ones")

@@ -1,0 +1,221 @@
+"""Video files through PyAV, one frame at a time: probe, read a frame range, write atomically with trimmed audio.
+
+Nothing here holds more than one decoded frame (and one chunk of audio) at a time, so a long high-resolution video
+streams through in bounded memory. Frames are numbered in decode order; a variable-frame-rate source is read
+frame by frame like any other and written back at its average rate with the same frame count.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Iterator, Optional, Union
+
+import av
+import numpy as np
+
+Source = Union[str, os.PathLike, io.BytesIO]
+
+
+class VideoFileError(ValueError):
+    """A video that cannot be read as asked (no video stream, no frames, a range past the end, corrupt data)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    frames: int  # counted from the container's packets, not its (often estimated) header
+    fps: Fraction  # average frame rate
+    audio_rate: Optional[int]  # None: no audio stream
+    audio_channels: int = 0
+
+    @property
+    def duration(self) -> float:
+        return float(self.frames / self.fps)
+
+
+def _rewind(source: Source) -> Source:
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    return source
+
+
+def _open(source: Source):
+    try:
+        return av.open(_rewind(source) if isinstance(source, io.BytesIO) else os.fspath(source), mode="r")
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoFileError(f"cannot open the video ({exc})") from exc
+
+
+def probe(source: Source) -> VideoInfo:
+    """Size, exact frame count, average fps and audio layout of a video (its packets are read, not decoded)."""
+    with _open(source) as container:
+        if not container.streams.video:
+            raise VideoFileError("the file has no video stream")
+        stream = container.streams.video[0]
+        fps = stream.average_rate or stream.guessed_rate
+        if not fps:
+            raise VideoFileError("the video stream has no frame rate")
+        audio = container.streams.audio[0] if container.streams.audio else None
+        try:
+            frames = sum(1 for packet in container.demux(stream) if packet.size)
+        except av.error.FFmpegError as exc:
+            raise VideoFileError(f"the video is corrupt ({exc})") from exc
+        if frames == 0:
+            raise VideoFileError("the video has no frames")
+        return VideoInfo(width=stream.codec_context.width, height=stream.codec_context.height, frames=frames,
+                         fps=Fraction(fps), audio_rate=audio.rate if audio is not None else None,
+                         audio_channels=audio.channels if audio is not None else 0)
+
+
+def check_range(info: VideoInfo, start: int, count: int) -> tuple[int, int]:
+    """``(start, count)`` of frames to use; ``count`` 0 means to the end. Raises when the range leaves the video."""
+    if start < 0 or count < 0:
+        raise VideoFileError(f"start frame ({start}) and frame count ({count}) must not be negative")
+    if start >= info.frames:
+        raise VideoFileError(f"start frame {start} is past the end: the video has {info.frames} frames (0-"
+                             f"{info.frames - 1})")
+    available = info.frames - start
+    if count > available:
+        raise VideoFileError(f"{count} frames from frame {start} run past the end: only {available} remain "
+                             f"(set frame count to 0 for 'to the end')")
+    return start, count or available
+
+
+def read_frames(source: Source, start: int = 0, count: Optional[int] = None) -> Iterator[np.ndarray]:
+    """Yield frames ``start .. start+count-1`` as ``[H, W, 3]`` uint8 RGB, one at a time, in decode order."""
+    end = None if count is None else start + count
+    index = 0
+    with _open(source) as container:
+        if not container.streams.video:
+            raise VideoFileError("the file has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                if index >= start:
+                    yield frame.to_ndarray(format="rgb24")
+                index += 1
+                if end is not None and index >= end:
+                    return
+        except av.error.FFmpegError as exc:
+            raise VideoFileError(f"the video is corrupt at frame {index} ({exc})") from exc
+    if end is not None and index < end:
+        raise VideoFileError(f"the video ended after {index} frames, {end - index} before the end of the range "
+                             f"(a truncated or corrupt file)")
+
+
+def read_audio(source: Source, start_s: float, end_s: float) -> Optional[tuple[np.ndarray, int]]:
+    """The first audio stream between ``start_s`` and ``end_s`` seconds: ``([channels, samples] float32, rate)``,
+    or None when there is no audio."""
+    with _open(source) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        rate = stream.rate
+        first, last = round(start_s * rate), round(end_s * rate)
+        chunks, pos = [], None
+        try:
+            for frame in container.decode(stream):
+                data = frame.to_ndarray()
+                if data.dtype != np.float32:
+                    data = (data.astype(np.float32) / np.iinfo(data.dtype).max) if data.dtype.kind == "i" \
+                        else data.astype(np.float32)
+                if frame.format.is_packed:  # interleaved [1, samples * channels]
+                    data = data.reshape(-1, frame.layout.nb_channels).T
+                if pos is None:
+                    pos = round(float(frame.pts * frame.time_base) * rate) if frame.pts is not None else 0
+                lo, hi = max(first - pos, 0), min(last - pos, data.shape[1])
+                if hi > lo:
+                    chunks.append(data[:, lo:hi])
+                pos += data.shape[1]
+                if pos >= last:
+                    break
+        except av.error.FFmpegError:
+            pass  # audio damage must not cost the video: keep what decoded
+        if not chunks:
+            return None
+        return np.concatenate(chunks, axis=1), rate
+
+
+class VideoWriter:
+    """Write frames to ``path`` as H.264 (yuv420p) with optional audio; the file appears only when complete.
+
+    Frames go to a temporary file beside ``path`` that replaces it on a clean exit and is removed on any error,
+    so an interrupted or failed write never leaves a finished-looking video. ``path`` may also be a binary
+    stream (written directly). Use as a context manager; ``write`` takes ``[H, W, 3]`` uint8 RGB.
+    """
+
+    def __init__(self, path: Union[str, os.PathLike, IO[bytes]], fps: Fraction, width: int, height: int,
+                 audio: Optional[tuple[np.ndarray, int]] = None, container_format: Optional[str] = None,
+                 crf: int = 18, metadata: Optional[dict] = None, preset: str = "medium"):
+        if width % 2 or height % 2:
+            raise VideoFileError(f"H.264 needs even frame sizes, the output is {width}x{height}")
+        self.target, self.audio = path, audio
+        self.fps = Fraction(fps).limit_denominator(1001 * 1000)
+        self.size, self.format, self.crf, self.preset = (width, height), container_format, crf, preset
+        self.temp: Optional[Path] = None
+        self.container = self.stream = None
+        self.frames = 0
+        self.metadata = metadata or {}
+        # MP4/MOV keep only standard tags unless asked: ComfyUI's prompt and workflow must survive (drag and drop).
+        self.options = {"movflags": "use_metadata_tags"} if self.metadata else {}
+
+    def __enter__(self) -> "VideoWriter":
+        if isinstance(self.target, (str, os.PathLike)):
+            target = Path(self.target)
+            self.temp = target.with_name(f".{target.stem}.partial{target.suffix or '.mp4'}")
+            self.container = av.open(str(self.temp), mode="w", format=self.format or None, options=self.options)
+        else:
+            self.container = av.open(self.target, mode="w", format=self.format or "mp4", options=self.options)
+        for key, value in self.metadata.items():  # ComfyUI stores the prompt and workflow here (as JSON)
+            self.container.metadata[key] = value if isinstance(value, str) else json.dumps(value)
+        self.stream = self.container.add_stream("h264", rate=self.fps)
+        self.stream.width, self.stream.height = self.size
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"crf": str(self.crf), "preset": self.preset}
+        self.audio_stream = None
+        if self.audio is not None:  # every stream must exist before the first packet is muxed
+            waveform, rate = self.audio
+            self.audio_stream = self.container.add_stream("aac", rate=int(rate))
+            self.audio_stream.layout = "mono" if waveform.shape[0] == 1 else "stereo"
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        out = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        for packet in self.stream.encode(out):
+            self.container.mux(packet)
+        self.frames += 1
+
+    def _finish(self) -> None:
+        for packet in self.stream.encode(None):
+            self.container.mux(packet)
+        if self.audio_stream is not None:
+            waveform, rate = self.audio
+            planar = np.ascontiguousarray(waveform[:2] if waveform.shape[0] > 2 else waveform, dtype=np.float32)
+            frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=self.audio_stream.layout.name)
+            frame.sample_rate, frame.pts = int(rate), 0
+            for packet in (*self.audio_stream.encode(frame), *self.audio_stream.encode(None)):
+                self.container.mux(packet)
+        self.container.close()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                if self.frames == 0:
+                    raise VideoFileError("no frames were written: a video needs at least one")
+                self._finish()
+                if self.temp is not None:
+                    os.replace(self.temp, self.target)
+                    self.temp = None
+        finally:
+            if self.temp is not None:  # failed: close what is open and leave nothing behind
+                try:
+                    self.container.close()
+                except Exception:  # noqa: BLE001 -- already failing; the original error is what matters
+                    pass
+                self.temp.unlink(missing_ok=True)

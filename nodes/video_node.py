@@ -1,0 +1,192 @@
+"""M3DDM Outpaint Video: VIDEO in, VIDEO out, streamed (long high-resolution videos in bounded memory)."""
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import logging
+import os
+from fractions import Fraction
+from typing import Optional
+
+import numpy as np
+import torch
+from comfy_api.latest import Input, Types, io
+
+from ..m3ddm_core import (VideoFileError, VideoWriter, check_range, composite_frames, encode_frames, outpaint_video,
+                          plan_passes, probe, read_audio, read_frames, resume_key)
+
+from . import runtime
+from .canvas_node import plan_for, target_inputs
+from .layouts import check_sd_vae, node_error, vae_decoder, vae_encoder
+from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings
+from .types import M3DDMModelType
+
+log = logging.getLogger("M3DDM")
+NODE = "M3DDM_OutpaintVideo"
+DECODE_BATCH = 8  # frames decoded, upscaled and composited together while streaming out
+
+
+def source_identity(source, start: int, count: int) -> str:
+    """What a resumed run must match: the file (path, size, modification time) or the bytes, and the range."""
+    h = hashlib.sha1(f"{start}:{count}".encode())
+    if isinstance(source, _io.BytesIO):
+        h.update(source.getbuffer())
+    else:
+        st = os.stat(source)
+        h.update(f"{os.path.abspath(source)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def upscaler(upscale_model):
+    """An UPSCALE_MODEL as ``[k, h, w, 3] -> [k, H, W, 3]`` through ComfyUI's own upscale node (tiling, OOM retry)."""
+    if upscale_model is None:
+        return None
+    from comfy_extras.nodes_upscale_model import ImageUpscaleWithModel
+
+    return lambda images: ImageUpscaleWithModel.execute(upscale_model, images).result[0].cpu()
+
+
+class OutpaintedVideo(Input.Video):
+    """The outpainted video, computed lazily: each frame is composited when it is written (or read).
+
+    Holds the sampled latents (32 KiB per frame) and the source; ``save_to`` streams source frame -> VAE-decoded
+    border (``DECODE_BATCH`` at a time) -> optional upscale -> composite -> H.264, with the source's audio trimmed to
+    the range. ``get_components`` materializes the frames for nodes that want an IMAGE batch.
+    """
+
+    def __init__(self, source, start: int, count: int, fps: Fraction, plan, latents: torch.Tensor, decode,
+                 feather: int, upscale=None):
+        self.source, self.start, self.count, self.fps = source, start, count, fps
+        self.plan, self.latents, self.decode, self.feather, self.upscale = plan, latents, decode, feather, upscale
+
+    def frames(self):
+        """The output frames ``[OH, OW, 3]`` uint8, one at a time."""
+        return composite_frames(read_frames(self.source, self.start, self.count), self.latents, self.plan,
+                                self.decode, self.feather, DECODE_BATCH, self.upscale)
+
+    def audio(self) -> Optional[tuple[np.ndarray, int]]:
+        return read_audio(self.source, self.start / self.fps, (self.start + self.count) / self.fps)
+
+    def get_dimensions(self) -> tuple[int, int]:
+        return self.plan.output_hw[1], self.plan.output_hw[0]
+
+    def get_frame_count(self) -> int:
+        return self.count
+
+    def get_frame_rate(self) -> Fraction:
+        return self.fps
+
+    def get_duration(self) -> float:
+        return float(self.count / self.fps)
+
+    def get_container_format(self) -> str:
+        return "mp4"
+
+    def get_components(self):
+        images = torch.from_numpy(np.stack(list(self.frames()))).float().div_(255.0)
+        audio = self.audio()
+        audio_dict = None if audio is None else {"waveform": torch.from_numpy(audio[0])[None], "sample_rate": audio[1]}
+        return Types.VideoComponents(images=images, audio=audio_dict, frame_rate=self.fps)
+
+    def save_to(self, path, format=Types.VideoContainer.AUTO, codec=Types.VideoCodec.AUTO, metadata=None):
+        if codec not in (Types.VideoCodec.AUTO, Types.VideoCodec.H264):
+            raise ValueError(f"[{NODE}] writes H.264 only; choose codec auto or h264")
+        if format not in (Types.VideoContainer.AUTO, Types.VideoContainer.MP4):
+            raise ValueError(f"[{NODE}] writes MP4 only; choose format auto or mp4")
+        ow, oh = self.get_dimensions()
+        try:
+            with VideoWriter(path, self.fps, ow, oh, audio=self.audio(), container_format="mp4",
+                             metadata=metadata) as writer:
+                report = runtime.count_progress(self.count)
+                for i, frame in enumerate(self.frames()):
+                    runtime.check_interrupt()
+                    writer.write(frame)
+                    report(i + 1)
+                    if (i + 1) % max(1, self.count // 10) == 0:
+                        log.info("[%s] wrote %d of %d frames", NODE, i + 1, self.count)
+        except VideoFileError as exc:
+            raise node_error(NODE, f"writing the video failed: {exc}") from None
+        except OSError as exc:
+            raise node_error(NODE, f"writing the video failed ({exc}); nothing was left behind. Free disk space or "
+                                   f"choose another output folder") from None
+
+
+class M3DDMOutpaintVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=NODE,
+            display_name="M3DDM Outpaint Video",
+            category="M3DDM",
+            description="Outpaints a whole VIDEO (Load Video, or any VIDEO) in bounded memory: frames stream from the "
+                        "file into the 256x256 working canvas, Coarse-to-Fine sampling runs on latents only, and the "
+                        "output VIDEO is composited frame by frame at native resolution while Save Video writes it "
+                        "(source audio and fps kept). Interrupted runs resume from the last finished pass.",
+            inputs=[
+                io.Video.Input("video", tooltip="The source video (core Load Video, or any VIDEO)."),
+                M3DDMModelType.Input("m3ddm_model", tooltip="From Load M3DDM Model."),
+                io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE."),
+                *target_inputs(),
+                *sampling_inputs(fps=False),
+                *pass_inputs(),
+                io.Int.Input("feather", default=8, min=0, max=256,
+                             tooltip="Seam blend width in output pixels, on the generated side only."),
+                io.Int.Input("start_frame", default=0, min=0, max=10_000_000,
+                             tooltip="First frame of the source to outpaint (0 = the beginning)."),
+                io.Int.Input("frame_count", default=0, min=0, max=10_000_000,
+                             tooltip="How many frames from start_frame; 0 = to the end of the video."),
+                io.UpscaleModel.Input("upscale_model", optional=True,
+                                      tooltip="Optional: applied to the generated canvases, a few frames at a time, "
+                                              "before compositing (sharper borders on large outputs)."),
+            ],
+            outputs=[io.Video.Output(display_name="video",
+                                     tooltip="The outpainted video, composited while it is saved (Save Video).")],
+        )
+
+    @classmethod
+    def execute(cls, video, m3ddm_model, vae, target, aspect_ratio, width, height, pad_left, pad_right, pad_top,
+                pad_bottom, canvas_mode, scheduler, steps, context_guidance, global_guidance, seed, low_vram, strides,
+                schedule, feather, start_frame, frame_count, upscale_model=None) -> io.NodeOutput:
+        check_sd_vae(vae, NODE)
+        source = video.get_stream_source()
+        try:
+            info = probe(source)
+            start, count = check_range(info, start_frame, frame_count)
+        except VideoFileError as exc:
+            raise node_error(NODE, f"{exc}. Load another video or change start_frame / frame_count") from None
+        plan = plan_for((info.height, info.width), NODE, target, aspect_ratio, width, height, pad_left, pad_right,
+                        pad_top, pad_bottom, canvas_mode)
+        if plan.output_hw[0] % 2 or plan.output_hw[1] % 2:
+            raise node_error(NODE, f"the output would be {plan.output_hw[1]}x{plan.output_hw[0]}; H.264 needs even "
+                                   f"sides: adjust the target by a pixel")
+        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
+        try:
+            n_passes = len(plan_passes(count, strides, schedule))
+        except ValueError as exc:
+            raise node_error(NODE, str(exc)) from None
+        log.info("[%s] %d frames %dx%d at %.3f fps -> %dx%d; encoding the working canvases", NODE, count, info.width,
+                 info.height, float(info.fps), plan.output_hw[1], plan.output_hw[0])
+        try:
+            encoded = encode_frames(read_frames(source, start, count), count, plan, vae_encoder(vae),
+                                    on_chunk=runtime.count_progress(count))
+        except VideoFileError as exc:
+            raise node_error(NODE, f"reading the video failed: {exc}") from None
+        model, settings = runtime.model_on_device(m3ddm_model, settings, plan.latent_hw, NODE)
+        store = runtime.pass_store(resume_key(source_identity(source, start, count), plan, encoded, model, settings,
+                                              float(info.fps), strides, schedule))
+        resumed = [i for i in store.done() if i < n_passes]
+        if resumed:
+            log.info("[%s] resuming an interrupted run: %d of %d passes are done (%s)", NODE, len(resumed), n_passes,
+                     store.dir)
+        callback = runtime.progress_callback(max(1, n_passes * steps), model.device, len(resumed) * steps)
+        try:
+            result = outpaint_video(model, range(count), plan, None, None, float(info.fps), settings, strides,
+                                    schedule, callback, runtime.check_interrupt, encoded=encoded, store=store)
+        except ValueError as exc:
+            raise node_error(NODE, str(exc)) from None
+        except torch.cuda.OutOfMemoryError as exc:
+            raise runtime.oom_hint(exc, NODE) from exc
+        log.info("[%s] sampled %d of %d passes (%d resumed)", NODE, n_passes - len(result.resumed_passes), n_passes,
+                 len(result.resumed_passes))
+        return io.NodeOutput(OutpaintedVideo(source, start, count, info.fps, plan, result.latents, vae_decoder(vae),
+                                             feather, upscaler(upscale_model)))

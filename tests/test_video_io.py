@@ -1,0 +1,115 @@
+"""Video files through PyAV (m3ddm_core.video_io): probe, ranges, audio, atomic writes, and bad files."""
+import errno
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from helpers import write_audio_only
+from m3ddm_core.video_io import VideoFileError, VideoWriter, check_range, probe, read_audio, read_frames
+
+FPS = Fraction(30000, 1001)
+
+
+def _frames(n, h=48, w=64):
+    return [np.full((h, w, 3), (7 * i) % 256, np.uint8) for i in range(n)]
+
+
+def _write(path, n, audio_seconds=None, container_format=None):
+    audio = None
+    if audio_seconds:
+        t = np.arange(int(audio_seconds * 16000), dtype=np.float32) / 16000
+        audio = (np.sin(2 * np.pi * 300 * t)[None] * 0.3).astype(np.float32), 16000
+    with VideoWriter(path, FPS, 64, 48, audio=audio, container_format=container_format) as w:
+        for f in _frames(n):
+            w.write(f)
+    return path
+
+
+def test_probe_counts_frames_and_reads_fps_size_and_audio(tmp_path):
+    info = probe(_write(tmp_path / "a.mp4", 45, audio_seconds=1.5))
+    assert (info.frames, info.fps, info.width, info.height, info.audio_channels) == (45, FPS, 64, 48, 1)
+    assert info.audio_rate == 16000 and info.duration == pytest.approx(45 * 1001 / 30000)
+
+
+def test_read_frames_gives_exactly_the_range_in_order(tmp_path):
+    path = _write(tmp_path / "a.mp4", 40)
+    got = list(read_frames(path, 12, 9))
+    assert len(got) == 9 and got[0].shape == (48, 64, 3) and got[0].dtype == np.uint8
+    means = [f.mean() for f in got]
+    expected = [(7 * i) % 256 for i in range(12, 21)]
+    assert np.allclose(means, expected, atol=3)  # flat grey frames survive H.264 within a few levels
+    assert len(list(read_frames(path))) == 40
+
+
+def test_read_audio_trims_to_the_range(tmp_path):
+    path = _write(tmp_path / "a.mp4", 60, audio_seconds=2.0)
+    waveform, rate = read_audio(path, 0.5, 1.25)
+    assert rate == 16000 and waveform.shape == (1, 12000) and waveform.dtype == np.float32
+    assert read_audio(_write(tmp_path / "silent.mp4", 5), 0, 1) is None
+
+
+def test_ranges_past_the_end_are_named(tmp_path):
+    info = probe(_write(tmp_path / "a.mp4", 10))
+    assert check_range(info, 0, 0) == (0, 10) and check_range(info, 4, 6) == (4, 6)
+    with pytest.raises(VideoFileError, match="start frame 10 is past the end: the video has 10 frames"):
+        check_range(info, 10, 0)
+    with pytest.raises(VideoFileError, match="run past the end: only 6 remain"):
+        check_range(info, 4, 7)
+    with pytest.raises(VideoFileError, match="must not be negative"):
+        check_range(info, -1, 0)
+
+
+def test_a_file_without_video_or_frames_is_refused(tmp_path):
+    audio_only = write_audio_only(tmp_path / "sound.m4a", seconds=1.0)
+    with pytest.raises(VideoFileError, match="no video stream"):
+        probe(audio_only)
+    empty = tmp_path / "empty.mkv"
+    with av.open(str(empty), "w") as c:  # a header and a video stream, no frames
+        s = c.add_stream("h264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        c.start_encoding()
+    with pytest.raises(VideoFileError, match="no frames|cannot open the video"):
+        probe(empty)
+    with pytest.raises(VideoFileError, match="no frames were written"):
+        _write(tmp_path / "none.mp4", 0)
+    assert not (tmp_path / "none.mp4").exists() and not (tmp_path / ".none.partial.mp4").exists()
+    (tmp_path / "junk.mp4").write_bytes(b"not a video at all" * 100)
+    with pytest.raises(VideoFileError, match="cannot open the video"):
+        probe(tmp_path / "junk.mp4")
+
+
+def test_a_file_cut_mid_stream_is_reported_not_shortened_silently(tmp_path):
+    path = _write(tmp_path / "a.mkv", 60, container_format="matroska")
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoFileError, match="ended after|corrupt"):
+        list(read_frames(cut, 0, 60))
+
+
+def test_a_failed_write_leaves_no_file_that_looks_finished(tmp_path, monkeypatch):
+    target = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="stop"):
+        with VideoWriter(target, FPS, 64, 48) as w:
+            w.write(_frames(1)[0])
+            raise RuntimeError("stop")
+    assert list(tmp_path.iterdir()) == []
+
+    def disk_full(self, packet):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OSError, match="No space left"):
+        with VideoWriter(target, FPS, 64, 48) as w:
+            monkeypatch.setattr(type(w.container), "mux", disk_full)
+            for f in _frames(30):
+                w.write(f)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+    _write(target, 3)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"] and probe(target).frames == 3
+
+
+def test_odd_output_sizes_are_refused_before_writing(tmp_path):
+    with pytest.raises(VideoFileError, match="even frame sizes"):
+        VideoWriter(tmp_path / "o.mp4", FPS, 65, 48)
