@@ -72,7 +72,14 @@ def prompt_for(path: str, name: str, object_info: dict, ratio: str, steps: int) 
     overrides = {"Load M3DDM Model": {"model_name": "nano"}, "Load VAE": {"vae_name": "taesd"},
                  "Load Video": {"file": name}, sampler: {"steps": steps, "seed": 1}}
     overrides[canvas] = dict(overrides.get(canvas, {}), aspect_ratio=ratio)
-    return workflow_to_api(wf, object_info, overrides)
+    prompt = workflow_to_api(wf, object_info, overrides)
+    # the before/after review video of workflow (b) is not part of the outpainting: left out of the measurement
+    review = {k for k, v in prompt.items() if v["class_type"] == "M3DDM_Compare"}
+    while review:
+        prompt = {k: v for k, v in prompt.items() if k not in review}
+        review = {k for k, v in prompt.items()
+                  if any(isinstance(x, list) and x and x[0] not in prompt for x in v["inputs"].values())}
+    return prompt
 
 
 def main() -> None:

@@ -5,20 +5,27 @@ model :func:`build_unet`, :func:`load_unet` (``unet3d``, ``loader``); canvas :fu
 :func:`build_canvas` (``canvas``); passes :class:`Pass`, :func:`plan_passes`, :func:`clip_pass` (``schedule``);
 encode :func:`encode_video`, :func:`encode_pass` and sample :func:`prepare_video`, :func:`run_pass`,
 :func:`outpaint_video` (``video``, on ``guidance`` and ``sampler``); decode :func:`decode_latents`;
-:func:`composite` (``composite``); whole videos in bounded memory :func:`encode_frames`,
-:func:`composite_frames` (``stream``) with files read and written by ``video_io`` (PyAV); resumable runs :class:`PassStore` (``resume``). ``reference`` is the official computation, for tests and benchmarks only.
+:func:`composite` (``composite``). Around it: whole videos in bounded memory :func:`encode_frames`,
+:func:`composite_frames` (``stream``) with files read and written by ``video_io`` (PyAV); resumable runs
+:class:`PassStore` (``resume``); shots :func:`detect_cuts` (``shots``, PySceneDetect); before/after frames
+:func:`compare_frames` (``compare``); quality by the papers' protocol :func:`evaluate_frames` (``evaluate``).
+``reference`` is the official computation, for tests and benchmarks only.
 This module's exports are the whole interface the ComfyUI layer uses.
 """
 from .attention import sdpa_attention, softmax_attention
 from .canvas import CanvasError, CanvasPlan, build_canvas, plan_canvas
+from .compare import LAYOUTS, compare_frames, comparison_hw
 from .composite import composite
 from .config import FULL_SIZE_CONFIG, ConfigError, parse_config
+from .evaluate import (DIRECTIONS, PAPER_MASK_RATIOS, PAPER_SIZE, Metrics, evaluate_frames, evaluation_padding,
+                       frechet_distance, generated_region, i3d_features, resize_frames)
 from .guidance import active_branches
 from .loader import DTYPES, WEIGHT_NAMES, WEIGHT_SUFFIXES, WeightsError, load_unet
 from .memory import MEMORY_MARGIN, fits_batched, sampling_memory
 from .resume import PassStore, content_hash, model_fingerprint, run_key
 from .schedule import CLIP_FRAMES, GLOBAL_FRAMES, SCHEDULES, STRIDE_PRESETS, Pass, clip_pass, clip_stride, plan_passes, plan_schedule
 from .schedulers import SCHEDULERS
+from .shots import CutDetector, ShotError, check_cuts, detect_cuts, parse_cuts, shot_bounds, shot_seed
 from .stream import composite_frames, encode_frames
 from .unet3d import M3DDMUNet, build_unet
 from .video import (EncodedVideo, LatentCache, OutpaintResult, PreparedVideo, SampleSettings,
@@ -35,4 +42,7 @@ __all__ = ["FULL_SIZE_CONFIG", "ConfigError", "parse_config", "M3DDMUNet", "buil
            "global_frame_latents", "prepare_video", "run_pass", "decode_latents", "outpaint_video", "composite",
            "PassStore", "content_hash", "model_fingerprint", "run_key", "resume_key", "encode_frames",
            "composite_frames", "VideoFileError", "VideoInfo", "VideoWriter", "check_range", "probe", "read_audio",
-           "read_frames"]
+           "read_frames", "CutDetector", "ShotError", "check_cuts", "detect_cuts", "parse_cuts", "shot_bounds",
+           "shot_seed", "LAYOUTS", "compare_frames", "comparison_hw", "DIRECTIONS", "PAPER_MASK_RATIOS", "PAPER_SIZE",
+           "Metrics", "evaluate_frames", "evaluation_padding", "frechet_distance", "generated_region", "i3d_features",
+           "resize_frames"]

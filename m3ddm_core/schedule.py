@@ -64,6 +64,12 @@ class Pass:
         """The distinct frame indexes of the clip, in clip order."""
         return tuple(dict.fromkeys(self.frames))
 
+    def shifted(self, offset: int) -> "Pass":
+        """The same pass with every frame index moved by ``offset`` (a shot's pass in the whole video's numbering)."""
+        return Pass(tuple(f + offset for f in self.frames), self.is_guide, self.stride,
+                    tuple((pos, f + offset) for pos, f in self.writes),
+                    tuple(f + offset for f in self.official_saved_as))
+
     def fps(self, video_fps: float) -> int:
         """The fps the model is conditioned on: ``video_fps // stride``, truncated to an integer."""
         return int(video_fps // self.stride)

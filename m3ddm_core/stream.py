@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .canvas import CanvasPlan
-from .composite import composite
+from .composite import CompositeLayout, composite
 from .schedule import CLIP_FRAMES
 from .video import DecodeFn, EncodedVideo, EncodeFn, LatentCache, build_canvases, global_frame_latents
 
@@ -57,6 +57,7 @@ def composite_frames(frames: Iterable[np.ndarray], latents: torch.Tensor, plan: 
     79 MB in float32, so a whole chunk of them is not kept). Original pixels come out unchanged."""
     n, done = latents.shape[0], 0
     buffer = torch.empty((1, *plan.output_hw, 3), dtype=torch.float32)
+    layout = CompositeLayout(plan, feather)
     for chunk in _chunks(frames, batch):
         k = len(chunk)
         if done + k > n:
@@ -67,7 +68,7 @@ def composite_frames(frames: Iterable[np.ndarray], latents: torch.Tensor, plan: 
                 generated = upscale(generated).float().cpu().clamp(0, 1)
         for i, source in enumerate(chunk):
             original = torch.from_numpy(source).float().div_(255.0).unsqueeze(0)
-            out = composite(original, generated[i:i + 1], plan, feather, out=buffer)
+            out = composite(original, generated[i:i + 1], plan, feather, out=buffer, layout=layout)
             # x/255*255 rounds back to the same integer: the original region stays bit-exact.
             yield out[0].mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
         done += k

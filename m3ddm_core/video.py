@@ -26,6 +26,7 @@ from .guidance import clip_conditioning
 from .resume import PassStore, model_fingerprint, run_key
 from .sampler import sample_clip
 from .schedule import CLIP_FRAMES, GLOBAL_FRAMES, Pass, Strides, plan_passes
+from .shots import shot_bounds, shot_seed
 
 EncodeFn = Callable[[torch.Tensor], torch.Tensor]
 DecodeFn = Callable[[torch.Tensor], torch.Tensor]
@@ -217,14 +218,15 @@ def run_pass(model, video: PreparedVideo, p: Pass, guides: Mapping[int, torch.Te
 
 
 def resume_key(content: str, plan: CanvasPlan, encoded: EncodedVideo, model, settings: SampleSettings, fps: float,
-               strides: Strides, schedule: str) -> str:
+               strides: Strides, schedule: str, cuts: Sequence[int] = ()) -> str:
     """The :class:`.resume.PassStore` key of an :func:`outpaint_video` run: the frames' ``content`` hash, the plan,
-    the VAE's latents of the global frames and the unconditional canvas, the weights, the settings, fps and the
-    schedule. ``sequential`` is left out: it changes how the branches are batched, not what they compute."""
+    the VAE's latents of the global frames and the unconditional canvas, the weights, the settings, fps, the
+    schedule and the shots' ``cuts``. ``sequential`` is left out: it changes how the branches are batched, not
+    what they compute."""
     return run_key(content=content, plan=plan, global_latents=encoded.global_latents,
                    uncond_latent=encoded.uncond_latent, model=model_fingerprint(model),
                    settings=dataclasses.replace(settings, sequential=False), fps=float(fps), strides=strides,
-                   schedule=schedule)
+                   schedule=schedule, cuts=[int(c) for c in cuts])
 
 
 def decode_latents(decode: DecodeFn, latents: torch.Tensor, batch: int = CLIP_FRAMES) -> torch.Tensor:
@@ -234,12 +236,22 @@ def decode_latents(decode: DecodeFn, latents: torch.Tensor, batch: int = CLIP_FR
     return torch.cat(out).clamp(0, 1)
 
 
+def shot_of(encoded: EncodedVideo, start: int, end: int) -> EncodedVideo:
+    """The frames ``start:end`` of an already encoded video as a video of their own: their cached latents
+    (renumbered from 0, not copied) and global frames taken from them alone."""
+    cache = encoded.cache
+    sub = LatentCache(cache.frames[start:end], cache.plan, cache.encode,
+                      {i - start: t for i, t in cache.prefilled.items() if start <= i < end},
+                      {i - start: t for i, t in cache.masked.items() if start <= i < end})
+    return EncodedVideo(sub, encoded.uncond_latent, global_frame_latents(sub))
+
+
 def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], decode: Optional[DecodeFn], fps: float,
                    settings: SampleSettings = SampleSettings(), strides: Strides = "auto", schedule: str = "fixed",
                    callback: Optional[Callable[[dict], None]] = None,
                    check_interrupt: Optional[Callable[[], None]] = None,
                    encoded: Optional[EncodedVideo] = None, decode_batch: int = CLIP_FRAMES,
-                   store: Optional[PassStore] = None) -> OutpaintResult:
+                   store: Optional[PassStore] = None, cuts: Sequence[int] = ()) -> OutpaintResult:
     """Outpaint ``frames`` (``[N, H, W, 3]`` tensor/array or a sequence of frames, uint8 or float 0..1).
 
     ``schedule``: see :func:`.schedule.plan_passes`. ``callback`` gets ``{"pass", "passes", "i", "total", "t",
@@ -250,31 +262,52 @@ def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], 
     chunk by chunk). ``store`` (:class:`.resume.PassStore`, keyed by the caller over everything the result
     depends on) makes the run resumable: passes found there are loaded instead of sampled, each sampled pass is
     saved, and the store is cleared once the result exists.
+
+    ``cuts`` (first frames of new shots, :mod:`.shots`) split the video into shots, each outpainted as its own
+    video: its own 16 global frames, its own schedule, no guide across a cut, and the seed
+    :func:`.shots.shot_seed` (the first shot keeps ``settings.seed``). The result's passes are numbered in the
+    whole video's frames.
     """
     n = len(frames)
     if n < 1:
         raise ValueError("the video has no frames")
-    passes = plan_passes(n, strides, schedule)
-    if encoded is None:
-        encoded = encode_video(frames, plan, encode)
-    video = prepare_video(model, encoded, plan)
+    bounds = shot_bounds(n, cuts)
+    shot_passes = [plan_passes(end - start, strides, schedule) for start, end in bounds]  # checked before encoding
+    total = sum(len(p) for p in shot_passes)
     final: dict[int, torch.Tensor] = {}
-    resumed = []
-    for k, p in enumerate(passes):
-        stored = store.load(k) if store is not None else None
-        if stored is not None and set(stored) == set(p.distinct_frames):
-            final.update(stored)
-            resumed.append(k)
-            continue
-        step_cb = None if callback is None else \
-            (lambda info, k=k: callback(dict(info, **{"pass": k, "passes": len(passes)})))
-        latents = run_pass(model, video, p, final, fps, settings, k, step_cb, check_interrupt)
-        if store is not None:
-            store.save(k, latents)
-        final.update(latents)
+    resumed, done = [], 0
+    # a shot of an encoded video counts only what it encodes itself (global frames the source lacked)
+    encoded_images = encoded.cache.encoded_images if encoded is not None and len(bounds) > 1 else 0
+    for shot, ((start, end), passes) in enumerate(zip(bounds, shot_passes)):
+        if len(bounds) == 1:
+            shot_encoded = encoded if encoded is not None else encode_video(frames, plan, encode)
+        elif encoded is not None:
+            shot_encoded = shot_of(encoded, start, end)
+        else:
+            shot_encoded = encode_video(frames[start:end], plan, encode)
+        video = prepare_video(model, shot_encoded, plan)
+        shot_settings = dataclasses.replace(settings, seed=shot_seed(settings.seed, shot))
+        local: dict[int, torch.Tensor] = {}
+        for k, p in enumerate(passes):
+            index = done + k
+            stored = store.load(index) if store is not None else None
+            if stored is not None and set(stored) == {start + f for f in p.distinct_frames}:
+                local.update({f - start: t for f, t in stored.items()})
+                resumed.append(index)
+                continue
+            step_cb = None if callback is None else (
+                lambda info, index=index, start=start: callback(dict(
+                    info, frames=[start + f for f in info["frames"]], **{"pass": index, "passes": total})))
+            latents = run_pass(model, video, p, local, fps, shot_settings, k, step_cb, check_interrupt)
+            if store is not None:
+                store.save(index, {start + f: t for f, t in latents.items()})
+            local.update(latents)
+        final.update({start + f: t for f, t in local.items()})
+        done += len(passes)
+        encoded_images += shot_encoded.cache.encoded_images
     latents = torch.stack([final[i] for i in range(n)])
     canvases = None if decode is None else decode_latents(decode, latents, decode_batch)
     if store is not None:
         store.clear()
-    return OutpaintResult(canvases, latents, passes, encoded.cache.encoded_images,
-                          (len(passes) - len(resumed)) * settings.steps, resumed)
+    passes = [p.shifted(start) for (start, _), ps in zip(bounds, shot_passes) for p in ps]
+    return OutpaintResult(canvases, latents, passes, encoded_images, (total - len(resumed)) * settings.steps, resumed)

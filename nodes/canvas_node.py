@@ -8,10 +8,12 @@ from comfy_api.latest import io
 from ..m3ddm_core import CanvasError, build_canvas, global_frame_indexes, plan_canvas
 
 from .layouts import node_error, rgb_frames
+from .shots import resolve_cuts, shot_inputs
 from .types import Canvas, M3DDMCanvasType, video_fingerprint
 
 NODE = "M3DDM_OutpaintCanvas"
 TARGETS = ["aspect ratio", "output size", "padding"]
+PREVIEW_CUTS = 16
 
 
 def target_inputs() -> list:
@@ -61,30 +63,39 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
             category="M3DDM",
             description="Plans the outpainting of a frame sequence: the output size at native resolution and the "
                         "256x256 working canvas the model sees (content centred, border to generate). Outputs a "
-                        "preview of the TELEA-prefilled working canvases and their mask (1 = generated).",
+                        "preview of the TELEA-prefilled working canvases and their mask (1 = generated). With "
+                        "shots, it also splits an edited video at its cuts (the preview then shows the frames on "
+                        "both sides of every cut) for Coarse-to-Fine to outpaint shot by shot.",
             inputs=[
                 io.Image.Input("images", tooltip="The video frames (IMAGE batch, one frame per item)."),
                 *target_inputs(),
+                *shot_inputs(),
             ],
             outputs=[
                 M3DDMCanvasType.Output(display_name="canvas", tooltip="Geometry + source frames for the M3DDM nodes."),
                 io.Image.Output(display_name="preview", tooltip="The prefilled working canvases the model starts from "
                                                                 "(up to 16 frames spread over the video)."),
                 io.Mask.Output(display_name="mask", tooltip="Working-canvas mask, 1 = generated, 0 = source content."),
+                io.String.Output(display_name="cuts", tooltip="The cuts found or given (first frames of new shots, "
+                                                              "e.g. 40, 73; empty: one shot)."),
             ],
         )
 
     @classmethod
     def execute(cls, images, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
-                canvas_mode) -> io.NodeOutput:
+                canvas_mode, shots="none", cuts="") -> io.NodeOutput:
         frames = rgb_frames(images, NODE)
         hw = (int(frames.shape[1]), int(frames.shape[2]))
         plan = plan_for(hw, NODE, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
                         canvas_mode)
-        canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images))
-        # At most 16 preview frames (those the global frames use): memory stays bounded for long videos.
-        shown = global_frame_indexes(frames.shape[0]) if frames.shape[0] > 16 else range(frames.shape[0])
+        n = int(frames.shape[0])
+        found = resolve_cuts(shots, cuts, frames, n, NODE)
+        canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images), cuts=tuple(found))
+        if found:  # both sides of every cut (the first 16 cuts), to check them before sampling
+            shown = [i for c in found[:PREVIEW_CUTS] for i in (c - 1, c)]
+        else:  # at most 16 preview frames (those the global frames use): memory stays bounded for long videos
+            shown = global_frame_indexes(n) if n > 16 else range(n)
         preview = torch.from_numpy(np.stack([build_canvas(frames[i].cpu().numpy(), plan)[0]
                                              for i in dict.fromkeys(shown)])).float() / 255.0
         mask = torch.from_numpy(plan.pixel_mask()).unsqueeze(0)
-        return io.NodeOutput(canvas, preview, mask)
+        return io.NodeOutput(canvas, preview, mask, ", ".join(str(c) for c in found))

@@ -8,11 +8,12 @@ from comfy_api.latest import io
 
 from ..m3ddm_core import (SCHEDULERS, SCHEDULES, STRIDE_PRESETS, LatentCache, SampleSettings, clip_pass,
                           content_hash, decode_latents, encode_pass, encode_video, global_frame_latents,
-                          outpaint_video, plan_passes, prepare_video, resume_key, run_pass)
+                          outpaint_video, plan_passes, prepare_video, resume_key, run_pass, shot_bounds)
 
 from . import runtime
 from .layouts import (check_sd_vae, guide_latents, node_error, parse_frame_indexes, rgb_frames, to_latent_dict,
                       vae_decoder, vae_encoder)
+from .shots import FROM_CANVAS, resolve_cuts, shot_inputs
 from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
 
 log = logging.getLogger("M3DDM")
@@ -60,6 +61,11 @@ def pass_inputs() -> list:
     ]
 
 
+def count_passes(num_frames: int, cuts, strides, schedule) -> int:
+    """Sampling passes of a run over ``num_frames`` split at ``cuts`` (raises ValueError for a bad schedule)."""
+    return sum(len(plan_passes(end - start, strides, schedule)) for start, end in shot_bounds(num_frames, cuts))
+
+
 def sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram) -> SampleSettings:
     return SampleSettings(steps=steps, s1=context_guidance, s2=global_guidance, scheduler=scheduler, seed=seed,
                           sequential=low_vram)
@@ -72,6 +78,36 @@ def _check_global(global_frames, canvas, node):
         raise node_error(node, "the global frames were encoded for another video or canvas; connect M3DDM Encode "
                                "Global Frames fed by this same canvas")
     return global_frames.latents
+
+
+def run_outpaint(node: str, m3ddm_model, vae, frames: torch.Tensor, plan, settings: SampleSettings, fps: float,
+                 strides, schedule: str, cuts, global_latents=None):
+    """Coarse-to-fine outpainting of IMAGE ``frames`` ``[N, H, W, 3]`` with ComfyUI's model management, progress,
+    interruption and a resumable pass store; errors name ``node``. Returns the core's ``OutpaintResult``."""
+    try:  # checked before any encoding or model loading
+        n_passes = count_passes(frames.shape[0], cuts, strides, schedule)
+    except ValueError as exc:
+        raise node_error(node, str(exc)) from None
+    encoded = encode_video(frames, plan, vae_encoder(vae), global_latents, preencode=True)
+    model, settings = runtime.model_on_device(m3ddm_model, settings, plan.latent_hw, node)
+    store = runtime.pass_store(resume_key(content_hash(frames), plan, encoded, model, settings, fps, strides,
+                                          schedule, cuts))
+    resumed = [i for i in store.done() if i < n_passes]
+    if resumed:
+        log.info("[%s] resuming an interrupted run: %d of %d passes are done (%s)", node, len(resumed), n_passes,
+                 store.dir)
+    callback = runtime.progress_callback(max(1, n_passes * settings.steps), model.device,
+                                         len(resumed) * settings.steps)
+    try:
+        result = outpaint_video(model, frames, plan, None, vae_decoder(vae), fps, settings, strides, schedule,
+                                callback, runtime.check_interrupt, encoded=encoded, store=store, cuts=cuts)
+    except ValueError as exc:
+        raise node_error(node, str(exc)) from None
+    except torch.cuda.OutOfMemoryError as exc:
+        raise runtime.oom_hint(exc, node) from exc
+    log.info("[%s] sampled %d of %d passes (%d resumed)", node, n_passes - len(result.resumed_passes), n_passes,
+             len(result.resumed_passes))
+    return result
 
 
 class M3DDMEncodeGlobalFrames(io.ComfyNode):
@@ -169,11 +205,13 @@ class M3DDMCoarseToFine(io.ComfyNode):
                         "first (e.g. every 15th), then the frames between them, each clip guided by what is already "
                         "generated. Every frame is generated exactly once; the frame count is kept. Each finished "
                         "pass is kept on disk until the video is done: after a Cancel, an error or a crash, queueing "
-                        "the same inputs again samples only the passes that remain.",
+                        "the same inputs again samples only the passes that remain. Edited videos can be outpainted "
+                        "shot by shot (shots input).",
             inputs=[
                 *_model_vae_canvas_inputs(),
                 *sampling_inputs(),
                 *pass_inputs(),
+                *shot_inputs(from_canvas=True),
                 M3DDMGlobalType.Input("global_frames", optional=True,
                                       tooltip="Optional: from M3DDM Encode Global Frames. Without it they are encoded "
                                               "here from the cached canvases (no extra VAE work)."),
@@ -187,32 +225,17 @@ class M3DDMCoarseToFine(io.ComfyNode):
 
     @classmethod
     def execute(cls, m3ddm_model, vae, canvas, scheduler, steps, context_guidance, global_guidance, seed, fps,
-                low_vram, strides, schedule, global_frames=None) -> io.NodeOutput:
+                low_vram, strides, schedule, shots=FROM_CANVAS, cuts="", global_frames=None) -> io.NodeOutput:
         check_sd_vae(vae, cls.NODE)
         frames = rgb_frames(canvas.frames, cls.NODE)
+        n = int(frames.shape[0])
+        found = list(canvas.cuts) if shots == FROM_CANVAS else resolve_cuts(shots, cuts, frames, n, cls.NODE)
         g_latents = _check_global(global_frames, canvas, cls.NODE)
+        if found and g_latents is not None:
+            raise node_error(cls.NODE, "global frames cover the whole video, but this run is split into shots (each "
+                                       "takes its own); disconnect global_frames or set shots to none")
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
-        try:  # checked before any encoding or model loading
-            n_passes = len(plan_passes(frames.shape[0], strides, schedule))
-        except ValueError as exc:
-            raise node_error(cls.NODE, str(exc)) from None
-        encoded = encode_video(frames, canvas.plan, vae_encoder(vae), g_latents, preencode=True)
-        model, settings = runtime.model_on_device(m3ddm_model, settings, canvas.plan.latent_hw, cls.NODE)
-        store = runtime.pass_store(resume_key(content_hash(frames), canvas.plan, encoded, model, settings, fps,
-                                              strides, schedule))
-        resumed = [i for i in store.done() if i < n_passes]
-        if resumed:
-            log.info("[%s] resuming an interrupted run: %d of %d passes are done (%s)", cls.NODE, len(resumed),
-                     n_passes, store.dir)
-        callback = runtime.progress_callback(max(1, n_passes * steps), model.device, len(resumed) * steps)
-        try:
-            result = outpaint_video(model, frames, canvas.plan, None, vae_decoder(vae), fps, settings, strides,
-                                    schedule, callback, runtime.check_interrupt, encoded=encoded, store=store)
-        except ValueError as exc:
-            raise node_error(cls.NODE, str(exc)) from None
-        except torch.cuda.OutOfMemoryError as exc:
-            raise runtime.oom_hint(exc, cls.NODE) from exc
-        log.info("[%s] sampled %d of %d passes (%d resumed)", cls.NODE, n_passes - len(result.resumed_passes),
-                 n_passes, len(result.resumed_passes))
+        result = run_outpaint(cls.NODE, m3ddm_model, vae, frames, canvas.plan, settings, fps, strides, schedule,
+                              found, g_latents)
         latent = to_latent_dict(result.latents, list(range(frames.shape[0])))
         return io.NodeOutput(result.canvases.to(runtime.output_device()), latent)

@@ -34,6 +34,7 @@ class Canvas:
     plan: CanvasPlan
     frames: torch.Tensor  # IMAGE [N, H, W, C] as the user gave it
     video_id: str  # fingerprint of the frames: catches a canvas or global frames from another video
+    cuts: tuple[int, ...] = ()  # first frames of new shots (M3DDM Outpaint Canvas's shots input)
 
     @property
     def num_frames(self) -> int:

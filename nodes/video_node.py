@@ -13,12 +13,13 @@ import torch
 from comfy_api.latest import Input, Types, io
 
 from ..m3ddm_core import (VideoFileError, VideoWriter, check_range, composite_frames, encode_frames, outpaint_video,
-                          plan_passes, probe, read_audio, read_frames, resume_key)
+                          CutDetector, probe, read_audio, read_frames, resume_key)
 
 from . import runtime
 from .canvas_node import plan_for, target_inputs
 from .layouts import check_sd_vae, node_error, vae_decoder, vae_encoder
-from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings
+from .sampler_nodes import count_passes, pass_inputs, sampling_inputs, sampling_settings
+from .shots import resolve_cuts, shot_inputs
 from .types import M3DDMModelType
 
 log = logging.getLogger("M3DDM")
@@ -111,6 +112,13 @@ class OutpaintedVideo(Input.Video):
                                    f"choose another output folder") from None
 
 
+def _feeding(frames, detector):
+    """Pass ``frames`` through unchanged, showing each to ``detector`` on the way."""
+    for frame in frames:
+        detector.feed(frame)
+        yield frame
+
+
 class M3DDMOutpaintVideo(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -121,7 +129,8 @@ class M3DDMOutpaintVideo(io.ComfyNode):
             description="Outpaints a whole VIDEO (Load Video, or any VIDEO) in bounded memory: frames stream from the "
                         "file into the 256x256 working canvas, Coarse-to-Fine sampling runs on latents only, and the "
                         "output VIDEO is composited frame by frame at native resolution while Save Video writes it "
-                        "(source audio and fps kept). Interrupted runs resume from the last finished pass.",
+                        "(source audio and fps kept). Interrupted runs resume from the last finished pass; edited "
+                        "videos can be outpainted shot by shot.",
             inputs=[
                 io.Video.Input("video", tooltip="The source video (core Load Video, or any VIDEO)."),
                 M3DDMModelType.Input("m3ddm_model", tooltip="From Load M3DDM Model."),
@@ -135,6 +144,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
                              tooltip="First frame of the source to outpaint (0 = the beginning)."),
                 io.Int.Input("frame_count", default=0, min=0, max=10_000_000,
                              tooltip="How many frames from start_frame; 0 = to the end of the video."),
+                *shot_inputs(),
                 io.UpscaleModel.Input("upscale_model", optional=True,
                                       tooltip="Optional: applied to the generated canvases, a few frames at a time, "
                                               "before compositing (sharper borders on large outputs)."),
@@ -146,7 +156,8 @@ class M3DDMOutpaintVideo(io.ComfyNode):
     @classmethod
     def execute(cls, video, m3ddm_model, vae, target, aspect_ratio, width, height, pad_left, pad_right, pad_top,
                 pad_bottom, canvas_mode, scheduler, steps, context_guidance, global_guidance, seed, low_vram, strides,
-                schedule, feather, start_frame, frame_count, upscale_model=None) -> io.NodeOutput:
+                schedule, feather, start_frame, frame_count, shots="none", cuts="",
+                upscale_model=None) -> io.NodeOutput:
         check_sd_vae(vae, NODE)
         source = video.get_stream_source()
         try:
@@ -160,20 +171,31 @@ class M3DDMOutpaintVideo(io.ComfyNode):
             raise node_error(NODE, f"the output would be {plan.output_hw[1]}x{plan.output_hw[0]}; H.264 needs even "
                                    f"sides: adjust the target by a pixel")
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
-        try:
-            n_passes = len(plan_passes(count, strides, schedule))
+        detector = CutDetector() if shots == "detect" else None
+        try:  # checked before any decoding or model loading (detected cuts are checked again below)
+            found = [] if detector else resolve_cuts(shots, cuts, (), count, NODE)
+            n_passes = count_passes(count, found, strides, schedule)
         except ValueError as exc:
             raise node_error(NODE, str(exc)) from None
         log.info("[%s] %d frames %dx%d at %.3f fps -> %dx%d; encoding the working canvases", NODE, count, info.width,
                  info.height, float(info.fps), plan.output_hw[1], plan.output_hw[0])
+        frames = read_frames(source, start, count)
+        if detector is not None:  # cuts found in the same pass over the file as the encoding
+            frames = _feeding(frames, detector)
         try:
-            encoded = encode_frames(read_frames(source, start, count), count, plan, vae_encoder(vae),
-                                    on_chunk=runtime.count_progress(count))
+            encoded = encode_frames(frames, count, plan, vae_encoder(vae), on_chunk=runtime.count_progress(count))
         except VideoFileError as exc:
             raise node_error(NODE, f"reading the video failed: {exc}") from None
+        if detector is not None:
+            found = detector.cuts()
+            log.info("[%s] %d shot(s); cuts at frames %s", NODE, len(found) + 1, found or "none")
+            try:
+                n_passes = count_passes(count, found, strides, schedule)
+            except ValueError as exc:
+                raise node_error(NODE, str(exc)) from None
         model, settings = runtime.model_on_device(m3ddm_model, settings, plan.latent_hw, NODE)
         store = runtime.pass_store(resume_key(source_identity(source, start, count), plan, encoded, model, settings,
-                                              float(info.fps), strides, schedule))
+                                              float(info.fps), strides, schedule, found))
         resumed = [i for i in store.done() if i < n_passes]
         if resumed:
             log.info("[%s] resuming an interrupted run: %d of %d passes are done (%s)", NODE, len(resumed), n_passes,
@@ -181,7 +203,8 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         callback = runtime.progress_callback(max(1, n_passes * steps), model.device, len(resumed) * steps)
         try:
             result = outpaint_video(model, range(count), plan, None, None, float(info.fps), settings, strides,
-                                    schedule, callback, runtime.check_interrupt, encoded=encoded, store=store)
+                                    schedule, callback, runtime.check_interrupt, encoded=encoded, store=store,
+                                    cuts=found)
         except ValueError as exc:
             raise node_error(NODE, str(exc)) from None
         except torch.cuda.OutOfMemoryError as exc:

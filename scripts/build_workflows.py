@@ -21,7 +21,7 @@ SOCKETS = {
     "ImageFromBatch": ([("image", "IMAGE")], ["IMAGE"]),
     "VAELoader": ([], ["VAE"]),
     "M3DDM_LoadModel": ([], ["M3DDM_MODEL"]),
-    "M3DDM_OutpaintCanvas": ([("images", "IMAGE")], ["M3DDM_CANVAS", "IMAGE", "MASK"]),
+    "M3DDM_OutpaintCanvas": ([("images", "IMAGE")], ["M3DDM_CANVAS", "IMAGE", "MASK", "STRING"]),
     "M3DDM_EncodeGlobalFrames": ([("vae", "VAE"), ("canvas", "M3DDM_CANVAS")], ["M3DDM_GLOBAL"]),
     "M3DDM_SampleClip": ([("m3ddm_model", "M3DDM_MODEL"), ("vae", "VAE"), ("canvas", "M3DDM_CANVAS"),
                           ("global_frames", "M3DDM_GLOBAL"), ("guide", "LATENT")], ["LATENT", "IMAGE"]),
@@ -35,8 +35,9 @@ SOCKETS = {
     "M3DDM_OutpaintVideo": ([("video", "VIDEO"), ("m3ddm_model", "M3DDM_MODEL"), ("vae", "VAE"),
                              ("upscale_model", "UPSCALE_MODEL")], ["VIDEO"]),
     "PreviewImage": ([("images", "IMAGE")], []),
+    "M3DDM_Compare": ([("images", "IMAGE"), ("outpainted", "IMAGE"), ("canvas", "M3DDM_CANVAS")], ["IMAGE"]),
 }
-OUTPUT_NAMES = {"GetVideoComponents": ["images", "audio", "fps"], "M3DDM_OutpaintCanvas": ["canvas", "preview", "mask"],
+OUTPUT_NAMES = {"GetVideoComponents": ["images", "audio", "fps"], "M3DDM_OutpaintCanvas": ["canvas", "preview", "mask", "cuts"],
                 "M3DDM_SampleClip": ["latent", "generated"], "M3DDM_CoarseToFine": ["generated", "latent"]}
 WIDGET_TYPES = {"fps": "FLOAT"}  # widgets that are fed by a link in these workflows
 
@@ -81,9 +82,10 @@ COMMON = [
 ]
 
 
-def canvas(node_id, src, ratio, pos):
+def canvas(node_id, src, ratio, pos, shots="none"):
     return {"id": node_id, "type": "M3DDM_OutpaintCanvas", "title": "M3DDM Outpaint Canvas", "pos": pos,
-            "links": {"images": src}, "widgets": ["aspect ratio", ratio, 1920, 1080, 0.0, 0.0, 0.0, 0.0, "official"]}
+            "links": {"images": src},
+            "widgets": ["aspect ratio", ratio, 1920, 1080, 0.0, 0.0, 0.0, 0.0, "official", shots, ""]}
 
 
 SHORT = COMMON + [
@@ -105,7 +107,7 @@ SHORT = COMMON + [
 
 COARSE_TO_FINE = {"id": 6, "type": "M3DDM_CoarseToFine", "title": "M3DDM Coarse-to-Fine Outpaint", "pos": (3, 0),
                   "links": {"m3ddm_model": (3, 0), "vae": (4, 0), "canvas": (5, 0), "fps": (2, 2)},
-                  "widgets": [*SAMPLING, "auto", "fixed"]}
+                  "widgets": [*SAMPLING, "auto", "fixed", "canvas", ""]}
 
 
 def composite_and_save(generated: tuple, col: int, prefix: str) -> list[dict]:
@@ -120,7 +122,15 @@ def composite_and_save(generated: tuple, col: int, prefix: str) -> list[dict]:
     ]
 
 
-LONG = COMMON + [canvas(5, (2, 0), "9:16", (2, 0)), COARSE_TO_FINE, *composite_and_save((6, 0), 4, "m3ddm/outpaint")]
+LONG = COMMON + [
+    canvas(5, (2, 0), "9:16", (2, 0), shots="detect"), COARSE_TO_FINE, *composite_and_save((6, 0), 4, "m3ddm/outpaint"),
+    {"id": 10, "type": "M3DDM_Compare", "title": "M3DDM Compare", "pos": (5, 1),
+     "links": {"images": (2, 0), "outpainted": (7, 0), "canvas": (5, 0)}, "widgets": ["auto", 16]},
+    {"id": 11, "type": "CreateVideo", "title": "Create Video (comparison)", "pos": (6, 1),
+     "links": {"images": (10, 0), "audio": (2, 1), "fps": (2, 2)}, "widgets": [24.0]},
+    {"id": 12, "type": "SaveVideo", "title": "Save Video (comparison)", "pos": (7, 1), "links": {"video": (11, 0)},
+     "widgets": ["m3ddm/outpaint_comparison", "auto", "auto"]},
+]
 
 UPSCALE = COMMON + [
     canvas(5, (2, 0), "9:16", (2, 0)),
@@ -137,7 +147,7 @@ STREAMING = [
     {"id": 5, "type": "M3DDM_OutpaintVideo", "title": "M3DDM Outpaint Video", "pos": (1, 0),
      "links": {"video": (1, 0), "m3ddm_model": (3, 0), "vae": (4, 0)},
      "widgets": ["aspect ratio", "9:16", 1920, 1080, 0.0, 0.0, 0.0, 0.0, "official",
-                 *[v for i, v in enumerate(SAMPLING) if i != 6], "auto", "fixed", 8, 0, 0]},
+                 *[v for i, v in enumerate(SAMPLING) if i != 6], "auto", "fixed", 8, 0, 0, "detect", ""]},
     {"id": 6, "type": "SaveVideo", "title": "Save Video", "pos": (2, 0), "links": {"video": (5, 0)},
      "widgets": ["m3ddm/outpaint_streamed", "auto", "auto"]},
 ]
@@ -146,14 +156,17 @@ WORKFLOWS = {
     "m3ddm_short_clip_16x9_to_9x16.json": (SHORT, "Short clip, 16:9 -> 9:16: the first 16 frames outpainted as one "
                                           "M3DDM clip, then composited at native resolution."),
     "m3ddm_long_video_coarse_to_fine.json": (LONG, "Long video: M3DDM's coarse-to-fine schedule (key frames first, "
-                                             "then the frames between), composited at native resolution and saved "
-                                             "as mp4 with the source audio."),
+                                             "then the frames between), each shot of an edited video on its own (the "
+                                             "canvas detects the cuts; its preview shows both sides of each), "
+                                             "composited at native resolution and saved as mp4 with the source "
+                                             "audio, plus a before/after comparison video (M3DDM Compare)."),
     "m3ddm_upscale_chain.json": (UPSCALE, "Upscaler chain: the 256-px generated canvases go through an upscale "
                                  "model before M3DDM Composite, so the new border is sharper at native resolution."),
     "m3ddm_long_video_streaming.json": (STREAMING, "Long or high-resolution video in bounded memory: M3DDM Outpaint "
                                         "Video reads the file frame by frame, samples coarse-to-fine on latents, and "
                                         "Save Video composites each frame at native resolution while it writes "
-                                        "(source audio and fps kept). Set start_frame / frame_count for a part."),
+                                        "(source audio and fps kept). Shots are detected while the file is read. "
+                                        "Set start_frame / frame_count for a part."),
 }
 
 if __name__ == "__main__":

@@ -84,3 +84,24 @@ def write_audio_only(path, seconds: float = 0.5, rate: int = 16000):
         for p in (*s.encode(f), *s.encode(None)):
             c.mux(p)
     return path
+
+
+def full_frame_composite(orig, gen, plan, feather):
+    """The composite written the plain way, as an independent check and benchmark baseline: every output pixel
+    of ``[N, H, W, 3]`` frames resampled from ``gen`` and blended, then the original pasted."""
+    from m3ddm_core.composite import feather_weights
+    (fh, fw), (oh, ow) = plan.frame_hw, plan.output_hw
+    (y0, x0), (by, bx, bh, bw), (ch, cw) = plan.content_out_yx, plan.content_box, plan.canvas_hw
+    cy = by + (torch.arange(oh, dtype=torch.float64) + 0.5 - y0) * (bh / fh)
+    cx = bx + (torch.arange(ow, dtype=torch.float64) + 0.5 - x0) * (bw / fw)
+    gy, gx = torch.meshgrid(cy / ch * 2 - 1, cx / cw * 2 - 1, indexing="ij")
+    grid = torch.stack([gx, gy], -1).float()[None].expand(len(orig), -1, -1, -1)
+    res = torch.nn.functional.grid_sample(gen.permute(0, 3, 1, 2), grid, mode="bicubic", padding_mode="border",
+                                          align_corners=False).clamp(0, 1).permute(0, 2, 3, 1)
+    ey = torch.clamp(torch.arange(oh) - y0, 0, fh - 1)
+    ex = torch.clamp(torch.arange(ow) - x0, 0, fw - 1)
+    w = feather_weights(plan, feather)[None, :, :, None]
+    out = w * res + (1 - w) * orig[:, ey][:, :, ex]
+    out[:, y0:y0 + fh, x0:x0 + fw] = orig
+    return out
+

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from m3ddm_core import composite, plan_canvas
-from m3ddm_core.composite import feather_weights
+from m3ddm_core.composite import CompositeLayout, feather_weights
+from helpers import full_frame_composite
 
 
 def _frames(n, h, w, seed=0):
@@ -62,3 +63,16 @@ def test_chunks_composited_into_a_reused_buffer_equal_the_whole_video():
         assert chunk is buffer and torch.equal(chunk, whole[i:i + 2])
     with pytest.raises(ValueError, match=r"out is \(2,"):
         composite(orig, gen, plan, out=buffer)
+
+
+@pytest.mark.parametrize("size,kwargs", [((90, 160), {"ratio": "9:16"}), ((160, 90), {"ratio": "16:9"}),
+                                         ((48, 40), {"padding": (8, 5, 3, 11)})])
+def test_only_the_border_is_resampled_yet_every_pixel_equals_the_full_frame_composite(size, kwargs):
+    plan = plan_canvas(size, **kwargs)
+    orig, gen = _frames(2, *size, seed=3), _frames(2, 128, 96, seed=4)
+    expected = full_frame_composite(orig, gen, plan, feather=5)
+    assert torch.allclose(composite(orig, gen, plan, feather=5), expected, atol=1e-6)
+    layout = CompositeLayout(plan, 5)
+    assert torch.allclose(composite(orig, gen, plan, feather=5, layout=layout), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="another plan, feather or device"):
+        composite(orig, gen, plan, feather=4, layout=layout)

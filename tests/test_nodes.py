@@ -27,7 +27,8 @@ def node_classes(plugin):
 
 def test_node_contract(node_classes):
     assert set(node_classes) == {"M3DDM_LoadModel", "M3DDM_OutpaintCanvas", "M3DDM_EncodeGlobalFrames",
-                                 "M3DDM_SampleClip", "M3DDM_CoarseToFine", "M3DDM_Composite", "M3DDM_OutpaintVideo"}
+                                 "M3DDM_SampleClip", "M3DDM_CoarseToFine", "M3DDM_Composite", "M3DDM_OutpaintVideo",
+                                 "M3DDM_Compare", "M3DDM_Evaluate"}
     for node_id, cls in node_classes.items():
         schema = cls.GET_SCHEMA()
         assert schema.category == "M3DDM" and len(schema.description) > 40, node_id
@@ -94,7 +95,7 @@ def test_whole_chain_on_a_real_clip(node_classes, models_dir):
     frames = load_clip(5)
     original = frames.clone()
     vae = taesd_vae()
-    canvas, preview, mask = _run(node_classes["M3DDM_OutpaintCanvas"], images=frames, target="aspect ratio",
+    canvas, preview, mask, cuts = _run(node_classes["M3DDM_OutpaintCanvas"], images=frames, target="aspect ratio",
                                  aspect_ratio="9:16", width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0,
                                  pad_bottom=0.0, canvas_mode="official")
     assert preview.shape == (5, 256, 256, 3) and mask.shape == (1, 256, 256)
@@ -118,6 +119,11 @@ def test_whole_chain_on_a_real_clip(node_classes, models_dir):
     y, x = canvas.plan.content_out_yx
     assert out.shape == (5, *canvas.plan.output_hw, 3)
     assert torch.equal(out[:, y:y + 120, x:x + 208], frames)
+    (review,) = _run(node_classes["M3DDM_Compare"], images=frames, outpainted=out, canvas=canvas, layout="auto",
+                     gap=16)
+    assert review.shape == (5, 370, 2 * 208 + 16, 3) and torch.equal(review[:, :, 224:], out)
+    with pytest.raises(ValueError, match=r"\[M3DDM_Compare\] 4 source frames but 5 outpainted ones"):
+        _run(node_classes["M3DDM_Compare"], images=frames[:4], outpainted=out, canvas=canvas, layout="auto", gap=16)
     assert torch.equal(frames, original)  # inputs never mutated
 
 
@@ -130,8 +136,8 @@ def test_bad_ratio_error_names_the_node(node_classes):
 def test_global_frames_from_another_video_are_refused(node_classes):
     canvas_kw = dict(target="aspect ratio", aspect_ratio="9:16", width=0, height=0, pad_left=0.0, pad_right=0.0,
                      pad_top=0.0, pad_bottom=0.0, canvas_mode="official")
-    a, _, _ = _run(node_classes["M3DDM_OutpaintCanvas"], images=load_clip(3), **canvas_kw)
-    b, _, _ = _run(node_classes["M3DDM_OutpaintCanvas"], images=load_clip(3).flip(0), **canvas_kw)
+    a, _, _, _ = _run(node_classes["M3DDM_OutpaintCanvas"], images=load_clip(3), **canvas_kw)
+    b, _, _, _ = _run(node_classes["M3DDM_OutpaintCanvas"], images=load_clip(3).flip(0), **canvas_kw)
     (g,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=taesd_vae(), canvas=a)
     with pytest.raises(ValueError, match=r"\[M3DDM_SampleClip\] the global frames were encoded for another video"):
         _run(node_classes["M3DDM_SampleClip"], m3ddm_model=None, vae=taesd_vae(), canvas=b, global_frames=g,
@@ -165,7 +171,7 @@ def test_sample_clip_key_frames_equal_the_first_coarse_to_fine_pass(node_classes
     (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
     frames = load_clip(226)
     vae = taesd_vae()
-    canvas, _, _ = _run(node_classes["M3DDM_OutpaintCanvas"], images=frames, target="aspect ratio",
+    canvas, _, _, _ = _run(node_classes["M3DDM_OutpaintCanvas"], images=frames, target="aspect ratio",
                         aspect_ratio="9:16", width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0,
                         pad_bottom=0.0, canvas_mode="official")
     (global_frames,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=canvas)
@@ -199,7 +205,7 @@ def _video_inputs(**overrides):
     return dict(inputs, **overrides)
 
 
-def _source_video(path, n=24, fps=None):
+def _source_video(path, n=24, fps=None, frames=None):
     from fractions import Fraction
 
     import numpy as np
@@ -209,7 +215,7 @@ def _source_video(path, n=24, fps=None):
     t = np.arange(int(n / fps * 16000), dtype=np.float32) / 16000
     audio = (np.stack([np.sin(2 * np.pi * 440 * t)] * 2) * 0.2).astype(np.float32), 16000
     with VideoWriter(path, fps, 208, 120, audio=(audio[0], audio[1])) as w:
-        for f in (load_clip(n) * 255).round().to(torch.uint8).numpy():
+        for f in ((load_clip(n) if frames is None else frames) * 255).round().to(torch.uint8).numpy():
             w.write(f)
     return path
 
@@ -290,3 +296,75 @@ def test_outpaint_video_node_resumes_an_interrupted_run(node_classes, models_dir
     assert "sampled 1 of 3 passes (2 resumed)" in caplog.text
     (fresh,) = _run(node_classes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=model, vae=taesd_vae(), **inputs)
     assert torch.equal(resumed.latents, fresh.latents)
+
+
+def _two_shots():
+    """20 frames of the real clip, then a hard cut to 20 frames of another look (colours inverted, mirrored)."""
+    first = load_clip(20)
+    return torch.cat([first, (1 - first).flip(2)])
+
+
+def _canvas(node_classes, frames, **shots):
+    return _run(node_classes["M3DDM_OutpaintCanvas"], images=frames, target="aspect ratio", aspect_ratio="9:16",
+                width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0, pad_bottom=0.0, canvas_mode="official",
+                **shots)
+
+
+def test_shots_are_previewed_on_the_canvas_and_followed_by_coarse_to_fine(node_classes, models_dir):
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    frames, vae = _two_shots(), taesd_vae()
+    canvas, preview, _, cuts = _canvas(node_classes, frames, shots="detect", cuts="")
+    assert cuts == "20" and canvas.cuts == (20,)
+    assert preview.shape == (2, 256, 256, 3)  # the frames on both sides of the cut
+    sampling = dict(scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=3, fps=16.0,
+                    low_vram=False, strides="auto", schedule="fixed")
+    c2f = node_classes["M3DDM_CoarseToFine"]
+    _, followed = _run(c2f, m3ddm_model=model, vae=vae, canvas=canvas, shots="canvas", cuts="", **sampling)
+    _, listed = _run(c2f, m3ddm_model=model, vae=vae, canvas=canvas, shots="list", cuts="20", **sampling)
+    _, single = _run(c2f, m3ddm_model=model, vae=vae, canvas=canvas, shots="none", cuts="", **sampling)
+    assert torch.equal(followed["samples"], listed["samples"])
+    assert not torch.equal(followed["samples"], single["samples"])
+    plain, _, _, none = _canvas(node_classes, frames, shots="none", cuts="")
+    assert none == "" and plain.cuts == ()
+    with pytest.raises(ValueError, match=r"\[M3DDM_CoarseToFine\] cut \[40\] outside the video's frames 1..39"):
+        _run(c2f, m3ddm_model=model, vae=vae, canvas=plain, shots="list", cuts="40", **sampling)
+    (global_frames,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=canvas)
+    with pytest.raises(ValueError, match=r"\[M3DDM_CoarseToFine\] global frames cover the whole video"):
+        _run(c2f, m3ddm_model=model, vae=vae, canvas=canvas, shots="canvas", cuts="", global_frames=global_frames,
+             **sampling)
+
+
+def test_outpaint_video_node_detects_cuts_while_it_reads_the_file(node_classes, models_dir, tmp_path, caplog):
+    from comfy_api.latest import InputImpl
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    video = InputImpl.VideoFromFile(str(_source_video(tmp_path / "src.mp4", frames=_two_shots())))
+    node = node_classes["M3DDM_OutpaintVideo"]
+    with caplog.at_level("INFO", logger="M3DDM"):
+        (detected,) = _run(node, video=video, m3ddm_model=model, vae=taesd_vae(), **_video_inputs(shots="detect"))
+    assert "2 shot(s); cuts at frames [20]" in caplog.text
+    (listed,) = _run(node, video=video, m3ddm_model=model, vae=taesd_vae(), **_video_inputs(shots="list", cuts="20"))
+    assert torch.equal(detected.latents, listed.latents) and detected.latents.shape[0] == 40
+    with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintVideo\] cuts must be frame numbers"):
+        _run(node, video=video, m3ddm_model=model, vae=taesd_vae(), **_video_inputs(shots="list", cuts="20s"))
+
+
+def test_evaluate_masks_the_borders_outpaints_them_back_and_reports_the_papers_metrics(node_classes, models_dir):
+    from m3ddm_core import evaluate_frames, generated_region, resize_frames
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    frames = load_clip(17)
+    report, outpainted, truth = _run(
+        node_classes["M3DDM_Evaluate"], images=frames, m3ddm_model=model, vae=taesd_vae(), mask_ratio=0.25,
+        direction="horizontal", paper_size=True, scheduler="ddim", steps=1, context_guidance=1.0,
+        global_guidance=1.0, seed=3, fps=16.0, low_vram=False, strides="auto", schedule="fixed")
+    assert outpainted.shape == truth.shape == (17, 256, 256, 3)
+    assert torch.allclose(truth, resize_frames(frames))
+    assert torch.equal(outpainted[:, :, 32:224], truth[:, :, 32:224])  # the visible 75% is kept bit-exact
+    assert not torch.equal(outpainted[:, :, :32], truth[:, :, :32])  # the masked borders were generated
+    metrics = evaluate_frames(outpainted, truth, generated_region((256, 256), (32, 32, 0, 0)), lpips=False)
+    assert f"generated region: PSNR {metrics.region['psnr']:.2f} dB" in report
+    assert metrics.frame["psnr"] > metrics.region["psnr"] and 0 < metrics.region["ssim"] < 1
+    assert "horizontal, mask ratio 0.25, 256x256" in report and "FVD: not computed" in report
+    with pytest.raises(ValueError, match=r"\[M3DDM_Evaluate\] mask ratio 1.5 must lie between 0 and 1"):
+        _run(node_classes["M3DDM_Evaluate"], images=frames, m3ddm_model=model, vae=taesd_vae(), mask_ratio=1.5,
+             direction="horizontal", paper_size=True, scheduler="ddim", steps=1, context_guidance=1.0,
+             global_guidance=1.0, seed=3, fps=16.0, low_vram=False, strides="auto", schedule="fixed")

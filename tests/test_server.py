@@ -62,11 +62,13 @@ def load_prompt(name: str, object_info: dict, sampler_title: str, extra: dict | 
     return workflow_to_api(wf, object_info, overrides)
 
 
-def saved_video(server, history: dict) -> Path:
+def saved_video(server, history: dict, prefix: str = "") -> Path:
+    """The one mp4 the run saved (whose name starts with ``prefix``)."""
     assert history["status"]["status_str"] == "success", json.dumps(history["status"])[:3000]
     files = [f for out in history["outputs"].values() for key in ("images", "videos", "animated")
              for f in out.get(key, [])]
-    mp4 = [f for f in files if isinstance(f, dict) and f["filename"].endswith(".mp4")]
+    mp4 = [f for f in files if isinstance(f, dict) and f["filename"].endswith(".mp4")
+           and f["filename"].startswith(prefix)]
     assert len(mp4) == 1, files
     return server.output / mp4[0]["subfolder"] / mp4[0]["filename"]
 
@@ -82,11 +84,13 @@ def video_facts(path: Path) -> dict:
 
 def test_long_video_workflow_keeps_every_frame_and_the_audio(server, object_info):
     prompt = load_prompt("m3ddm_long_video_coarse_to_fine.json", object_info, "M3DDM Coarse-to-Fine Outpaint")
-    path = saved_video(server, server.run(prompt, timeout=1200))
-    facts = video_facts(path)
+    history = server.run(prompt, timeout=1200)
+    facts = video_facts(saved_video(server, history, "outpaint_0"))
     assert facts["frames"] == 33 and facts["audio"] == 1
     w, h = facts["size"]
     assert w == 208 and abs(h / w - 16 / 9) < 0.02  # 208x120 landscape -> 9:16 portrait
+    review = video_facts(saved_video(server, history, "outpaint_comparison"))  # M3DDM Compare: source | result
+    assert review["frames"] == 33 and review["audio"] == 1 and review["size"] == (2 * w + 16, h)
 
 
 def test_streaming_workflow_keeps_count_fps_audio_and_the_original_pixels(server, object_info, tmp_path):
@@ -103,6 +107,25 @@ def test_streaming_workflow_keeps_count_fps_audio_and_the_original_pixels(server
     for got, tolerance in original_region_psnr(CLIP, path, ((370, 208), (125, 0)), tmp=tmp_path):
         assert got > 30 and got >= tolerance - 1.0, (got, tolerance)
     assert not list(path.parent.glob(".*.partial*"))
+
+
+def test_streaming_workflow_with_an_upscale_model_upscales_the_border_chunk_by_chunk(server, object_info, tmp_path):
+    """Workflow (d) with core *Load Upscale Model* wired into Outpaint Video: the random x2 upscaler changes the
+    border (compared with the same run without it), the original region and the frame count stay."""
+    from m3ddm_core import probe, read_frames
+    settings = {"M3DDM Outpaint Video": dict(FAST, seed=11)}
+    plain = load_prompt("m3ddm_long_video_streaming.json", object_info, "M3DDM Outpaint Video", settings)
+    upscaled = load_prompt("m3ddm_long_video_streaming.json", object_info, "M3DDM Outpaint Video", settings)
+    node = next(k for k, v in upscaled.items() if v["class_type"] == "M3DDM_OutpaintVideo")
+    upscaled["90"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "tiny_compact_x2.safetensors"}}
+    upscaled[node]["inputs"]["upscale_model"] = ["90", 0]
+    paths = [saved_video(server, server.run(p, timeout=1200)) for p in (plain, upscaled)]
+    assert probe(paths[1]).frames == 33 and (probe(paths[1]).width, probe(paths[1]).height) == (208, 370)
+    for got, tolerance in original_region_psnr(CLIP, paths[1], ((370, 208), (125, 0)), tmp=tmp_path):
+        assert got > 30 and got >= tolerance - 1.0, (got, tolerance)
+    a, b = (next(read_frames(p, 0, 1)).astype(float) for p in paths)
+    assert abs(a[:100] - b[:100]).mean() > 5  # the border went through the upscaler
+    assert abs(a[135:235] - b[135:235]).mean() < 2  # the original region did not
 
 
 def test_short_clip_workflow(server, object_info):

@@ -1,0 +1,47 @@
+"""M3DDM Compare: the source letterboxed to the target frame beside the outpainted result, for review."""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..m3ddm_core import LAYOUTS, compare_frames
+
+from .layouts import node_error, rgb_frames
+from .types import M3DDMCanvasType
+
+NODE = "M3DDM_Compare"
+
+
+class M3DDMCompare(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=NODE,
+            display_name="M3DDM Compare",
+            category="M3DDM",
+            description="Before/after for review and sharing: each source frame letterboxed to the target frame "
+                        "(black where the border will be) beside or above the outpainted frame. An IMAGE batch, so "
+                        "core Create Video / Save Video write it like any other.",
+            inputs=[
+                io.Image.Input("images", tooltip="The source frames (the IMAGE given to M3DDM Outpaint Canvas)."),
+                io.Image.Input("outpainted", tooltip="The result of M3DDM Composite for the same frames."),
+                M3DDMCanvasType.Input("canvas", tooltip="The canvas both were made with."),
+                io.Combo.Input("layout", options=list(LAYOUTS), default="auto",
+                               tooltip="auto: side by side for portrait results, stacked for landscape ones (the "
+                                       "squarer frame)."),
+                io.Int.Input("gap", default=16, min=0, max=512, step=2,
+                             tooltip="Pixels between the two (even keeps H.264-friendly sizes)."),
+            ],
+            outputs=[io.Image.Output(display_name="comparison", tooltip="Source | result, one frame per frame.")],
+        )
+
+    @classmethod
+    def execute(cls, images, outpainted, canvas, layout, gap) -> io.NodeOutput:
+        source, result = rgb_frames(images, NODE), rgb_frames(outpainted, NODE)
+        if source.shape[0] != result.shape[0]:
+            raise node_error(NODE, f"{source.shape[0]} source frames but {result.shape[0]} outpainted ones; connect "
+                                   "the M3DDM Composite output of these same frames")
+        try:
+            return io.NodeOutput(compare_frames(source, result.to(source.device), canvas.plan, layout, gap))
+        except ValueError as exc:
+            raise node_error(NODE, f"{exc}. Connect the source IMAGE, its M3DDM Composite result and their "
+                                   "canvas") from None

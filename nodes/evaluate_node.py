@@ -1,0 +1,83 @@
+"""M3DDM Evaluate: the papers' protocol on the user's own footage -- borders masked, outpainted back, measured."""
+from __future__ import annotations
+
+import logging
+
+from comfy_api.latest import io
+
+from ..m3ddm_core import (DIRECTIONS, PAPER_SIZE, composite, evaluate_frames, evaluation_padding, generated_region,
+                          plan_canvas, resize_frames)
+
+from . import runtime
+from .layouts import check_sd_vae, node_error, rgb_frames
+from .sampler_nodes import pass_inputs, run_outpaint, sampling_inputs, sampling_settings
+from .types import M3DDMModelType
+
+log = logging.getLogger("M3DDM")
+NODE = "M3DDM_Evaluate"
+
+
+class M3DDMEvaluate(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=NODE,
+            display_name="M3DDM Evaluate",
+            category="M3DDM",
+            description="Measures outpainting quality the way the papers do: the borders of a ground-truth video "
+                        "are masked (M3DDM: horizontal, mask ratio 0.25 or 0.666, frames at 256x256), outpainted "
+                        "back with the model and settings given, and compared with the truth: PSNR, SSIM and MSE "
+                        "over the generated region and over whole frames; LPIPS where its AlexNet weights are on "
+                        "this machine. Compare M3DDM with M3DDM+, or sampler settings, on your own footage.",
+            is_output_node=True,
+            inputs=[
+                io.Image.Input("images", tooltip="Ground-truth frames (a video you have in full)."),
+                M3DDMModelType.Input("m3ddm_model", tooltip="The model to evaluate (Load M3DDM Model)."),
+                io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE."),
+                io.Float.Input("mask_ratio", default=0.25, min=0.01, max=0.99, step=0.001,
+                               tooltip="Share of the frame masked and generated: the M3DDM paper reports 0.25 and "
+                                       "0.666 (of the width, half on each side)."),
+                io.Combo.Input("direction", options=list(DIRECTIONS), default="horizontal",
+                               tooltip="Which borders are masked: horizontal (left and right, the M3DDM paper's "
+                                       "protocol), vertical (top and bottom) or all sides (the ratio of each)."),
+                io.Boolean.Input("paper_size", default=True,
+                                 tooltip="Resize the frames to 256x256 first, as the papers evaluate. Off: native "
+                                         "size."),
+                *sampling_inputs(),
+                *pass_inputs(),
+            ],
+            outputs=[
+                io.String.Output(display_name="report", tooltip="The figures, one line per group."),
+                io.Image.Output(display_name="outpainted", tooltip="The outpainted frames that were measured."),
+                io.Image.Output(display_name="ground_truth", tooltip="The truth they were measured against."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, images, m3ddm_model, vae, mask_ratio, direction, paper_size, scheduler, steps,
+                context_guidance, global_guidance, seed, fps, low_vram, strides, schedule) -> io.NodeOutput:
+        check_sd_vae(vae, NODE)
+        truth = rgb_frames(images, NODE).float().cpu()
+        if paper_size:
+            truth = resize_frames(truth, PAPER_SIZE)
+        hw = (int(truth.shape[1]), int(truth.shape[2]))
+        try:
+            padding = evaluation_padding(hw, mask_ratio, direction)
+        except ValueError as exc:
+            raise node_error(NODE, str(exc)) from None
+        left, right, top, bottom = padding
+        visible = truth[:, top:hw[0] - bottom, left:hw[1] - right].contiguous()
+        plan = plan_canvas(tuple(visible.shape[1:3]), padding=padding)
+        if tuple(plan.output_hw) != hw or tuple(plan.content_out_yx) != (top, left):
+            raise node_error(NODE, f"the masked frame does not map back onto {hw[1]}x{hw[0]}; try another mask ratio")
+        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
+        result = run_outpaint(NODE, m3ddm_model, vae, visible, plan, settings, fps, strides, schedule, [])
+        outpainted = composite(visible, result.canvases, plan, feather=0)
+        metrics = evaluate_frames(outpainted, truth, generated_region(hw, padding))
+        report = (f"M3DDM evaluation: {direction}, mask ratio {mask_ratio:g}, {hw[1]}x{hw[0]}, {scheduler} "
+                  f"{steps} steps, s1 {context_guidance:g}, s2 {global_guidance:g}, seed {seed}\n" + metrics.report())
+        log.info("[%s] %s", NODE, report.replace("\n", " | "))
+        device = runtime.output_device()
+        figures = {"region": metrics.region, "frame": metrics.frame, "missing": metrics.missing}
+        return io.NodeOutput(report, outpainted.to(device), truth.to(device),
+                             ui={"text": [report], "metrics": [figures]})
