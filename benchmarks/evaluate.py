@@ -6,9 +6,9 @@ Usage: ``python benchmarks/evaluate.py --video A.mp4 [--video B.mp4 | --video FO
 [--i3d i3d_torchscript.pt]``. ``--model`` is an M3DDM weights folder or file (M3DDM or M3DDM+), ``--vae`` an SD
 1.x VAE file; without them the random nano model and a random TAESD run (the plumbing, not quality). FVD needs
 ``--i3d`` (the I3D TorchScript file used for FVD by StyleGAN-V) and is computed here over the set of videos.
-Prints each run's report, then one line per mask ratio:
-``ratio=R videos=N psnr=P ssim=S mse=M lpips=L|none fvd=F|none`` (whole-frame means over the videos, the
-figures the papers' tables give; ``region_psnr`` / ``region_ssim`` over the generated border).
+Prints each run's report, then one line per mask ratio: ``ratio=R videos=N psnr=P ssim=S mse=M region_psnr=P
+region_ssim=S lpips=L|none fvd=F|none`` (means over the videos: whole frames, the figures the papers' tables
+give, and the generated border alone).
 """
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def main() -> None:
         print(f"ratio={ratio:g} videos={len(found)} psnr={mean['psnr']:.2f} ssim={mean['ssim']:.4f} "
               f"mse={mean['mse']:.5f} region_psnr={region['psnr']:.2f} region_ssim={region['ssim']:.4f} "
               f"lpips={f'{np.mean(lpips):.4f}' if len(lpips) == len(found) else 'none'} fvd={fvd}")
-    if not args.i3d:
+    if not args.i3d or len(videos) < 2:
         print("fvd: not computed: give --i3d (the I3D TorchScript file) and at least two videos")
 
 

@@ -26,11 +26,11 @@ from .resume import PassStore, content_hash, model_fingerprint, run_key
 from .schedule import CLIP_FRAMES, GLOBAL_FRAMES, SCHEDULES, STRIDE_PRESETS, Pass, clip_pass, clip_stride, plan_passes, plan_schedule
 from .schedulers import SCHEDULERS
 from .shots import CutDetector, ShotError, check_cuts, detect_cuts, parse_cuts, shot_bounds, shot_seed
-from .stream import composite_frames, encode_frames
+from .stream import composite_frames, encode_frames, write_outpainted
 from .unet3d import M3DDMUNet, build_unet
 from .video import (EncodedVideo, LatentCache, OutpaintResult, PreparedVideo, SampleSettings,
                     decode_latents, encode_pass, encode_video, global_frame_indexes, global_frame_latents,
-                    outpaint_video, prepare_video, resume_key, run_pass)
+                    outpaint_video, plan_shots, prepare_video, resume_key, run_pass)
 from .video_io import VideoFileError, VideoInfo, VideoWriter, check_range, probe, read_audio, read_frames
 
 __all__ = ["FULL_SIZE_CONFIG", "ConfigError", "parse_config", "M3DDMUNet", "build_unet", "load_unet", "DTYPES",
@@ -45,4 +45,4 @@ __all__ = ["FULL_SIZE_CONFIG", "ConfigError", "parse_config", "M3DDMUNet", "buil
            "read_frames", "CutDetector", "ShotError", "check_cuts", "detect_cuts", "parse_cuts", "shot_bounds",
            "shot_seed", "LAYOUTS", "compare_frames", "comparison_hw", "DIRECTIONS", "PAPER_MASK_RATIOS", "PAPER_SIZE",
            "Metrics", "evaluate_frames", "evaluation_padding", "frechet_distance", "generated_region", "i3d_features",
-           "resize_frames"]
+           "resize_frames", "write_outpainted", "plan_shots"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -54,6 +54,13 @@ class CutDetector:
         found = self._detector.process_frame(self._timecode(self.frames, _RATE), _small_bgr(frame))
         self._found += [t.frame_num for t in found]
         self.frames += 1
+
+    def watching(self, frames: Iterable) -> Iterator:
+        """Yield ``frames`` unchanged, feeding each to the detector on the way (cuts found in the same pass over
+        a file as the work that reads it)."""
+        for frame in frames:
+            self.feed(frame)
+            yield frame
 
     def cuts(self) -> list[int]:
         if self.frames:

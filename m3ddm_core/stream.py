@@ -5,6 +5,7 @@ the 256² canvas); native-resolution frames and decoded canvases exist one chunk
 """
 from __future__ import annotations
 
+from fractions import Fraction
 from itertools import islice
 from typing import Callable, Iterable, Iterator, Optional
 
@@ -15,6 +16,7 @@ from .canvas import CanvasPlan
 from .composite import CompositeLayout, composite
 from .schedule import CLIP_FRAMES
 from .video import DecodeFn, EncodedVideo, EncodeFn, LatentCache, build_canvases, global_frame_latents
+from .video_io import VideoWriter, read_audio, read_frames
 
 UpscaleFn = Callable[[torch.Tensor], torch.Tensor]  # [k, h, w, 3] float 0..1 -> [k, H', W', 3] float 0..1
 
@@ -74,3 +76,22 @@ def composite_frames(frames: Iterable[np.ndarray], latents: torch.Tensor, plan: 
         done += k
     if done != n:
         raise ValueError(f"{done} source frames for {n} sampled ones")
+
+
+def write_outpainted(path, source, start: int, count: int, fps: Fraction, plan: CanvasPlan, latents: torch.Tensor,
+                     decode: DecodeFn, feather: int = 8, upscale: Optional[UpscaleFn] = None,
+                     metadata: Optional[dict] = None, on_frame: Optional[Callable[[int], None]] = None,
+                     batch: int = 8) -> None:
+    """Write the outpainted frames ``start .. start+count-1`` of ``source`` (a file or stream) to ``path`` as
+    H.264 at ``fps``, with the source's audio of that range: each source frame read, its border decoded from
+    ``latents`` ``[count, 4, h, w]`` ``batch`` frames at a time, optionally upscaled, composited and encoded.
+    ``on_frame(written)`` runs after every frame (progress; raising stops the write). The file appears only when
+    complete (:class:`.video_io.VideoWriter`)."""
+    oh, ow = plan.output_hw
+    audio = read_audio(source, start / fps, (start + count) / fps)
+    frames = composite_frames(read_frames(source, start, count), latents, plan, decode, feather, batch, upscale)
+    with VideoWriter(path, fps, ow, oh, audio=audio, container_format="mp4", metadata=metadata) as writer:
+        for i, frame in enumerate(frames):
+            writer.write(frame)
+            if on_frame is not None:
+                on_frame(i + 1)

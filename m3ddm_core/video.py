@@ -246,6 +246,22 @@ def shot_of(encoded: EncodedVideo, start: int, end: int) -> EncodedVideo:
     return EncodedVideo(sub, encoded.uncond_latent, global_frame_latents(sub))
 
 
+def plan_shots(num_frames: int, cuts: Sequence[int], strides: Strides = "auto", schedule: str = "fixed") \
+        -> list[tuple[tuple[int, int], list[Pass]]]:
+    """``[((start, end), passes), ...]``: each shot's frame range and its passes (numbered within the shot).
+    Raises ValueError naming the shot when its schedule cannot cover it (e.g. a 1-frame shot, official schedule)."""
+    bounds = shot_bounds(num_frames, cuts)
+    plans = []
+    for k, (start, end) in enumerate(bounds):
+        try:
+            plans.append(((start, end), plan_passes(end - start, strides, schedule)))
+        except ValueError as exc:
+            if len(bounds) == 1:
+                raise
+            raise ValueError(f"shot {k + 1} of {len(bounds)} (frames {start}-{end - 1}): {exc}") from None
+    return plans
+
+
 def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], decode: Optional[DecodeFn], fps: float,
                    settings: SampleSettings = SampleSettings(), strides: Strides = "auto", schedule: str = "fixed",
                    callback: Optional[Callable[[dict], None]] = None,
@@ -271,8 +287,8 @@ def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], 
     n = len(frames)
     if n < 1:
         raise ValueError("the video has no frames")
-    bounds = shot_bounds(n, cuts)
-    shot_passes = [plan_passes(end - start, strides, schedule) for start, end in bounds]  # checked before encoding
+    shots = plan_shots(n, cuts, strides, schedule)  # checked before any encoding
+    bounds, shot_passes = [b for b, _ in shots], [p for _, p in shots]
     total = sum(len(p) for p in shot_passes)
     final: dict[int, torch.Tensor] = {}
     resumed, done = [], 0

@@ -74,7 +74,8 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
             outputs=[
                 M3DDMCanvasType.Output(display_name="canvas", tooltip="Geometry + source frames for the M3DDM nodes."),
                 io.Image.Output(display_name="preview", tooltip="The prefilled working canvases the model starts from "
-                                                                "(up to 16 frames spread over the video)."),
+                                                                "(up to 16 frames spread over the video; with shots, "
+                                                                "the two frames around each of up to 16 cuts)."),
                 io.Mask.Output(display_name="mask", tooltip="Working-canvas mask, 1 = generated, 0 = source content."),
                 io.String.Output(display_name="cuts", tooltip="The cuts found or given (first frames of new shots, "
                                                               "e.g. 40, 73; empty: one shot)."),

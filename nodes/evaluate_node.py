@@ -5,7 +5,7 @@ import logging
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import (DIRECTIONS, PAPER_SIZE, composite, evaluate_frames, evaluation_padding, generated_region,
+from ..m3ddm_core import (DIRECTIONS, PAPER_SIZE, CanvasError, composite, evaluate_frames, evaluation_padding, generated_region,
                           plan_canvas, resize_frames)
 
 from . import runtime
@@ -67,7 +67,10 @@ class M3DDMEvaluate(io.ComfyNode):
             raise node_error(NODE, str(exc)) from None
         left, right, top, bottom = padding
         visible = truth[:, top:hw[0] - bottom, left:hw[1] - right].contiguous()
-        plan = plan_canvas(tuple(visible.shape[1:3]), padding=padding)
+        try:
+            plan = plan_canvas(tuple(visible.shape[1:3]), padding=padding)
+        except CanvasError as exc:
+            raise node_error(NODE, f"{exc}; try another mask ratio") from None
         if tuple(plan.output_hw) != hw or tuple(plan.content_out_yx) != (top, left):
             raise node_error(NODE, f"the masked frame does not map back onto {hw[1]}x{hw[0]}; try another mask ratio")
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)

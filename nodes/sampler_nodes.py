@@ -8,7 +8,7 @@ from comfy_api.latest import io
 
 from ..m3ddm_core import (SCHEDULERS, SCHEDULES, STRIDE_PRESETS, LatentCache, SampleSettings, clip_pass,
                           content_hash, decode_latents, encode_pass, encode_video, global_frame_latents,
-                          outpaint_video, plan_passes, prepare_video, resume_key, run_pass, shot_bounds)
+                          outpaint_video, plan_shots, prepare_video, resume_key, run_pass)
 
 from . import runtime
 from .layouts import (check_sd_vae, guide_latents, node_error, parse_frame_indexes, rgb_frames, to_latent_dict,
@@ -63,7 +63,7 @@ def pass_inputs() -> list:
 
 def count_passes(num_frames: int, cuts, strides, schedule) -> int:
     """Sampling passes of a run over ``num_frames`` split at ``cuts`` (raises ValueError for a bad schedule)."""
-    return sum(len(plan_passes(end - start, strides, schedule)) for start, end in shot_bounds(num_frames, cuts))
+    return sum(len(passes) for _, passes in plan_shots(num_frames, cuts, strides, schedule))
 
 
 def sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram) -> SampleSettings:

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from comfy_api.latest import Input, Types, io
 
-from ..m3ddm_core import (VideoFileError, VideoWriter, check_range, composite_frames, encode_frames, outpaint_video,
-                          CutDetector, probe, read_audio, read_frames, resume_key)
+from ..m3ddm_core import (CutDetector, VideoFileError, check_range, composite_frames, encode_frames, outpaint_video,
+                          probe, read_audio, read_frames, resume_key, write_outpainted)
 
 from . import runtime
 from .canvas_node import plan_for, target_inputs
@@ -94,29 +94,21 @@ class OutpaintedVideo(Input.Video):
             raise ValueError(f"[{NODE}] writes H.264 only; choose codec auto or h264")
         if format not in (Types.VideoContainer.AUTO, Types.VideoContainer.MP4):
             raise ValueError(f"[{NODE}] writes MP4 only; choose format auto or mp4")
-        ow, oh = self.get_dimensions()
+        report = runtime.count_progress(self.count)
+
+        def on_frame(written: int) -> None:
+            report(written)
+            if written % max(1, self.count // 10) == 0:
+                log.info("[%s] wrote %d of %d frames", NODE, written, self.count)
+            runtime.check_interrupt()
         try:
-            with VideoWriter(path, self.fps, ow, oh, audio=self.audio(), container_format="mp4",
-                             metadata=metadata) as writer:
-                report = runtime.count_progress(self.count)
-                for i, frame in enumerate(self.frames()):
-                    runtime.check_interrupt()
-                    writer.write(frame)
-                    report(i + 1)
-                    if (i + 1) % max(1, self.count // 10) == 0:
-                        log.info("[%s] wrote %d of %d frames", NODE, i + 1, self.count)
+            write_outpainted(path, self.source, self.start, self.count, self.fps, self.plan, self.latents,
+                             self.decode, self.feather, self.upscale, metadata, on_frame, DECODE_BATCH)
         except VideoFileError as exc:
             raise node_error(NODE, f"writing the video failed: {exc}") from None
         except OSError as exc:
             raise node_error(NODE, f"writing the video failed ({exc}); nothing was left behind. Free disk space or "
                                    f"choose another output folder") from None
-
-
-def _feeding(frames, detector):
-    """Pass ``frames`` through unchanged, showing each to ``detector`` on the way."""
-    for frame in frames:
-        detector.feed(frame)
-        yield frame
 
 
 class M3DDMOutpaintVideo(io.ComfyNode):
@@ -181,7 +173,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
                  info.height, float(info.fps), plan.output_hw[1], plan.output_hw[0])
         frames = read_frames(source, start, count)
         if detector is not None:  # cuts found in the same pass over the file as the encoding
-            frames = _feeding(frames, detector)
+            frames = detector.watching(frames)
         try:
             encoded = encode_frames(frames, count, plan, vae_encoder(vae), on_chunk=runtime.count_progress(count))
         except VideoFileError as exc:

@@ -14,19 +14,21 @@ class Stop(Exception):
     pass
 
 
-def _run(micro_model, frames, plan, store=None, stop_in_pass=None):
+def _run(micro_model, frames, plan, store=None, stop_in_pass=None, cuts=(), seen=None):
     vae = TinyVAE()
     sampled = []
 
     def callback(info):
         sampled.append(info["pass"])
+        if seen is not None:
+            seen.append(info)
 
     def check():
         if stop_in_pass is not None and sampled and sampled[-1] == stop_in_pass - 1:
             raise Stop()  # before the first step of pass ``stop_in_pass``
 
     result = outpaint_video(micro_model, frames, plan, vae.encode, vae.decode, fps=24.0, settings=FAST, callback=callback,
-                            check_interrupt=check, store=store)
+                            check_interrupt=check, store=store, cuts=cuts)
     return result, sampled
 
 
@@ -42,6 +44,26 @@ def test_an_interrupted_run_resumes_with_the_remaining_passes_and_equals_a_fresh
     assert sampled == [2] and resumed.resumed_passes == [0, 1] and resumed.denoising_steps == 1
     assert torch.equal(resumed.latents, fresh.latents) and torch.equal(resumed.canvases, fresh.canvases)
     assert not (tmp_path / "run").exists()  # removed after success
+
+
+def test_a_run_split_into_shots_resumes_in_its_second_shot_and_numbers_passes_over_the_whole_video(
+        micro_model, plan, tmp_path):
+    frames = load_clip(50)
+    frames[20:] = frames[20:].flip(2)
+    seen = []
+    fresh, all_passes = _run(micro_model, frames, plan, cuts=[20], seen=seen)
+    # shot 1 (20 frames) and shot 2 (30 frames): 2 dense passes each, numbered 0..3 over the video
+    assert all_passes == [0, 1, 2, 3] and {i["passes"] for i in seen} == {4}
+    assert [i["frames"] for i in seen] == [list(p.frames) for p in fresh.passes]  # whole-video frame numbers
+    assert all(f >= 20 for i in seen[2:] for f in i["frames"])
+    store = PassStore(tmp_path, "run")
+    with pytest.raises(Stop):
+        _run(micro_model, frames, plan, store, stop_in_pass=3, cuts=[20])
+    assert store.done() == [0, 1, 2]
+    assert set(store.load(2)) == set(fresh.passes[2].distinct_frames)  # stored under whole-video frame numbers
+    resumed, sampled = _run(micro_model, frames, plan, PassStore(tmp_path, "run"), cuts=[20])
+    assert sampled == [3] and resumed.resumed_passes == [0, 1, 2]
+    assert torch.equal(resumed.latents, fresh.latents)
 
 
 def test_a_damaged_or_foreign_pass_file_is_recomputed(micro_model, plan, tmp_path):

@@ -67,6 +67,11 @@ def test_the_threshold_decides_and_shots_shorter_than_the_minimum_are_not_split(
     assert detector.cuts() == detect_cuts(frames)
 
 
+def test_a_shot_its_schedule_cannot_cover_is_named(micro_model, plan):
+    with pytest.raises(ValueError, match=r"shot 2 of 2 \(frames 59-59\): the official schedule never generates"):
+        _run(micro_model, load_clip(60), plan, cuts=[59], schedule="official")
+
+
 def test_user_given_cuts_are_checked_against_the_video():
     assert parse_cuts("48, 12;  30", 60) == [12, 30, 48]
     assert parse_cuts("0, 20", 60) == [20] and parse_cuts("", 60) == []

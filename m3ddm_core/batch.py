@@ -1,0 +1,257 @@
+"""Headless batch outpainting: ``python -m m3ddm_core.batch INPUT... --ratio 9:16 --out DIR``.
+
+Files or folders in, one mp4 out per input (frame count, fps and audio kept), through the same streaming path as
+the M3DDM Outpaint Video node: frames decoded straight into the working canvas and encoded, coarse-to-fine
+sampling on latents, the composite written frame by frame. A progress bar per video and overall (tqdm), a summary
+of failures with their reasons, exit status 1 when any failed, and a re-run skips outputs that are already
+there (an output file appears only once complete). No model hub is contacted: the M3DDM weights and the SD 1.x
+VAE are local files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from .canvas import plan_canvas
+from .loader import WeightsError, load_unet
+from .shots import CutDetector
+from .stream import encode_frames, write_outpainted
+from .video import SampleSettings, plan_shots
+from .video import outpaint_video as _outpaint
+from .video_io import probe, read_frames
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
+SD_LATENT_SCALE = 0.18215
+# Stable Diffusion 1.x's VAE (AutoencoderKL), for single-file checkpoints that carry no config.
+SD_VAE_CONFIG = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32,
+    "block_out_channels": [128, 256, 512, 512], "sample_size": 512, "act_fn": "silu",
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+}
+
+
+class BatchError(RuntimeError):
+    """A video that could not be outpainted (the reason is the message)."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def load_vae(path: Path, device: torch.device, dtype: torch.dtype):
+    """A local SD 1.x VAE -- a diffusers folder (``config.json`` + weights) or a single original-format file
+    (``.safetensors`` / ``.ckpt``, e.g. vae-ft-mse-840000-ema-pruned) -- as diffusers' ``AutoencoderKL``."""
+    from diffusers import AutoencoderKL
+
+    path = Path(path)
+    if path.is_dir():
+        vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True)
+    else:
+        from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state)
+        config = dict(SD_VAE_CONFIG)
+        cfg_file = path.with_suffix(".json")  # a config beside the file (other sizes than SD 1.x's)
+        if cfg_file.is_file():
+            config.update(json.loads(cfg_file.read_text()))
+        vae = AutoencoderKL(**config)
+        try:
+            converted = convert_ldm_vae_checkpoint(state, vae.config)
+            missing, unexpected = vae.load_state_dict(converted, strict=False)
+        except (KeyError, RuntimeError) as exc:  # other layouts or sizes
+            reason = str(exc).strip().splitlines()
+            raise BatchError(f"{path} is not an SD 1.x VAE ({reason[-1] if reason else type(exc).__name__})") from None
+        if missing or unexpected:
+            raise BatchError(f"{path} is not an SD 1.x VAE: {len(missing)} missing keys (e.g. {missing[:3]}), "
+                             f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    vae = vae.to(device)
+    if dtype != torch.float32:
+        vae = vae.to(dtype)
+    return vae.eval().requires_grad_(False)
+
+
+def vae_functions(vae) -> tuple[Callable, Callable]:
+    """``encode(pixels [k, H, W, 3] 0..1) -> scaled latents`` and ``decode(latents) -> [k, H, W, 3] 0..1``
+    (both CPU float32) around a diffusers ``AutoencoderKL``; the encoder takes the posterior mean."""
+    p = next(vae.parameters())
+
+    def encode(pixels: torch.Tensor) -> torch.Tensor:
+        x = (pixels.permute(0, 3, 1, 2) * 2 - 1).to(p.device, p.dtype)
+        return vae.encode(x).latent_dist.mean.float().cpu() * SD_LATENT_SCALE
+
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        x = vae.decode((latents / SD_LATENT_SCALE).to(p.device, p.dtype)).sample
+        return ((x.float().cpu() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
+    return encode, decode
+
+
+def find_videos(inputs: Sequence[Path]) -> list[Path]:
+    """Files as given, folders expanded to their videos (sorted, not recursive)."""
+    found: list[Path] = []
+    for p in map(Path, inputs):
+        if p.is_dir():
+            found += sorted(f for f in p.iterdir() if f.suffix.lower() in VIDEO_SUFFIXES and not f.name.startswith("."))
+        else:
+            found.append(p)
+    return found
+
+
+def output_path(video: Path, out_dir: Path, ratio: str) -> Path:
+    return Path(out_dir) / f"{video.stem}_{ratio.replace(':', 'x').replace(',', '_')}.mp4"
+
+
+@dataclass
+class Job:
+    """What every video of a batch shares."""
+
+    model: torch.nn.Module
+    encode: Callable
+    decode: Callable
+    ratio: str
+    settings: SampleSettings
+    strides: str = "auto"
+    schedule: str = "fixed"
+    feather: int = 8
+    shots: str = "none"
+
+
+def outpaint_file(job: Job, video: Path, out: Path, progress: Optional[Callable[[str, int, int], None]] = None) \
+        -> None:
+    """Outpaint one video file to ``out`` (mp4). ``progress(stage, done, total)`` reports ``encode`` (frames),
+    ``sample`` (denoising steps) and ``write`` (frames). Raises :class:`BatchError` with the reason."""
+    report = progress or (lambda stage, done, total: None)
+    try:
+        info = probe(video)
+        plan = plan_canvas((info.height, info.width), ratio=job.ratio)
+        if plan.output_hw[0] % 2 or plan.output_hw[1] % 2:
+            raise BatchError(f"the output would be {plan.output_hw[1]}x{plan.output_hw[0]}; H.264 needs even sides")
+        n = info.frames
+        detector = CutDetector() if job.shots == "detect" else None
+        frames = read_frames(video, 0, n)
+        if detector is not None:
+            frames = detector.watching(frames)
+        encoded = encode_frames(frames, n, plan, job.encode, on_chunk=lambda done: report("encode", done, n))
+        cuts = detector.cuts() if detector is not None else []
+        total = sum(len(p) for _, p in plan_shots(n, cuts, job.strides, job.schedule)) * job.settings.steps
+        steps = {"done": 0}
+
+        def on_step(info: dict) -> None:
+            steps["done"] += 1
+            report("sample", steps["done"], total)
+        result = _outpaint(job.model, range(n), plan, None, None, float(info.fps), job.settings, job.strides,
+                           job.schedule, on_step, encoded=encoded, cuts=cuts)
+        write_outpainted(out, video, 0, n, info.fps, plan, result.latents, job.decode, job.feather,
+                         on_frame=lambda done: report("write", done, n))
+    except BatchError:
+        raise
+    except (ValueError, OSError, RuntimeError) as exc:  # a bad file, canvas or schedule, a full disk, out of
+        # memory: this video's failure, reported at the end; the batch goes on with the next one
+        lines = str(exc).strip().splitlines()
+        raise BatchError(lines[0] if lines else type(exc).__name__) from exc
+
+
+def run_batch(job: Job, videos: Sequence[Path], out_dir: Path, show: bool = True) -> tuple[list, list, list]:
+    """Outpaint ``videos`` into ``out_dir`` one after another: ``(written, skipped, failed)``, failed as
+    ``(video, reason)``. Outputs already present are skipped (the writer creates them only when complete)."""
+    from tqdm import tqdm
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    written, skipped, failed = [], [], []
+    overall = tqdm(total=len(videos), desc="videos", unit="video", disable=not show, position=0)
+    for video in videos:
+        out = output_path(video, out_dir, job.ratio)
+        if out.exists():
+            skipped.append(video)
+            overall.update(1)
+            continue
+        bar = tqdm(total=1, desc=video.name[:40], disable=not show, position=1, leave=False)
+        stage_of = {"stage": None}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage != stage_of["stage"]:  # encode (frames) -> sample (steps) -> write (frames)
+                stage_of["stage"] = stage
+                bar.reset(total=total)
+                bar.set_description(f"{video.name[:30]} {stage}")
+            bar.n = done
+            bar.refresh()
+        t0 = time.perf_counter()
+        try:
+            outpaint_file(job, video, out, progress)
+            written.append(video)
+            overall.write(f"{video} -> {out} ({time.perf_counter() - t0:.0f} s)")
+        except BatchError as exc:
+            failed.append((video, str(exc)))
+            overall.write(f"FAILED {video}: {exc}")
+        finally:
+            bar.close()
+        overall.update(1)
+    overall.close()
+    return written, skipped, failed
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m m3ddm_core.batch", description=__doc__.splitlines()[0])
+    ap.add_argument("inputs", nargs="+", type=Path, help="video files or folders of videos")
+    ap.add_argument("--ratio", required=True, help="target aspect ratio W:H, e.g. 9:16")
+    ap.add_argument("--out", required=True, type=Path, help="output folder (one mp4 per input)")
+    ap.add_argument("--model", required=True, type=Path, help="M3DDM (or M3DDM+) weights: folder or file")
+    ap.add_argument("--vae", required=True, type=Path,
+                    help="SD 1.x VAE: a single file (e.g. vae-ft-mse-840000-ema-pruned.safetensors) or a diffusers folder")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--scheduler", default="pndm", choices=["pndm", "ddim", "dpmpp_2m"])
+    ap.add_argument("--s1", type=float, default=2.0, help="context guidance")
+    ap.add_argument("--s2", type=float, default=4.0, help="global-frame guidance")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--strides", default="auto", help="auto, or coarse-to-fine strides such as 15,5,1")
+    ap.add_argument("--schedule", default="fixed", choices=["fixed", "official"])
+    ap.add_argument("--shots", default="none", choices=["none", "detect"], help="outpaint each shot on its own")
+    ap.add_argument("--feather", type=int, default=8)
+    ap.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), or a torch device")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+
+    videos = find_videos(args.inputs)
+    if not videos:
+        print("no videos found in " + ", ".join(map(str, args.inputs)), file=sys.stderr)
+        return 2
+    device = pick_device(args.device)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.get(
+        args.dtype, torch.float16 if device.type == "cuda" else torch.float32)
+    try:
+        model = load_unet(args.model, dtype=dtype, device=device)
+        vae = load_vae(args.vae, device, torch.float32 if device.type == "cpu" else dtype)
+    except (WeightsError, BatchError, OSError) as exc:
+        print(f"cannot load the models: {exc}", file=sys.stderr)
+        return 2
+    encode, decode = vae_functions(vae)
+    settings = SampleSettings(steps=args.steps, s1=args.s1, s2=args.s2, scheduler=args.scheduler, seed=args.seed)
+    job = Job(model, encode, decode, args.ratio, settings, args.strides, args.schedule, args.feather, args.shots)
+    with torch.inference_mode():
+        written, skipped, failed = run_batch(job, videos, args.out, show=not args.quiet)
+    print(f"done: {len(written)} written, {len(skipped)} skipped (already there), {len(failed)} failed")
+    for video, reason in failed:
+        print(f"  {video}: {reason}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The headless batch command: files and folders in, one whole mp4 out per video, failures summarized, re-runs
+skip finished outputs; local VAE files in diffusers or original (LDM) format."""
+import re
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from comfy_env import REPO
+from conftest import NANO_CONFIG
+from helpers import load_clip
+from m3ddm_core import VideoWriter, probe, read_audio
+from m3ddm_core.batch import BatchError, load_vae, main, output_path, vae_functions
+
+sys.path.insert(0, str(REPO / "scripts"))
+from random_weights import write_random_m3ddm  # noqa: E402
+
+TINY_VAE = dict(block_out_channels=[8, 8, 8, 8], down_block_types=["DownEncoderBlock2D"] * 4,
+                up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=1, norm_num_groups=4, latent_channels=4)
+
+
+def _tiny_vae(seed=0):
+    from diffusers import AutoencoderKL
+    torch.manual_seed(seed)
+    return AutoencoderKL(**TINY_VAE).eval()
+
+
+def _to_ldm(state: dict, blocks: int) -> dict:
+    """diffusers AutoencoderKL keys -> the original (LDM) layout of SD's VAE files, e.g.
+    vae-ft-mse-840000-ema-pruned.safetensors: the inverse of what diffusers converts on loading."""
+    out = {}
+    for key, value in state.items():
+        k = key
+        k = re.sub(r"down_blocks\.(\d+)\.resnets\.", r"down.\1.block.", k)
+        k = re.sub(r"down_blocks\.(\d+)\.downsamplers\.0\.", r"down.\1.downsample.", k)
+        k = re.sub(r"up_blocks\.(\d+)\.resnets\.", lambda m: f"up.{blocks - 1 - int(m[1])}.block.", k)
+        k = re.sub(r"up_blocks\.(\d+)\.upsamplers\.0\.", lambda m: f"up.{blocks - 1 - int(m[1])}.upsample.", k)
+        k = re.sub(r"mid_block\.resnets\.(\d)\.", lambda m: f"mid.block_{int(m[1]) + 1}.", k)
+        k = k.replace("conv_shortcut", "nin_shortcut").replace("conv_norm_out", "norm_out")
+        attn = re.match(r"(.*)mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)\.(.*)", k)
+        if attn:
+            name = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}[attn[2]]
+            k = f"{attn[1]}mid.attn_1.{name}.{attn[3]}"
+            if name != "norm" and value.ndim == 2:
+                value = value[:, :, None, None]  # 1x1 convolutions in the original
+        out[k] = value
+    return out
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("batch")
+    write_random_m3ddm(root / "m3ddm-nano", NANO_CONFIG)
+    vae = _tiny_vae()
+    vae.save_pretrained(str(root / "vae"), safe_serialization=True)
+    videos = root / "in"
+    videos.mkdir()
+    frames = (load_clip(20) * 255).round().to(torch.uint8).numpy()
+    t = np.arange(int(20 / 25 * 16000), dtype=np.float32) / 16000
+    audio = (np.sin(2 * np.pi * 330 * t)[None] * 0.3).astype(np.float32), 16000
+    for name, n, sound in (("a.mp4", 20, audio), ("b.mp4", 12, None)):
+        with VideoWriter(videos / name, Fraction(25), 208, 120, audio=sound) as w:
+            for f in frames[:n]:
+                w.write(f)
+    (videos / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(500))
+    return root
+
+
+def _args(assets, out, *extra):
+    return [str(assets / "in"), "--ratio", "9:16", "--out", str(out), "--model", str(assets / "m3ddm-nano"),
+            "--vae", str(assets / "vae"), "--steps", "1", "--scheduler", "ddim", "--quiet", *extra]
+
+
+def test_a_folder_becomes_one_whole_video_per_input_and_failures_are_summarized(assets, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(_args(assets, out)) == 1  # one input is broken
+    text = capsys.readouterr().out
+    assert "done: 2 written, 0 skipped (already there), 1 failed" in text
+    assert re.search(r"broken\.mp4: .+", text)
+    a, b = probe(output_path(assets / "in" / "a.mp4", out, "9:16")), probe(out / "b_9x16.mp4")
+    assert (a.frames, a.fps, a.width, a.height) == (20, 25, 208, 370) and b.frames == 12
+    sound = read_audio(out / "a_9x16.mp4", 0, 10)
+    assert sound is not None and abs(sound[0].shape[1] / sound[1] - 0.8) < 0.05
+    assert read_audio(out / "b_9x16.mp4", 0, 10) is None
+    assert sorted(p.name for p in out.iterdir()) == ["a_9x16.mp4", "b_9x16.mp4"]  # nothing half-written
+    # a re-run skips what is finished and tries the failure again
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(_args(assets, out)) == 1
+    assert "done: 0 written, 2 skipped (already there), 1 failed" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_models_that_do_not_load_are_a_clear_error(assets, tmp_path, capsys):
+    assert main(_args(assets, tmp_path / "out", "--vae", str(tmp_path / "nowhere.safetensors"))) == 2
+    assert "cannot load the models:" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_an_original_format_vae_file_loads_to_the_same_model_as_its_diffusers_folder(tmp_path):
+    from safetensors.torch import save_file
+    vae = _tiny_vae(seed=3)
+    path = tmp_path / "tiny-vae.safetensors"
+    save_file({k: v.contiguous() for k, v in _to_ldm(vae.state_dict(), 4).items()}, str(path))
+    import json
+    path.with_suffix(".json").write_text(json.dumps(TINY_VAE))  # not SD 1.x's size: its config beside it
+    loaded = load_vae(path, torch.device("cpu"), torch.float32)
+    pixels = torch.rand(2, 64, 64, 3)
+    enc_a, dec_a = vae_functions(vae)
+    enc_b, dec_b = vae_functions(loaded)
+    with torch.no_grad():
+        assert torch.allclose(enc_a(pixels), enc_b(pixels), atol=1e-6)  # a wrong mapping differs wholesale
+        lat = enc_a(pixels)
+        # 1x1 convolutions vs linear layers in the attention: float rounding only (measured 2.7e-6)
+        assert torch.allclose(dec_a(lat), dec_b(lat), atol=1e-5) and dec_a(lat).shape == (2, 64, 64, 3)
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"encoder.conv_in.weight": torch.zeros(8, 3, 3, 3)}, str(wrong))
+    with pytest.raises(BatchError, match="wrong.safetensors is not an SD 1.x VAE"):
+        load_vae(wrong, torch.device("cpu"), torch.float32)
