@@ -26,10 +26,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
 from comfy_harness import ComfyServer  # noqa: E402
-from random_weights import write_random_m3ddm, write_random_taesd  # noqa: E402
+from random_weights import NANO_CONFIG, write_random_m3ddm, write_random_taesd  # noqa: E402
 
-NANO = dict(json.loads((REPO / "tests" / "data" / "full_size_config.json").read_text()),
-            block_out_channels=[8, 8, 8, 8], norm_num_groups=4, sample_size=16)
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi"}
 
 
@@ -96,7 +94,7 @@ def main() -> None:
             (server.models / "m3ddm" / model).symlink_to(args.model.resolve())
         else:
             model = "nano-random"
-            write_random_m3ddm(server.models / "m3ddm" / model, NANO)
+            write_random_m3ddm(server.models / "m3ddm" / model, NANO_CONFIG)
         if args.vae:
             vae = args.vae.name
             (server.models / "vae" / vae).symlink_to(args.vae.resolve())

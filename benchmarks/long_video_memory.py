@@ -30,12 +30,10 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
 from comfy_harness import ComfyServer, workflow_to_api  # noqa: E402
-from random_weights import write_random_m3ddm, write_random_taesd  # noqa: E402
+from random_weights import NANO_CONFIG, write_random_m3ddm, write_random_taesd  # noqa: E402
 
 from m3ddm_core import VideoWriter, probe  # noqa: E402
 
-NANO = dict(json.loads((REPO / "tests" / "data" / "full_size_config.json").read_text()),
-            block_out_channels=[8, 8, 8, 8], norm_num_groups=4, sample_size=16)
 DEMO = REPO / "workflows" / "media" / "m3ddm_demo_clip.mp4"
 
 
@@ -107,7 +105,7 @@ def main() -> None:
         info = probe(video)
         server = ComfyServer(sys.executable, comfy_dir, work / "comfy", user_directory=work / "comfy" / "user")
         server.prepare()
-        write_random_m3ddm(server.models / "m3ddm" / "nano", NANO)
+        write_random_m3ddm(server.models / "m3ddm" / "nano", NANO_CONFIG)
         write_random_taesd(server.models)
         shutil.copy(video, server.input / video.name)
         shutil.copy(DEMO, server.input / DEMO.name)

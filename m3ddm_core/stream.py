@@ -44,11 +44,7 @@ def encode_frames(frames: Iterable[np.ndarray], count: int, plan: CanvasPlan, en
             on_chunk(done)
     if done != count:
         raise ValueError(f"expected {count} frames, the stream gave {done}")
-    black = torch.zeros(1, *plan.canvas_hw, 3)  # the unconditional canvas: all black (-1 in VAE range)
-    cache.encoded_images += 1
-    with torch.no_grad():
-        uncond = encode(black).float().cpu()
-    return EncodedVideo(cache, uncond, global_frame_latents(cache))
+    return EncodedVideo(cache, cache.uncond_latent(), global_frame_latents(cache))
 
 
 def composite_frames(frames: Iterable[np.ndarray], latents: torch.Tensor, plan: CanvasPlan, decode: DecodeFn,

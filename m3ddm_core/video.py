@@ -88,6 +88,10 @@ class LatentCache:
         with torch.no_grad():  # a cached latent must not keep an encoder's autograd graph (GBs) alive
             return self.encode(pixels).float().cpu()
 
+    def uncond_latent(self) -> torch.Tensor:
+        """``[1, 4, h, w]``: the unconditional canvas, all black (-1 in VAE range), encoded."""
+        return self._encode([np.zeros((*self.plan.canvas_hw, 3), np.uint8)])
+
     def ensure(self, indexes: Sequence[int], need_masked: Sequence[int] = ()) -> None:
         """Encode the prefilled canvases of ``indexes`` and the masked ones of ``need_masked`` if missing."""
         todo_p = [i for i in dict.fromkeys(indexes) if i not in self.prefilled]
@@ -164,11 +168,7 @@ def encode_video(frames, plan: CanvasPlan, encode: EncodeFn, global_latents: Opt
             cache.ensure(idx, need_masked=idx)
     if global_latents is None:
         global_latents = global_frame_latents(cache)
-    black = torch.zeros(1, *plan.canvas_hw, 3)  # the unconditional canvas: all black (-1 in VAE range)
-    cache.encoded_images += 1
-    with torch.no_grad():
-        uncond = encode(black).float().cpu()
-    return EncodedVideo(cache, uncond, global_latents)
+    return EncodedVideo(cache, cache.uncond_latent(), global_latents)
 
 
 def global_frame_latents(cache: LatentCache) -> torch.Tensor:

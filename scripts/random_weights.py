@@ -11,6 +11,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from m3ddm_core import FULL_SIZE_CONFIG
+
+# The smallest config of the M3DDM architecture: the plumbing of benchmarks that do not measure the model.
+NANO_CONFIG = dict(FULL_SIZE_CONFIG, block_out_channels=[8, 8, 8, 8], norm_num_groups=4, sample_size=16)
+
 
 def write_random_m3ddm(folder: Path, config: dict, seed: int = 0) -> Path:
     """``folder/config.json`` + ``folder/diffusion_pytorch_model.safetensors`` (the Hugging Face layout)."""
