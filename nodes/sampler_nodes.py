@@ -82,16 +82,24 @@ def _check_global(global_frames, canvas, node):
 
 def run_outpaint(node: str, m3ddm_model, vae, frames: torch.Tensor, plan, settings: SampleSettings, fps: float,
                  strides, schedule: str, cuts, global_latents=None):
-    """Coarse-to-fine outpainting of IMAGE ``frames`` ``[N, H, W, 3]`` with ComfyUI's model management, progress,
-    interruption and a resumable pass store; errors name ``node``. Returns the core's ``OutpaintResult``."""
+    """Coarse-to-fine outpainting of IMAGE ``frames`` ``[N, H, W, 3]`` (encoded here, decoded canvases returned);
+    see :func:`sample_encoded`. Returns the core's ``OutpaintResult``."""
     try:  # checked before any encoding or model loading
         n_passes = count_passes(frames.shape[0], cuts, strides, schedule)
     except ValueError as exc:
         raise node_error(node, str(exc)) from None
     encoded = encode_video(frames, plan, vae_encoder(vae), global_latents, preencode=True)
+    return sample_encoded(node, m3ddm_model, frames, encoded, content_hash(frames), vae_decoder(vae), plan, settings,
+                          fps, strides, schedule, cuts, n_passes)
+
+
+def sample_encoded(node: str, m3ddm_model, frames, encoded, content_id: str, decode, plan, settings: SampleSettings,
+                   fps: float, strides, schedule: str, cuts, n_passes: int):
+    """Sample an encoded video (``frames``: the frames, or anything of their count) with ComfyUI's model
+    management, progress, interruption and a resumable pass store keyed by ``content_id``; ``decode=None`` keeps
+    the canvases undecoded. Errors name ``node``."""
     model, settings = runtime.model_on_device(m3ddm_model, settings, plan.latent_hw, node)
-    store = runtime.pass_store(resume_key(content_hash(frames), plan, encoded, model, settings, fps, strides,
-                                          schedule, cuts))
+    store = runtime.pass_store(resume_key(content_id, plan, encoded, model, settings, fps, strides, schedule, cuts))
     resumed = [i for i in store.done() if i < n_passes]
     if resumed:
         log.info("[%s] resuming an interrupted run: %d of %d passes are done (%s)", node, len(resumed), n_passes,
@@ -99,8 +107,8 @@ def run_outpaint(node: str, m3ddm_model, vae, frames: torch.Tensor, plan, settin
     callback = runtime.progress_callback(max(1, n_passes * settings.steps), model.device,
                                          len(resumed) * settings.steps)
     try:
-        result = outpaint_video(model, frames, plan, None, vae_decoder(vae), fps, settings, strides, schedule,
-                                callback, runtime.check_interrupt, encoded=encoded, store=store, cuts=cuts)
+        result = outpaint_video(model, frames, plan, None, decode, fps, settings, strides, schedule, callback,
+                                runtime.check_interrupt, encoded=encoded, store=store, cuts=cuts)
     except ValueError as exc:
         raise node_error(node, str(exc)) from None
     except torch.cuda.OutOfMemoryError as exc:

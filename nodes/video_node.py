@@ -12,13 +12,13 @@ import numpy as np
 import torch
 from comfy_api.latest import Input, Types, io
 
-from ..m3ddm_core import (CutDetector, VideoFileError, check_range, composite_frames, encode_frames, outpaint_video,
-                          probe, read_audio, read_frames, resume_key, write_outpainted)
+from ..m3ddm_core import (CutDetector, VideoFileError, check_range, composite_frames, encode_frames, probe,
+                          read_audio, read_frames, write_outpainted)
 
 from . import runtime
 from .canvas_node import plan_for, target_inputs
 from .layouts import check_sd_vae, node_error, vae_decoder, vae_encoder
-from .sampler_nodes import count_passes, pass_inputs, sampling_inputs, sampling_settings
+from .sampler_nodes import count_passes, pass_inputs, sample_encoded, sampling_inputs, sampling_settings
 from .shots import resolve_cuts, shot_inputs
 from .types import M3DDMModelType
 
@@ -185,23 +185,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
                 n_passes = count_passes(count, found, strides, schedule)
             except ValueError as exc:
                 raise node_error(NODE, str(exc)) from None
-        model, settings = runtime.model_on_device(m3ddm_model, settings, plan.latent_hw, NODE)
-        store = runtime.pass_store(resume_key(source_identity(source, start, count), plan, encoded, model, settings,
-                                              float(info.fps), strides, schedule, found))
-        resumed = [i for i in store.done() if i < n_passes]
-        if resumed:
-            log.info("[%s] resuming an interrupted run: %d of %d passes are done (%s)", NODE, len(resumed), n_passes,
-                     store.dir)
-        callback = runtime.progress_callback(max(1, n_passes * steps), model.device, len(resumed) * steps)
-        try:
-            result = outpaint_video(model, range(count), plan, None, None, float(info.fps), settings, strides,
-                                    schedule, callback, runtime.check_interrupt, encoded=encoded, store=store,
-                                    cuts=found)
-        except ValueError as exc:
-            raise node_error(NODE, str(exc)) from None
-        except torch.cuda.OutOfMemoryError as exc:
-            raise runtime.oom_hint(exc, NODE) from exc
-        log.info("[%s] sampled %d of %d passes (%d resumed)", NODE, n_passes - len(result.resumed_passes), n_passes,
-                 len(result.resumed_passes))
+        result = sample_encoded(NODE, m3ddm_model, range(count), encoded, source_identity(source, start, count),
+                                None, plan, settings, float(info.fps), strides, schedule, found, n_passes)
         return io.NodeOutput(OutpaintedVideo(source, start, count, info.fps, plan, result.latents, vae_decoder(vae),
                                              feather, upscaler(upscale_model)))
