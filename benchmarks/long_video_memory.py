@@ -89,6 +89,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1)
     ap.add_argument("--path", choices=["video", "image"], default="video")
     ap.add_argument("--timeout", type=float, default=7200)
+    ap.add_argument("--phases", action="store_true",
+                    help="also print the peak RSS reached during each line of the server log (which phase costs)")
     args = ap.parse_args()
     from comfy_env import require_comfyui
     comfy_dir = require_comfyui()
@@ -119,14 +121,20 @@ def main() -> None:
                 f.write("5")  # reset the high-water mark: the peak below is this run's
             baseline = _status_kb(pid, "VmRSS:")
             peak = {"kb": baseline}
+            phases: dict[str, int] = {}
             done = threading.Event()
 
             def sample():
                 while not done.is_set():
                     try:
-                        peak["kb"] = max(peak["kb"], _status_kb(pid, "VmHWM:"), _status_kb(pid, "VmRSS:"))
+                        rss = _status_kb(pid, "VmRSS:")
+                        peak["kb"] = max(peak["kb"], _status_kb(pid, "VmHWM:"), rss)
                     except (FileNotFoundError, ProcessLookupError):
                         return
+                    if args.phases:
+                        lines = [ln for ln in server.log().splitlines()[-50:] if "[M3DDM" in ln or "Prompt" in ln]
+                        key = lines[-1].strip()[:110] if lines else "start"
+                        phases[key] = max(phases.get(key, 0), rss)
                     time.sleep(0.2)
             thread = threading.Thread(target=sample, daemon=True)
             thread.start()
@@ -145,6 +153,8 @@ def main() -> None:
             out = probe(outputs[-1]) if outputs and outcome == "ok" else None
         finally:
             server.stop()
+    for key, kb in phases.items():
+        print(f"phase rss_mb={(kb - baseline) / 1024:6.0f}  after: {key}")
     print(f"baseline_rss_mb={baseline / 1024:.0f} (server after the warm-up: models loaded) outcome={outcome}")
     out_size = f"{out.width}x{out.height}" if out else "none"
     print(f"frames={info.frames} in={info.width}x{info.height} out={out_size} path={args.path} "

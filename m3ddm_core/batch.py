@@ -13,19 +13,20 @@ import argparse
 import json
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
 
-from .canvas import plan_canvas
+from .canvas import CanvasPlan, plan_canvas
 from .loader import WeightsError, load_unet
 from .shots import CutDetector
 from .stream import encode_frames, write_outpainted
-from .video import SampleSettings, plan_shots
+from .video import EncodedVideo, SampleSettings, plan_shots
 from .video import outpaint_video as _outpaint
-from .video_io import probe, read_frames
+from .video_io import VideoInfo, probe, read_frames
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 SD_LATENT_SCALE = 0.18215
@@ -133,12 +134,67 @@ class Job:
     shots: str = "none"
 
 
-def outpaint_file(job: Job, video: Path, out: Path, progress: Optional[Callable[[str, int, int], None]] = None) \
-        -> None:
-    """Outpaint one video file to ``out`` (mp4). ``progress(stage, done, total)`` reports ``encode`` (frames),
-    ``sample`` (denoising steps) and ``write`` (frames). Raises :class:`BatchError` with the reason."""
-    report = progress or (lambda stage, done, total: None)
+@dataclass(frozen=True)
+class JobSpec:
+    """A :class:`Job` as paths and settings (what a Ray worker needs to load its own copy of the models)."""
+
+    model: str
+    vae: str
+    ratio: str
+    settings: SampleSettings
+    strides: str = "auto"
+    schedule: str = "fixed"
+    feather: int = 8
+    shots: str = "none"
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+def load_job(spec: JobSpec) -> Job:
+    """Load the models of ``spec`` (raises :class:`.loader.WeightsError`, :class:`BatchError` or OSError)."""
+    device = pick_device(spec.device)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.get(
+        spec.dtype, torch.float16 if device.type == "cuda" else torch.float32)
+    model = load_unet(Path(spec.model), dtype=dtype, device=device)
+    vae = load_vae(Path(spec.vae), device, torch.float32 if device.type == "cpu" else dtype)
+    encode, decode = vae_functions(vae)
+    return Job(model, encode, decode, spec.ratio, spec.settings, spec.strides, spec.schedule, spec.feather, spec.shots)
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+@contextmanager
+def failure_reason():
+    """Turn a bad file, canvas or schedule, a full disk or out of memory into this video's :class:`BatchError`
+    (reported at the end; the batch goes on with the next video)."""
     try:
+        yield
+    except BatchError:
+        raise
+    except (ValueError, OSError, RuntimeError) as exc:
+        lines = str(exc).strip().splitlines()
+        raise BatchError(lines[0] if lines else type(exc).__name__) from exc
+
+
+@dataclass
+class EncodedFile:
+    """A video file read once into its working-canvas latents: what sampling and writing need."""
+
+    info: VideoInfo
+    plan: CanvasPlan
+    encoded: EncodedVideo
+    cuts: list[int]
+
+
+def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> EncodedFile:
+    """Probe ``video``, plan its canvas, and encode every frame's canvases while the file streams in (shots
+    detected on the way when ``job.shots == "detect"``). ``progress("encode", frames, total)``."""
+    with failure_reason():
         info = probe(video)
         plan = plan_canvas((info.height, info.width), ratio=job.ratio)
         if plan.output_hw[0] % 2 or plan.output_hw[1] % 2:
@@ -148,29 +204,47 @@ def outpaint_file(job: Job, video: Path, out: Path, progress: Optional[Callable[
         frames = read_frames(video, 0, n)
         if detector is not None:
             frames = detector.watching(frames)
-        encoded = encode_frames(frames, n, plan, job.encode, on_chunk=lambda done: report("encode", done, n))
+        encoded = encode_frames(frames, n, plan, job.encode, on_chunk=lambda done: progress("encode", done, n))
         cuts = detector.cuts() if detector is not None else []
-        total = sum(len(p) for _, p in plan_shots(n, cuts, job.strides, job.schedule)) * job.settings.steps
-        steps = {"done": 0}
-
-        def on_step(info: dict) -> None:
-            steps["done"] += 1
-            report("sample", steps["done"], total)
-        result = _outpaint(job.model, range(n), plan, None, None, float(info.fps), job.settings, job.strides,
-                           job.schedule, on_step, encoded=encoded, cuts=cuts)
-        write_outpainted(out, video, 0, n, info.fps, plan, result.latents, job.decode, job.feather,
-                         on_frame=lambda done: report("write", done, n))
-    except BatchError:
-        raise
-    except (ValueError, OSError, RuntimeError) as exc:  # a bad file, canvas or schedule, a full disk, out of
-        # memory: this video's failure, reported at the end; the batch goes on with the next one
-        lines = str(exc).strip().splitlines()
-        raise BatchError(lines[0] if lines else type(exc).__name__) from exc
+        plan_shots(n, cuts, job.strides, job.schedule)  # a schedule that cannot cover a shot fails here
+        return EncodedFile(info, plan, encoded, cuts)
 
 
-def run_batch(job: Job, videos: Sequence[Path], out_dir: Path, show: bool = True) -> tuple[list, list, list]:
+def write_file(job: Job, video: Path, out: Path, info: VideoInfo, plan: CanvasPlan, latents: torch.Tensor,
+               progress: Progress = no_progress) -> None:
+    """Composite ``latents`` ``[N, 4, h, w]`` onto ``video``'s frames and write ``out`` (appears only when whole).
+    ``progress("write", frames, total)``."""
+    n = info.frames
+    with failure_reason():
+        write_outpainted(out, video, 0, n, info.fps, plan, latents, job.decode, job.feather,
+                         on_frame=lambda done: progress("write", done, n))
+
+
+def outpaint_file(job: Job, video: Path, out: Path, progress: Optional[Progress] = None) -> torch.Tensor:
+    """Outpaint one video file to ``out`` (mp4) and return its final latents ``[N, 4, h, w]``. ``progress(stage,
+    done, total)`` reports ``encode`` (frames), ``sample`` (denoising steps) and ``write`` (frames). Raises
+    :class:`BatchError` with the reason."""
+    report = progress or no_progress
+    source = encode_file(job, video, report)
+    n = source.info.frames
+    total = sum(len(p) for _, p in plan_shots(n, source.cuts, job.strides, job.schedule)) * job.settings.steps
+    steps = {"done": 0}
+
+    def on_step(info: dict) -> None:
+        steps["done"] += 1
+        report("sample", steps["done"], total)
+    with failure_reason():
+        result = _outpaint(job.model, range(n), source.plan, None, None, float(source.info.fps), job.settings,
+                           job.strides, job.schedule, on_step, encoded=source.encoded, cuts=source.cuts)
+    write_file(job, video, out, source.info, source.plan, result.latents, report)
+    return result.latents
+
+
+def run_batch(job: Job, videos: Sequence[Path], out_dir: Path, show: bool = True, latents: Optional[dict] = None) \
+        -> tuple[list, list, list]:
     """Outpaint ``videos`` into ``out_dir`` one after another: ``(written, skipped, failed)``, failed as
-    ``(video, reason)``. Outputs already present are skipped (the writer creates them only when complete)."""
+    ``(video, reason)``. Outputs already present are skipped (the writer creates them only when complete).
+    ``latents`` (a dict), when given, receives each written video's final latents ``[N, 4, h, w]``."""
     from tqdm import tqdm
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -194,12 +268,16 @@ def run_batch(job: Job, videos: Sequence[Path], out_dir: Path, show: bool = True
             bar.refresh()
         t0 = time.perf_counter()
         try:
-            outpaint_file(job, video, out, progress)
+            result = outpaint_file(job, video, out, progress)
             written.append(video)
-            overall.write(f"{video} -> {out} ({time.perf_counter() - t0:.0f} s)")
+            if latents is not None:
+                latents[video] = result
+            if show:
+                overall.write(f"{video} -> {out} ({time.perf_counter() - t0:.0f} s)")
         except BatchError as exc:
             failed.append((video, str(exc)))
-            overall.write(f"FAILED {video}: {exc}")
+            if show:
+                overall.write(f"FAILED {video}: {exc}")
         finally:
             bar.close()
         overall.update(1)
@@ -227,26 +305,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), or a torch device")
     ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--ray", metavar="local|ADDRESS",
+                    help="run on Ray (pip install '.[ray]'): 'local' starts a cluster on this machine, otherwise the "
+                         "address of a running cluster (e.g. ray://head:10001 or auto); one worker per GPU holds "
+                         "the models, one task per video, long videos split clip by clip across the workers")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="Ray workers (default: one per GPU of the cluster, or one per --threads CPUs without GPUs)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (CPUs) per CPU worker on Ray")
+    ap.add_argument("--split-frames", type=int, default=300,
+                    help="on Ray, videos of at least this many frames run clip-parallel across all workers")
     args = ap.parse_args(argv)
 
     videos = find_videos(args.inputs)
     if not videos:
         print("no videos found in " + ", ".join(map(str, args.inputs)), file=sys.stderr)
         return 2
-    device = pick_device(args.device)
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.get(
-        args.dtype, torch.float16 if device.type == "cuda" else torch.float32)
-    try:
-        model = load_unet(args.model, dtype=dtype, device=device)
-        vae = load_vae(args.vae, device, torch.float32 if device.type == "cpu" else dtype)
-    except (WeightsError, BatchError, OSError) as exc:
-        print(f"cannot load the models: {exc}", file=sys.stderr)
-        return 2
-    encode, decode = vae_functions(vae)
     settings = SampleSettings(steps=args.steps, s1=args.s1, s2=args.s2, scheduler=args.scheduler, seed=args.seed)
-    job = Job(model, encode, decode, args.ratio, settings, args.strides, args.schedule, args.feather, args.shots)
-    with torch.inference_mode():
-        written, skipped, failed = run_batch(job, videos, args.out, show=not args.quiet)
+    spec = JobSpec(str(args.model), str(args.vae), args.ratio, settings, args.strides, args.schedule, args.feather,
+                   args.shots, args.device, args.dtype)
+    if args.ray:
+        from .scaleout import ScaleOutError, run_batch_ray
+        try:
+            written, skipped, failed = run_batch_ray(spec, videos, args.out, args.ray, args.workers, args.threads,
+                                                     args.split_frames, show=not args.quiet)
+        except ScaleOutError as exc:
+            print(f"cannot run on Ray: {exc}", file=sys.stderr)
+            return 2
+    else:
+        try:
+            job = load_job(spec)
+        except (WeightsError, BatchError, OSError) as exc:
+            print(f"cannot load the models: {exc}", file=sys.stderr)
+            return 2
+        with torch.inference_mode():
+            written, skipped, failed = run_batch(job, videos, args.out, show=not args.quiet)
     print(f"done: {len(written)} written, {len(skipped)} skipped (already there), {len(failed)} failed")
     for video, reason in failed:
         print(f"  {video}: {reason}")

@@ -14,6 +14,7 @@ import torch
 
 from .canvas import CanvasPlan
 from .composite import CompositeLayout, composite
+from .heap import release_freed_memory
 from .schedule import CLIP_FRAMES
 from .video import DecodeFn, EncodedVideo, EncodeFn, LatentCache, build_canvases, global_frame_latents
 from .video_io import VideoWriter, read_audio, read_frames
@@ -40,6 +41,8 @@ def encode_frames(frames: Iterable[np.ndarray], count: int, plan: CanvasPlan, en
         for k, (pre, masked) in enumerate(zip(latents[:len(chunk)], latents[len(chunk):])):
             cache.prefilled[done + k], cache.masked[done + k] = pre.clone(), masked.clone()
         done += len(chunk)
+        del chunk, canvases, latents
+        release_freed_memory()  # the chunk's native frames and canvases, freed on other threads
         if on_chunk is not None:
             on_chunk(done)
     if done != count:
@@ -70,6 +73,8 @@ def composite_frames(frames: Iterable[np.ndarray], latents: torch.Tensor, plan: 
             # x/255*255 rounds back to the same integer: the original region stays bit-exact.
             yield out[0].mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
         done += k
+        del chunk, generated
+        release_freed_memory()
     if done != n:
         raise ValueError(f"{done} source frames for {n} sampled ones")
 

@@ -71,6 +71,11 @@ def build_canvases(frames: Sequence[np.ndarray], plan: CanvasPlan, workers: int 
         return list(pool.map(lambda f: build_canvas(f, plan), frames))
 
 
+# Images per VAE call: a VAE's first layers hold 64-128 channels at the full 256x256 canvas (32-64 MB per image in
+# float32), so a call on 32 canvases held ~1.7 GB (measured with TAESD on the CPU); 8 keeps it to a few hundred MB.
+ENCODE_BATCH = 8
+
+
 @dataclass
 class LatentCache:
     """Per-video cache of each frame's (prefilled, masked) canvas latents; counts encoded images."""
@@ -83,10 +88,14 @@ class LatentCache:
     encoded_images: int = 0
 
     def _encode(self, images: list[np.ndarray]) -> torch.Tensor:
-        pixels = torch.from_numpy(np.stack(images)).float() / 255.0
+        """``ENCODE_BATCH`` images per VAE call."""
+        out = []
+        for i in range(0, len(images), ENCODE_BATCH):
+            pixels = torch.from_numpy(np.stack(images[i:i + ENCODE_BATCH])).float() / 255.0
+            with torch.no_grad():  # a cached latent must not keep an encoder's autograd graph (GBs) alive
+                out.append(self.encode(pixels).float().cpu())
         self.encoded_images += len(images)
-        with torch.no_grad():  # a cached latent must not keep an encoder's autograd graph (GBs) alive
-            return self.encode(pixels).float().cpu()
+        return torch.cat(out)
 
     def uncond_latent(self) -> torch.Tensor:
         """``[1, 4, h, w]``: the unconditional canvas, all black (-1 in VAE range), encoded."""
@@ -260,6 +269,47 @@ def plan_shots(num_frames: int, cuts: Sequence[int], strides: Strides = "auto", 
                 raise
             raise ValueError(f"shot {k + 1} of {len(bounds)} (frames {start}-{end - 1}): {exc}") from None
     return plans
+
+
+def pass_dependencies(passes: Sequence[Pass]) -> list[set[int]]:
+    """For each pass, the earlier passes that generate its guide frames: what must finish before it can run.
+    Passes with no dependency between them may run at the same time (on other workers) with the same result."""
+    writer: dict[int, int] = {}
+    deps = []
+    for k, p in enumerate(passes):
+        deps.append({writer[f] for f in p.guide_frames if f in writer})
+        writer.update({f: k for _, f in p.writes})
+    return deps
+
+
+def critical_path(passes: Sequence[Pass]) -> int:
+    """The number of passes on the longest chain of dependencies: the wall time of a schedule, in passes, with
+    unlimited workers (the sparsest level's windows chain; finer levels fan out)."""
+    depth: list[int] = []
+    for deps in pass_dependencies(passes):
+        depth.append(1 + max((depth[d] for d in deps), default=0))
+    return max(depth, default=0)
+
+
+def pack_encoded(encoded: EncodedVideo) -> dict:
+    """An encoded video as plain tensors (to send to another process): ``prefilled``/``masked`` ``[N, 4, h, w]``
+    and ``uncond`` ``[1, 4, h, w]``; :func:`unpack_encoded` turns it back (the VAE is not part of it)."""
+    cache = encoded.cache
+    n = len(cache.frames)
+    if len(cache.prefilled) < n or len(cache.masked) < n:
+        raise ValueError("pack_encoded needs every frame encoded (stream.encode_frames, or encode_video(..., "
+                         "preencode=True))")
+    return {"prefilled": torch.stack([cache.prefilled[i] for i in range(n)]),
+            "masked": torch.stack([cache.masked[i] for i in range(n)]),
+            "uncond": encoded.uncond_latent, "plan": cache.plan}
+
+
+def unpack_encoded(pack: dict) -> EncodedVideo:
+    """The :class:`EncodedVideo` of :func:`pack_encoded` (every latent present: nothing is encoded again)."""
+    n = pack["prefilled"].shape[0]
+    cache = LatentCache(range(n), pack["plan"], None, dict(enumerate(pack["prefilled"])),
+                        dict(enumerate(pack["masked"])))
+    return EncodedVideo(cache, pack["uncond"], global_frame_latents(cache))
 
 
 def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], decode: Optional[DecodeFn], fps: float,

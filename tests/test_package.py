@@ -189,3 +189,15 @@ def test_the_registry_dependencies_equal_requirements_txt():
     assert sorted(str(Requirement(d)) for d in PROJECT["dependencies"]) == required
     names = {Requirement(d).name.lower() for d in PROJECT["dependencies"]}
     assert names and not names & {"torch", "torchvision", "torchaudio"}, "ComfyUI provides torch"
+
+
+def test_the_ray_extra_is_what_the_project_set_up_installs():
+    """``pip install ".[ray]"`` and scripts/setup_env.sh (requirements-dev.txt) install the same Ray, and the extra
+    pulls no torch; the package it builds is the pure-torch core only (no ComfyUI layer)."""
+    from packaging.requirements import Requirement
+    extra = [Requirement(r) for r in PROJECT["optional-dependencies"]["ray"]]
+    dev = [Requirement(ln.split("#")[0].strip()) for ln in (REPO / "requirements-dev.txt").read_text().splitlines()
+           if ln.split("#")[0].strip()]
+    assert [str(r) for r in extra] == [str(r) for r in dev if r.name == "ray"] and extra
+    assert not {r.name for r in extra} & {"torch", "torchvision"}
+    assert tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"] == ["m3ddm_core"]

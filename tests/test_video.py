@@ -4,6 +4,9 @@ import torch
 
 from helpers import TinyVAE, load_clip
 from m3ddm_core import SampleSettings, composite, encode_video, outpaint_video
+from m3ddm_core.schedule import plan_passes
+from m3ddm_core.video import (critical_path, pack_encoded, pass_dependencies, prepare_video, run_pass,
+                              unpack_encoded)
 
 FAST = SampleSettings(steps=1, s1=1.0, s2=1.0, seed=1)  # one branch, one step: the plumbing, not the quality
 
@@ -104,3 +107,43 @@ def test_canvases_built_on_threads_equal_the_serial_ones_in_order(plan):
     for frame, (prefilled, masked) in zip(frames, threaded):
         ref_p, ref_m = build_canvas(frame, plan)
         assert np.array_equal(prefilled, ref_p) and np.array_equal(masked, ref_m)
+
+
+def test_the_dependencies_of_a_schedule_let_finer_levels_fan_out():
+    passes = plan_passes(64, "15,5,1")
+    deps = pass_dependencies(passes)
+    assert deps[0] == set() and all(deps[k] for k in range(1, len(passes)))
+    dense = [k for k, p in enumerate(passes) if p.stride == 1]
+    # the dense windows wait only on the coarser levels, except the last one, moved back to end on frame 63,
+    # which starts on a frame its neighbour makes
+    assert len(dense) == 5 and all(deps[k] <= set(range(dense[0])) for k in dense[:-1])
+    assert deps[dense[-1]] == {0, 1, dense[-2]}
+    assert critical_path(passes) == 4
+    # a guide made by a pass is always a dependency: every guide frame is written by one of the pass's deps
+    for k, p in enumerate(passes):
+        made = {f for d in deps[k] for _, f in passes[d].writes}
+        assert set(p.guide_frames) <= made
+    # 450 frames at 30,15,1: the sparsest level chains, the rest fans out
+    big = plan_passes(450, "auto")
+    assert (len(big), critical_path(big)) == (33, 5)
+
+
+def test_passes_run_in_any_order_their_dependencies_allow_give_the_same_video(micro_model, plan):
+    """What a scale-out relies on: a pass needs only its guides, so running the ready passes last-first (as
+    another worker might) -- on a video sent through pack_encoded/unpack_encoded -- equals the plan-order run."""
+    frames = load_clip(64)
+    reference, vae = _run(micro_model, frames, plan, strides="15,5,1")
+    encoded = unpack_encoded(pack_encoded(encode_video(frames, plan, vae.encode, preencode=True)))
+    assert encoded.cache.encode is None  # every latent arrived: nothing is encoded again
+    video = prepare_video(micro_model, encoded, plan)
+    passes = plan_passes(64, "15,5,1")
+    deps = pass_dependencies(passes)
+    local, done, order = {}, set(), []
+    while len(done) < len(passes):
+        ready = [k for k in range(len(passes)) if k not in done and deps[k] <= done]
+        for k in reversed(ready):
+            local.update(run_pass(micro_model, video, passes[k], local, 16.0, FAST, k))
+            done.add(k)
+            order.append(k)
+    assert order != sorted(order)  # the order really differed
+    assert torch.equal(torch.stack([local[i] for i in range(64)]), reference.latents)
