@@ -320,7 +320,9 @@ def run_batch_ray(spec: JobSpec, videos: Sequence[Path], out_dir: Path, address:
             bar = bars.get(name)
             if bar is None:
                 bar = bars[name] = tqdm(total=total, desc=Path(name).name[:30], position=len(bars) + 1, leave=False)
-            if bar.desc.split()[-1] != stage:
+                bar.stage = None
+            if bar.stage != stage:  # encode (frames) -> sample (steps, or passes when split) -> write (frames)
+                bar.stage = stage
                 bar.reset(total=total)
                 bar.set_description(f"{Path(name).name[:30]} {stage}")
             bar.n = done
