@@ -46,6 +46,9 @@ def feather_weights(plan: CanvasPlan, feather: int, device=None, rows: slice = s
     return torch.clamp(dist / float(feather), 0, 1)
 
 
+STRIP_ROWS = 128
+
+
 @dataclass(frozen=True)
 class _Band:
     """One rectangle of the border: where it lies, where on the canvas it samples, how much of it is generated,
@@ -70,6 +73,10 @@ class CompositeLayout:
         gy, gx = _canvas_coords(plan)
         rects = [(slice(0, y0), slice(0, ow)), (slice(y1, oh), slice(0, ow)),
                  (slice(y0, y1), slice(0, x0)), (slice(y0, y1), slice(x1, ow))]
+        # strips of STRIP_ROWS rows: a frame's temporaries are then a few MB, not a whole band (a 1920x1167 band
+        # above a 9:16 1080p frame made ~150 MB of them); every pixel is computed the same either way
+        rects = [(slice(r, min(r + STRIP_ROWS, rows.stop)), cols) for rows, cols in rects
+                 for r in range(rows.start, rows.stop, STRIP_ROWS)]
         self.bands = []
         for rows, cols in rects:
             if rows.stop <= rows.start or cols.stop <= cols.start:

@@ -24,7 +24,7 @@ from .types import M3DDMModelType
 
 log = logging.getLogger("M3DDM")
 NODE = "M3DDM_OutpaintVideo"
-DECODE_BATCH = 8  # frames decoded, upscaled and composited together while streaming out
+DECODE_BATCH = 4  # frames decoded, upscaled and composited together while streaming out
 
 
 def source_identity(source, start: int, count: int) -> str:
