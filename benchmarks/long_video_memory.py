@@ -91,6 +91,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=7200)
     ap.add_argument("--phases", action="store_true",
                     help="also print the peak RSS reached during each line of the server log (which phase costs)")
+    ap.add_argument("--trace", type=Path,
+                    help="write every RSS sample (seconds, rss_mb above the baseline, last M3DDM log line) as TSV")
     args = ap.parse_args()
     from comfy_env import require_comfyui
     comfy_dir = require_comfyui()
@@ -122,6 +124,8 @@ def main() -> None:
             baseline = _status_kb(pid, "VmRSS:")
             peak = {"kb": baseline}
             phases: dict[str, int] = {}
+            trace: list[str] = []
+            start = time.perf_counter()
             done = threading.Event()
 
             def sample():
@@ -131,10 +135,11 @@ def main() -> None:
                         peak["kb"] = max(peak["kb"], _status_kb(pid, "VmHWM:"), rss)
                     except (FileNotFoundError, ProcessLookupError):
                         return
-                    if args.phases:
+                    if args.phases or args.trace:
                         lines = [ln for ln in server.log().splitlines()[-50:] if "[M3DDM" in ln or "Prompt" in ln]
                         key = lines[-1].strip()[:110] if lines else "start"
                         phases[key] = max(phases.get(key, 0), rss)
+                        trace.append(f"{time.perf_counter() - start:.1f}\t{(rss - baseline) / 1024:.0f}\t{key}")
                     time.sleep(0.2)
             thread = threading.Thread(target=sample, daemon=True)
             thread.start()
@@ -153,7 +158,9 @@ def main() -> None:
             out = probe(outputs[-1]) if outputs and outcome == "ok" else None
         finally:
             server.stop()
-    for key, kb in phases.items():
+    if args.trace:
+        args.trace.write_text("seconds\trss_mb\tlog\n" + "\n".join(trace) + "\n")
+    for key, kb in phases.items() if args.phases else ():
         print(f"phase rss_mb={(kb - baseline) / 1024:6.0f}  after: {key}")
     print(f"baseline_rss_mb={baseline / 1024:.0f} (server after the warm-up: models loaded) outcome={outcome}")
     out_size = f"{out.width}x{out.height}" if out else "none"

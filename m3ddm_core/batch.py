@@ -119,24 +119,10 @@ def output_path(video: Path, out_dir: Path, ratio: str) -> Path:
     return Path(out_dir) / f"{video.stem}_{ratio.replace(':', 'x').replace(',', '_')}.mp4"
 
 
-@dataclass
-class Job:
-    """What every video of a batch shares."""
-
-    model: torch.nn.Module
-    encode: Callable
-    decode: Callable
-    ratio: str
-    settings: SampleSettings
-    strides: str = "auto"
-    schedule: str = "fixed"
-    feather: int = 8
-    shots: str = "none"
-
-
 @dataclass(frozen=True)
 class JobSpec:
-    """A :class:`Job` as paths and settings (what a Ray worker needs to load its own copy of the models)."""
+    """What every video of a batch shares, with the models as paths (what a Ray worker needs to load its own
+    copy of them)."""
 
     model: str
     vae: str
@@ -150,6 +136,16 @@ class JobSpec:
     dtype: str = "auto"
 
 
+@dataclass
+class Job:
+    """A :class:`JobSpec` with its models loaded."""
+
+    spec: JobSpec
+    model: torch.nn.Module
+    encode: Callable
+    decode: Callable
+
+
 def load_job(spec: JobSpec) -> Job:
     """Load the models of ``spec`` (raises :class:`.loader.WeightsError`, :class:`BatchError` or OSError)."""
     device = pick_device(spec.device)
@@ -158,7 +154,7 @@ def load_job(spec: JobSpec) -> Job:
     model = load_unet(Path(spec.model), dtype=dtype, device=device)
     vae = load_vae(Path(spec.vae), device, torch.float32 if device.type == "cpu" else dtype)
     encode, decode = vae_functions(vae)
-    return Job(model, encode, decode, spec.ratio, spec.settings, spec.strides, spec.schedule, spec.feather, spec.shots)
+    return Job(spec, model, encode, decode)
 
 
 Progress = Callable[[str, int, int], None]
@@ -193,20 +189,20 @@ class EncodedFile:
 
 def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> EncodedFile:
     """Probe ``video``, plan its canvas, and encode every frame's canvases while the file streams in (shots
-    detected on the way when ``job.shots == "detect"``). ``progress("encode", frames, total)``."""
+    detected on the way when ``job.spec.shots == "detect"``). ``progress("encode", frames, total)``."""
     with failure_reason():
         info = probe(video)
-        plan = plan_canvas((info.height, info.width), ratio=job.ratio)
+        plan = plan_canvas((info.height, info.width), ratio=job.spec.ratio)
         if plan.output_hw[0] % 2 or plan.output_hw[1] % 2:
             raise BatchError(f"the output would be {plan.output_hw[1]}x{plan.output_hw[0]}; H.264 needs even sides")
         n = info.frames
-        detector = CutDetector() if job.shots == "detect" else None
+        detector = CutDetector() if job.spec.shots == "detect" else None
         frames = read_frames(video, 0, n)
         if detector is not None:
             frames = detector.watching(frames)
         encoded = encode_frames(frames, n, plan, job.encode, on_chunk=lambda done: progress("encode", done, n))
         cuts = detector.cuts() if detector is not None else []
-        plan_shots(n, cuts, job.strides, job.schedule)  # a schedule that cannot cover a shot fails here
+        plan_shots(n, cuts, job.spec.strides, job.spec.schedule)  # a schedule that cannot cover a shot fails here
         return EncodedFile(info, plan, encoded, cuts)
 
 
@@ -216,7 +212,7 @@ def write_file(job: Job, video: Path, out: Path, info: VideoInfo, plan: CanvasPl
     ``progress("write", frames, total)``."""
     n = info.frames
     with failure_reason():
-        write_outpainted(out, video, 0, n, info.fps, plan, latents, job.decode, job.feather,
+        write_outpainted(out, video, 0, n, info.fps, plan, latents, job.decode, job.spec.feather,
                          on_frame=lambda done: progress("write", done, n))
 
 
@@ -225,19 +221,94 @@ def outpaint_file(job: Job, video: Path, out: Path, progress: Optional[Progress]
     done, total)`` reports ``encode`` (frames), ``sample`` (denoising steps) and ``write`` (frames). Raises
     :class:`BatchError` with the reason."""
     report = progress or no_progress
+    spec = job.spec
     source = encode_file(job, video, report)
     n = source.info.frames
-    total = sum(len(p) for _, p in plan_shots(n, source.cuts, job.strides, job.schedule)) * job.settings.steps
+    total = sum(len(p) for _, p in plan_shots(n, source.cuts, spec.strides, spec.schedule)) * spec.settings.steps
     steps = {"done": 0}
 
     def on_step(info: dict) -> None:
         steps["done"] += 1
         report("sample", steps["done"], total)
     with failure_reason():
-        result = _outpaint(job.model, range(n), source.plan, None, None, float(source.info.fps), job.settings,
-                           job.strides, job.schedule, on_step, encoded=source.encoded, cuts=source.cuts)
+        result = _outpaint(job.model, range(n), source.plan, None, None, float(source.info.fps), spec.settings,
+                           spec.strides, spec.schedule, on_step, encoded=source.encoded, cuts=source.cuts)
     write_file(job, video, out, source.info, source.plan, result.latents, report)
     return result.latents
+
+
+class BatchLedger:
+    """The bookkeeping every batch runner shares: the output folder, outputs already there skipped, an overall
+    bar and a stage bar per running video (tqdm), and the outcome ``(written, skipped, failed)`` with failures
+    as ``(video, reason)``. ``latents`` (a dict), when given, receives each written video's final latents."""
+
+    def __init__(self, videos: Sequence[Path], out_dir: Path, ratio: str, show: bool = True,
+                 latents: Optional[dict] = None, desc: str = "videos"):
+        from tqdm import tqdm
+        self._tqdm = tqdm
+        self.videos, self.out_dir, self.ratio = list(videos), Path(out_dir), ratio
+        self.show, self.latents = show, latents
+        self.written: list = []
+        self.skipped: list = []
+        self.failed: list = []
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.overall = tqdm(total=len(self.videos), desc=desc, unit="video", disable=not show, position=0)
+        self._bars: dict = {}
+        self._started: dict = {}
+
+    def pending(self):
+        """``(video, out)`` for every video whose output is not there yet (the others are counted skipped)."""
+        for video in self.videos:
+            out = output_path(video, self.out_dir, self.ratio)
+            if out.exists():
+                self.skipped.append(video)
+                self.overall.update(1)
+                continue
+            self._started[video] = time.perf_counter()
+            yield video, out
+
+    def progress(self, video: Path) -> Progress:
+        """The stage bar of ``video``: it restarts as the stage changes (encode frames -> sample steps or
+        passes -> write frames)."""
+        def report(stage: str, done: int, total: int) -> None:
+            if not self.show:
+                return
+            bar = self._bars.get(video)
+            if bar is None:
+                bar = self._bars[video] = self._tqdm(total=total, desc=video.name[:30], leave=False,
+                                                     position=len(self._bars) + 1)
+                bar.stage = None
+            if bar.stage != stage:
+                bar.stage = stage
+                bar.reset(total=total)
+                bar.set_description(f"{video.name[:30]} {stage}")
+            bar.n = done
+            bar.refresh()
+        return report
+
+    def finished(self, video: Path, out: Path, latents: Optional[torch.Tensor] = None,
+                 reason: Optional[str] = None) -> None:
+        """Record ``video`` as written (``reason`` None) or failed; a failed one's partial file is removed."""
+        bar = self._bars.pop(video, None)
+        if bar is not None:
+            bar.close()
+        seconds = time.perf_counter() - self._started.get(video, time.perf_counter())
+        if reason is None:
+            self.written.append(video)
+            if self.latents is not None:
+                self.latents[video] = latents
+            if self.show:
+                self.overall.write(f"{video} -> {out} ({seconds:.0f} s)")
+        else:
+            self.failed.append((video, reason))
+            out.with_name(f".{out.stem}.partial{out.suffix}").unlink(missing_ok=True)  # from a worker that died
+            if self.show:
+                self.overall.write(f"FAILED {video}: {reason}")
+        self.overall.update(1)
+
+    def outcome(self) -> tuple[list, list, list]:
+        self.overall.close()
+        return self.written, self.skipped, self.failed
 
 
 def run_batch(job: Job, videos: Sequence[Path], out_dir: Path, show: bool = True, latents: Optional[dict] = None) \
@@ -245,44 +316,13 @@ def run_batch(job: Job, videos: Sequence[Path], out_dir: Path, show: bool = True
     """Outpaint ``videos`` into ``out_dir`` one after another: ``(written, skipped, failed)``, failed as
     ``(video, reason)``. Outputs already present are skipped (the writer creates them only when complete).
     ``latents`` (a dict), when given, receives each written video's final latents ``[N, 4, h, w]``."""
-    from tqdm import tqdm
-
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    written, skipped, failed = [], [], []
-    overall = tqdm(total=len(videos), desc="videos", unit="video", disable=not show, position=0)
-    for video in videos:
-        out = output_path(video, out_dir, job.ratio)
-        if out.exists():
-            skipped.append(video)
-            overall.update(1)
-            continue
-        bar = tqdm(total=1, desc=video.name[:40], disable=not show, position=1, leave=False)
-        stage_of = {"stage": None}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage != stage_of["stage"]:  # encode (frames) -> sample (steps) -> write (frames)
-                stage_of["stage"] = stage
-                bar.reset(total=total)
-                bar.set_description(f"{video.name[:30]} {stage}")
-            bar.n = done
-            bar.refresh()
-        t0 = time.perf_counter()
+    ledger = BatchLedger(videos, out_dir, job.spec.ratio, show, latents)
+    for video, out in ledger.pending():
         try:
-            result = outpaint_file(job, video, out, progress)
-            written.append(video)
-            if latents is not None:
-                latents[video] = result
-            if show:
-                overall.write(f"{video} -> {out} ({time.perf_counter() - t0:.0f} s)")
+            ledger.finished(video, out, outpaint_file(job, video, out, ledger.progress(video)))
         except BatchError as exc:
-            failed.append((video, str(exc)))
-            if show:
-                overall.write(f"FAILED {video}: {exc}")
-        finally:
-            bar.close()
-        overall.update(1)
-    overall.close()
-    return written, skipped, failed
+            ledger.finished(video, out, reason=str(exc))
+    return ledger.outcome()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

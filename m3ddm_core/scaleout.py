@@ -24,8 +24,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from .batch import (JobSpec, Progress, no_progress, encode_file, failure_reason, load_job,
-                    outpaint_file, output_path, write_file)
+from .batch import (BatchLedger, JobSpec, Progress, encode_file, failure_reason, load_job, no_progress,
+                    outpaint_file, write_file)
 from .shots import shot_seed
 from .video import pack_encoded, pass_dependencies, plan_shots, prepare_video, run_pass, shot_of, unpack_encoded
 
@@ -94,7 +94,7 @@ class Worker:
                 if bounds != (0, len(encoded.cache.frames)):  # a shot of an edited video: its own global frames
                     encoded = shot_of(encoded, *bounds)
                 prepared = self._prepared[key] = prepare_video(self.job.model, encoded, pack["plan"])
-            settings = dataclasses.replace(self.job.settings, seed=shot_seed(self.job.settings.seed, shot))
+            settings = dataclasses.replace(self.job.spec.settings, seed=shot_seed(self.job.spec.settings.seed, shot))
             return run_pass(self.job.model, prepared, p, guides, fps, settings, index)
 
     def write(self, video: str, out: str, info, plan, latents: torch.Tensor) -> None:
@@ -198,58 +198,62 @@ class _Dispatcher:
             task.done(value)
 
 
-def _split_video(dispatch: _Dispatcher, ray, spec: JobSpec, video: str, out: str,
-                 finished: Callable[[Optional[torch.Tensor], Optional[str]], None],
-                 progress: Callable[[str, int, int], None]) -> _Task:
-    """The task that encodes ``video``; when it is done, its passes are submitted as their guides exist, then
-    the write. ``finished(latents, None)`` or ``finished(None, reason)`` at the end."""
+class _SplitVideo:
+    """A long video run clip-parallel: the encode task (:meth:`task`); when it is done, each pass is submitted as
+    soon as the passes making its guide frames are, then the write. ``finished(latents, None)`` or
+    ``finished(None, reason)`` once at the end; ``progress("sample", passes done, passes)``."""
 
-    def encoded(value) -> None:
-        info, plan, cuts, pack = value
-        pack_ref = ray.put(pack)
-        n = info.frames
-        shots = plan_shots(n, cuts, spec.strides, spec.schedule)
-        deps = [pass_dependencies(passes) for _, passes in shots]
-        local: list[dict] = [{} for _ in shots]
-        done: list[set] = [set() for _ in shots]
-        submitted: list[set] = [set() for _ in shots]
-        total = sum(len(p) for _, p in shots)
-        state = {"failed": False}
+    def __init__(self, dispatch: _Dispatcher, ray, spec: JobSpec, video: str, out: str,
+                 finished: Callable[[Optional[torch.Tensor], Optional[str]], None], progress: Progress):
+        self.dispatch, self.ray, self.spec, self.video, self.out = dispatch, ray, spec, video, out
+        self.finished, self.progress = finished, progress
+        self.name = Path(video).name
+        self.failed = False
 
-        def fail(reason: str) -> None:
-            if not state["failed"]:
-                state["failed"] = True
-                finished(None, reason)
+    def task(self) -> _Task:
+        return _Task("encode", (self.video,), self._encoded, self._fail, f"{self.name} encode")
 
-        def submit_ready() -> None:
-            for s, ((start, end), passes) in enumerate(shots):
-                for k, p in enumerate(passes):
-                    if k in submitted[s] or not deps[s][k] <= done[s]:
-                        continue
-                    submitted[s].add(k)
-                    guides = {f: local[s][f] for f in p.guide_frames}
-                    dispatch.submit(_Task("sample_pass", (video, pack_ref, (start, end), s, p, guides,
-                                                          float(info.fps), k),
-                                          lambda value, s=s, k=k: pass_done(s, k, value), fail,
-                                          f"{Path(video).name} shot {s + 1} pass {k + 1}"))
+    def _fail(self, reason: str) -> None:
+        if not self.failed:  # the first failing pass ends the video; passes still running are ignored
+            self.failed = True
+            self.finished(None, reason)
 
-        def pass_done(s: int, k: int, value: dict) -> None:
-            if state["failed"]:
-                return
-            local[s].update(value)
-            done[s].add(k)
-            finished_passes = sum(len(d) for d in done)
-            progress("sample", finished_passes, total)
-            if finished_passes < total:
-                submit_ready()
-                return
-            final = {start + f: t for ((start, _), _), loc in zip(shots, local) for f, t in loc.items()}
-            latents = torch.stack([final[i] for i in range(n)])
-            dispatch.submit(_Task("write", (video, out, info, plan, latents),
-                                  lambda _: finished(latents, None), fail, f"{Path(video).name} write"))
-        submit_ready()
+    def _encoded(self, value: tuple) -> None:
+        self.info, self.plan, cuts, pack = value
+        self.pack = self.ray.put(pack)  # once in the object store, shared by every pass
+        self.shots = plan_shots(self.info.frames, cuts, self.spec.strides, self.spec.schedule)
+        self.deps = [pass_dependencies(passes) for _, passes in self.shots]
+        self.latents: list[dict] = [{} for _ in self.shots]  # per shot: frame -> final latent
+        self.done: list[set] = [set() for _ in self.shots]
+        self.submitted: list[set] = [set() for _ in self.shots]
+        self.total = sum(len(p) for _, p in self.shots)
+        self._submit_ready()
 
-    return _Task("encode", (video,), encoded, lambda reason: finished(None, reason), f"{Path(video).name} encode")
+    def _submit_ready(self) -> None:
+        for s, ((start, end), passes) in enumerate(self.shots):
+            for k, p in enumerate(passes):
+                if k in self.submitted[s] or not self.deps[s][k] <= self.done[s]:
+                    continue
+                self.submitted[s].add(k)
+                guides = {f: self.latents[s][f] for f in p.guide_frames}
+                args = (self.video, self.pack, (start, end), s, p, guides, float(self.info.fps), k)
+                self.dispatch.submit(_Task("sample_pass", args, lambda value, s=s, k=k: self._pass_done(s, k, value),
+                                           self._fail, f"{self.name} shot {s + 1} pass {k + 1}"))
+
+    def _pass_done(self, s: int, k: int, value: dict) -> None:
+        if self.failed:
+            return
+        self.latents[s].update(value)
+        self.done[s].add(k)
+        passes = sum(len(d) for d in self.done)
+        self.progress("sample", passes, self.total)
+        if passes < self.total:
+            self._submit_ready()
+            return
+        final = {start + f: t for ((start, _), _), loc in zip(self.shots, self.latents) for f, t in loc.items()}
+        latents = torch.stack([final[i] for i in range(self.info.frames)])
+        self.dispatch.submit(_Task("write", (self.video, self.out, self.info, self.plan, latents),
+                                   lambda _: self.finished(latents, None), self._fail, f"{self.name} write"))
 
 
 def _connect(ray, address: str) -> bool:
@@ -295,8 +299,6 @@ def run_batch_ray(spec: JobSpec, videos: Sequence[Path], out_dir: Path, address:
     frames run clip-parallel across all workers, the others one task each. ``latents`` (a dict), when given,
     receives each written video's final latents ``[N, 4, h, w]``. ``on_dispatch(worker pid, label)`` is called
     as each task is handed out."""
-    from tqdm import tqdm
-
     from .video_io import probe
 
     ray = _ray()
@@ -308,71 +310,27 @@ def run_batch_ray(spec: JobSpec, videos: Sequence[Path], out_dir: Path, address:
             events = Queue(actor_options={"num_cpus": 0})
         actors, pids = start_workers(ray, spec, workers, threads, events)
         dispatch = _Dispatcher(ray, actors, pids, on_dispatch)
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        written, skipped, failed = [], [], []
-        overall = tqdm(total=len(videos), desc=f"videos on {len(actors)} workers", unit="video", disable=not show,
-                       position=0)
-        bars: dict[str, Any] = {}
-
-        def bar_progress(name: str, stage: str, done: int, total: int) -> None:
-            if not show:
-                return
-            bar = bars.get(name)
-            if bar is None:
-                bar = bars[name] = tqdm(total=total, desc=Path(name).name[:30], position=len(bars) + 1, leave=False)
-                bar.stage = None
-            if bar.stage != stage:  # encode (frames) -> sample (steps, or passes when split) -> write (frames)
-                bar.stage = stage
-                bar.reset(total=total)
-                bar.set_description(f"{Path(name).name[:30]} {stage}")
-            bar.n = done
-            bar.refresh()
-
-        def finisher(video: Path, out: Path):
-            t0 = time.perf_counter()
-
-            def finished(result: Optional[torch.Tensor], reason: Optional[str]) -> None:
-                bar = bars.pop(str(video), None)
-                if bar is not None:
-                    bar.close()
-                if reason is None:
-                    written.append(video)
-                    if latents is not None:
-                        latents[video] = result
-                    if show:
-                        overall.write(f"{video} -> {out} ({time.perf_counter() - t0:.0f} s)")
-                else:
-                    failed.append((video, reason))
-                    out.with_name(f".{out.stem}.partial{out.suffix}").unlink(missing_ok=True)  # a dead worker's
-                    if show:
-                        overall.write(f"FAILED {video}: {reason}")
-                overall.update(1)
-            return finished
-
-        for video in videos:
-            out = output_path(video, out_dir, spec.ratio)
-            if out.exists():
-                skipped.append(video)
-                overall.update(1)
-                continue
-            finished = finisher(video, out)
+        ledger = BatchLedger(videos, out_dir, spec.ratio, show, latents, desc=f"videos on {len(actors)} workers")
+        for video, out in ledger.pending():
+            def finished(result: Optional[torch.Tensor], reason: Optional[str], video=video, out=out) -> None:
+                ledger.finished(video, out, result, reason)
             try:
                 long = probe(video).frames >= split_frames
             except (ValueError, OSError):
                 long = False  # the worker reports why the file cannot be read
             if long:
-                dispatch.submit(_split_video(dispatch, ray, spec, str(video), str(out), finished,
-                                             lambda stage, d, t, v=str(video): bar_progress(v, stage, d, t)))
+                split = _SplitVideo(dispatch, ray, spec, str(video), str(out), finished, ledger.progress(video))
+                dispatch.submit(split.task())
             else:
                 dispatch.submit(_Task("outpaint", (str(video), str(out)), lambda value, f=finished: f(value, None),
                                       lambda reason, f=finished: f(None, reason), video.name))
+        progress = {str(video): ledger.progress(video) for video in videos}  # worker events name the video
         while dispatch.busy():
             dispatch.step()
             if events is not None:
                 for name, stage, done, total in events.get_nowait_batch(events.qsize()):
-                    bar_progress(name, stage, done, total)
-        overall.close()
-        return written, skipped, failed
+                    progress[name](stage, done, total)
+        return ledger.outcome()
     finally:
         for a in actors or ():
             ray.kill(a)

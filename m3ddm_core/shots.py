@@ -48,6 +48,8 @@ class CutDetector:
         kwargs = {} if threshold is None else {"threshold": float(threshold)}
         self._detector = ContentDetector(min_scene_len=int(min_shot), **kwargs)
         self._found: list[int] = []
+        self._min_shot = int(min_shot)
+        self._total: Optional[int] = None
         self.frames = 0
 
     def feed(self, frame) -> None:
@@ -66,8 +68,13 @@ class CutDetector:
         if self.frames:
             last = self._timecode(self.frames - 1, _RATE)
             self._found += [t.frame_num for t in self._detector.post_process(last)]
-            self.frames = 0  # post-processing happens once
-        return sorted({c for c in self._found if c > 0})
+            self._total, self.frames = self.frames, 0  # post-processing happens once
+        cuts = sorted({c for c in self._found if c > 0})
+        # the detector keeps its minimum between cuts only: a cut just before the end would leave a last "shot"
+        # of a few frames (a flash or fade-out), so it joins the shot before it
+        while cuts and self._total is not None and self._total - cuts[-1] < self._min_shot:
+            cuts.pop()
+        return cuts
 
 
 def detect_cuts(frames: Iterable, threshold: Optional[float] = None, min_shot: int = MIN_SHOT) -> list[int]:

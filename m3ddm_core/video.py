@@ -160,12 +160,13 @@ class PreparedVideo:
 
 
 def encode_video(frames, plan: CanvasPlan, encode: EncodeFn, global_latents: Optional[torch.Tensor] = None,
-                 preencode: bool = False) -> EncodedVideo:
+                 preencode: bool = False, uncond_latent: Optional[torch.Tensor] = None) -> EncodedVideo:
     """All VAE encoding a video needs before the UNet runs (so the two need not alternate on the device).
 
     ``global_latents`` ``[16, 4, h, w]`` default to the masked canvases of frames ``linspace(0, N-1, 16)``, taken
     from the cache (no extra encode). ``preencode`` encodes both canvases of every frame now, in batches of 16;
-    otherwise passes encode what they need on first use.
+    otherwise passes encode what they need on first use. ``uncond_latent`` (the black canvas of the same plan and
+    VAE, encoded) saves encoding it again, e.g. for every shot of a video.
     """
     n = len(frames)
     if n < 1:
@@ -177,7 +178,7 @@ def encode_video(frames, plan: CanvasPlan, encode: EncodeFn, global_latents: Opt
             cache.ensure(idx, need_masked=idx)
     if global_latents is None:
         global_latents = global_frame_latents(cache)
-    return EncodedVideo(cache, cache.uncond_latent(), global_latents)
+    return EncodedVideo(cache, cache.uncond_latent() if uncond_latent is None else uncond_latent, global_latents)
 
 
 def global_frame_latents(cache: LatentCache) -> torch.Tensor:
@@ -349,8 +350,9 @@ def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], 
             shot_encoded = encoded if encoded is not None else encode_video(frames, plan, encode)
         elif encoded is not None:
             shot_encoded = shot_of(encoded, start, end)
-        else:
-            shot_encoded = encode_video(frames[start:end], plan, encode)
+        else:  # the black canvas is the same for every shot: encoded once
+            shot_encoded = encode_video(frames[start:end], plan, encode,
+                                        uncond_latent=None if shot == 0 else shot_encoded.uncond_latent)
         video = prepare_video(model, shot_encoded, plan)
         shot_settings = dataclasses.replace(settings, seed=shot_seed(settings.seed, shot))
         local: dict[int, torch.Tensor] = {}

@@ -67,6 +67,19 @@ def test_the_threshold_decides_and_shots_shorter_than_the_minimum_are_not_split(
     assert detector.cuts() == detect_cuts(frames)
 
 
+def test_a_cut_too_close_to_the_end_does_not_leave_a_shot_shorter_than_the_minimum():
+    # PySceneDetect applies the minimum only between cuts: a cut 4 frames before the end made a 4-frame last shot
+    tail = _edited([40, 30, 4], [(120, 120, 120), (40, 90, 200), (250, 220, 30)])
+    assert detect_cuts(tail, min_shot=2) == [40, 70]  # the detector does find the late cut ...
+    assert detect_cuts(tail) == [40]  # ... which the minimum (15) folds into the shot before it
+    assert detect_cuts(tail, min_shot=4) == [40, 70]  # a last shot of exactly the minimum stays
+    assert detect_cuts(tail, min_shot=5) == [40]
+    detector = CutDetector()
+    for f in tail:
+        detector.feed(f)
+    assert detector.cuts() == [40] and detector.cuts() == [40]  # asking twice gives the same answer
+
+
 def test_a_shot_its_schedule_cannot_cover_is_named(micro_model, plan):
     with pytest.raises(ValueError, match=r"shot 2 of 2 \(frames 59-59\): the official schedule never generates"):
         _run(micro_model, load_clip(60), plan, cuts=[59], schedule="official")
@@ -94,6 +107,7 @@ def test_each_shot_is_its_own_video_and_no_pass_spans_a_cut(micro_model, plan):
     frames[20:] = frames[20:].flip(2)  # a different shot from frame 20 on
     cuts = [20]
     result = _run(micro_model, frames, plan, cuts=cuts)
+    assert result.encoded_images == 2 * 45 + 1  # both canvases of every frame, the black canvas once for all shots
     for p in result.passes:
         assert all(f < 20 for f in p.frames) or all(f >= 20 for f in p.frames), p.frames
     assert {f for p in result.passes for f in p.frames} == set(range(45))
