@@ -31,7 +31,8 @@ from .unet3d import M3DDMUNet, build_unet
 from .video import (EncodedVideo, LatentCache, OutpaintResult, PreparedVideo, SampleSettings,
                     decode_latents, encode_pass, encode_video, global_frame_indexes, global_frame_latents,
                     outpaint_video, plan_shots, prepare_video, resume_key, run_pass)
-from .video_io import VideoFileError, VideoInfo, VideoWriter, check_range, probe, read_audio, read_frames
+from .video_io import (AudioTrack, VideoFileError, VideoInfo, VideoWriter, audio_track, check_range, probe, read_audio,
+                       read_frames)
 
 __all__ = ["FULL_SIZE_CONFIG", "ConfigError", "parse_config", "M3DDMUNet", "build_unet", "load_unet", "DTYPES",
            "WEIGHT_NAMES", "WEIGHT_SUFFIXES", "WeightsError", "sdpa_attention", "softmax_attention", "CanvasError",
@@ -41,8 +42,8 @@ __all__ = ["FULL_SIZE_CONFIG", "ConfigError", "parse_config", "M3DDMUNet", "buil
            "PreparedVideo", "OutpaintResult", "SampleSettings", "encode_video", "encode_pass", "global_frame_indexes",
            "global_frame_latents", "prepare_video", "run_pass", "decode_latents", "outpaint_video", "composite",
            "PassStore", "content_hash", "model_fingerprint", "run_key", "resume_key", "encode_frames",
-           "composite_frames", "VideoFileError", "VideoInfo", "VideoWriter", "check_range", "probe", "read_audio",
-           "read_frames", "CutDetector", "ShotError", "check_cuts", "detect_cuts", "parse_cuts", "shot_bounds",
-           "shot_seed", "LAYOUTS", "compare_frames", "comparison_hw", "DIRECTIONS", "PAPER_MASK_RATIOS", "PAPER_SIZE",
-           "Metrics", "evaluate_frames", "evaluation_padding", "frechet_distance", "generated_region", "i3d_features",
-           "resize_frames", "write_outpainted", "plan_shots"]
+           "composite_frames", "AudioTrack", "VideoFileError", "VideoInfo", "VideoWriter", "audio_track", "check_range",
+           "probe", "read_audio", "read_frames", "CutDetector", "ShotError", "check_cuts", "detect_cuts", "parse_cuts",
+           "shot_bounds", "shot_seed", "LAYOUTS", "compare_frames", "comparison_hw", "DIRECTIONS", "PAPER_MASK_RATIOS",
+           "PAPER_SIZE", "Metrics", "evaluate_frames", "evaluation_padding", "frechet_distance", "generated_region",
+           "i3d_features", "resize_frames", "write_outpainted", "plan_shots"]

@@ -17,7 +17,7 @@ from .composite import CompositeLayout, composite
 from .heap import release_freed_memory
 from .schedule import CLIP_FRAMES
 from .video import DecodeFn, EncodedVideo, EncodeFn, LatentCache, build_canvases, global_frame_latents
-from .video_io import VideoWriter, read_audio, read_frames
+from .video_io import VideoWriter, audio_track, read_frames
 
 # Latents decoded (and upscaled) per VAE call while streaming out: a VAE decoder's last layers hold 64-128 channels
 # at the 256x256 canvas, so 8 at a time held ~0.25 GB more than 4 (measured, 1080p -> 9:16 through ComfyUI).
@@ -93,7 +93,7 @@ def write_outpainted(path, source, start: int, count: int, fps: Fraction, plan: 
     ``on_frame(written)`` runs after every frame (progress; raising stops the write). The file appears only when
     complete (:class:`.video_io.VideoWriter`)."""
     oh, ow = plan.output_hw
-    audio = read_audio(source, start / fps, (start + count) / fps)
+    audio = audio_track(source, start / fps, (start + count) / fps)  # read as the video is written
     frames = composite_frames(read_frames(source, start, count), latents, plan, decode, feather, batch, upscale)
     with VideoWriter(path, fps, ow, oh, audio=audio, container_format="mp4", metadata=metadata) as writer:
         for i, frame in enumerate(frames):

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Iterator, Optional, Union
+from typing import IO, Iterable, Iterator, Optional, Union
 
 import av
 import numpy as np
@@ -38,15 +38,42 @@ class VideoInfo:
         return float(self.frames / self.fps)
 
 
-def _rewind(source: Source) -> Source:
-    if isinstance(source, io.BytesIO):
-        source.seek(0)
-    return source
+class _BytesView(io.RawIOBase):
+    """A read-only file over the bytes of an in-memory video, with its own position: several readers (the frames
+    and the audio of one write) can then read it at once without sharing a seek position, and nothing is copied."""
+
+    def __init__(self, source: io.BytesIO):
+        self._buffer = source.getbuffer()
+        self._data, self._pos = self._buffer.toreadonly(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = max(0, min(len(buffer), len(self._data) - self._pos))
+        buffer[:n] = self._data[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._pos = max(0, offset + (0, self._pos, len(self._data))[whence])
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        self._data.release()
+        self._buffer.release()  # the BytesIO may be resized again
+        super().close()
 
 
 def _open(source: Source):
     try:
-        return av.open(_rewind(source) if isinstance(source, io.BytesIO) else os.fspath(source), mode="r")
+        return av.open(_BytesView(source) if isinstance(source, io.BytesIO) else os.fspath(source), mode="r")
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoFileError(f"cannot open the video ({exc})") from exc
 
@@ -109,16 +136,26 @@ def read_frames(source: Source, start: int = 0, count: Optional[int] = None) -> 
                              f"(a truncated or corrupt file)")
 
 
-def read_audio(source: Source, start_s: float, end_s: float) -> Optional[tuple[np.ndarray, int]]:
-    """The first audio stream between ``start_s`` and ``end_s`` seconds: ``([channels, samples] float32, rate)``,
-    or None when there is no audio."""
+@dataclass
+class AudioTrack:
+    """Audio as consecutive chunks ``[channels, k]`` float32 at ``rate`` Hz, read lazily (a writer pulls them as
+    the video advances, so a long track is never held whole)."""
+
+    rate: int
+    channels: int
+    chunks: Iterable[np.ndarray]
+
+    @classmethod
+    def of(cls, waveform: np.ndarray, rate: int, seconds_per_chunk: float = 1.0) -> "AudioTrack":
+        """A whole ``[channels, samples]`` waveform, as chunks (views, no copy)."""
+        step = max(1, int(rate * seconds_per_chunk))
+        return cls(int(rate), waveform.shape[0], (waveform[:, i:i + step] for i in range(0, waveform.shape[1], step)))
+
+
+def _audio_chunks(source: Source, first: int, last: int) -> Iterator[np.ndarray]:
     with _open(source) as container:
-        if not container.streams.audio:
-            return None
         stream = container.streams.audio[0]
-        rate = stream.rate
-        first, last = round(start_s * rate), round(end_s * rate)
-        chunks, pos = [], None
+        rate, pos = stream.rate, None
         try:
             for frame in container.decode(stream):
                 data = frame.to_ndarray()
@@ -131,15 +168,33 @@ def read_audio(source: Source, start_s: float, end_s: float) -> Optional[tuple[n
                     pos = round(float(frame.pts * frame.time_base) * rate) if frame.pts is not None else 0
                 lo, hi = max(first - pos, 0), min(last - pos, data.shape[1])
                 if hi > lo:
-                    chunks.append(data[:, lo:hi])
+                    yield data[:, lo:hi]
                 pos += data.shape[1]
                 if pos >= last:
-                    break
+                    return
         except av.error.FFmpegError:
-            pass  # audio damage must not cost the video: keep what decoded
-        if not chunks:
+            return  # audio damage must not cost the video: keep what decoded
+
+
+def audio_track(source: Source, start_s: float, end_s: float) -> Optional[AudioTrack]:
+    """The first audio stream between ``start_s`` and ``end_s`` seconds as an :class:`AudioTrack` read while it is
+    consumed (its own reader of the file), or None when there is no audio."""
+    with _open(source) as container:
+        if not container.streams.audio:
             return None
-        return np.concatenate(chunks, axis=1), rate
+        stream = container.streams.audio[0]
+        rate, channels = stream.rate, stream.channels
+    return AudioTrack(rate, channels, _audio_chunks(source, round(start_s * rate), round(end_s * rate)))
+
+
+def read_audio(source: Source, start_s: float, end_s: float) -> Optional[tuple[np.ndarray, int]]:
+    """The first audio stream between ``start_s`` and ``end_s`` seconds, whole: ``([channels, samples] float32,
+    rate)``, or None when there is no audio (or none in the range)."""
+    track = audio_track(source, start_s, end_s)
+    chunks = list(track.chunks) if track is not None else []
+    if not chunks:
+        return None
+    return np.concatenate(chunks, axis=1), track.rate
 
 
 LOOKAHEAD_PIXELS = 40 * 1920 * 1080  # x264's default lookahead (40 frames) at 1080p
@@ -158,14 +213,24 @@ class VideoWriter:
     Frames go to a temporary file beside ``path`` that replaces it on a clean exit and is removed on any error,
     so an interrupted or failed write never leaves a finished-looking video. ``path`` may also be a binary
     stream (written directly). Use as a context manager; ``write`` takes ``[H, W, 3]`` uint8 RGB.
+
+    ``audio`` is ``(waveform [channels, samples] float32, rate)`` or an :class:`AudioTrack`; it is encoded as the
+    video advances (``AUDIO_AHEAD`` seconds ahead of it), so the file is interleaved and a long track is never
+    held whole. More than two channels keep the first two.
     """
 
+    AUDIO_AHEAD = 0.5  # seconds of audio muxed ahead of the video
+
     def __init__(self, path: Union[str, os.PathLike, IO[bytes]], fps: Fraction, width: int, height: int,
-                 audio: Optional[tuple[np.ndarray, int]] = None, container_format: Optional[str] = None,
-                 crf: int = 18, metadata: Optional[dict] = None, preset: str = "medium"):
+                 audio: Union[None, tuple[np.ndarray, int], AudioTrack] = None,
+                 container_format: Optional[str] = None, crf: int = 18, metadata: Optional[dict] = None,
+                 preset: str = "medium"):
         if width % 2 or height % 2:
             raise VideoFileError(f"H.264 needs even frame sizes, the output is {width}x{height}")
-        self.target, self.audio = path, audio
+        self.target = path
+        self.audio = AudioTrack.of(*audio) if isinstance(audio, tuple) else audio
+        self._audio_chunks: Optional[Iterator[np.ndarray]] = None
+        self._audio_samples = 0
         self.fps = Fraction(fps).limit_denominator(1001 * 1000)
         self.size, self.format, self.crf, self.preset = (width, height), container_format, crf, preset
         self.temp: Optional[Path] = None
@@ -191,9 +256,9 @@ class VideoWriter:
                                "rc-lookahead": str(lookahead_frames(*self.size))}
         self.audio_stream = None
         if self.audio is not None:  # every stream must exist before the first packet is muxed
-            waveform, rate = self.audio
-            self.audio_stream = self.container.add_stream("aac", rate=int(rate))
-            self.audio_stream.layout = "mono" if waveform.shape[0] == 1 else "stereo"
+            self.audio_stream = self.container.add_stream("aac", rate=int(self.audio.rate))
+            self.audio_stream.layout = "mono" if self.audio.channels == 1 else "stereo"
+            self._audio_chunks = iter(self.audio.chunks)
         return self
 
     def write(self, frame: np.ndarray) -> None:
@@ -201,16 +266,33 @@ class VideoWriter:
         for packet in self.stream.encode(out):
             self.container.mux(packet)
         self.frames += 1
+        self._write_audio(until=float(self.frames / self.fps) + self.AUDIO_AHEAD)
+
+    def _write_audio(self, until: Optional[float] = None) -> None:
+        """Encode audio chunks up to ``until`` seconds (None: the rest of the track)."""
+        if self._audio_chunks is None:
+            return
+        rate = int(self.audio.rate)
+        while until is None or self._audio_samples < until * rate:
+            chunk = next(self._audio_chunks, None)
+            if chunk is None:
+                self._audio_chunks = None
+                return
+            if chunk.shape[1] == 0:
+                continue
+            planar = np.ascontiguousarray(chunk[:2] if chunk.shape[0] > 2 else chunk, dtype=np.float32)
+            frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=self.audio_stream.layout.name)
+            frame.sample_rate, frame.pts, frame.time_base = rate, self._audio_samples, Fraction(1, rate)
+            self._audio_samples += planar.shape[1]
+            for packet in self.audio_stream.encode(frame):
+                self.container.mux(packet)
 
     def _finish(self) -> None:
         for packet in self.stream.encode(None):
             self.container.mux(packet)
         if self.audio_stream is not None:
-            waveform, rate = self.audio
-            planar = np.ascontiguousarray(waveform[:2] if waveform.shape[0] > 2 else waveform, dtype=np.float32)
-            frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=self.audio_stream.layout.name)
-            frame.sample_rate, frame.pts = int(rate), 0
-            for packet in (*self.audio_stream.encode(frame), *self.audio_stream.encode(None)):
+            self._write_audio()
+            for packet in self.audio_stream.encode(None):
                 self.container.mux(packet)
         self.container.close()
 
