@@ -255,6 +255,7 @@ class BatchLedger:
         self.overall = tqdm(total=len(self.videos), desc=desc, unit="video", disable=not show, position=0)
         self._bars: dict = {}
         self._started: dict = {}
+        self._ended: set = set()
 
     def pending(self):
         """``(video, out)`` for every video whose output is not there yet (the others are counted skipped)."""
@@ -271,7 +272,7 @@ class BatchLedger:
         """The stage bar of ``video``: it restarts as the stage changes (encode frames -> sample steps or
         passes -> write frames)."""
         def report(stage: str, done: int, total: int) -> None:
-            if not self.show:
+            if not self.show or video in self._ended:  # a worker's last report can arrive after its result
                 return
             bar = self._bars.get(video)
             if bar is None:
@@ -288,7 +289,8 @@ class BatchLedger:
 
     def finished(self, video: Path, out: Path, latents: Optional[torch.Tensor] = None,
                  reason: Optional[str] = None) -> None:
-        """Record ``video`` as written (``reason`` None) or failed; a failed one's partial file is removed."""
+        """Record ``video`` as written (``reason`` None) or failed."""
+        self._ended.add(video)
         bar = self._bars.pop(video, None)
         if bar is not None:
             bar.close()
@@ -301,13 +303,18 @@ class BatchLedger:
                 self.overall.write(f"{video} -> {out} ({seconds:.0f} s)")
         else:
             self.failed.append((video, reason))
-            out.with_name(f".{out.stem}.partial{out.suffix}").unlink(missing_ok=True)  # from a worker that died
             if self.show:
                 self.overall.write(f"FAILED {video}: {reason}")
         self.overall.update(1)
 
-    def outcome(self) -> tuple[list, list, list]:
+    def close(self) -> None:
+        """Close every bar (also when the batch is stopped, e.g. by Ctrl-C)."""
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
         self.overall.close()
+
+    def outcome(self) -> tuple[list, list, list]:
         return self.written, self.skipped, self.failed
 
 
@@ -317,11 +324,14 @@ def run_batch(job: Job, videos: Sequence[Path], out_dir: Path, show: bool = True
     ``(video, reason)``. Outputs already present are skipped (the writer creates them only when complete).
     ``latents`` (a dict), when given, receives each written video's final latents ``[N, 4, h, w]``."""
     ledger = BatchLedger(videos, out_dir, job.spec.ratio, show, latents)
-    for video, out in ledger.pending():
-        try:
-            ledger.finished(video, out, outpaint_file(job, video, out, ledger.progress(video)))
-        except BatchError as exc:
-            ledger.finished(video, out, reason=str(exc))
+    try:
+        for video, out in ledger.pending():
+            try:
+                ledger.finished(video, out, outpaint_file(job, video, out, ledger.progress(video)))
+            except BatchError as exc:
+                ledger.finished(video, out, reason=str(exc))
+    finally:
+        ledger.close()
     return ledger.outcome()
 
 

@@ -313,6 +313,8 @@ def run_batch_ray(spec: JobSpec, videos: Sequence[Path], out_dir: Path, address:
         ledger = BatchLedger(videos, out_dir, spec.ratio, show, latents, desc=f"videos on {len(actors)} workers")
         for video, out in ledger.pending():
             def finished(result: Optional[torch.Tensor], reason: Optional[str], video=video, out=out) -> None:
+                if reason is not None:  # a worker that died mid-write left its partial file
+                    out.with_name(f".{out.stem}.partial{out.suffix}").unlink(missing_ok=True)
                 ledger.finished(video, out, result, reason)
             try:
                 long = probe(video).frames >= split_frames
@@ -325,11 +327,15 @@ def run_batch_ray(spec: JobSpec, videos: Sequence[Path], out_dir: Path, address:
                 dispatch.submit(_Task("outpaint", (str(video), str(out)), lambda value, f=finished: f(value, None),
                                       lambda reason, f=finished: f(None, reason), video.name))
         progress = {str(video): ledger.progress(video) for video in videos}  # worker events name the video
-        while dispatch.busy():
-            dispatch.step()
-            if events is not None:
-                for name, stage, done, total in events.get_nowait_batch(events.qsize()):
-                    progress[name](stage, done, total)
+        try:
+            while dispatch.busy():
+                dispatch.step()
+                if events is not None:
+                    for name, stage, done, total in events.get_nowait_batch(events.qsize()):
+                        if name in progress:
+                            progress[name](stage, done, total)
+        finally:
+            ledger.close()
         return ledger.outcome()
     finally:
         for a in actors or ():

@@ -5,6 +5,7 @@ the 256² canvas); native-resolution frames and decoded canvases exist one chunk
 """
 from __future__ import annotations
 
+from contextlib import closing
 from fractions import Fraction
 from itertools import islice
 from typing import Callable, Iterable, Iterator, Optional
@@ -95,7 +96,9 @@ def write_outpainted(path, source, start: int, count: int, fps: Fraction, plan: 
     oh, ow = plan.output_hw
     audio = audio_track(source, start / fps, (start + count) / fps)  # read as the video is written
     frames = composite_frames(read_frames(source, start, count), latents, plan, decode, feather, batch, upscale)
-    with VideoWriter(path, fps, ow, oh, audio=audio, container_format="mp4", metadata=metadata) as writer:
+    # closing: a failed write lets go of the source at once, not when the traceback is collected
+    with closing(frames), VideoWriter(path, fps, ow, oh, audio=audio, container_format="mp4",
+                                      metadata=metadata) as writer:
         for i, frame in enumerate(frames):
             writer.write(frame)
             if on_frame is not None:

@@ -7,8 +7,10 @@ frame by frame like any other and written back at its average rate with the same
 from __future__ import annotations
 
 import io
+import logging
 import json
 import os
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +20,7 @@ import av
 import numpy as np
 
 Source = Union[str, os.PathLike, io.BytesIO]
+log = logging.getLogger("M3DDM")
 
 
 class VideoFileError(ValueError):
@@ -38,13 +41,16 @@ class VideoInfo:
         return float(self.frames / self.fps)
 
 
-class _BytesView(io.RawIOBase):
-    """A read-only file over the bytes of an in-memory video, with its own position: several readers (the frames
-    and the audio of one write) can then read it at once without sharing a seek position, and nothing is copied."""
+_SHARED_READS = threading.Lock()
+
+
+class _Reader(io.RawIOBase):
+    """A reader of an in-memory video with a position of its own: several readers (the frames and the audio of
+    one write) can read one BytesIO at once. Each read seeks and reads under a lock; the bytes are neither copied
+    nor pinned (no buffer export: the caller's BytesIO stays usable)."""
 
     def __init__(self, source: io.BytesIO):
-        self._buffer = source.getbuffer()
-        self._data, self._pos = self._buffer.toreadonly(), 0
+        self._source, self._pos = source, 0
 
     def readable(self) -> bool:
         return True
@@ -53,27 +59,26 @@ class _BytesView(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:
-        n = max(0, min(len(buffer), len(self._data) - self._pos))
-        buffer[:n] = self._data[self._pos:self._pos + n]
+        with _SHARED_READS:
+            self._source.seek(self._pos)
+            n = self._source.readinto(buffer)
         self._pos += n
         return n
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        self._pos = max(0, offset + (0, self._pos, len(self._data))[whence])
+        if whence == io.SEEK_END:
+            with _SHARED_READS:
+                end = self._source.seek(0, io.SEEK_END)  # seeking neither copies nor pins the bytes
+        self._pos = max(0, offset + (0, self._pos, end if whence == io.SEEK_END else 0)[whence])
         return self._pos
 
     def tell(self) -> int:
         return self._pos
 
-    def close(self) -> None:
-        self._data.release()
-        self._buffer.release()  # the BytesIO may be resized again
-        super().close()
-
 
 def _open(source: Source):
     try:
-        return av.open(_BytesView(source) if isinstance(source, io.BytesIO) else os.fspath(source), mode="r")
+        return av.open(_Reader(source) if isinstance(source, io.BytesIO) else os.fspath(source), mode="r")
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoFileError(f"cannot open the video ({exc})") from exc
 
@@ -176,15 +181,24 @@ def _audio_chunks(source: Source, first: int, last: int) -> Iterator[np.ndarray]
             return  # audio damage must not cost the video: keep what decoded
 
 
+def _prepend(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first  # a generator (not itertools.chain): closing it closes the reader below
+    yield from rest
+
+
 def audio_track(source: Source, start_s: float, end_s: float) -> Optional[AudioTrack]:
     """The first audio stream between ``start_s`` and ``end_s`` seconds as an :class:`AudioTrack` read while it is
-    consumed (its own reader of the file), or None when there is no audio."""
+    consumed (its own reader of the file), or None when there is no audio (or none in the range). The channel
+    count is the first decoded chunk's (a header can disagree with the data)."""
     with _open(source) as container:
         if not container.streams.audio:
             return None
-        stream = container.streams.audio[0]
-        rate, channels = stream.rate, stream.channels
-    return AudioTrack(rate, channels, _audio_chunks(source, round(start_s * rate), round(end_s * rate)))
+        rate = container.streams.audio[0].rate
+    chunks = _audio_chunks(source, round(start_s * rate), round(end_s * rate))
+    first = next(chunks, None)
+    if first is None:
+        return None
+    return AudioTrack(rate, first.shape[0], _prepend(first, chunks))
 
 
 def read_audio(source: Source, start_s: float, end_s: float) -> Optional[tuple[np.ndarray, int]]:
@@ -203,7 +217,7 @@ LOOKAHEAD_PIXELS = 40 * 1920 * 1080  # x264's default lookahead (40 frames) at 1
 def lookahead_frames(width: int, height: int) -> int:
     """x264's rate-control lookahead for this frame size: its default 40 frames up to 1080p, fewer on larger frames
     so the frames it holds stay about those of 1080p (at 1920x3414 the default alone holds ~1.1 GB, measured;
-    13 frames ~0.5 GB); at least 10 (mb-tree still works)."""
+    12 frames ~0.5 GB); at least 10 (mb-tree still works)."""
     return max(10, min(40, LOOKAHEAD_PIXELS // (width * height)))
 
 
@@ -269,22 +283,31 @@ class VideoWriter:
         self._write_audio(until=float(self.frames / self.fps) + self.AUDIO_AHEAD)
 
     def _write_audio(self, until: Optional[float] = None) -> None:
-        """Encode audio chunks up to ``until`` seconds (None: the rest of the track)."""
+        """Encode audio chunks up to ``until`` seconds (None: the rest of the track). Audio that cannot be read or
+        encoded any further ends the track there with a warning: it must not cost the video."""
         if self._audio_chunks is None:
             return
-        rate = int(self.audio.rate)
+        rate, channels = int(self.audio.rate), self.audio_stream.layout.nb_channels
         while until is None or self._audio_samples < until * rate:
-            chunk = next(self._audio_chunks, None)
-            if chunk is None:
+            try:
+                chunk = next(self._audio_chunks, None)
+                if chunk is None:
+                    self._audio_chunks = None
+                    return
+                if chunk.shape[1] == 0:
+                    continue
+                # the layout was fixed when the stream was added: a mono chunk is doubled, extra channels dropped
+                planar = np.ascontiguousarray(np.broadcast_to(chunk[:channels], (channels, chunk.shape[1])),
+                                              dtype=np.float32)
+                frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=self.audio_stream.layout.name)
+                frame.sample_rate, frame.pts, frame.time_base = rate, self._audio_samples, Fraction(1, rate)
+                packets = self.audio_stream.encode(frame)
+            except (ValueError, av.error.FFmpegError) as exc:
+                log.warning("audio ends at %.2f s in the output: %s", self._audio_samples / rate, exc)
                 self._audio_chunks = None
                 return
-            if chunk.shape[1] == 0:
-                continue
-            planar = np.ascontiguousarray(chunk[:2] if chunk.shape[0] > 2 else chunk, dtype=np.float32)
-            frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=self.audio_stream.layout.name)
-            frame.sample_rate, frame.pts, frame.time_base = rate, self._audio_samples, Fraction(1, rate)
             self._audio_samples += planar.shape[1]
-            for packet in self.audio_stream.encode(frame):
+            for packet in packets:  # a write error (a full disk) is the video's, not the audio's: it propagates
                 self.container.mux(packet)
 
     def _finish(self) -> None:
@@ -306,6 +329,10 @@ class VideoWriter:
                     os.replace(self.temp, self.target)
                     self.temp = None
         finally:
+            close_audio = getattr(self.audio.chunks, "close", None) if self.audio is not None else None
+            if close_audio is not None:  # a reader left mid-track (a failed write) lets go of its file now
+                close_audio()
+            self._audio_chunks = None
             if self.temp is not None:  # failed: close what is open and leave nothing behind
                 try:
                     self.container.close()

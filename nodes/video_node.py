@@ -24,7 +24,6 @@ from .types import M3DDMModelType
 
 log = logging.getLogger("M3DDM")
 NODE = "M3DDM_OutpaintVideo"
-DECODE_BATCH = 4  # frames decoded, upscaled and composited together while streaming out
 
 
 def source_identity(source, start: int, count: int) -> str:
@@ -51,7 +50,7 @@ class OutpaintedVideo(Input.Video):
     """The outpainted video, computed lazily: each frame is composited when it is written (or read).
 
     Holds the sampled latents (32 KiB per frame) and the source; ``save_to`` streams source frame -> VAE-decoded
-    border (``DECODE_BATCH`` at a time) -> optional upscale -> composite -> H.264, with the source's audio trimmed to
+    border (a few frames per VAE call) -> optional upscale -> composite -> H.264, with the source's audio trimmed to
     the range. ``get_components`` materializes the frames for nodes that want an IMAGE batch.
     """
 
@@ -63,7 +62,7 @@ class OutpaintedVideo(Input.Video):
     def frames(self):
         """The output frames ``[OH, OW, 3]`` uint8, one at a time."""
         return composite_frames(read_frames(self.source, self.start, self.count), self.latents, self.plan,
-                                self.decode, self.feather, DECODE_BATCH, self.upscale)
+                                self.decode, self.feather, upscale=self.upscale)
 
     def audio(self) -> Optional[tuple[np.ndarray, int]]:
         return read_audio(self.source, self.start / self.fps, (self.start + self.count) / self.fps)
@@ -103,7 +102,7 @@ class OutpaintedVideo(Input.Video):
             runtime.check_interrupt()
         try:
             write_outpainted(path, self.source, self.start, self.count, self.fps, self.plan, self.latents,
-                             self.decode, self.feather, self.upscale, metadata, on_frame, DECODE_BATCH)
+                             self.decode, self.feather, self.upscale, metadata, on_frame)
         except VideoFileError as exc:
             raise node_error(NODE, f"writing the video failed: {exc}") from None
         except OSError as exc:

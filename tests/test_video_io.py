@@ -181,6 +181,33 @@ def test_audio_track_reads_the_range_lazily_and_in_memory_sources_read_by_severa
     got_chunks += list(chunks)
     assert np.array_equal(np.stack(got_frames), np.stack(list(read_frames(path, 0, 60))))
     assert np.array_equal(np.concatenate(got_chunks, axis=1), whole)
-    memory.write(b"")  # the readers let go of the buffer: the BytesIO is writable again
-    memory.seek(0, io.SEEK_END)
-    memory.write(b"more")
+    # a write that fails half-way with readers of the in-memory source still open leaves that BytesIO usable
+    with pytest.raises(RuntimeError, match="stop"):
+        with VideoWriter(tmp_path / "out.mp4", FPS, 64, 48, audio=audio_track(memory, 0, 2)) as w:
+            for k, f in enumerate(read_frames(memory, 0, 60)):
+                w.write(f)
+                if k == 20:
+                    raise RuntimeError("stop")
+    size = memory.seek(0, io.SEEK_END)
+    memory.write(b"more")  # no buffer export is pinned by a reader
+    assert memory.seek(0, io.SEEK_END) == size + 4 and not (tmp_path / "out.mp4").exists()
+
+
+def test_audio_that_fails_or_changes_layout_mid_track_costs_the_audio_not_the_video(tmp_path, caplog):
+    rate = 16000
+    stereo, mono = _tone(0.5, rate), _tone(0.5, rate, channels=1)
+
+    def chunks():
+        yield stereo
+        yield mono  # the layout changed mid-file: doubled into the stereo stream
+        yield _tone(0.5, rate, channels=6)  # more channels than the stream: the first two kept
+        raise ValueError("damaged audio packet")
+    path = tmp_path / "a.mp4"
+    with caplog.at_level("WARNING", logger="M3DDM"):
+        with VideoWriter(path, FPS, 64, 48, audio=AudioTrack(rate, 2, chunks())) as w:
+            for f in _frames(90):
+                w.write(f)
+    assert probe(path).frames == 90
+    got, _ = read_audio(path, 0, 10)
+    assert got.shape[0] == 2 and abs(got.shape[1] / rate - 1.5) < 0.1  # the 1.5 s that were fine
+    assert "audio ends at 1.50 s in the output: damaged audio packet" in caplog.text
