@@ -9,9 +9,11 @@ a section that would start after ``--budget`` seconds is left out (named in the 
 5. candidates: one guided step under each option, as a ratio to the current path -- SDPA backends (and which
    kernels the default picks), conv3d vs per-frame pseudo-3D convolutions, channels-last weights, bf16, a CUDA
    graph of the step, VAE decode batch size;
-6. video: a 450-frame video through Coarse-to-Fine (``outpaint_video``) with a random full-size SD VAE;
-7. bf16: the full 50-step clip in bf16;
-8. compile: ``torch.compile`` of the UNet (compile time, recompiles over timesteps, step ratio).
+6. stream: a 450-frame 1080p file through the streamed path of M3DDM Outpaint Video (encode while reading,
+   Coarse-to-Fine on latents, composite written at 1920x3414) -- time per phase, peak VRAM, peak RAM;
+7. video: a 450-frame video through Coarse-to-Fine (``outpaint_video``) with a random full-size SD VAE;
+8. bf16: the full 50-step clip in bf16;
+9. compile: ``torch.compile`` of the UNet (compile time, recompiles over timesteps, step ratio).
 The last lines are a summary table; ``--out`` also receives it as ``gpu_figures.json``.
 Usage: ``python benchmarks/gpu_suite.py [--config full] [--out DIR] [--budget 420]``; ``--config tiny
 --device cpu --steps 2 --video-frames 40 --video-steps 1`` is the dry run of the same code on a CPU.
@@ -300,11 +302,8 @@ def random_sd_vae(device, dtype):
                          norm_num_groups=32).to(device, dtype).eval().requires_grad_(False)
 
 
-def section_video(ctx):
-    model, device, vae = ctx["model"], ctx["device"], ctx["vae"]
-    n, steps = ctx["video_frames"], ctx["video_steps"]
-    counts = {"encoded": 0, "encode_s": 0.0, "decode_s": 0.0}
-
+def timed_vae(vae, device, counts: dict):
+    """The VAE as the pipeline's ``encode`` / ``decode`` functions, their time and images counted in ``counts``."""
     def encode(pixels):
         t0 = time.perf_counter()
         counts["encoded"] += pixels.shape[0]
@@ -323,6 +322,14 @@ def section_video(ctx):
         sync(device)
         counts["decode_s"] += time.perf_counter() - t0
         return out
+    return encode, decode
+
+
+def section_video(ctx):
+    model, device, vae = ctx["model"], ctx["device"], ctx["vae"]
+    n, steps = ctx["video_frames"], ctx["video_steps"]
+    counts = {"encoded": 0, "encode_s": 0.0, "decode_s": 0.0}
+    encode, decode = timed_vae(vae, device, counts)
 
     frames = torch.rand(n, 120, 208, 3, generator=torch.Generator().manual_seed(n))
     plan = plan_canvas((120, 208), ratio="9:16")
@@ -342,6 +349,66 @@ def section_video(ctx):
     FIGURES["video"] = {"frames": n, "passes": passes, "steps": steps, "seconds": round(t, 2),
                         "seconds_per_pass": round(t / passes, 3), "vae_encode_s": round(counts["encode_s"], 1),
                         "vae_decode_s": round(counts["decode_s"], 1), "canvas_workers": CANVAS_WORKERS}
+
+
+def _rss_kb(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1])
+    return 0
+
+
+def section_stream(ctx):
+    """The streamed path of M3DDM Outpaint Video on a 1080p file: frames decoded into the working canvas and
+    encoded, Coarse-to-Fine on latents, the composite written at 1920x3414 as H.264 -- time per phase, peak VRAM,
+    peak RAM above the process before it."""
+    import tempfile
+    from fractions import Fraction
+
+    import numpy as np
+
+    from m3ddm_core import VideoWriter, encode_frames, read_frames, write_outpainted
+    model, device, vae = ctx["model"], ctx["device"], ctx["vae"]
+    n, steps = ctx["video_frames"], ctx["video_steps"]
+    h, w = ctx["stream_hw"]
+    counts = {"encoded": 0, "encode_s": 0.0, "decode_s": 0.0}
+    encode, decode = timed_vae(vae, device, counts)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "source.mp4"
+        t0 = time.perf_counter()
+        yy, xx = np.mgrid[0:h, 0:w]
+        with VideoWriter(source, Fraction(30), w, h, preset="ultrafast") as writer:
+            for i in range(n):
+                writer.write(np.stack([(xx + 4 * i) % 256, (yy + 2 * i) % 256, np.full_like(xx, 3 * i % 256)],
+                                      -1).astype(np.uint8))
+        made = time.perf_counter() - t0
+        plan = plan_canvas((h, w), ratio="9:16")
+        passes = len(plan_schedule(n, "auto"))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _rss_kb("VmRSS:")
+        t0 = time.perf_counter()
+        encoded = encode_frames(read_frames(source, 0, n), n, plan, encode)
+        t_encode = time.perf_counter() - t0
+        result = outpaint_video(model, range(n), plan, None, None, fps=30, encoded=encoded,
+                                settings=SampleSettings(steps=steps, seed=0))
+        sync(device)
+        t_sample = time.perf_counter() - t0 - t_encode
+        write_outpainted(Path(tmp) / "out.mp4", source, 0, n, Fraction(30), plan, result.latents, decode)
+        t = time.perf_counter() - t0
+        t_write = t - t_encode - t_sample
+        vram = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else float("nan")
+        ram = (_rss_kb("VmHWM:") - base) / 1024
+        out_hw = tuple(plan.output_hw)
+    print(f"  {n} frames {w}x{h} -> {out_hw[1]}x{out_hw[0]} (source made in {made:.0f} s): {t:.1f} s = encode "
+          f"{t_encode:.1f} s + {passes} passes x {steps} steps {t_sample:.1f} s + write {t_write:.1f} s "
+          f"(VAE decode {counts['decode_s']:.1f} s); peak VRAM {vram:.2f} GiB, peak RAM +{ram:.0f} MB")
+    FIGURES["stream"] = {"frames": n, "source": f"{w}x{h}", "output": f"{out_hw[1]}x{out_hw[0]}", "passes": passes,
+                         "steps": steps, "seconds": round(t, 1), "encode_s": round(t_encode, 1),
+                         "sample_s": round(t_sample, 1), "write_s": round(t_write, 1),
+                         "peak_vram_gib": round(vram, 2), "peak_ram_mb": round(ram)}
 
 
 def section_bf16(ctx):
@@ -391,11 +458,11 @@ def section_compile(ctx):
 
 
 SECTIONS = [("clip", section_clip), ("reference", section_reference), ("memory", section_memory),
-            ("low_vram", section_low_vram), ("candidates", section_candidates), ("video", section_video),
-            ("bf16", section_bf16), ("compile", section_compile)]
+            ("low_vram", section_low_vram), ("candidates", section_candidates), ("stream", section_stream),
+            ("video", section_video), ("bf16", section_bf16), ("compile", section_compile)]
 # Rough seconds each needs on an H200 at full size: a section is left out when it would end past the budget.
-NEEDS = {"clip": 15, "reference": 15, "memory": 20, "low_vram": 10, "candidates": 40, "video": 150, "bf16": 10,
-         "compile": 150}
+NEEDS = {"clip": 15, "reference": 15, "memory": 20, "low_vram": 10, "candidates": 40, "stream": 200, "video": 150,
+         "bf16": 10, "compile": 150}
 
 
 def main() -> None:
@@ -406,6 +473,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--video-frames", type=int, default=450)
     ap.add_argument("--video-steps", type=int, default=50)
+    ap.add_argument("--stream-size", default="1920x1080", help="WxH of the streamed section's source file")
     ap.add_argument("--budget", type=float, default=420.0, help="seconds; later sections are left out past it")
     ap.add_argument("--only", nargs="*", help="run only these sections")
     ap.add_argument("--repeats", type=int, default=5, help="timed calls per median")
@@ -429,12 +497,13 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001
         print(f"no random SD VAE ({exc}); the video section and the VAE candidate are left out")
     ctx = dict(model=model, device=device, dtype=dtype, dtype_name=dtype_name, config=args.config, steps=args.steps,
-               video_frames=args.video_frames, video_steps=args.video_steps, vae=vae)
+               video_frames=args.video_frames, video_steps=args.video_steps, vae=vae,
+               stream_hw=tuple(int(v) for v in args.stream_size.split("x"))[::-1])
     status = {}
     for name, fn in SECTIONS:
         if args.only and name not in args.only:
             continue
-        if name == "video" and vae is None:
+        if name in ("video", "stream") and vae is None:
             status[name] = "left out: no VAE"
             continue
         elapsed = time.perf_counter() - started
