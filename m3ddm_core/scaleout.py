@@ -14,7 +14,6 @@ Ray is an optional dependency (``pip install ".[ray]"``), imported only here.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections import deque
@@ -26,8 +25,8 @@ import torch
 
 from .batch import (BatchLedger, JobSpec, Progress, encode_file, failure_reason, load_job, no_progress,
                     outpaint_file, write_file)
-from .shots import shot_seed
-from .video import pack_encoded, pass_dependencies, plan_shots, prepare_video, run_pass, shot_of, unpack_encoded
+from .video import (pack_encoded, pass_dependencies, plan_shots, prepare_video, run_pass, shot_of, shot_settings,
+                    unpack_encoded)
 
 RETRIES = 3  # times a task is resubmitted after its worker died
 PROBES = 300  # a worker still down after this many probes, one a second, is given up
@@ -94,8 +93,8 @@ class Worker:
                 if bounds != (0, len(encoded.cache.frames)):  # a shot of an edited video: its own global frames
                     encoded = shot_of(encoded, *bounds)
                 prepared = self._prepared[key] = prepare_video(self.job.model, encoded, pack["plan"])
-            settings = dataclasses.replace(self.job.spec.settings, seed=shot_seed(self.job.spec.settings.seed, shot))
-            return run_pass(self.job.model, prepared, p, guides, fps, settings, index)
+            return run_pass(self.job.model, prepared, p, guides, fps, shot_settings(self.job.spec.settings, shot),
+                            index)
 
     def write(self, video: str, out: str, info, plan, latents: torch.Tensor) -> None:
         with torch.inference_mode():

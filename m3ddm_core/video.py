@@ -272,6 +272,11 @@ def plan_shots(num_frames: int, cuts: Sequence[int], strides: Strides = "auto", 
     return plans
 
 
+def shot_settings(settings: SampleSettings, shot: int) -> SampleSettings:
+    """The settings shot ``shot`` samples with: its own seed (:func:`.shots.shot_seed`), the rest unchanged."""
+    return dataclasses.replace(settings, seed=shot_seed(settings.seed, shot))
+
+
 def pass_dependencies(passes: Sequence[Pass]) -> list[set[int]]:
     """For each pass, the earlier passes that generate its guide frames: what must finish before it can run.
     Passes with no dependency between them may run at the same time (on other workers) with the same result."""
@@ -354,7 +359,7 @@ def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], 
             shot_encoded = encode_video(frames[start:end], plan, encode,
                                         uncond_latent=None if shot == 0 else shot_encoded.uncond_latent)
         video = prepare_video(model, shot_encoded, plan)
-        shot_settings = dataclasses.replace(settings, seed=shot_seed(settings.seed, shot))
+        settings_of_shot = shot_settings(settings, shot)
         local: dict[int, torch.Tensor] = {}
         for k, p in enumerate(passes):
             index = done + k
@@ -366,7 +371,7 @@ def outpaint_video(model, frames, plan: CanvasPlan, encode: Optional[EncodeFn], 
             step_cb = None if callback is None else (
                 lambda info, index=index, start=start: callback(dict(
                     info, frames=[start + f for f in info["frames"]], **{"pass": index, "passes": total})))
-            latents = run_pass(model, video, p, local, fps, shot_settings, k, step_cb, check_interrupt)
+            latents = run_pass(model, video, p, local, fps, settings_of_shot, k, step_cb, check_interrupt)
             if store is not None:
                 store.save(index, {start + f: t for f, t in latents.items()})
             local.update(latents)
