@@ -367,7 +367,7 @@ def section_stream(ctx):
 
     import numpy as np
 
-    from m3ddm_core import VideoWriter, encode_frames, read_frames, write_outpainted
+    from m3ddm_core import VideoWriter, encode_frames, probe, read_frames, write_outpainted
     model, device, vae = ctx["model"], ctx["device"], ctx["vae"]
     n, steps = ctx["video_frames"], ctx["video_steps"]
     h, w = ctx["stream_hw"]
@@ -396,7 +396,7 @@ def section_stream(ctx):
                                 settings=SampleSettings(steps=steps, seed=0))
         sync(device)
         t_sample = time.perf_counter() - t0 - t_encode
-        write_outpainted(Path(tmp) / "out.mp4", source, 0, n, Fraction(30), plan, result.latents, decode)
+        write_outpainted(Path(tmp) / "out.mp4", source, probe(source), 0, n, plan, result.latents, decode)
         t = time.perf_counter() - t0
         t_write = t - t_encode - t_sample
         vram = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else float("nan")

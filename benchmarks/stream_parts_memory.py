@@ -147,6 +147,7 @@ def part_write(frames: int, variant: str, work: Path) -> dict:
     import torch.nn.functional as F
 
     from m3ddm_core.stream import write_outpainted
+    from m3ddm_core.video_io import probe
     source = _source(work / "source.mp4", frames)
     plan = _plan()
     h, w = plan.canvas_hw[0] // 8, plan.canvas_hw[1] // 8
@@ -155,7 +156,7 @@ def part_write(frames: int, variant: str, work: Path) -> dict:
     def decode(z: torch.Tensor) -> torch.Tensor:  # a VAE decoder's shape, [k, 4, h, w] -> [k, 8h, 8w, 3]
         return F.interpolate(z[:, :3], scale_factor=8, mode="nearest").permute(0, 2, 3, 1).clamp(0, 1)
     meter = Meter(frames)
-    write_outpainted(work / "out.mp4", source, 0, frames, Fraction(30), plan, latents, decode,
+    write_outpainted(work / "out.mp4", source, probe(source), 0, frames, plan, latents, decode,
                      on_frame=meter.frame)
     return meter.result()
 

@@ -13,7 +13,7 @@ encode :func:`encode_video`, :func:`encode_pass` and sample :func:`prepare_video
 This module's exports are the whole interface the ComfyUI layer uses.
 """
 from .attention import sdpa_attention, softmax_attention
-from .canvas import CanvasError, CanvasPlan, build_canvas, plan_canvas
+from .canvas import CanvasError, CanvasPlan, build_canvas, check_even, plan_canvas
 from .compare import LAYOUTS, compare_frames, comparison_hw
 from .composite import composite
 from .config import FULL_SIZE_CONFIG, ConfigError, parse_config
@@ -31,18 +31,18 @@ from .unet3d import M3DDMUNet, build_unet
 from .video import (EncodedVideo, LatentCache, OutpaintResult, PreparedVideo, SampleSettings,
                     decode_latents, encode_pass, encode_video, global_frame_indexes, global_frame_latents,
                     outpaint_video, plan_shots, prepare_video, resume_key, run_pass)
-from .video_io import (AudioTrack, VideoFileError, VideoInfo, VideoWriter, audio_track, check_range, probe, read_audio,
-                       read_frames)
+from .video_io import (AudioTrack, Colour, VideoFileError, VideoInfo, VideoWriter, audio_track, check_range,
+                       decoder_warning, probe, read_audio, read_frames, source_notes)
 
 __all__ = ["FULL_SIZE_CONFIG", "ConfigError", "parse_config", "M3DDMUNet", "build_unet", "load_unet", "DTYPES",
            "WEIGHT_NAMES", "WEIGHT_SUFFIXES", "WeightsError", "sdpa_attention", "softmax_attention", "CanvasError",
-           "CanvasPlan", "build_canvas", "plan_canvas", "CLIP_FRAMES", "GLOBAL_FRAMES", "SCHEDULES",
+           "CanvasPlan", "build_canvas", "check_even", "plan_canvas", "CLIP_FRAMES", "GLOBAL_FRAMES", "SCHEDULES",
            "STRIDE_PRESETS", "SCHEDULERS", "Pass", "clip_pass", "clip_stride", "plan_passes", "plan_schedule",
            "active_branches", "MEMORY_MARGIN", "fits_batched", "sampling_memory", "LatentCache", "EncodedVideo",
            "PreparedVideo", "OutpaintResult", "SampleSettings", "encode_video", "encode_pass", "global_frame_indexes",
            "global_frame_latents", "prepare_video", "run_pass", "decode_latents", "outpaint_video", "composite",
            "PassStore", "content_hash", "model_fingerprint", "run_key", "resume_key", "encode_frames",
-           "composite_frames", "AudioTrack", "VideoFileError", "VideoInfo", "VideoWriter", "audio_track", "check_range",
+           "composite_frames", "AudioTrack", "Colour", "decoder_warning", "source_notes", "VideoFileError", "VideoInfo", "VideoWriter", "audio_track", "check_range",
            "probe", "read_audio", "read_frames", "CutDetector", "ShotError", "check_cuts", "detect_cuts", "parse_cuts",
            "shot_bounds", "shot_seed", "LAYOUTS", "compare_frames", "comparison_hw", "DIRECTIONS", "PAPER_MASK_RATIOS",
            "PAPER_SIZE", "Metrics", "evaluate_frames", "evaluation_padding", "frechet_distance", "generated_region",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from contextlib import contextmanager
@@ -26,8 +27,9 @@ from .shots import CutDetector
 from .stream import encode_frames, write_outpainted
 from .video import EncodedVideo, SampleSettings, plan_shots
 from .video import outpaint_video as _outpaint
-from .video_io import VideoInfo, probe, read_frames
+from .video_io import CODECS, VideoInfo, probe, read_frames, source_notes
 
+log = logging.getLogger("M3DDM")
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 SD_LATENT_SCALE = 0.18215
 # Stable Diffusion 1.x's VAE (AutoencoderKL), for single-file checkpoints that carry no config.
@@ -104,15 +106,19 @@ def vae_functions(vae) -> tuple[Callable, Callable]:
     return encode, decode
 
 
-def find_videos(inputs: Sequence[Path]) -> list[Path]:
-    """Files as given, folders expanded to their videos (sorted, not recursive)."""
+def find_videos(inputs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """``(videos, others)``: files as given, folders expanded to their videos (sorted, not recursive); ``others``
+    are the files in those folders that are not videos by their suffix (named in the summary, not dropped
+    silently). Hidden files (a ``.partial`` output being written) are neither."""
     found: list[Path] = []
+    others: list[Path] = []
     for p in map(Path, inputs):
         if p.is_dir():
-            found += sorted(f for f in p.iterdir() if f.suffix.lower() in VIDEO_SUFFIXES and not f.name.startswith("."))
+            for f in sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")):
+                (found if f.suffix.lower() in VIDEO_SUFFIXES else others).append(f)
         else:
             found.append(p)
-    return found
+    return found, others
 
 
 def output_path(video: Path, out_dir: Path, ratio: str) -> Path:
@@ -134,6 +140,7 @@ class JobSpec:
     shots: str = "none"
     device: str = "auto"
     dtype: str = "auto"
+    codec: str = "h264"
 
 
 @dataclass
@@ -192,9 +199,9 @@ def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> Enco
     detected on the way when ``job.spec.shots == "detect"``). ``progress("encode", frames, total)``."""
     with failure_reason():
         info = probe(video)
-        plan = plan_canvas((info.height, info.width), ratio=job.spec.ratio)
-        if plan.output_hw[0] % 2 or plan.output_hw[1] % 2:
-            raise BatchError(f"the output would be {plan.output_hw[1]}x{plan.output_hw[0]}; H.264 needs even sides")
+        for level, note in source_notes(info):
+            log.log(level, "%s: %s", video.name, note)
+        plan = plan_canvas((info.height, info.width), ratio=job.spec.ratio, even=True)
         n = info.frames
         detector = CutDetector() if job.spec.shots == "detect" else None
         frames = read_frames(video, 0, n)
@@ -212,8 +219,8 @@ def write_file(job: Job, video: Path, out: Path, info: VideoInfo, plan: CanvasPl
     ``progress("write", frames, total)``."""
     n = info.frames
     with failure_reason():
-        write_outpainted(out, video, 0, n, info.fps, plan, latents, job.decode, job.spec.feather,
-                         on_frame=lambda done: progress("write", done, n))
+        write_outpainted(out, video, info, 0, n, plan, latents, job.decode, job.spec.feather,
+                         on_frame=lambda done: progress("write", done, n), codec=job.spec.codec)
 
 
 def outpaint_file(job: Job, video: Path, out: Path, progress: Optional[Progress] = None) -> torch.Tensor:
@@ -335,6 +342,16 @@ def run_batch(job: Job, videos: Sequence[Path], out_dir: Path, show: bool = True
     return ledger.outcome()
 
 
+def _log_to_stderr(level: int) -> None:
+    """The plugin's notes (rotation, alpha, colour, decoder levels) on stderr, as ComfyUI's console shows them."""
+    logger = logging.getLogger("M3DDM")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m m3ddm_core.batch", description=__doc__.splitlines()[0])
     ap.add_argument("inputs", nargs="+", type=Path, help="video files or folders of videos")
@@ -354,6 +371,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--feather", type=int, default=8)
     ap.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), or a torch device")
     ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    ap.add_argument("--codec", default="h264", choices=sorted(CODECS),
+                    help="h264 (plays everywhere up to 4096x2304) or hevc (smaller files; 8K TVs decode larger frames)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--ray", metavar="local|ADDRESS",
                     help="run on Ray (pip install '.[ray]'): 'local' starts a cluster on this machine, otherwise the "
@@ -366,13 +385,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="on Ray, videos of at least this many frames run clip-parallel across all workers")
     args = ap.parse_args(argv)
 
-    videos = find_videos(args.inputs)
+    _log_to_stderr(logging.WARNING if args.quiet else logging.INFO)
+    videos, others = find_videos(args.inputs)
+    not_videos = (f"; not videos (by their suffix, {', '.join(sorted(VIDEO_SUFFIXES))}): "
+                  + ", ".join(f.name for f in others)) if others else ""
     if not videos:
-        print("no videos found in " + ", ".join(map(str, args.inputs)), file=sys.stderr)
+        print("no videos found in " + ", ".join(map(str, args.inputs)) + not_videos, file=sys.stderr)
         return 2
     settings = SampleSettings(steps=args.steps, s1=args.s1, s2=args.s2, scheduler=args.scheduler, seed=args.seed)
     spec = JobSpec(str(args.model), str(args.vae), args.ratio, settings, args.strides, args.schedule, args.feather,
-                   args.shots, args.device, args.dtype)
+                   args.shots, args.device, args.dtype, args.codec)
     if args.ray:
         from .scaleout import ScaleOutError, run_batch_ray
         try:
@@ -389,7 +411,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
         with torch.inference_mode():
             written, skipped, failed = run_batch(job, videos, args.out, show=not args.quiet)
-    print(f"done: {len(written)} written, {len(skipped)} skipped (already there), {len(failed)} failed")
+    print(f"done: {len(written)} written, {len(skipped)} skipped (already there), {len(failed)} failed"
+          + (f", {len(others)} not videos" if others else ""))
+    if others:
+        print(f"  left out{not_videos}")
     for video, reason in failed:
         print(f"  {video}: {reason}")
     return 1 if failed else 0

@@ -110,8 +110,9 @@ def max_target_size(frame_hw: tuple[int, int], ratios: Sequence[str]) -> tuple[f
     return max_h, max_w
 
 
-def _output_from_target(frame_hw, ratio=None, size=None, padding=None):
-    """Native output size and content offset for exactly one kind of target."""
+def _output_from_target(frame_hw, ratio=None, size=None, padding=None, even=False):
+    """Native output size and content offset for exactly one kind of target. ``even``: a ratio target's output
+    grows by a pixel on any odd side (right or bottom), as video encoders need; the frame itself is untouched."""
     h, w = frame_hw
     given = [t is not None for t in (ratio, size, padding)]
     if sum(given) != 1:
@@ -120,6 +121,8 @@ def _output_from_target(frame_hw, ratio=None, size=None, padding=None):
         ratios = parse_ratio_list(ratio)
         mh, mw = max_target_size(frame_hw, ratios)
         out = (_grow_to(mh, h), _grow_to(mw, w))
+        if even:
+            out = (out[0] + out[0] % 2, out[1] + out[1] % 2)
         return out, ((out[0] - h) // 2, (out[1] - w) // 2), ratios
     if size is not None:
         oh, ow = (int(size[0]), int(size[1]))
@@ -157,19 +160,21 @@ def _pad_px(value, extent: int, name: str) -> int:
 
 def plan_canvas(frame_hw: tuple[int, int], ratio: Optional[RatioSpec] = None, size: Optional[tuple[int, int]] = None,
                 padding: Optional[Sequence[float]] = None, mode: str = "official",
-                canvas_size: int = OFFICIAL_CANVAS) -> CanvasPlan:
+                canvas_size: int = OFFICIAL_CANVAS, even: bool = False) -> CanvasPlan:
     """Plan the outpainting of frames of ``frame_hw = (H, W)``.
 
     Exactly one target: ``ratio`` (``"16:9"`` or the official list ``"16:9,9:16"``), ``size`` = output ``(H, W)``,
     or ``padding`` = ``(left, right, top, bottom)`` in pixels, or fractions of the frame size when below 1.
     ``canvas_size``: side of the official square canvas / area scale of the tight one (256 = as trained).
+    ``even``: a ratio target's output is rounded up to even sides (a video file's output; an odd frame such as
+    321x179 has no even output of an exact ratio). Sizes and paddings are the user's own: :func:`check_even`.
     """
     if canvas_size < 64 or canvas_size % 64:
         raise CanvasError(f"canvas size {canvas_size} must be a multiple of 64 (the UNet downsamples latents 3 times)")
     h, w = int(frame_hw[0]), int(frame_hw[1])
     if h < 1 or w < 1:
         raise CanvasError(f"frame size {w}x{h} is empty")
-    (oh, ow), (cy, cx), ratios = _output_from_target((h, w), ratio, size, padding)
+    (oh, ow), (cy, cx), ratios = _output_from_target((h, w), ratio, size, padding, even)
     if (oh, ow) == (h, w):
         raise CanvasError(f"the {w}x{h} frame already has the target shape: nothing to outpaint. Choose a ratio or size "
                           "that adds border (e.g. 9:16 for a landscape frame)")
@@ -199,6 +204,15 @@ def plan_canvas(frame_hw: tuple[int, int], ratio: Optional[RatioSpec] = None, si
                           f"canvas (less than {MIN_CONTENT_PX} px on a side): the target adds far more border than the "
                           "model can extend from. Use a smaller padding or a ratio closer to the frame's.")
     return CanvasPlan((h, w), (oh, ow), (cy, cx), canvas, box, mode)
+
+
+def check_even(plan: CanvasPlan) -> None:
+    """Refuse an output with an odd side (H.264/HEVC 4:2:0 need even ones) with what to change."""
+    oh, ow = plan.output_hw
+    if oh % 2 or ow % 2:
+        side = "width" if ow % 2 else "height"
+        raise CanvasError(f"the output would be {ow}x{oh}; video encoders need even sides: make the output {side} "
+                          f"(or the padding on one side) a pixel larger")
 
 
 def tight_canvas_hw(aspect_hw: float, area: int = OFFICIAL_CANVAS ** 2) -> tuple[int, int]:

@@ -6,7 +6,6 @@ the 256² canvas); native-resolution frames and decoded canvases exist one chunk
 from __future__ import annotations
 
 from contextlib import closing
-from fractions import Fraction
 from itertools import islice
 from typing import Callable, Iterable, Iterator, Optional
 
@@ -18,7 +17,7 @@ from .composite import CompositeLayout, composite
 from .heap import release_freed_memory
 from .schedule import CLIP_FRAMES
 from .video import DecodeFn, EncodedVideo, EncodeFn, LatentCache, build_canvases, global_frame_latents
-from .video_io import VideoWriter, audio_track, read_frames
+from .video_io import VideoInfo, VideoWriter, audio_track, read_frames
 
 # Latents decoded (and upscaled) per VAE call while streaming out: a VAE decoder's last layers hold 64-128 channels
 # at the 256x256 canvas, so 8 at a time held ~0.25 GB more than 4 (measured, 1080p -> 9:16 through ComfyUI).
@@ -84,21 +83,26 @@ def composite_frames(frames: Iterable[np.ndarray], latents: torch.Tensor, plan: 
         raise ValueError(f"{done} source frames for {n} sampled ones")
 
 
-def write_outpainted(path, source, start: int, count: int, fps: Fraction, plan: CanvasPlan, latents: torch.Tensor,
+def write_outpainted(path, source, info: VideoInfo, start: int, count: int, plan: CanvasPlan, latents: torch.Tensor,
                      decode: DecodeFn, feather: int = 8, upscale: Optional[UpscaleFn] = None,
                      metadata: Optional[dict] = None, on_frame: Optional[Callable[[int], None]] = None,
-                     batch: int = DECODE_BATCH) -> None:
-    """Write the outpainted frames ``start .. start+count-1`` of ``source`` (a file or stream) to ``path`` as
-    H.264 at ``fps``, with the source's audio of that range: each source frame read, its border decoded from
-    ``latents`` ``[count, 4, h, w]`` ``batch`` frames at a time, optionally upscaled, composited and encoded.
-    ``on_frame(written)`` runs after every frame (progress; raising stops the write). The file appears only when
-    complete (:class:`.video_io.VideoWriter`)."""
+                     batch: int = DECODE_BATCH, codec: str = "h264") -> None:
+    """Write the outpainted frames ``start .. start+count-1`` of ``source`` (a file or stream, probed as ``info``)
+    to ``path`` as H.264 (or HEVC) with the source's audio of that range: each source frame read, its border
+    decoded from ``latents`` ``[count, 4, h, w]`` ``batch`` frames at a time, optionally upscaled, composited and
+    encoded. The output keeps what a player shows of the source: its colour matrix, range and tags, its frame
+    timing (a variable-frame-rate source keeps every timestamp) and its audio layout. ``on_frame(written)`` runs
+    after every frame (progress; raising stops the write). The file appears only when complete
+    (:class:`.video_io.VideoWriter`)."""
     oh, ow = plan.output_hw
-    audio = audio_track(source, start / fps, (start + count) / fps)  # read as the video is written
+    # read as the video is written, on the frames' own clock (an offset or variable-rate video stays in sync)
+    audio = audio_track(source, info.time_of(start), info.time_of(start + count))
+    time_base, pts = info.frame_pts(start, count) if info.vfr else (None, None)
     frames = composite_frames(read_frames(source, start, count), latents, plan, decode, feather, batch, upscale)
     # closing: a failed write lets go of the source at once, not when the traceback is collected
-    with closing(frames), VideoWriter(path, fps, ow, oh, audio=audio, container_format="mp4",
-                                      metadata=metadata) as writer:
+    with closing(frames), VideoWriter(path, info.fps, ow, oh, audio=audio, container_format="mp4",
+                                      metadata=metadata, colour=info.colour, pts=pts, time_base=time_base,
+                                      codec=codec) as writer:
         for i, frame in enumerate(frames):
             writer.write(frame)
             if on_frame is not None:

@@ -1,8 +1,17 @@
 """Video files through PyAV, one frame at a time: probe, read a frame range, write atomically with trimmed audio.
 
 Nothing here holds more than one decoded frame (and one chunk of audio) at a time, so a long high-resolution video
-streams through in bounded memory. Frames are numbered in decode order; a variable-frame-rate source is read
-frame by frame like any other and written back at its average rate with the same frame count.
+streams through in bounded memory. Frames are what a player shows, in display order and orientation:
+
+- **rotation**: a phone's display matrix (a portrait clip stored landscape) is applied when reading, so every frame
+  comes out upright; outputs are written upright with no matrix;
+- **colour**: Y'CbCr is converted with the source's tagged matrix and range (an untagged source gets what players
+  assume: BT.709 from 1280x720 up, BT.601 below), and the output is converted and tagged with the same matrix,
+  range, primaries and transfer, so the original region shows the same colours in a player;
+- **frame count and timing**: packets an edit list hides (a stream-copy trim) are not counted; each frame keeps its
+  timestamp, so a variable-frame-rate clip is written with its own timestamps and its audio stays in sync;
+- **audio**: the source's channel layout is kept (5.1 stays 5.1) where AAC can carry it, else it is downmixed by
+  FFmpeg's resampler with a warning.
 """
 from __future__ import annotations
 
@@ -11,10 +20,10 @@ import logging
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Optional, Union
+from typing import IO, Iterable, Iterator, Optional, Sequence, Union
 
 import av
 import numpy as np
@@ -27,18 +36,89 @@ class VideoFileError(ValueError):
     """A video that cannot be read as asked (no video stream, no frames, a range past the end, corrupt data)."""
 
 
+# AVCOL_SPC values (what a stream is tagged with) -> the matrix swscale converts with; other values (unspecified,
+# RGB, YCgCo...) are read as players assume an untagged source.
+_SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
+BT709, BT601 = 1, 6  # AVCOL_SPC_BT709, AVCOL_SPC_SMPTE170M
+LIMITED, FULL = 1, 2  # AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG
+UNSPECIFIED = 2  # AVCOL_PRI / AVCOL_TRC unspecified
+
+
+def assumed_matrix(width: int, height: int) -> int:
+    """The matrix players assume for an untagged source (mpv, browsers): BT.709 for HD sizes, BT.601 below."""
+    return BT709 if width >= 1280 or height > 576 else BT601
+
+
+@dataclass(frozen=True)
+class Colour:
+    """How a video's Y'CbCr maps to the RGB a player shows: matrix and range (AVCOL_SPC / AVCOL_RANGE values),
+    and the primaries and transfer tags (AVCOL_PRI / AVCOL_TRC, carried as they are: 2 = unspecified).
+    The default is what the writer always did: BT.601, limited range."""
+
+    matrix: int = BT601
+    range: int = LIMITED
+    primaries: int = UNSPECIFIED
+    transfer: int = UNSPECIFIED
+
+    @classmethod
+    def of_frame(cls, frame: "av.VideoFrame") -> "Colour":
+        """The source's tags, what players assume where it has none; an RGB source (PNG, QuickTime Animation)
+        gets what an untagged Y'CbCr source of its size would (limited range: the usual video output)."""
+        matrix = frame.colorspace if frame.colorspace in _SWS_MATRIX else assumed_matrix(frame.width, frame.height)
+        if not any(c.is_chroma for c in frame.format.components):
+            return cls(assumed_matrix(frame.width, frame.height))
+        full = frame.color_range == FULL or frame.format.name.startswith("yuvj")
+        return cls(int(matrix), FULL if full else LIMITED, int(frame.color_primaries), int(frame.color_trc))
+
+    @property
+    def sws_matrix(self) -> int:
+        return _SWS_MATRIX.get(self.matrix, 5)
+
+    def describe(self) -> str:
+        names = {1: "BT.709", 4: "FCC", 5: "BT.601", 6: "BT.601", 7: "SMPTE 240M", 9: "BT.2020", 10: "BT.2020"}
+        return f"{names.get(self.matrix, self.matrix)} {'full' if self.range == FULL else 'limited'} range"
+
+
 @dataclass(frozen=True)
 class VideoInfo:
+    """What a player shows of a video file. ``width``/``height`` are upright (after the display rotation);
+    ``frames`` counts the frames shown (packets an edit list hides are not counted)."""
+
     width: int
     height: int
     frames: int  # counted from the container's packets, not its (often estimated) header
     fps: Fraction  # average frame rate
     audio_rate: Optional[int]  # None: no audio stream
     audio_channels: int = 0
+    audio_layout: str = ""  # FFmpeg's name of the channel layout, e.g. "stereo", "5.1"
+    rotation: int = 0  # degrees counter-clockwise the stored picture is turned for display (0, 90, 180, 270)
+    colour: Colour = Colour()
+    alpha: bool = False  # the source carries transparency (read as opaque colour)
+    bit_depth: int = 8
+    time_base: Optional[Fraction] = None
+    # presentation timestamps of the shown frames (``time_base`` units, display order), then the end of the last
+    pts: Optional[tuple[int, ...]] = field(default=None, compare=False, repr=False)
+    end_pts: Optional[int] = None
+    vfr: bool = False  # frames not evenly spaced at ``fps``: written with their own timestamps
 
     @property
     def duration(self) -> float:
-        return float(self.frames / self.fps)
+        return float(self.time_of(self.frames) - self.time_of(0))
+
+    def time_of(self, index: int) -> Fraction:
+        """When frame ``index`` is shown, in seconds on the file's clock (``index == frames``: the end of the last
+        frame); the same clock as the audio's timestamps."""
+        if self.pts is None:
+            return Fraction(index) / self.fps
+        if index >= self.frames:
+            return self.end_pts * self.time_base
+        return self.pts[index] * self.time_base
+
+    def frame_pts(self, start: int, count: int) -> tuple[Fraction, list[int]]:
+        """``(time_base, pts)`` of frames ``start .. start+count-1`` relative to the first of them (what a writer
+        that keeps the source's timing needs)."""
+        first = self.pts[start]
+        return self.time_base, [p - first for p in self.pts[start:start + count]]
 
 
 _SHARED_READS = threading.Lock()
@@ -77,31 +157,112 @@ class _Reader(io.RawIOBase):
 
 
 def _open(source: Source):
+    if not isinstance(source, io.BytesIO):
+        try:
+            if os.path.getsize(source) == 0:
+                raise VideoFileError("the file is empty (0 bytes): an interrupted download or copy? Copy or download it again")
+        except OSError as exc:
+            raise VideoFileError(f"cannot open the video: {exc.strerror or exc}") from exc
     try:
         return av.open(_Reader(source) if isinstance(source, io.BytesIO) else os.fspath(source), mode="r")
+    except av.error.InvalidDataError:
+        raise VideoFileError("not a video file (FFmpeg recognises no video format in it)") from None
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoFileError(f"cannot open the video ({exc})") from exc
 
 
+def _has_alpha(stream) -> bool:
+    """Transparency in the pixel format (ProRes 4444, PNG, QuickTime Animation) or as the side channel VP8/VP9
+    keep it in (WebM's alpha_mode; FFmpeg's decoders drop it)."""
+    fmt = stream.codec_context.format
+    in_pixels = fmt is not None and any(c.is_alpha for c in fmt.components)
+    return in_pixels or stream.metadata.get("alpha_mode", stream.metadata.get("ALPHA_MODE")) == "1"
+
+
+def _uneven(pts: Sequence[int], time_base: Fraction, fps: Fraction) -> bool:
+    """Frames not evenly spaced at ``fps``: some interval differs from ``1/fps`` by more than 2 ms (or a tick of
+    the container's clock), more than container rounding does."""
+    step = 1 / (fps * time_base)  # in ticks
+    tolerance = max(Fraction(1, 500) / time_base, Fraction(1))
+    return any(abs(b - a - step) > tolerance for a, b in zip(pts, pts[1:]))
+
+
 def probe(source: Source) -> VideoInfo:
-    """Size, exact frame count, average fps and audio layout of a video (its packets are read, not decoded)."""
+    """What a player shows of the first video stream: upright size, frames shown (counted from the packets, an
+    edit list's hidden ones left out), average fps, timestamps, colour, rotation, alpha, audio layout. Packets are
+    read, not decoded, except the first picture (rotation and colour tags live there). A file whose header lists
+    more frames than it holds (cut short) is refused with the counts."""
     with _open(source) as container:
         if not container.streams.video:
-            raise VideoFileError("the file has no video stream")
+            raise VideoFileError("the file has no video stream (an audio file or a still image?)")
         stream = container.streams.video[0]
         fps = stream.average_rate or stream.guessed_rate
         if not fps:
             raise VideoFileError("the video stream has no frame rate")
         audio = container.streams.audio[0] if container.streams.audio else None
+        pts: list = []
+        packets, first, last_pts, last_duration = 0, None, None, 0
         try:
-            frames = sum(1 for packet in container.demux(stream) if packet.size)
+            for packet in container.demux(stream):
+                if not packet.size:
+                    continue
+                packets += 1
+                if first is None:  # decode until the first picture comes out (B-frame reordering may delay it)
+                    first = next(iter(packet.decode()), None)
+                if packet.is_discard:  # an edit list hides it: decoded as a reference, never shown
+                    continue
+                pts.append(packet.pts)
+                if packet.pts is not None and (last_pts is None or packet.pts >= last_pts):
+                    last_pts, last_duration = packet.pts, packet.duration or 0
+            if first is None and packets:
+                first = next(iter(stream.codec_context.decode(None)), None)
         except av.error.FFmpegError as exc:
             raise VideoFileError(f"the video is corrupt ({exc})") from exc
-        if frames == 0:
+        if not pts:
             raise VideoFileError("the video has no frames")
-        return VideoInfo(width=stream.codec_context.width, height=stream.codec_context.height, frames=frames,
-                         fps=Fraction(fps), audio_rate=audio.rate if audio is not None else None,
-                         audio_channels=audio.channels if audio is not None else 0)
+        header = stream.frames
+        if header and packets < header:
+            raise VideoFileError(f"the file is cut short: its header lists {header} frames, only {packets} are in it "
+                                 f"(an interrupted download or copy?). Get the whole file again")
+        fps = Fraction(fps)
+        times = None if any(p is None for p in pts) else tuple(sorted(pts))
+        end = None
+        if times is not None:
+            step = round(1 / (fps * stream.time_base)) if len(times) < 2 else \
+                round(Fraction(times[-1] - times[0], len(times) - 1))
+            end = times[-1] + (last_duration or step)
+        rotation = round(getattr(first, "rotation", 0) or 0) % 360 if first is not None else 0
+        rotation = 90 * round(rotation / 90) % 360
+        w, h = stream.codec_context.width, stream.codec_context.height
+        colour = Colour.of_frame(first) if first is not None else Colour(assumed_matrix(w, h))
+        fmt = stream.codec_context.format
+        depth = max((c.bits for c in fmt.components), default=8) if fmt is not None else 8
+        return VideoInfo(width=h if rotation in (90, 270) else w, height=w if rotation in (90, 270) else h,
+                         frames=len(pts), fps=fps, audio_rate=audio.rate if audio is not None else None,
+                         audio_channels=audio.channels if audio is not None else 0,
+                         audio_layout=audio.layout.name if audio is not None else "", rotation=rotation,
+                         colour=colour, alpha=_has_alpha(stream), bit_depth=depth,
+                         time_base=Fraction(stream.time_base) if times is not None else None, pts=times, end_pts=end,
+                         vfr=times is not None and _uneven(times, Fraction(stream.time_base), fps))
+
+
+def source_notes(info: VideoInfo) -> list[tuple[int, str]]:
+    """``(logging level, message)`` for what the output does with the source that a user should know."""
+    notes = []
+    if info.alpha:
+        notes.append((logging.WARNING, "the source has transparency (an alpha channel), which is dropped: its "
+                                       "colour under transparent areas is outpainted as if opaque and the output has "
+                                       "no alpha. To outpaint over a background, flatten the video onto it first"))
+    if info.rotation:
+        notes.append((logging.INFO, f"the source is displayed turned {(360 - info.rotation) % 360} degrees clockwise "
+                                    f"(a phone's rotation matrix): "
+                                    f"it is outpainted upright ({info.width}x{info.height}) and written upright"))
+    if info.bit_depth > 8:
+        notes.append((logging.INFO, f"the source is {info.bit_depth}-bit: the output is 8-bit ({info.colour.describe()}"
+                                    f", tagged like the source), what phones and TVs decode"))
+    if info.vfr:
+        notes.append((logging.INFO, "the source has a variable frame rate: every frame keeps its timestamp"))
+    return notes
 
 
 def check_range(info: VideoInfo, start: int, count: int) -> tuple[int, int]:
@@ -118,19 +279,30 @@ def check_range(info: VideoInfo, start: int, count: int) -> tuple[int, int]:
     return start, count or available
 
 
+def to_rgb(frame: "av.VideoFrame", colour: Optional[Colour] = None) -> np.ndarray:
+    """One decoded frame as a player shows it: ``[H, W, 3]`` uint8 RGB, converted with ``colour`` (default: the
+    frame's own tags, or what players assume) and turned upright by its display rotation."""
+    colour = colour or Colour.of_frame(frame)
+    rgb = frame.to_ndarray(format="rgb24", src_colorspace=colour.sws_matrix, src_color_range=colour.range)
+    quarter = round((getattr(frame, "rotation", 0) or 0) / 90) % 4  # np.rot90 turns counter-clockwise
+    return np.ascontiguousarray(np.rot90(rgb, quarter)) if quarter else rgb
+
+
 def read_frames(source: Source, start: int = 0, count: Optional[int] = None) -> Iterator[np.ndarray]:
-    """Yield frames ``start .. start+count-1`` as ``[H, W, 3]`` uint8 RGB, one at a time, in decode order."""
+    """Yield frames ``start .. start+count-1`` as ``[H, W, 3]`` uint8 RGB, one at a time, in display order, upright
+    and in the colours a player shows (:func:`to_rgb`)."""
     end = None if count is None else start + count
-    index = 0
+    index, colour = 0, None
     with _open(source) as container:
         if not container.streams.video:
-            raise VideoFileError("the file has no video stream")
+            raise VideoFileError("the file has no video stream (an audio file or a still image?)")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         try:
             for frame in container.decode(stream):
                 if index >= start:
-                    yield frame.to_ndarray(format="rgb24")
+                    colour = colour or Colour.of_frame(frame)  # one conversion for the whole range
+                    yield to_rgb(frame, colour)
                 index += 1
                 if end is not None and index >= end:
                     return
@@ -149,12 +321,25 @@ class AudioTrack:
     rate: int
     channels: int
     chunks: Iterable[np.ndarray]
+    layout: str = ""  # FFmpeg's channel layout name ("5.1", ...); "" = the usual one for ``channels``
 
     @classmethod
-    def of(cls, waveform: np.ndarray, rate: int, seconds_per_chunk: float = 1.0) -> "AudioTrack":
+    def of(cls, waveform: np.ndarray, rate: int, seconds_per_chunk: float = 1.0, layout: str = "") -> "AudioTrack":
         """A whole ``[channels, samples]`` waveform, as chunks (views, no copy)."""
         step = max(1, int(rate * seconds_per_chunk))
-        return cls(int(rate), waveform.shape[0], (waveform[:, i:i + step] for i in range(0, waveform.shape[1], step)))
+        return cls(int(rate), waveform.shape[0], (waveform[:, i:i + step] for i in range(0, waveform.shape[1], step)),
+                   layout)
+
+    @property
+    def layout_name(self) -> str:
+        """The layout to write: the source's when it has as many channels as the data, else the usual one."""
+        if self.layout and av.AudioLayout(self.layout).nb_channels == self.channels:
+            return self.layout
+        return DEFAULT_LAYOUTS.get(self.channels, "stereo")
+
+
+# FFmpeg's default layout for a channel count (what a file without a layout tag is played as)
+DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
 def _audio_chunks(source: Source, first: int, last: int) -> Iterator[np.ndarray]:
@@ -193,12 +378,12 @@ def audio_track(source: Source, start_s: float, end_s: float) -> Optional[AudioT
     with _open(source) as container:
         if not container.streams.audio:
             return None
-        rate = container.streams.audio[0].rate
+        rate, layout = container.streams.audio[0].rate, container.streams.audio[0].layout.name
     chunks = _audio_chunks(source, round(start_s * rate), round(end_s * rate))
     first = next(chunks, None)
     if first is None:
         return None
-    return AudioTrack(rate, first.shape[0], _prepend(first, chunks))
+    return AudioTrack(rate, first.shape[0], _prepend(first, chunks), layout)
 
 
 def read_audio(source: Source, start_s: float, end_s: float) -> Optional[tuple[np.ndarray, int]]:
@@ -221,16 +406,54 @@ def lookahead_frames(width: int, height: int) -> int:
     return max(10, min(40, LOOKAHEAD_PIXELS // (width * height)))
 
 
+# H.264 levels up to 5.2 allow 36,864 macroblocks a frame (4096x2304); larger frames need level 6, which many
+# phone and TV decoders refuse (HEVC's level 5.1 allows 8,912,896 luma samples, level 6 four times as many).
+H264_LEVEL52_MACROBLOCKS = 36864
+CODECS = {"h264": "libx264", "hevc": "libx265"}
+
+
+def decoder_warning(width: int, height: int, codec: str = "h264") -> Optional[str]:
+    """A warning when a ``width`` x ``height`` output needs a codec level that many phones and TVs do not decode
+    (H.264 level 6, HEVC level 6), else None."""
+    if codec == "hevc":
+        if width * height <= 8_912_896:
+            return None
+        return (f"the {width}x{height} output needs HEVC level 6 (8K-class): TVs and phones without 8K decoding "
+                f"refuse it; a smaller target or output size plays everywhere")
+    if -(-width // 16) * -(-height // 16) <= H264_LEVEL52_MACROBLOCKS:
+        return None
+    hint = ("HEVC (--codec hevc in the batch command) plays on 8K TVs, " if width * height <= 35_651_584 else "")
+    return (f"the {width}x{height} output needs H.264 level 6 (more than 4096x2304 pixels a frame), which many phones "
+            f"and TVs refuse: {hint}a smaller target or output size plays everywhere")
+
+
+def _aac_takes(layout: str, rate: int) -> bool:
+    context = av.CodecContext.create("aac", "w")
+    context.sample_rate, context.format = rate, "fltp"
+    try:
+        context.layout = layout
+        context.open()
+        return True
+    except (ValueError, av.error.FFmpegError):
+        return False
+
+
 class VideoWriter:
-    """Write frames to ``path`` as H.264 (yuv420p) with optional audio; the file appears only when complete.
+    """Write frames to ``path`` as H.264 (or HEVC) 4:2:0 with optional audio; the file appears only when complete.
 
     Frames go to a temporary file beside ``path`` that replaces it on a clean exit and is removed on any error,
     so an interrupted or failed write never leaves a finished-looking video. ``path`` may also be a binary
     stream (written directly). Use as a context manager; ``write`` takes ``[H, W, 3]`` uint8 RGB.
 
+    ``colour``: the RGB -> Y'CbCr matrix and range the frames are converted with, and the tags the file carries
+    (a source's :class:`Colour` keeps its original region looking the same in a player); default BT.601 limited.
+    ``pts`` (with ``time_base``): each frame's timestamp, for variable-frame-rate sources; else frames are
+    ``1/fps`` apart. 8-bit output whatever the source (what phones and TVs decode).
+
     ``audio`` is ``(waveform [channels, samples] float32, rate)`` or an :class:`AudioTrack`; it is encoded as the
     video advances (``AUDIO_AHEAD`` seconds ahead of it), so the file is interleaved and a long track is never
-    held whole. More than two channels keep the first two.
+    held whole. Its channel layout is kept; one AAC cannot carry is downmixed to stereo by FFmpeg's resampler
+    (with a warning).
     """
 
     AUDIO_AHEAD = 0.5  # seconds of audio muxed ahead of the video
@@ -238,21 +461,32 @@ class VideoWriter:
     def __init__(self, path: Union[str, os.PathLike, IO[bytes]], fps: Fraction, width: int, height: int,
                  audio: Union[None, tuple[np.ndarray, int], AudioTrack] = None,
                  container_format: Optional[str] = None, crf: int = 18, metadata: Optional[dict] = None,
-                 preset: str = "medium"):
+                 preset: str = "medium", colour: Optional[Colour] = None, pts: Optional[Sequence[int]] = None,
+                 time_base: Optional[Fraction] = None, codec: str = "h264"):
         if width % 2 or height % 2:
             raise VideoFileError(f"H.264 needs even frame sizes, the output is {width}x{height}")
+        if codec not in CODECS:
+            raise VideoFileError(f"codec {codec!r} is unknown; use one of {', '.join(CODECS)}")
+        if pts is not None and time_base is None:
+            raise ValueError("pts need their time_base")
         self.target = path
         self.audio = AudioTrack.of(*audio) if isinstance(audio, tuple) else audio
         self._audio_chunks: Optional[Iterator[np.ndarray]] = None
         self._audio_samples = 0
+        self._downmix = None
         self.fps = Fraction(fps).limit_denominator(1001 * 1000)
         self.size, self.format, self.crf, self.preset = (width, height), container_format, crf, preset
+        self.colour, self.codec = colour or Colour(), codec
+        self.pts, self.time_base = (list(pts), Fraction(time_base)) if pts is not None else (None, None)
         self.temp: Optional[Path] = None
         self.container = self.stream = None
         self.frames = 0
         self.metadata = metadata or {}
         # MP4/MOV keep only standard tags unless asked: ComfyUI's prompt and workflow must survive (drag and drop).
         self.options = {"movflags": "use_metadata_tags"} if self.metadata else {}
+        warning = decoder_warning(width, height, codec)
+        if warning:
+            log.warning(warning)
 
     def __enter__(self) -> "VideoWriter":
         if isinstance(self.target, (str, os.PathLike)):
@@ -263,50 +497,92 @@ class VideoWriter:
             self.container = av.open(self.target, mode="w", format=self.format or "mp4", options=self.options)
         for key, value in self.metadata.items():  # ComfyUI stores the prompt and workflow here (as JSON)
             self.container.metadata[key] = value if isinstance(value, str) else json.dumps(value)
-        self.stream = self.container.add_stream("h264", rate=self.fps)
+        self.stream = self.container.add_stream(CODECS[self.codec], rate=self.fps)
         self.stream.width, self.stream.height = self.size
         self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"crf": str(self.crf), "preset": self.preset,
-                               "rc-lookahead": str(lookahead_frames(*self.size))}
+        context = self.stream.codec_context
+        context.colorspace, context.color_range = self.colour.matrix, self.colour.range
+        context.color_primaries, context.color_trc = self.colour.primaries, self.colour.transfer
+        if self.pts is not None:
+            context.time_base = self.time_base
+        if self.codec == "hevc":
+            self.stream.options = {"crf": str(self.crf), "preset": self.preset, "x265-params": "log-level=error:"
+                                   f"rc-lookahead={lookahead_frames(*self.size)}"}
+            self.stream.codec_tag = "hvc1"  # what Apple players want in MP4
+        else:
+            self.stream.options = {"crf": str(self.crf), "preset": self.preset,
+                                   "rc-lookahead": str(lookahead_frames(*self.size))}
         self.audio_stream = None
         if self.audio is not None:  # every stream must exist before the first packet is muxed
-            self.audio_stream = self.container.add_stream("aac", rate=int(self.audio.rate))
-            self.audio_stream.layout = "mono" if self.audio.channels == 1 else "stereo"
+            rate, layout = int(self.audio.rate), self.audio.layout_name
+            self.audio_stream = self.container.add_stream("aac", rate=rate)
+            if self.audio.channels > 2 and not _aac_takes(layout, rate):
+                log.warning("AAC cannot carry the source's %s audio layout: downmixed to stereo", layout)
+                self._downmix = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
+                self.audio_stream.layout = "stereo"
+            else:
+                self.audio_stream.layout = layout
             self._audio_chunks = iter(self.audio.chunks)
         return self
 
     def write(self, frame: np.ndarray) -> None:
-        out = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        out = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(
+            format="yuv420p", dst_colorspace=self.colour.sws_matrix, dst_color_range=self.colour.range)
+        if self.pts is not None:
+            out.pts, out.time_base = self.pts[self.frames], self.time_base
         for packet in self.stream.encode(out):
             self.container.mux(packet)
         self.frames += 1
-        self._write_audio(until=float(self.frames / self.fps) + self.AUDIO_AHEAD)
+        self._write_audio(until=float(self._time_written()) + self.AUDIO_AHEAD)
+
+    def _time_written(self) -> Fraction:
+        """Seconds of video written so far (the start of the next frame)."""
+        if self.pts is None:
+            return self.frames / self.fps
+        if self.frames < len(self.pts):
+            return self.pts[self.frames] * self.time_base
+        return self.pts[-1] * self.time_base + 1 / self.fps
+
+    def _audio_frames(self, chunk: np.ndarray) -> list:
+        """One chunk as AudioFrames of the stream's layout: a chunk of fewer channels than the stream is repeated,
+        extra channels dropped (the layout was fixed when the stream was added), or downmixed."""
+        layout = self.audio.layout_name if self._downmix is not None else self.audio_stream.layout.name
+        channels = av.AudioLayout(layout).nb_channels
+        planar = np.ascontiguousarray(np.broadcast_to(chunk[:channels], (channels, chunk.shape[1])), dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=layout)
+        frame.sample_rate = int(self.audio.rate)
+        return [frame] if self._downmix is None else self._downmix.resample(frame)
+
+    def _encode_audio(self, frames: list) -> list:
+        rate, packets = int(self.audio.rate), []
+        for frame in frames:
+            frame.pts, frame.time_base = self._audio_samples, Fraction(1, rate)
+            self._audio_samples += frame.samples
+            packets += self.audio_stream.encode(frame)
+        return packets
 
     def _write_audio(self, until: Optional[float] = None) -> None:
         """Encode audio chunks up to ``until`` seconds (None: the rest of the track). Audio that cannot be read or
         encoded any further ends the track there with a warning: it must not cost the video."""
         if self._audio_chunks is None:
             return
-        rate, channels = int(self.audio.rate), self.audio_stream.layout.nb_channels
+        rate = int(self.audio.rate)
         while until is None or self._audio_samples < until * rate:
             try:
                 chunk = next(self._audio_chunks, None)
                 if chunk is None:
                     self._audio_chunks = None
+                    if self._downmix is not None:
+                        for packet in self._encode_audio(self._downmix.resample(None)):
+                            self.container.mux(packet)
                     return
                 if chunk.shape[1] == 0:
                     continue
-                # the layout was fixed when the stream was added: a mono chunk is doubled, extra channels dropped
-                planar = np.ascontiguousarray(np.broadcast_to(chunk[:channels], (channels, chunk.shape[1])),
-                                              dtype=np.float32)
-                frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=self.audio_stream.layout.name)
-                frame.sample_rate, frame.pts, frame.time_base = rate, self._audio_samples, Fraction(1, rate)
-                packets = self.audio_stream.encode(frame)
+                packets = self._encode_audio(self._audio_frames(chunk))
             except (ValueError, av.error.FFmpegError) as exc:
                 log.warning("audio ends at %.2f s in the output: %s", self._audio_samples / rate, exc)
                 self._audio_chunks = None
                 return
-            self._audio_samples += planar.shape[1]
             for packet in packets:  # a write error (a full disk) is the video's, not the audio's: it propagates
                 self.container.mux(packet)
 

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import CanvasError, build_canvas, global_frame_indexes, plan_canvas
+from ..m3ddm_core import CanvasError, build_canvas, check_even, global_frame_indexes, plan_canvas
 
 from .layouts import node_error, rgb_frames
 from .shots import resolve_cuts, shot_inputs
@@ -42,14 +42,18 @@ def target_inputs() -> list:
 
 
 def plan_for(frame_hw: tuple[int, int], node: str, target, aspect_ratio, width, height, pad_left, pad_right,
-             pad_top, pad_bottom, canvas_mode):
-    """The canvas plan of the target inputs, or a node-named error."""
+             pad_top, pad_bottom, canvas_mode, video: bool = False):
+    """The canvas plan of the target inputs, or a node-named error. ``video``: the output becomes a video file,
+    so a ratio target is rounded up to even sides and an odd size or padding is refused with what to change."""
     kwargs = {"aspect ratio": {"ratio": aspect_ratio}, "output size": {"size": (height, width)},
               "padding": {"padding": (pad_left, pad_right, pad_top, pad_bottom)}}.get(target)
     if kwargs is None:
         raise node_error(node, f"target {target!r} is unknown; choose one of {', '.join(TARGETS)}")
     try:
-        return plan_canvas(frame_hw, mode=canvas_mode, **kwargs)
+        plan = plan_canvas(frame_hw, mode=canvas_mode, even=video, **kwargs)
+        if video:
+            check_even(plan)
+        return plan
     except CanvasError as exc:
         raise node_error(node, str(exc)) from None
 

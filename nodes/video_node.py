@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from comfy_api.latest import Input, Types, io
 
-from ..m3ddm_core import (CutDetector, VideoFileError, check_range, composite_frames, encode_frames, probe,
-                          read_audio, read_frames, write_outpainted)
+from ..m3ddm_core import (CutDetector, VideoFileError, VideoInfo, check_range, composite_frames, encode_frames,
+                          probe, read_audio, read_frames, source_notes, write_outpainted)
 
 from . import runtime
 from .canvas_node import plan_for, target_inputs
@@ -54,9 +54,9 @@ class OutpaintedVideo(Input.Video):
     the range. ``get_components`` materializes the frames for nodes that want an IMAGE batch.
     """
 
-    def __init__(self, source, start: int, count: int, fps: Fraction, plan, latents: torch.Tensor, decode,
+    def __init__(self, source, info: VideoInfo, start: int, count: int, plan, latents: torch.Tensor, decode,
                  feather: int, upscale=None):
-        self.source, self.start, self.count, self.fps = source, start, count, fps
+        self.source, self.info, self.start, self.count, self.fps = source, info, start, count, info.fps
         self.plan, self.latents, self.decode, self.feather, self.upscale = plan, latents, decode, feather, upscale
 
     def frames(self):
@@ -65,7 +65,7 @@ class OutpaintedVideo(Input.Video):
                                 self.decode, self.feather, upscale=self.upscale)
 
     def audio(self) -> Optional[tuple[np.ndarray, int]]:
-        return read_audio(self.source, self.start / self.fps, (self.start + self.count) / self.fps)
+        return read_audio(self.source, self.info.time_of(self.start), self.info.time_of(self.start + self.count))
 
     def get_dimensions(self) -> tuple[int, int]:
         return self.plan.output_hw[1], self.plan.output_hw[0]
@@ -77,7 +77,7 @@ class OutpaintedVideo(Input.Video):
         return self.fps
 
     def get_duration(self) -> float:
-        return float(self.count / self.fps)
+        return float(self.info.time_of(self.start + self.count) - self.info.time_of(self.start))
 
     def get_container_format(self) -> str:
         return "mp4"
@@ -101,7 +101,7 @@ class OutpaintedVideo(Input.Video):
                 log.info("[%s] wrote %d of %d frames", NODE, written, self.count)
             runtime.check_interrupt()
         try:
-            write_outpainted(path, self.source, self.start, self.count, self.fps, self.plan, self.latents,
+            write_outpainted(path, self.source, self.info, self.start, self.count, self.plan, self.latents,
                              self.decode, self.feather, self.upscale, metadata, on_frame)
         except VideoFileError as exc:
             raise node_error(NODE, f"writing the video failed: {exc}") from None
@@ -120,7 +120,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
             description="Outpaints a whole VIDEO (Load Video, or any VIDEO) in bounded memory: frames stream from the "
                         "file into the 256x256 working canvas, Coarse-to-Fine sampling runs on latents only, and the "
                         "output VIDEO is composited frame by frame at native resolution while Save Video writes it "
-                        "(source audio and fps kept). Interrupted runs resume from the last finished pass; edited "
+                        "(source audio, frame timing, colours and orientation kept). Interrupted runs resume from the last finished pass; edited "
                         "videos can be outpainted shot by shot.",
             inputs=[
                 io.Video.Input("video", tooltip="The source video (core Load Video, or any VIDEO)."),
@@ -153,14 +153,16 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         source = video.get_stream_source()
         try:
             info = probe(source)
+        except VideoFileError as exc:
+            raise node_error(NODE, f"{exc}. Load another video") from None
+        try:
             start, count = check_range(info, start_frame, frame_count)
         except VideoFileError as exc:
-            raise node_error(NODE, f"{exc}. Load another video or change start_frame / frame_count") from None
+            raise node_error(NODE, f"{exc}. Change start_frame / frame_count") from None
+        for level, note in source_notes(info):
+            log.log(level, "[%s] %s", NODE, note)
         plan = plan_for((info.height, info.width), NODE, target, aspect_ratio, width, height, pad_left, pad_right,
-                        pad_top, pad_bottom, canvas_mode)
-        if plan.output_hw[0] % 2 or plan.output_hw[1] % 2:
-            raise node_error(NODE, f"the output would be {plan.output_hw[1]}x{plan.output_hw[0]}; H.264 needs even "
-                                   f"sides: adjust the target by a pixel")
+                        pad_top, pad_bottom, canvas_mode, video=True)
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
         detector = CutDetector() if shots == "detect" else None
         try:  # checked before any decoding or model loading (detected cuts are checked again below)
@@ -186,5 +188,5 @@ class M3DDMOutpaintVideo(io.ComfyNode):
                 raise node_error(NODE, str(exc)) from None
         result = sample_encoded(NODE, m3ddm_model, range(count), encoded, source_identity(source, start, count),
                                 None, plan, settings, float(info.fps), strides, schedule, found, n_passes)
-        return io.NodeOutput(OutpaintedVideo(source, start, count, info.fps, plan, result.latents, vae_decoder(vae),
+        return io.NodeOutput(OutpaintedVideo(source, info, start, count, plan, result.latents, vae_decoder(vae),
                                              feather, upscaler(upscale_model)))

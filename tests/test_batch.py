@@ -65,6 +65,8 @@ def assets(tmp_path_factory):
             for f in frames[:n]:
                 w.write(f)
     (videos / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(500))
+    (videos / "empty.mov").write_bytes(b"")  # an interrupted copy
+    (videos / "notes.txt").write_text("shot list")  # not a video: named in the summary, not dropped silently
     return root
 
 
@@ -75,10 +77,11 @@ def _args(assets, out, *extra):
 
 def test_a_folder_becomes_one_whole_video_per_input_and_failures_are_summarized(assets, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(_args(assets, out)) == 1  # one input is broken
+    assert main(_args(assets, out)) == 1  # two inputs are broken
     text = capsys.readouterr().out
-    assert "done: 2 written, 0 skipped (already there), 1 failed" in text
-    assert re.search(r"broken\.mp4: .+", text)
+    assert "done: 2 written, 0 skipped (already there), 2 failed, 1 not videos" in text
+    assert re.search(r"broken\.mp4: .+", text) and "empty.mov: the file is empty (0 bytes)" in text
+    assert re.search(r"left out; not videos \(by their suffix, .*\): notes\.txt", text)
     a, b = probe(output_path(assets / "in" / "a.mp4", out, "9:16")), probe(out / "b_9x16.mp4")
     assert (a.frames, a.fps, a.width, a.height) == (20, 25, 208, 370) and b.frames == 12
     sound = read_audio(out / "a_9x16.mp4", 0, 10)
@@ -88,8 +91,17 @@ def test_a_folder_becomes_one_whole_video_per_input_and_failures_are_summarized(
     # a re-run skips what is finished and tries the failure again
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     assert main(_args(assets, out)) == 1
-    assert "done: 0 written, 2 skipped (already there), 1 failed" in capsys.readouterr().out
+    assert "done: 0 written, 2 skipped (already there), 2 failed, 1 not videos" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_a_folder_without_videos_names_what_it_holds(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "cover.jpg").write_bytes(b"jpeg")
+    assert main([str(tmp_path / "in"), "--ratio", "9:16", "--out", str(tmp_path / "out"), "--model", "m",
+                 "--vae", "v"]) == 2
+    err = capsys.readouterr().err
+    assert "no videos found in" in err and "not videos (by their suffix" in err and "cover.jpg" in err
 
 
 def test_models_that_do_not_load_are_a_clear_error(assets, tmp_path, capsys):
@@ -117,3 +129,24 @@ def test_an_original_format_vae_file_loads_to_the_same_model_as_its_diffusers_fo
     save_file({"encoder.conv_in.weight": torch.zeros(8, 3, 3, 3)}, str(wrong))
     with pytest.raises(BatchError, match="wrong.safetensors is not an SD 1.x VAE"):
         load_vae(wrong, torch.device("cpu"), torch.float32)
+
+
+def test_phone_vfr_and_odd_sized_files_come_out_as_players_show_them(assets, tmp_path, capsys):
+    """The batch command on files as phones and editors write them: a rotated portrait clip, a variable-frame-rate
+    clip with sound and an odd-sized one, each outpainted to 16:9 through the streamed path."""
+    import media_sources as media
+    folder = tmp_path / "in"
+    folder.mkdir()
+    media.rotated_phone_clip(folder / "phone.mp4", n=6)
+    pts = media.vfr_clip(folder / "vfr.mp4", [33] * 10 + [100] * 6, flashes=(15,))
+    media.odd_sized_clip(folder / "odd.mov", hw=(179, 201))
+    out = tmp_path / "out"
+    args = [str(folder), "--ratio", "16:9", "--out", str(out), "--model", str(assets / "m3ddm-nano"),
+            "--vae", str(assets / "vae"), "--steps", "1", "--scheduler", "ddim", "--quiet"]
+    assert main(args) == 0, capsys.readouterr()
+    phone, vfr, odd = (probe(out / f"{name}_16x9.mp4") for name in ("phone", "vfr", "odd"))
+    assert (phone.width, phone.height, phone.rotation, phone.frames) == (568, 320, 0, 6)
+    assert vfr.frames == 17 and vfr.vfr and [p * vfr.time_base * 1000 for p in vfr.pts] == pytest.approx(pts, abs=2)
+    sound, rate = read_audio(out / "vfr_16x9.mp4", 0, 10)
+    assert abs(sound.shape[1] / rate - vfr.duration) < 0.08
+    assert (odd.width, odd.height) == (320, 180)  # 201x179 -> 16:9 = 319x180, rounded up to even sides

@@ -264,9 +264,36 @@ def test_outpaint_video_node_refuses_a_file_without_video(node_classes, models_d
     from comfy_api.latest import InputImpl
     path = write_audio_only(tmp_path / "sound.m4a")
     (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
-    with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintVideo\] the file has no video stream"):
+    with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintVideo\] the file has no video stream") as error:
         _run(node_classes["M3DDM_OutpaintVideo"], video=InputImpl.VideoFromFile(str(path)), m3ddm_model=model,
              vae=taesd_vae(), **_video_inputs())
+    assert "start_frame" not in str(error.value)  # the range is not what is wrong
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintVideo\] the file is empty \(0 bytes\)"):
+        _run(node_classes["M3DDM_OutpaintVideo"], video=InputImpl.VideoFromFile(str(tmp_path / "empty.mp4")),
+             m3ddm_model=model, vae=taesd_vae(), **_video_inputs())
+
+
+def test_outpaint_video_node_turns_a_phone_clip_upright_for_tv(node_classes, models_dir, tmp_path, caplog):
+    """A portrait phone clip (stored landscape with a -90 degree display matrix) to 16:9: accepted, outpainted
+    upright with its border left and right, and the IMAGE path (get_components) upright too."""
+    import media_sources as media
+    from comfy_api.latest import InputImpl
+
+    from m3ddm_core import probe
+    media.rotated_phone_clip(tmp_path / "phone.mp4", n=6)
+    shown = media.player_frames(tmp_path / "phone.mp4")
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    with caplog.at_level("INFO", logger="M3DDM"):
+        (out,) = _run(node_classes["M3DDM_OutpaintVideo"], video=InputImpl.VideoFromFile(str(tmp_path / "phone.mp4")),
+                      m3ddm_model=model, vae=taesd_vae(), **_video_inputs(aspect_ratio="16:9"))
+    assert "turned 90 degrees clockwise" in caplog.text
+    assert out.get_dimensions() == (568, 320)
+    out.save_to(str(tmp_path / "tv.mp4"))
+    assert (probe(tmp_path / "tv.mp4").width, probe(tmp_path / "tv.mp4").height) == (568, 320)
+    for src, got in zip(shown, media.player_frames(tmp_path / "tv.mp4")):
+        assert media.psnr(got[:, 194:374], src) > 33
+    assert out.get_components().images.shape == (6, 320, 568, 3)
 
 
 def test_outpaint_video_node_resumes_an_interrupted_run(node_classes, models_dir, tmp_path, plugin, monkeypatch, caplog):
