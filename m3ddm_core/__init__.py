@@ -13,14 +13,14 @@ encode :func:`encode_video`, :func:`encode_pass` and sample :func:`prepare_video
 This module's exports are the whole interface the ComfyUI layer uses.
 """
 from .attention import sdpa_attention, softmax_attention
-from .canvas import CanvasError, CanvasPlan, build_canvas, check_even, plan_canvas
+from .canvas import FAMILIES, OFFICIAL_CANVAS, CanvasError, CanvasPlan, build_canvas, check_even, plan_canvas
 from .compare import LAYOUTS, compare_frames, comparison_hw
 from .composite import composite
 from .config import FULL_SIZE_CONFIG, ConfigError, parse_config
 from .evaluate import (DIRECTIONS, PAPER_MASK_RATIOS, PAPER_SIZE, Metrics, evaluate_frames, evaluation_padding,
                        frechet_distance, generated_region, i3d_features, resize_frames)
 from .guidance import active_branches
-from .loader import DTYPES, WEIGHT_NAMES, WEIGHT_SUFFIXES, WeightsError, load_unet
+from .loader import DTYPES, WEIGHT_NAMES, WEIGHT_SUFFIXES, WeightsError, detect_family, load_unet, weights_family
 from .memory import MEMORY_MARGIN, fits_batched, sampling_memory
 from .resume import PassStore, content_hash, model_fingerprint, run_key
 from .schedule import CLIP_FRAMES, GLOBAL_FRAMES, SCHEDULES, STRIDE_PRESETS, Pass, clip_pass, clip_stride, plan_passes, plan_schedule
@@ -35,8 +35,8 @@ from .video_io import (AudioTrack, Colour, VideoFileError, VideoInfo, VideoWrite
                        decoder_warning, probe, read_audio, read_frames, source_notes)
 
 __all__ = ["FULL_SIZE_CONFIG", "ConfigError", "parse_config", "M3DDMUNet", "build_unet", "load_unet", "DTYPES",
-           "WEIGHT_NAMES", "WEIGHT_SUFFIXES", "WeightsError", "sdpa_attention", "softmax_attention", "CanvasError",
-           "CanvasPlan", "build_canvas", "check_even", "plan_canvas", "CLIP_FRAMES", "GLOBAL_FRAMES", "SCHEDULES",
+           "WEIGHT_NAMES", "WEIGHT_SUFFIXES", "WeightsError", "detect_family", "weights_family", "sdpa_attention", "softmax_attention", "CanvasError",
+           "CanvasPlan", "build_canvas", "check_even", "plan_canvas", "FAMILIES", "OFFICIAL_CANVAS", "CLIP_FRAMES", "GLOBAL_FRAMES", "SCHEDULES",
            "STRIDE_PRESETS", "SCHEDULERS", "Pass", "clip_pass", "clip_stride", "plan_passes", "plan_schedule",
            "active_branches", "MEMORY_MARGIN", "fits_batched", "sampling_memory", "LatentCache", "EncodedVideo",
            "PreparedVideo", "OutpaintResult", "SampleSettings", "encode_video", "encode_pass", "global_frame_indexes",

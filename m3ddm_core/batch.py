@@ -21,8 +21,8 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .canvas import CanvasPlan, plan_canvas
-from .loader import WeightsError, load_unet
+from .canvas import FAMILIES, OFFICIAL_CANVAS, CanvasPlan, plan_canvas
+from .loader import WeightsError, load_unet, weights_family
 from .shots import CutDetector
 from .stream import encode_frames, write_outpainted
 from .video import EncodedVideo, SampleSettings, plan_shots
@@ -141,6 +141,8 @@ class JobSpec:
     device: str = "auto"
     dtype: str = "auto"
     codec: str = "h264"
+    family: str = "auto"  # preprocessing: auto (what the weights say), m3ddm or m3ddm_plus
+    working_size: int = OFFICIAL_CANVAS
 
 
 @dataclass
@@ -151,6 +153,7 @@ class Job:
     model: torch.nn.Module
     encode: Callable
     decode: Callable
+    family: str = "m3ddm"  # the preprocessing this job uses (spec.family resolved)
 
 
 def load_job(spec: JobSpec) -> Job:
@@ -161,7 +164,8 @@ def load_job(spec: JobSpec) -> Job:
     model = load_unet(Path(spec.model), dtype=dtype, device=device)
     vae = load_vae(Path(spec.vae), device, torch.float32 if device.type == "cpu" else dtype)
     encode, decode = vae_functions(vae)
-    return Job(spec, model, encode, decode)
+    family = weights_family(Path(spec.model)) if spec.family == "auto" else spec.family
+    return Job(spec, model, encode, decode, family)
 
 
 Progress = Callable[[str, int, int], None]
@@ -201,13 +205,15 @@ def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> Enco
         info = probe(video)
         for level, note in source_notes(info):
             log.log(level, "%s: %s", video.name, note)
-        plan = plan_canvas((info.height, info.width), ratio=job.spec.ratio, even=True)
+        plan = plan_canvas((info.height, info.width), ratio=job.spec.ratio, even=True, family=job.family,
+                           canvas_size=job.spec.working_size)
         n = info.frames
         detector = CutDetector() if job.spec.shots == "detect" else None
         frames = read_frames(video, 0, n)
         if detector is not None:
             frames = detector.watching(frames)
-        encoded = encode_frames(frames, n, plan, job.encode, on_chunk=lambda done: progress("encode", done, n))
+        encoded = encode_frames(frames, n, plan, job.encode, on_chunk=lambda done: progress("encode", done, n),
+                                any_global=detector is not None)
         cuts = detector.cuts() if detector is not None else []
         plan_shots(n, cuts, job.spec.strides, job.spec.schedule)  # a schedule that cannot cover a shot fails here
         return EncodedFile(info, plan, encoded, cuts)
@@ -371,6 +377,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--feather", type=int, default=8)
     ap.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), or a torch device")
     ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    ap.add_argument("--family", default="auto", choices=["auto", *FAMILIES],
+                    help="preprocessing of the model family: auto (what the weights say: a Lightning checkpoint or "
+                         "a marked file is M3DDM+), m3ddm (OpenCV resize, masked global frames) or m3ddm_plus "
+                         "(antialiased resize, whole frames as global frames)")
+    ap.add_argument("--working-size", type=int, default=OFFICIAL_CANVAS,
+                    help="side of the square working canvas, a multiple of 8 (M3DDM+'s output_size; 256 as trained)")
     ap.add_argument("--codec", default="h264", choices=sorted(CODECS),
                     help="h264 (plays everywhere up to 4096x2304) or hevc (smaller files; 8K TVs decode larger frames)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -386,6 +398,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
 
     _log_to_stderr(logging.WARNING if args.quiet else logging.INFO)
+    if args.working_size % 8 or not 64 <= args.working_size <= 1024:
+        print(f"--working-size {args.working_size}: use a multiple of 8 from 64 to 1024 (e.g. 128, 256, 512)",
+              file=sys.stderr)
+        return 2
     videos, others = find_videos(args.inputs)
     not_videos = (f"; not videos (by their suffix, {', '.join(sorted(VIDEO_SUFFIXES))}): "
                   + ", ".join(f.name for f in others)) if others else ""
@@ -394,7 +410,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     settings = SampleSettings(steps=args.steps, s1=args.s1, s2=args.s2, scheduler=args.scheduler, seed=args.seed)
     spec = JobSpec(str(args.model), str(args.vae), args.ratio, settings, args.strides, args.schedule, args.feather,
-                   args.shots, args.device, args.dtype, args.codec)
+                   args.shots, args.device, args.dtype, args.codec, args.family, args.working_size)
     if args.ray:
         from .scaleout import ScaleOutError, run_batch_ray
         try:

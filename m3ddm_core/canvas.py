@@ -4,6 +4,16 @@
 inputs: the *masked* canvas (content on black) and the *prefilled* canvas (the black area filled by OpenCV's
 TELEA inpainting, radius 5), as the official code does. Layout: frames are ``[H, W, 3]`` float in 0..1 or uint8.
 
+Model families (``family``), the same geometry, other preprocessing:
+- ``m3ddm``: the content is resized with OpenCV's bilinear ``cv2.resize``; the 16 global frames are the masked
+  canvases (as the official M3DDM code).
+- ``m3ddm_plus``: as the M3DDM+ authors' code: the content is resized with PyTorch's antialiased bilinear resize
+  (what ``torchvision.transforms.Resize(antialias=True)`` runs), and the global frames are the *source frames*
+  squashed to ``canvas_size`` x ``canvas_size`` the same way. Its working size (``canvas_size``, the canvas's side)
+  is the authors' ``output_size``: any multiple of 8, e.g. 128-512. The authors' canvas comes out 1-2 px short of
+  it for a third of the common sizes and then fails ("divisible by 8"); here it is always the working size, the
+  content centred on it.
+
 Modes:
 - ``official`` (default): the official 256x256 square canvas; the output region is centred on it, the content
   scaled so that the output's long side spans 256 px. Area of the square outside the output region is generated
@@ -22,6 +32,7 @@ import cv2
 import numpy as np
 
 OFFICIAL_CANVAS = 256
+FAMILIES = ("m3ddm", "m3ddm_plus")
 TELEA_RADIUS = 5
 LATENT_FACTOR = 8
 MIN_CONTENT_PX = 16  # two latent pixels: less than that leaves the model nothing to extend
@@ -70,6 +81,7 @@ class CanvasPlan:
     canvas_hw: tuple[int, int]
     content_box: tuple[int, int, int, int]
     mode: str = "official"
+    family: str = "m3ddm"  # the preprocessing of the model family (module docstring)
 
     @property
     def latent_hw(self) -> tuple[int, int]:
@@ -90,9 +102,17 @@ class CanvasPlan:
         return y, x, self.output_hw[0] * sy, self.output_hw[1] * sx
 
     def to_dict(self) -> dict:
-        return {"frame_hw": list(self.frame_hw), "output_hw": list(self.output_hw),
-                "content_out_yx": list(self.content_out_yx), "canvas_hw": list(self.canvas_hw),
-                "content_box": list(self.content_box), "mode": self.mode}
+        out = {"frame_hw": list(self.frame_hw), "output_hw": list(self.output_hw),
+               "content_out_yx": list(self.content_out_yx), "canvas_hw": list(self.canvas_hw),
+               "content_box": list(self.content_box), "mode": self.mode}
+        if self.family != "m3ddm":  # only then: the resume keys of M3DDM runs stay what they were
+            out["family"] = self.family
+        return out
+
+    @property
+    def working_size(self) -> int:
+        """The side the global frames are squashed to (M3DDM+), the canvas's long side."""
+        return max(self.canvas_hw)
 
 
 def max_target_size(frame_hw: tuple[int, int], ratios: Sequence[str]) -> tuple[float, float]:
@@ -160,17 +180,24 @@ def _pad_px(value, extent: int, name: str) -> int:
 
 def plan_canvas(frame_hw: tuple[int, int], ratio: Optional[RatioSpec] = None, size: Optional[tuple[int, int]] = None,
                 padding: Optional[Sequence[float]] = None, mode: str = "official",
-                canvas_size: int = OFFICIAL_CANVAS, even: bool = False) -> CanvasPlan:
+                canvas_size: int = OFFICIAL_CANVAS, even: bool = False, family: str = "m3ddm") -> CanvasPlan:
     """Plan the outpainting of frames of ``frame_hw = (H, W)``.
 
     Exactly one target: ``ratio`` (``"16:9"`` or the official list ``"16:9,9:16"``), ``size`` = output ``(H, W)``,
     or ``padding`` = ``(left, right, top, bottom)`` in pixels, or fractions of the frame size when below 1.
-    ``canvas_size``: side of the official square canvas / area scale of the tight one (256 = as trained).
+    ``canvas_size``: the working size: side of the official square canvas (a multiple of 8; 256 = as M3DDM was
+    trained) / area scale of the tight one (a multiple of 64). ``family``: the model family's preprocessing
+    (``m3ddm`` or ``m3ddm_plus``, see the module docstring); it does not change the geometry.
     ``even``: a ratio target's output is rounded up to even sides (a video file's output; an odd frame such as
     321x179 has no even output of an exact ratio). Sizes and paddings are the user's own: :func:`check_even`.
     """
-    if canvas_size < 64 or canvas_size % 64:
-        raise CanvasError(f"canvas size {canvas_size} must be a multiple of 64 (the UNet downsamples latents 3 times)")
+    if family not in FAMILIES:
+        raise CanvasError(f"model family {family!r} is unknown; use one of {', '.join(FAMILIES)}")
+    if mode == "tight" and (canvas_size < 64 or canvas_size % 64):
+        raise CanvasError(f"canvas size {canvas_size} must be a multiple of 64 for the tight canvas (its sides are)")
+    if canvas_size < 64 or canvas_size % 8:
+        raise CanvasError(f"working size {canvas_size} must be a multiple of 8 of at least 64 (the VAE works in 8x8 "
+                          f"pixel blocks), e.g. 128, 256 or 512")
     h, w = int(frame_hw[0]), int(frame_hw[1])
     if h < 1 or w < 1:
         raise CanvasError(f"frame size {w}x{h} is empty")
@@ -203,7 +230,7 @@ def plan_canvas(frame_hw: tuple[int, int], ratio: Optional[RatioSpec] = None, si
         raise CanvasError(f"the frame would cover only {box[3]}x{box[2]} px of the {canvas[1]}x{canvas[0]} working "
                           f"canvas (less than {MIN_CONTENT_PX} px on a side): the target adds far more border than the "
                           "model can extend from. Use a smaller padding or a ratio closer to the frame's.")
-    return CanvasPlan((h, w), (oh, ow), (cy, cx), canvas, box, mode)
+    return CanvasPlan((h, w), (oh, ow), (cy, cx), canvas, box, mode, family)
 
 
 def check_even(plan: CanvasPlan) -> None:
@@ -235,12 +262,33 @@ def _to_uint8(frame: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(frame.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
+def antialiased_resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """``[H, W, C]`` float32 -> ``[h, w, C]`` float32 by PyTorch's antialiased bilinear resize, what
+    ``torchvision.transforms.Resize(antialias=True)`` does to a float tensor (M3DDM+'s preprocessing)."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+    out = F.interpolate(t, size=tuple(hw), mode="bilinear", align_corners=False, antialias=True)
+    return out[0].permute(1, 2, 0).numpy()
+
+
+def global_frame_pixels(frame: np.ndarray, plan: CanvasPlan) -> np.ndarray:
+    """M3DDM+'s global frame: the source frame ``[H, W, 3]`` (uint8 or float 0..1) squashed to the working size,
+    ``[S, S, 3]`` float32 0..1 (antialiased bilinear on ``frame / 255``, no rounding: as the authors' code)."""
+    src = np.ascontiguousarray(frame[..., :3])
+    src = src.astype(np.float32) / 255.0 if src.dtype == np.uint8 else src.astype(np.float32)
+    s = plan.working_size
+    return antialiased_resize(src, (s, s))
+
+
 def build_canvas(frame: np.ndarray, plan: CanvasPlan) -> tuple[np.ndarray, np.ndarray]:
     """One frame ``[H, W, 3]`` (uint8, or float 0..1) -> ``(prefilled, masked)`` canvases, uint8 ``[ch, cw, 3]``."""
     y, x, h, w = plan.content_box
     src = _to_uint8(np.ascontiguousarray(frame[..., :3])).astype(np.float32)
-    # As the official code: bilinear resize in float, then truncation into uint8 (reproduces it exactly).
-    content = cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR)
+    # As each family's code: bilinear resize in float (M3DDM+: antialiased), then truncation into uint8.
+    content = antialiased_resize(src, (h, w)) if plan.family == "m3ddm_plus" else \
+        cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR)
     masked = np.zeros((*plan.canvas_hw, 3), dtype=np.uint8)
     masked[y:y + h, x:x + w] = np.clip(content, 0, 255).astype(np.uint8)
     mask = np.ones(plan.canvas_hw, dtype=np.uint8)

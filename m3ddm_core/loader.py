@@ -1,16 +1,20 @@
-"""Load M3DDM UNet weights: Hugging Face folders, single ``.safetensors`` or ``.bin`` files, strictly.
+"""Load M3DDM UNet weights: Hugging Face folders, single ``.safetensors`` or ``.bin`` files and M3DDM+
+PyTorch-Lightning training checkpoints (``.ckpt``), strictly.
 
 Peak memory stays near one copy of the weights: the model is built on the ``meta`` device and each tensor is
 cast and moved on its own, then assigned (no second full-size copy, no fp32 side copy of an fp16 file).
-``.bin`` files are read with ``torch.load(weights_only=True)``: no arbitrary object is ever unpickled.
+``.bin``/``.ckpt`` files are read with ``torch.load(weights_only=True)``: no arbitrary object is ever unpickled.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
+import re
+from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import torch
 
@@ -23,8 +27,17 @@ WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}  # the precisions a model loads in
 CONFIG_METADATA_KEY = "m3ddm_config"
+# M3DDM+ training (LitM3DDM, whose ``self.model`` holds ``vae`` and ``unet``) saves the UNet under this prefix.
+LIGHTNING_UNET_PREFIX = "model.unet."
+CHECKPOINT_SUFFIX = ".ckpt"
+FAMILIES = ("m3ddm", "m3ddm_plus")
+FAMILY_KEY = "m3ddm_family"  # in a config.json or in the metadata of a converted .safetensors
+_PLUS_NAME = re.compile(r"plus|m3ddm\s*\+", re.IGNORECASE)
 DOWNLOAD_HINT = ("Download the UNet folder of alimama-creative/M3DDM-Video-Outpainting (or M3DDM+) from Hugging Face: "
                  "'config.json' and 'diffusion_pytorch_model.bin' (or .safetensors)")
+
+
+log = logging.getLogger("M3DDM")
 
 
 class WeightsError(ValueError):
@@ -38,6 +51,9 @@ def identify_foreign(keys) -> Optional[str]:
     starts = lambda pre: any(k.startswith(pre) for k in keys)  # noqa: E731
     if starts("model.diffusion_model.") or starts("first_stage_model.") or starts("cond_stage_model."):
         return "a full Stable Diffusion checkpoint (UNet+VAE+text encoder)"
+    if starts("model.") and not starts(LIGHTNING_UNET_PREFIX):
+        held = ", ".join(sorted({_submodule(k) for k in keys})[:5])
+        return f"a training checkpoint without a UNet (it holds {held}; no {LIGHTNING_UNET_PREFIX}* keys)"
     if has("motion_modules") or has("temporal_transformer.") or starts("down_blocks.0.motion"):
         return "an AnimateDiff motion module"
     if (starts("encoder.") and starts("decoder.")) or starts("quant_conv") or starts("post_quant_conv"):
@@ -58,22 +74,27 @@ def identify_foreign(keys) -> Optional[str]:
 def resolve_weights(path: str | os.PathLike) -> tuple[Path, dict[str, Any], str]:
     """Find the weights file and its config for a folder or a file.
 
-    Returns ``(weights_file, config_dict, where_the_config_came_from)``. Config priority for a single file:
-    config stored in the safetensors metadata, then a sibling ``config.json``, then the full-size default.
+    Returns ``(weights_file, config_dict, where_the_config_came_from)``. A folder's weights are, in this order:
+    a standard ``diffusion_pytorch_model.*`` file, the diffusers ``unet/`` subfolder, a Lightning checkpoint
+    (``*.ckpt``, as M3DDM+ training leaves them; see :func:`pick_checkpoint`). Config priority for a single
+    file: config stored in the safetensors metadata, then a sibling ``config.json``, then the full-size default.
     """
     p = Path(path)
     if not p.exists():
-        raise WeightsError(f"M3DDM weights not found: '{p}'. Put the model folder (or a single .safetensors/.bin) "
-                           f"into ComfyUI's models/m3ddm folder. {DOWNLOAD_HINT}.")
+        raise WeightsError(f"M3DDM weights not found: '{p}'. Put the model folder (or a single .safetensors/.bin/"
+                           f".ckpt) into ComfyUI's models/m3ddm folder. {DOWNLOAD_HINT}.")
     if p.is_dir():
         weights = next((p / n for n in WEIGHT_NAMES if (p / n).is_file()), None)
         if weights is None:
             # A folder holding the diffusers 'unet' subfolder is a common layout too.
             if (p / "unet").is_dir():
                 return resolve_weights(p / "unet")
+            weights = pick_checkpoint(p)
+        if weights is None:
             found = sorted(x.name for x in p.iterdir())[:10]
-            raise WeightsError(f"M3DDM folder '{p}' has no weights file (looked for {', '.join(WEIGHT_NAMES)}; "
-                               f"found {found or 'nothing'}). {DOWNLOAD_HINT}.")
+            raise WeightsError(f"M3DDM folder '{p}' has no weights file (looked for {', '.join(WEIGHT_NAMES)}, a "
+                               f"unet/ subfolder and *{CHECKPOINT_SUFFIX}; found {found or 'nothing'}). "
+                               f"{DOWNLOAD_HINT}.")
         cfg_path = p / "config.json"
         if cfg_path.is_file():
             return weights, _read(cfg_path), str(cfg_path)
@@ -93,6 +114,35 @@ def resolve_weights(path: str | os.PathLike) -> tuple[Path, dict[str, Any], str]
     return p, dict(FULL_SIZE_CONFIG), "the full-size default"
 
 
+def pick_checkpoint(folder: Path) -> Optional[Path]:
+    """The Lightning checkpoint a folder stands for, or None when it holds no ``*.ckpt``.
+
+    Training keeps ``last.ckpt`` (the latest state) beside ``epoch=N-step=M.ckpt`` snapshots: ``last.ckpt`` wins;
+    without it, the highest ``step=`` (then ``epoch=``) in the name, then the newest file. The choice is logged
+    when there was one to make, since the folder name alone does not say which snapshot was loaded.
+    """
+    ckpts = sorted(x for x in folder.iterdir() if x.is_file() and x.suffix.lower() == CHECKPOINT_SUFFIX)
+    if len(ckpts) <= 1:
+        return ckpts[0] if ckpts else None
+    last = next((x for x in ckpts if x.name.lower() == "last" + CHECKPOINT_SUFFIX), None)
+    chosen = last or max(ckpts, key=_checkpoint_rank)
+    why = "training's latest state" if last else "the highest step in its name, then the newest"
+    log.info("M3DDM: '%s' holds %d checkpoints (%s); using %s (%s)", folder, len(ckpts),
+             ", ".join(x.name for x in ckpts[:6]) + (", ..." if len(ckpts) > 6 else ""), chosen.name, why)
+    return chosen
+
+
+def _checkpoint_rank(p: Path) -> tuple[int, int, float, str]:
+    # Name numbers first: copying or downloading a folder can reorder modification times.
+    return _name_number(p.name, "step"), _name_number(p.name, "epoch"), p.stat().st_mtime, p.name
+
+
+def _name_number(name: str, tag: str) -> int:
+    """N of ``tag=N`` in a Lightning checkpoint name (``epoch=3-step=1000.ckpt``), -1 when absent."""
+    m = re.search(rf"{tag}=(\d+)", name)
+    return int(m.group(1)) if m else -1
+
+
 def _read(cfg_path: Path) -> dict[str, Any]:
     try:
         return read_config(cfg_path)
@@ -110,30 +160,74 @@ def _safetensors_metadata(p: Path) -> dict[str, str]:
 
 
 def iter_state_dict(weights: Path, dtype: Optional[torch.dtype] = None) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield ``(key, tensor)`` from a weights file without materialising a second copy of it.
+    """Yield the UNet's ``(key, tensor)`` pairs from a weights file without materialising a second copy of it.
 
     ``dtype`` is the dtype the caller will cast floating tensors to. A ``.bin`` already in that dtype stays
     memory-mapped (no copy at all); otherwise it is read once and each tensor is released as soon as it has
-    been yielded, so the stored and the cast copies never coexist in full.
+    been yielded, so the stored and the cast copies never coexist in full. A training checkpoint
+    (``model.unet.*`` keys) yields its UNet with the prefix stripped and skips everything else (logged).
     """
     if weights.suffix.lower() == ".safetensors":
         from safetensors import safe_open
         try:
             with safe_open(str(weights), framework="pt") as fh:
-                for key in fh.keys():
-                    yield key, fh.get_tensor(key)
+                for stored, key in unet_keys(list(fh.keys()), weights):
+                    yield key, fh.get_tensor(stored)
         except WeightsError:
             raise
         except Exception as exc:
             raise WeightsError(f"'{weights}' is truncated or corrupt ({type(exc).__name__}: {exc}). Download it again.") from exc
         return
     sd = _load_pickle(weights, mmap=True)
-    if dtype is not None and any(t.is_floating_point() and t.dtype != dtype for t in sd.values()):
+    _drop_meta(sd, weights)
+    pairs = unet_keys(list(sd), weights)
+    if any(stored != key for stored, key in pairs):
+        # A training checkpoint stays mapped whatever the dtype: only its UNet pages are ever read, while reading
+        # it plainly would bring its VAE and optimizer states (several times the UNet) into memory.
+        keep = {stored for stored, _ in pairs}
+        for k in [k for k in sd if k not in keep]:
+            del sd[k]
+    elif dtype is not None and any(t.is_floating_point() and t.dtype != dtype for t in sd.values()):
         del sd  # a mapped file stays resident while cast copies are made: read it plainly instead
         sd = _load_pickle(weights, mmap=False)
-    while sd:
-        key = next(iter(sd))
-        yield key, sd.pop(key)
+    for stored, key in pairs:
+        yield key, sd.pop(stored)
+
+
+def unet_keys(keys: Iterable[str], source: Path) -> list[tuple[str, str]]:
+    """``(stored key, UNet key)`` for every key of a weights file that belongs to the UNet.
+
+    A plain UNet file maps every key to itself (the strict check judges them). An M3DDM+ training checkpoint
+    keeps only its ``model.unet.*`` keys, prefix stripped; its other submodules (the SD VAE ``model.vae``, ...)
+    are not part of the UNet: they are skipped and named in the log, so a user sees what was left out.
+    """
+    keys = list(keys)
+    if not any(k.startswith(LIGHTNING_UNET_PREFIX) for k in keys):
+        return [(k, k) for k in keys]
+    cut = len(LIGHTNING_UNET_PREFIX)
+    pairs = [(k, k[cut:]) for k in keys if k.startswith(LIGHTNING_UNET_PREFIX)]
+    ignored = Counter(_submodule(k) for k in keys if not k.startswith(LIGHTNING_UNET_PREFIX))
+    report = ", ".join(f"{n} keys of {module}" for module, n in sorted(ignored.items()))
+    log.info("M3DDM: '%s' is a training checkpoint: loading its %d %s* keys as the UNet%s", source.name,
+             len(pairs), LIGHTNING_UNET_PREFIX, f"; ignored {report} (not part of the UNet)" if ignored else "")
+    return pairs
+
+
+def _submodule(key: str) -> str:
+    """The module a key belongs to: ``model.vae`` for a Lightning ``model.vae.*`` key, else its first part."""
+    parts = key.split(".")
+    return ".".join(parts[:2]) if parts[0] == "model" and len(parts) > 2 else parts[0]
+
+
+def _drop_meta(sd: dict[str, torch.Tensor], weights: Path) -> None:
+    # Tensors saved from the meta device hold no data (the authors' converter drops them too); a UNet key
+    # among them then shows up as missing in the strict check rather than as an opaque copy error.
+    meta = [k for k, t in sd.items() if t.is_meta]
+    for k in meta:
+        del sd[k]
+    if meta:
+        log.warning("M3DDM: '%s': skipped %d tensors without data (meta device), first: %s", weights.name,
+                    len(meta), ", ".join(meta[:3]))
 
 
 def _load_pickle(weights: Path, mmap: bool) -> dict[str, torch.Tensor]:
@@ -145,16 +239,84 @@ def _load_pickle(weights: Path, mmap: bool) -> dict[str, torch.Tensor]:
                 raise
             sd = torch.load(str(weights), map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as exc:
+        hint = (" A training checkpoint whose hyper-parameters or callbacks hold such objects can be converted, "
+                "where you trust it, with the authors' src/convert_ckpt_to_bin.py."
+                if weights.suffix.lower() == CHECKPOINT_SUFFIX else "")
         raise WeightsError(f"'{weights}' was refused: it contains Python objects other than tensors, and loading "
                            "it could run arbitrary code. Nothing was executed. Use the official weights or a "
-                           ".safetensors file.") from exc
+                           f".safetensors file.{hint}") from exc
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
         raise WeightsError(f"'{weights}' is truncated or corrupt ({type(exc).__name__}: {exc}). Download it again.") from exc
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
+        sd = sd["state_dict"]  # a Lightning checkpoint: epoch, optimizer states, ... are released here
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise WeightsError(f"'{weights}' does not hold a flat state dict of tensors.")
     return sd
+
+
+def weights_family(path: str | os.PathLike) -> str:
+    """Which model a weights path holds: ``"m3ddm_plus"`` (M3DDM+, tamaki-lab/M3DDM-Plus) or ``"m3ddm"``.
+
+    Both have the same UNet architecture and keys, so the tensors cannot tell them apart; the first rule that
+    applies decides (:func:`detect_family` also says which):
+
+    1. ``m3ddm_family`` in the metadata of a ``.safetensors`` (:mod:`convert_weights` writes it);
+    2. an ``"m3ddm_family"`` field in the config: the folder's or sibling ``config.json``, or the config stored
+       in a converted file (a user marks a folder of converted ``.bin`` weights this way);
+    3. the M3DDM+ training-checkpoint layout (``model.unet.*`` keys, e.g. ``last.ckpt``): only M3DDM+ trains
+       with Lightning;
+    4. ``plus`` (any case) or ``m3ddm+`` in the name of the weights file, of its folder or of the folder given
+       (``M3DDM-Plus``, ``m3ddm_plus``): the ``diffusion_pytorch_model.bin`` of the authors'
+       ``convert_ckpt_to_bin.py`` carries no marker;
+    5. otherwise ``"m3ddm"``.
+
+    A marker (rules 1, 2) whose value is not one of :data:`FAMILIES` is a :class:`WeightsError`.
+    """
+    return detect_family(path)[0]
+
+
+def detect_family(path: str | os.PathLike) -> tuple[str, str]:
+    """``(family, the rule that decided it)`` for a weights path; the rules are :func:`weights_family`'s."""
+    weights, cfg, cfg_source = resolve_weights(path)
+    return family_of(Path(path), weights, cfg, cfg_source)
+
+
+def family_of(given: Path, weights: Path, cfg: dict[str, Any], cfg_source: str) -> tuple[str, str]:
+    """:func:`detect_family` on what :func:`resolve_weights` returned for ``given`` (nothing read twice)."""
+    if weights.suffix.lower() == ".safetensors":
+        marked = _safetensors_metadata(weights).get(FAMILY_KEY)
+        if marked is not None:
+            where = f"the metadata of {weights.name}"
+            return _known_family(marked, where), where
+    if FAMILY_KEY in cfg:
+        where = f"'{FAMILY_KEY}' in {cfg_source}"
+        return _known_family(cfg[FAMILY_KEY], where), where
+    if any(k.startswith(LIGHTNING_UNET_PREFIX) for k in _stored_keys(weights)):
+        return "m3ddm_plus", f"the training-checkpoint layout of {weights.name} ({LIGHTNING_UNET_PREFIX}* keys)"
+    names = [weights.name, weights.parent.name] + ([given.name] if given.is_dir() else [])
+    named = next((n for n in names if _PLUS_NAME.search(n)), None)
+    if named:
+        return "m3ddm_plus", f"the name '{named}'"
+    return "m3ddm", "no M3DDM+ marker, checkpoint layout or name"
+
+
+def _known_family(value: Any, where: str) -> str:
+    if value not in FAMILIES:
+        raise WeightsError(f"{where}: '{FAMILY_KEY}' = {value!r}; expected one of {', '.join(FAMILIES)}")
+    return value
+
+
+def _stored_keys(weights: Path) -> list[str]:
+    # A mapped torch.load reads only the pickle's index, not the tensor data: cheap even for a 5 GB checkpoint.
+    if weights.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+        try:
+            with safe_open(str(weights), framework="pt") as fh:
+                return list(fh.keys())
+        except Exception as exc:  # safetensors raises its own error type for every malformed header
+            raise WeightsError(f"'{weights}' is truncated or corrupt ({type(exc).__name__}: {exc}). "
+                               "Download it again.") from exc
+    return list(_load_pickle(weights, mmap=True))
 
 
 def check_keys(expected: dict[str, torch.Size], found: dict[str, torch.Size], source: str,
@@ -184,7 +346,8 @@ def check_keys(expected: dict[str, torch.Size], found: dict[str, torch.Size], so
 
 def load_unet(path: str | os.PathLike, dtype: torch.dtype = torch.float32, device="cpu", ops=None,
               attention: AttentionFn = sdpa_attention) -> M3DDMUNet:
-    """Load an M3DDM UNet (global-frame encoder included) from a folder or a single weights file.
+    """Load an M3DDM UNet (global-frame encoder included) from a folder or a single weights file; an M3DDM+
+    training checkpoint contributes its ``model.unet.*`` weights (see :func:`unet_keys`).
 
     Floating-point tensors are cast to ``dtype`` and placed on ``device`` one at a time. Any missing,
     unexpected or mis-shaped key is a :class:`WeightsError`.

@@ -12,11 +12,12 @@ from typing import Callable, Iterable, Iterator, Optional
 import numpy as np
 import torch
 
-from .canvas import CanvasPlan
+from .canvas import CanvasPlan, global_frame_pixels
 from .composite import CompositeLayout, composite
 from .heap import release_freed_memory
 from .schedule import CLIP_FRAMES
-from .video import DecodeFn, EncodedVideo, EncodeFn, LatentCache, build_canvases, global_frame_latents
+from .video import (DecodeFn, EncodedVideo, EncodeFn, LatentCache, build_canvases, global_frame_indexes,
+                    global_frame_latents)
 from .video_io import VideoInfo, VideoWriter, audio_track, read_frames
 
 # Latents decoded (and upscaled) per VAE call while streaming out: a VAE decoder's last layers hold 64-128 channels
@@ -32,17 +33,28 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 
 
 def encode_frames(frames: Iterable[np.ndarray], count: int, plan: CanvasPlan, encode: EncodeFn,
-                  batch: int = CLIP_FRAMES, on_chunk: Optional[Callable[[int], None]] = None) -> EncodedVideo:
+                  batch: int = CLIP_FRAMES, on_chunk: Optional[Callable[[int], None]] = None,
+                  any_global: bool = False) -> EncodedVideo:
     """Build and encode both canvases of every frame as ``frames`` (``[H, W, 3]`` uint8, ``count`` of them)
     stream in, ``batch`` frames at a time; the global frames come from the same pass. ``on_chunk(done)`` reports
-    progress. The returned cache holds every latent, so sampling never needs the frames again."""
+    progress. The returned cache holds every latent, so sampling never needs the frames again.
+
+    M3DDM+ takes its global frames from the source frames (not the canvases): those of the whole video's global
+    frames are encoded on the way, or of every frame with ``any_global`` (shots found while reading choose their
+    own global frames afterwards)."""
     cache = LatentCache(range(count), plan, encode)
+    squash = set(range(count) if any_global else global_frame_indexes(count)) if plan.family == "m3ddm_plus" \
+        else set()
     done = 0
     for chunk in _chunks(frames, batch):
         canvases = build_canvases(chunk, plan)
-        latents = cache._encode([c[0] for c in canvases] + [c[1] for c in canvases])
-        for k, (pre, masked) in enumerate(zip(latents[:len(chunk)], latents[len(chunk):])):
+        wanted = [k for k in range(len(chunk)) if done + k in squash]
+        latents = cache._encode([c[0] for c in canvases] + [c[1] for c in canvases] +
+                                [global_frame_pixels(chunk[k], plan) for k in wanted])
+        for k, (pre, masked) in enumerate(zip(latents[:len(chunk)], latents[len(chunk):2 * len(chunk)])):
             cache.prefilled[done + k], cache.masked[done + k] = pre.clone(), masked.clone()
+        for k, squashed in zip(wanted, latents[2 * len(chunk):]):
+            cache.squashed[done + k] = squashed.clone()
         done += len(chunk)
         del chunk, canvases, latents
         release_freed_memory()  # the chunk's native frames and canvases, freed on other threads

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .canvas import CanvasPlan, build_canvas
+from .canvas import CanvasPlan, build_canvas, global_frame_pixels
 from .guidance import clip_conditioning
 from .resume import PassStore, model_fingerprint, run_key
 from .sampler import sample_clip
@@ -85,13 +85,17 @@ class LatentCache:
     encode: EncodeFn
     prefilled: dict = field(default_factory=dict)
     masked: dict = field(default_factory=dict)
+    squashed: dict = field(default_factory=dict)  # M3DDM+'s global frames: source frames squashed to S x S
     encoded_images: int = 0
 
     def _encode(self, images: list[np.ndarray]) -> torch.Tensor:
-        """``ENCODE_BATCH`` images per VAE call."""
+        """``ENCODE_BATCH`` images (uint8, or float 0..1 taken as they are) per VAE call."""
         out = []
         for i in range(0, len(images), ENCODE_BATCH):
-            pixels = torch.from_numpy(np.stack(images[i:i + ENCODE_BATCH])).float() / 255.0
+            stacked = np.stack(images[i:i + ENCODE_BATCH])
+            pixels = torch.from_numpy(stacked).float()
+            if stacked.dtype == np.uint8:
+                pixels = pixels / 255.0
             with torch.no_grad():  # a cached latent must not keep an encoder's autograd graph (GBs) alive
                 out.append(self.encode(pixels).float().cpu())
         self.encoded_images += len(images)
@@ -115,6 +119,13 @@ class LatentCache:
             self.prefilled[i] = latents[k]
         for k, i in enumerate(todo_m):
             self.masked[i] = latents[len(todo_p) + k]
+
+    def ensure_squashed(self, indexes: Sequence[int]) -> None:
+        """Encode M3DDM+'s global frames of ``indexes`` (:func:`.canvas.global_frame_pixels`) if missing."""
+        todo = [i for i in dict.fromkeys(indexes) if i not in self.squashed]
+        if todo:
+            pixels = [global_frame_pixels(_frame_array(self.frames, i), self.plan) for i in todo]
+            self.squashed.update(zip(todo, self._encode(pixels)))
 
 
 def encode_pass(cache: LatentCache, p: Pass) -> None:
@@ -182,8 +193,12 @@ def encode_video(frames, plan: CanvasPlan, encode: EncodeFn, global_latents: Opt
 
 
 def global_frame_latents(cache: LatentCache) -> torch.Tensor:
-    """The 16 global frames' masked-canvas latents ``[16, 4, h, w]``, frames ``linspace(0, N-1, 16)`` (cached)."""
+    """The latents of the 16 global frames, frames ``linspace(0, N-1, 16)`` (cached): their masked canvases
+    ``[16, 4, h, w]`` (M3DDM), or the source frames squashed to the working size ``[16, 4, S/8, S/8]`` (M3DDM+)."""
     idx = global_frame_indexes(len(cache.frames))
+    if cache.plan.family == "m3ddm_plus":
+        cache.ensure_squashed(idx)
+        return torch.stack([cache.squashed[i] for i in idx])
     cache.ensure([], need_masked=idx)
     return torch.stack([cache.masked[i] for i in idx])
 
@@ -251,8 +266,8 @@ def shot_of(encoded: EncodedVideo, start: int, end: int) -> EncodedVideo:
     (renumbered from 0, not copied) and global frames taken from them alone."""
     cache = encoded.cache
     sub = LatentCache(cache.frames[start:end], cache.plan, cache.encode,
-                      {i - start: t for i, t in cache.prefilled.items() if start <= i < end},
-                      {i - start: t for i, t in cache.masked.items() if start <= i < end})
+                      *({i - start: t for i, t in part.items() if start <= i < end}
+                        for part in (cache.prefilled, cache.masked, cache.squashed)))
     return EncodedVideo(sub, encoded.uncond_latent, global_frame_latents(sub))
 
 
@@ -307,14 +322,14 @@ def pack_encoded(encoded: EncodedVideo) -> dict:
                          "preencode=True))")
     return {"prefilled": torch.stack([cache.prefilled[i] for i in range(n)]),
             "masked": torch.stack([cache.masked[i] for i in range(n)]),
-            "uncond": encoded.uncond_latent, "plan": cache.plan}
+            "squashed": dict(cache.squashed), "uncond": encoded.uncond_latent, "plan": cache.plan}
 
 
 def unpack_encoded(pack: dict) -> EncodedVideo:
     """The :class:`EncodedVideo` of :func:`pack_encoded` (every latent present: nothing is encoded again)."""
     n = pack["prefilled"].shape[0]
     cache = LatentCache(range(n), pack["plan"], None, dict(enumerate(pack["prefilled"])),
-                        dict(enumerate(pack["masked"])))
+                        dict(enumerate(pack["masked"])), dict(pack.get("squashed", {})))
     return EncodedVideo(cache, pack["uncond"], global_frame_latents(cache))
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import CanvasError, build_canvas, check_even, global_frame_indexes, plan_canvas
+from ..m3ddm_core import (FAMILIES, OFFICIAL_CANVAS, CanvasError, build_canvas, check_even, global_frame_indexes,
+                          plan_canvas)
 
 from .layouts import node_error, rgb_frames
 from .shots import resolve_cuts, shot_inputs
@@ -35,14 +36,40 @@ def target_inputs() -> list:
         io.Float.Input("pad_top", tooltip=pad_tip, **pad),
         io.Float.Input("pad_bottom", tooltip=pad_tip, **pad),
         io.Combo.Input("canvas_mode", options=["official", "tight"], default="official",
-                       tooltip="official: the 256x256 square canvas the model was trained on. tight: a canvas of "
-                               "the output's aspect (sides multiples of 64), less wasted work, outside the "
-                               "training distribution."),
+                       tooltip="official: the square working canvas the model was trained on. tight: a canvas of "
+                               "the output's aspect (sides multiples of 64, about the working size squared), less "
+                               "wasted work, outside the training distribution."),
     ]
 
 
+PREPROCESSING = ["auto", *FAMILIES]
+
+
+def working_inputs() -> list:
+    """The model family's preprocessing and the working size (shared with M3DDM Outpaint Video)."""
+    return [
+        io.Combo.Input("preprocessing", options=PREPROCESSING, default="auto", optional=True,
+                       tooltip="How frames become the model's input. auto: as the loaded model's family (Load M3DDM "
+                               "Model says which). m3ddm: OpenCV resize, global frames = the masked canvases (the "
+                               "official M3DDM code). m3ddm_plus: antialiased resize, global frames = the whole source "
+                               "frames squashed to the working size (the M3DDM+ authors' code)."),
+        io.Int.Input("working_size", default=OFFICIAL_CANVAS, min=128, max=512, step=8, optional=True,
+                     tooltip="Side of the square working canvas the model sees (M3DDM+'s output_size). 256: as M3DDM "
+                             "was trained. Larger gives more border detail and costs time and memory (the README "
+                             "lists traced VRAM per size)."),
+    ]
+
+
+def family_of(preprocessing: str, node: str) -> str:
+    """The plan's family for a ``preprocessing`` choice (auto plans as M3DDM until the model is known)."""
+    if preprocessing not in PREPROCESSING:
+        raise node_error(node, f"preprocessing {preprocessing!r} is unknown; choose one of {', '.join(PREPROCESSING)}")
+    return "m3ddm" if preprocessing == "auto" else preprocessing
+
+
 def plan_for(frame_hw: tuple[int, int], node: str, target, aspect_ratio, width, height, pad_left, pad_right,
-             pad_top, pad_bottom, canvas_mode, video: bool = False):
+             pad_top, pad_bottom, canvas_mode, video: bool = False, family: str = "m3ddm",
+             working_size: int = OFFICIAL_CANVAS):
     """The canvas plan of the target inputs, or a node-named error. ``video``: the output becomes a video file,
     so a ratio target is rounded up to even sides and an odd size or padding is refused with what to change."""
     kwargs = {"aspect ratio": {"ratio": aspect_ratio}, "output size": {"size": (height, width)},
@@ -50,7 +77,7 @@ def plan_for(frame_hw: tuple[int, int], node: str, target, aspect_ratio, width, 
     if kwargs is None:
         raise node_error(node, f"target {target!r} is unknown; choose one of {', '.join(TARGETS)}")
     try:
-        plan = plan_canvas(frame_hw, mode=canvas_mode, even=video, **kwargs)
+        plan = plan_canvas(frame_hw, mode=canvas_mode, even=video, family=family, canvas_size=working_size, **kwargs)
         if video:
             check_even(plan)
         return plan
@@ -66,7 +93,7 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
             display_name="M3DDM Outpaint Canvas",
             category="M3DDM",
             description="Plans the outpainting of a frame sequence: the output size at native resolution and the "
-                        "256x256 working canvas the model sees (content centred, border to generate). Outputs a "
+                        "square working canvas the model sees (content centred, border to generate). Outputs a "
                         "preview of the TELEA-prefilled working canvases and their mask (1 = generated). With "
                         "shots, it also splits an edited video at its cuts (the preview then shows the frames on "
                         "both sides of every cut) for Coarse-to-Fine to outpaint shot by shot.",
@@ -74,6 +101,7 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
                 io.Image.Input("images", tooltip="The video frames (IMAGE batch, one frame per item)."),
                 *target_inputs(),
                 *shot_inputs(),
+                *working_inputs(),
             ],
             outputs=[
                 M3DDMCanvasType.Output(display_name="canvas", tooltip="Geometry + source frames for the M3DDM nodes."),
@@ -88,14 +116,16 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
 
     @classmethod
     def execute(cls, images, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
-                canvas_mode, shots="none", cuts="") -> io.NodeOutput:
+                canvas_mode, shots="none", cuts="", preprocessing="auto",
+                working_size=OFFICIAL_CANVAS) -> io.NodeOutput:
         frames = rgb_frames(images, NODE)
         hw = (int(frames.shape[1]), int(frames.shape[2]))
         plan = plan_for(hw, NODE, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
-                        canvas_mode)
+                        canvas_mode, family=family_of(preprocessing, NODE), working_size=working_size)
         n = int(frames.shape[0])
         found = resolve_cuts(shots, cuts, frames, n, NODE)
-        canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images), cuts=tuple(found))
+        canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images), cuts=tuple(found),
+                        follows_model=preprocessing == "auto")
         if found:  # both sides of every cut (the first 16 cuts), to check them before sampling
             shown = [i for c in found[:PREVIEW_CUTS] for i in (c - 1, c)]
         else:  # at most 16 preview frames (those the global frames use): memory stays bounded for long videos

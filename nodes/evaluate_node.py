@@ -5,7 +5,7 @@ import logging
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import (DIRECTIONS, PAPER_SIZE, CanvasError, composite, evaluate_frames, evaluation_padding, generated_region,
+from ..m3ddm_core import (DIRECTIONS, OFFICIAL_CANVAS, PAPER_SIZE, CanvasError, composite, evaluate_frames, evaluation_padding, generated_region,
                           plan_canvas, resize_frames)
 
 from . import runtime
@@ -45,6 +45,9 @@ class M3DDMEvaluate(io.ComfyNode):
                                          "size."),
                 *sampling_inputs(),
                 *pass_inputs(),
+                io.Int.Input("working_size", default=OFFICIAL_CANVAS, min=128, max=512, step=8, optional=True,
+                             tooltip="Side of the square working canvas the model samples on (M3DDM+'s "
+                                     "output_size); the preprocessing follows the model's family."),
             ],
             outputs=[
                 io.String.Output(display_name="report", tooltip="The figures, one line per group."),
@@ -55,7 +58,8 @@ class M3DDMEvaluate(io.ComfyNode):
 
     @classmethod
     def execute(cls, images, m3ddm_model, vae, mask_ratio, direction, paper_size, scheduler, steps,
-                context_guidance, global_guidance, seed, fps, low_vram, strides, schedule) -> io.NodeOutput:
+                context_guidance, global_guidance, seed, fps, low_vram, strides, schedule,
+                working_size=OFFICIAL_CANVAS) -> io.NodeOutput:
         check_sd_vae(vae, NODE)
         truth = rgb_frames(images, NODE).float().cpu()
         if paper_size:
@@ -68,7 +72,8 @@ class M3DDMEvaluate(io.ComfyNode):
         left, right, top, bottom = padding
         visible = truth[:, top:hw[0] - bottom, left:hw[1] - right].contiguous()
         try:
-            plan = plan_canvas(tuple(visible.shape[1:3]), padding=padding)
+            plan = plan_canvas(tuple(visible.shape[1:3]), padding=padding, canvas_size=working_size,
+                               family=m3ddm_model.family)
         except CanvasError as exc:
             raise node_error(NODE, f"{exc}; try another mask ratio") from None
         if tuple(plan.output_hw) != hw or tuple(plan.content_out_yx) != (top, left):
@@ -77,7 +82,8 @@ class M3DDMEvaluate(io.ComfyNode):
         result = run_outpaint(NODE, m3ddm_model, vae, visible, plan, settings, fps, strides, schedule, [])
         outpainted = composite(visible, result.canvases, plan, feather=0)
         metrics = evaluate_frames(outpainted, truth, generated_region(hw, padding))
-        report = (f"M3DDM evaluation: {direction}, mask ratio {mask_ratio:g}, {hw[1]}x{hw[0]}, {scheduler} "
+        report = (f"M3DDM evaluation ({m3ddm_model.family}, working size {working_size}): {direction}, mask ratio "
+                  f"{mask_ratio:g}, {hw[1]}x{hw[0]}, {scheduler} "
                   f"{steps} steps, s1 {context_guidance:g}, s2 {global_guidance:g}, seed {seed}\n" + metrics.report())
         log.info("[%s] %s", NODE, report.replace("\n", " | "))
         device = runtime.output_device()

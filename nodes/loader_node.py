@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import DTYPES
+from ..m3ddm_core import DTYPES, FAMILIES
 
 from . import runtime
 from .types import M3DDMModelType
@@ -17,17 +17,23 @@ class LoadM3DDMModel(io.ComfyNode):
             display_name="Load M3DDM Model",
             category="M3DDM",
             description="Loads an M3DDM or M3DDM+ video-outpainting UNet (with its global-frame encoder) from "
-                        "models/m3ddm: a Hugging Face folder (config.json + diffusion_pytorch_model.bin/.safetensors) "
-                        "or a single .safetensors file. ComfyUI moves it to the GPU when sampling and can offload it.",
+                        "models/m3ddm: a Hugging Face folder (config.json + diffusion_pytorch_model.bin/.safetensors), "
+                        "a single .safetensors file, or an M3DDM+ training checkpoint (.ckpt, or the folder holding "
+                        "it). The model's family (M3DDM or M3DDM+) sets the preprocessing the canvas nodes use on "
+                        "auto. ComfyUI moves it to the GPU when sampling and can offload it.",
             inputs=[
                 io.Combo.Input("model_name", options=runtime.list_models(),
                                tooltip="A folder or file under models/m3ddm (or an m3ddm path in extra_model_paths.yaml)."),
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
                                tooltip="Weight and compute precision. auto: fp16/bf16 on GPUs that support it, fp32 on the CPU."),
+                io.Combo.Input("family", options=["auto", *FAMILIES], default="auto", optional=True,
+                               tooltip="The model family, which sets how frames are preprocessed (canvas resize, global "
+                                       "frames). auto: what the weights say (an M3DDM+ checkpoint, a converted file's "
+                                       "marker, 'm3ddm_family' in config.json, or 'plus' in the name; else M3DDM)."),
             ],
             outputs=[M3DDMModelType.Output(display_name="m3ddm_model", tooltip="The loaded M3DDM UNet.")],
         )
 
     @classmethod
-    def execute(cls, model_name: str, dtype: str) -> io.NodeOutput:
-        return io.NodeOutput(runtime.load_model(model_name, dtype))
+    def execute(cls, model_name: str, dtype: str, family: str = "auto") -> io.NodeOutput:
+        return io.NodeOutput(runtime.load_model(model_name, dtype, family))

@@ -11,9 +11,9 @@ import torch
 
 import folder_paths
 
-from ..m3ddm_core import (CLIP_FRAMES, DTYPES, MEMORY_MARGIN, WEIGHT_NAMES, WEIGHT_SUFFIXES, ConfigError,
-                          PassStore, SampleSettings, WeightsError, active_branches, fits_batched, load_unet, sampling_memory,
-                          sdpa_attention)
+from ..m3ddm_core import (CLIP_FRAMES, DTYPES, FAMILIES, MEMORY_MARGIN, WEIGHT_NAMES, WEIGHT_SUFFIXES, ConfigError,
+                          PassStore, SampleSettings, WeightsError, active_branches, detect_family, fits_batched,
+                          load_unet, sampling_memory, sdpa_attention)
 
 from .types import M3DDMModel
 
@@ -39,12 +39,27 @@ def register_model_folder() -> None:
             exts.extend(e for e in WEIGHT_SUFFIXES if e not in exts)
 
 
+def _checkpoints(path: str) -> list[str]:
+    """The Lightning checkpoints (``*.ckpt``) in a folder, as M3DDM+ training leaves them (last.ckpt, epoch=...)."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return []
+    return sorted(n for n in names if n.lower().endswith(".ckpt") and os.path.isfile(os.path.join(path, n)))
+
+
 def _is_model_dir(path: str) -> bool:
     return any(os.path.isfile(os.path.join(path, n)) for n in WEIGHT_NAMES) or os.path.isdir(os.path.join(path, "unet"))
 
 
 def list_models() -> list[str]:
-    """Folder models (config.json + diffusion_pytorch_model.*) and single weight files under every m3ddm path."""
+    """Folder models (config.json + diffusion_pytorch_model.* or a unet/ subfolder), folders of training
+    checkpoints, and single weight files under every m3ddm path.
+
+    A folder of checkpoints loads last.ckpt (else the latest one) with the config.json training left beside it;
+    its files stay listed one by one too, so any epoch can be chosen. Checkpoints inside a model folder are listed
+    as well: the folder itself loads its diffusion_pytorch_model.* file.
+    """
     if MODEL_FOLDER not in folder_paths.folder_names_and_paths:
         register_model_folder()
     found = set()
@@ -53,10 +68,14 @@ def list_models() -> list[str]:
             continue
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
             rel = os.path.relpath(dirpath, root)
+            ckpts = [os.path.normpath(os.path.join(rel, c)).replace(os.sep, "/") for c in _checkpoints(dirpath)]
             if rel != "." and _is_model_dir(dirpath):
                 found.add(rel.replace(os.sep, "/"))
+                found.update(ckpts)
                 dirnames[:] = []
                 continue
+            if rel != "." and ckpts:
+                found.add(rel.replace(os.sep, "/"))
             for f in filenames:
                 if os.path.splitext(f)[1].lower() in WEIGHT_SUFFIXES:
                     found.add(os.path.normpath(os.path.join(rel, f)).replace(os.sep, "/"))
@@ -79,7 +98,9 @@ def comfy_attention(q, k, v, heads):
     return attention.optimized_attention(q, k, v, heads)
 
 
-def load_model(name: str, dtype_name: str) -> M3DDMModel:
+def load_model(name: str, dtype_name: str, family: str = "auto") -> M3DDMModel:
+    """Load ``name`` from models/m3ddm in ``dtype_name``; ``family`` auto takes the weights' family
+    (:func:`detect_family`), m3ddm / m3ddm_plus override it."""
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.ops
@@ -99,11 +120,18 @@ def load_model(name: str, dtype_name: str) -> M3DDMModel:
     attention = comfy_attention if device.type != "cpu" else sdpa_attention
     try:
         model = load_unet(path, dtype=dtype, device=offload, ops=comfy.ops.disable_weight_init, attention=attention)
+        found, why = detect_family(path)
     except (WeightsError, ConfigError) as exc:
         raise ValueError(f"[{node}] {exc}") from None
+    if family == "auto":
+        family, why = found, f"from {why}"
+    elif family not in FAMILIES:
+        raise ValueError(f"[{node}] family {family!r} is unknown; choose auto, {', '.join(FAMILIES)}")
+    else:
+        why = "chosen on the node" + (f"; the weights say {found}" if found != family else "")
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=offload)
-    log.info("M3DDM: loaded %s as %s (load device %s)", name, dtype, device)
-    return M3DDMModel(patcher=patcher, name=name, dtype=dtype)
+    log.info("M3DDM: loaded %s as %s (load device %s), family %s (%s)", name, dtype, device, family, why)
+    return M3DDMModel(patcher=patcher, name=name, dtype=dtype, family=family)
 
 
 def check_dtype_support(device: torch.device, dtype: torch.dtype, node: str) -> None:

@@ -71,10 +71,18 @@ def sampling_settings(scheduler, steps, context_guidance, global_guidance, seed,
                           sequential=low_vram)
 
 
-def _check_global(global_frames, canvas, node):
+def _check_global(global_frames, canvas, plan, node):
+    """The latents of ``global_frames`` if they were encoded for ``canvas`` sampled with ``plan``."""
     if global_frames is None:
         return None
-    if global_frames.video_id != canvas.video_id or global_frames.plan != canvas.plan:
+    if global_frames.video_id != canvas.video_id:
+        raise node_error(node, "the global frames were encoded for another video or canvas; connect M3DDM Encode "
+                               "Global Frames fed by this same canvas")
+    if global_frames.plan.family != plan.family:
+        raise node_error(node, f"the global frames were encoded with {global_frames.plan.family} preprocessing, the "
+                               f"model samples with {plan.family}: set preprocessing on M3DDM Outpaint Canvas to "
+                               f"{plan.family}")
+    if global_frames.plan != plan:
         raise node_error(node, "the global frames were encoded for another video or canvas; connect M3DDM Encode "
                                "Global Frames fed by this same canvas")
     return global_frames.latents
@@ -127,8 +135,9 @@ class M3DDMEncodeGlobalFrames(io.ComfyNode):
             node_id=cls.NODE,
             display_name="M3DDM Encode Global Frames",
             category="M3DDM",
-            description="Encodes the 16 global frames (sampled uniformly over the whole video, masked like the "
-                        "clips) with the SD1.5 VAE. Every M3DDM clip cross-attends to them for video-wide consistency.",
+            description="Encodes the 16 global frames (sampled uniformly over the whole video; M3DDM: masked like "
+                        "the clips; M3DDM+: the whole frames squashed to the working size, as the canvas's "
+                        "preprocessing says) with the SD1.5 VAE. Every M3DDM clip cross-attends to them for video-wide consistency.",
             inputs=[
                 io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE (core Load VAE)."),
                 M3DDMCanvasType.Input("canvas", tooltip="From M3DDM Outpaint Canvas."),
@@ -182,14 +191,15 @@ class M3DDMSampleClip(io.ComfyNode):
         frames = rgb_frames(canvas.frames, cls.NODE)
         n = frames.shape[0]
         clip = parse_frame_indexes(frame_indexes, n, cls.NODE)
-        g_latents = _check_global(global_frames, canvas, cls.NODE)
-        guides = guide_latents(guide, canvas.plan.latent_hw, n, cls.NODE) if guide is not None else {}
+        plan = canvas.plan_for_model(m3ddm_model)
+        g_latents = _check_global(global_frames, canvas, plan, cls.NODE)
+        guides = guide_latents(guide, plan.latent_hw, n, cls.NODE) if guide is not None else {}
         clip_plan = clip_pass(clip, guides)
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
-        encoded = encode_video(frames, canvas.plan, vae_encoder(vae), g_latents)
+        encoded = encode_video(frames, plan, vae_encoder(vae), g_latents)
         encode_pass(encoded.cache, clip_plan)  # all VAE work before the UNet is loaded
-        model, settings = runtime.model_on_device(m3ddm_model, settings, canvas.plan.latent_hw, cls.NODE)
-        video = prepare_video(model, encoded, canvas.plan)
+        model, settings = runtime.model_on_device(m3ddm_model, settings, plan.latent_hw, cls.NODE)
+        video = prepare_video(model, encoded, plan)
         callback = runtime.progress_callback(steps, model.device)
         try:
             latents = run_pass(model, video, clip_plan, guides, fps, settings, 0, callback, runtime.check_interrupt)
@@ -238,12 +248,13 @@ class M3DDMCoarseToFine(io.ComfyNode):
         frames = rgb_frames(canvas.frames, cls.NODE)
         n = int(frames.shape[0])
         found = list(canvas.cuts) if shots == FROM_CANVAS else resolve_cuts(shots, cuts, frames, n, cls.NODE)
-        g_latents = _check_global(global_frames, canvas, cls.NODE)
+        plan = canvas.plan_for_model(m3ddm_model)
+        g_latents = _check_global(global_frames, canvas, plan, cls.NODE)
         if found and g_latents is not None:
             raise node_error(cls.NODE, "global frames cover the whole video, but this run is split into shots (each "
                                        "takes its own); disconnect global_frames or set shots to none")
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
-        result = run_outpaint(cls.NODE, m3ddm_model, vae, frames, canvas.plan, settings, fps, strides, schedule,
+        result = run_outpaint(cls.NODE, m3ddm_model, vae, frames, plan, settings, fps, strides, schedule,
                               found, g_latents)
         latent = to_latent_dict(result.latents, list(range(frames.shape[0])))
         return io.NodeOutput(result.canvases.to(runtime.output_device()), latent)

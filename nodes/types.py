@@ -5,6 +5,7 @@ change one in place.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ class M3DDMModel:
     patcher: object
     name: str
     dtype: torch.dtype
+    family: str = "m3ddm"  # the preprocessing its weights were trained with (m3ddm or m3ddm_plus)
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,14 @@ class Canvas:
     frames: torch.Tensor  # IMAGE [N, H, W, C] as the user gave it
     video_id: str  # fingerprint of the frames: catches a canvas or global frames from another video
     cuts: tuple[int, ...] = ()  # first frames of new shots (M3DDM Outpaint Canvas's shots input)
+    follows_model: bool = False  # preprocessing "auto": the plan takes the model's family where it is sampled
+
+    def plan_for_model(self, model: "M3DDMModel") -> CanvasPlan:
+        """The plan a model samples with: the canvas's, in the model's family when the canvas follows it."""
+        family = getattr(model, "family", self.plan.family)  # checks that need no model run before one is given
+        if self.follows_model and self.plan.family != family:
+            return dataclasses.replace(self.plan, family=family)
+        return self.plan
 
     @property
     def num_frames(self) -> int:

@@ -16,7 +16,7 @@ from ..m3ddm_core import (CutDetector, VideoFileError, VideoInfo, check_range, c
                           probe, read_audio, read_frames, source_notes, write_outpainted)
 
 from . import runtime
-from .canvas_node import plan_for, target_inputs
+from .canvas_node import PREPROCESSING, plan_for, target_inputs, working_inputs
 from .layouts import check_sd_vae, node_error, vae_decoder, vae_encoder
 from .sampler_nodes import count_passes, pass_inputs, sample_encoded, sampling_inputs, sampling_settings
 from .shots import resolve_cuts, shot_inputs
@@ -118,7 +118,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
             display_name="M3DDM Outpaint Video",
             category="M3DDM",
             description="Outpaints a whole VIDEO (Load Video, or any VIDEO) in bounded memory: frames stream from the "
-                        "file into the 256x256 working canvas, Coarse-to-Fine sampling runs on latents only, and the "
+                        "file into the square working canvas, Coarse-to-Fine sampling runs on latents only, and the "
                         "output VIDEO is composited frame by frame at native resolution while Save Video writes it "
                         "(source audio, frame timing, colours and orientation kept). Interrupted runs resume from the last finished pass; edited "
                         "videos can be outpainted shot by shot.",
@@ -136,6 +136,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
                 io.Int.Input("frame_count", default=0, min=0, max=10_000_000,
                              tooltip="How many frames from start_frame; 0 = to the end of the video."),
                 *shot_inputs(),
+                *working_inputs(),
                 io.UpscaleModel.Input("upscale_model", optional=True,
                                       tooltip="Optional: applied to the generated canvases, a few frames at a time, "
                                               "before compositing (sharper borders on large outputs)."),
@@ -147,8 +148,8 @@ class M3DDMOutpaintVideo(io.ComfyNode):
     @classmethod
     def execute(cls, video, m3ddm_model, vae, target, aspect_ratio, width, height, pad_left, pad_right, pad_top,
                 pad_bottom, canvas_mode, scheduler, steps, context_guidance, global_guidance, seed, low_vram, strides,
-                schedule, feather, start_frame, frame_count, shots="none", cuts="",
-                upscale_model=None) -> io.NodeOutput:
+                schedule, feather, start_frame, frame_count, shots="none", cuts="", preprocessing="auto",
+                working_size=256, upscale_model=None) -> io.NodeOutput:
         check_sd_vae(vae, NODE)
         source = video.get_stream_source()
         try:
@@ -161,8 +162,12 @@ class M3DDMOutpaintVideo(io.ComfyNode):
             raise node_error(NODE, f"{exc}. Change start_frame / frame_count") from None
         for level, note in source_notes(info):
             log.log(level, "[%s] %s", NODE, note)
+        if preprocessing not in PREPROCESSING:
+            raise node_error(NODE, f"preprocessing {preprocessing!r} is unknown; choose one of "
+                                   f"{', '.join(PREPROCESSING)}")
+        family = m3ddm_model.family if preprocessing == "auto" else preprocessing
         plan = plan_for((info.height, info.width), NODE, target, aspect_ratio, width, height, pad_left, pad_right,
-                        pad_top, pad_bottom, canvas_mode, video=True)
+                        pad_top, pad_bottom, canvas_mode, video=True, family=family, working_size=working_size)
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
         detector = CutDetector() if shots == "detect" else None
         try:  # checked before any decoding or model loading (detected cuts are checked again below)
@@ -176,7 +181,8 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         if detector is not None:  # cuts found in the same pass over the file as the encoding
             frames = detector.watching(frames)
         try:
-            encoded = encode_frames(frames, count, plan, vae_encoder(vae), on_chunk=runtime.count_progress(count))
+            encoded = encode_frames(frames, count, plan, vae_encoder(vae), on_chunk=runtime.count_progress(count),
+                                    any_global=detector is not None)
         except VideoFileError as exc:
             raise node_error(NODE, f"reading the video failed: {exc}") from None
         if detector is not None:

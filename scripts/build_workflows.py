@@ -77,7 +77,7 @@ def build(spec: list[dict], note: str) -> dict:
 COMMON = [
     {"id": 1, "type": "LoadVideo", "title": "Load Video", "pos": (0, 0), "widgets": [CLIP, "image"]},
     {"id": 2, "type": "GetVideoComponents", "title": "Get Video Components", "pos": (1, 0), "links": {"video": (1, 0)}},
-    {"id": 3, "type": "M3DDM_LoadModel", "title": "Load M3DDM Model", "pos": (0, 1), "widgets": [MODEL, "auto"]},
+    {"id": 3, "type": "M3DDM_LoadModel", "title": "Load M3DDM Model", "pos": (0, 1), "widgets": [MODEL, "auto", "auto"]},
     {"id": 4, "type": "VAELoader", "title": "Load VAE", "pos": (1, 1), "widgets": [VAE]},
 ]
 
@@ -85,7 +85,7 @@ COMMON = [
 def canvas(node_id, src, ratio, pos, shots="none"):
     return {"id": node_id, "type": "M3DDM_OutpaintCanvas", "title": "M3DDM Outpaint Canvas", "pos": pos,
             "links": {"images": src},
-            "widgets": ["aspect ratio", ratio, 1920, 1080, 0.0, 0.0, 0.0, 0.0, "official", shots, ""]}
+            "widgets": ["aspect ratio", ratio, 1920, 1080, 0.0, 0.0, 0.0, 0.0, "official", shots, "", "auto", 256]}
 
 
 SHORT = COMMON + [
@@ -147,7 +147,7 @@ STREAMING = [
     {"id": 5, "type": "M3DDM_OutpaintVideo", "title": "M3DDM Outpaint Video", "pos": (1, 0),
      "links": {"video": (1, 0), "m3ddm_model": (3, 0), "vae": (4, 0)},
      "widgets": ["aspect ratio", "9:16", 1920, 1080, 0.0, 0.0, 0.0, 0.0, "official",
-                 *[v for i, v in enumerate(SAMPLING) if i != 6], "auto", "fixed", 8, 0, 0, "detect", ""]},
+                 *[v for i, v in enumerate(SAMPLING) if i != 6], "auto", "fixed", 8, 0, 0, "detect", "", "auto", 256]},
     {"id": 6, "type": "SaveVideo", "title": "Save Video", "pos": (2, 0), "links": {"video": (5, 0)},
      "widgets": ["m3ddm/outpaint_streamed", "auto", "auto"]},
 ]

@@ -27,15 +27,21 @@ def _shared_required() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes") or os.environ.get("M3DDM_REQUIRE_SHARED") == "1"
 
 
+def shared_file(path: Path, what: str) -> Path:
+    """``path`` (a file of ../shared, not copied into the repo): skipped with the reason where ../shared is
+    absent, a failure where it is required (CI)."""
+    if not path.exists():
+        msg = f"{what} not found at {path} (../shared is absent)"
+        if _shared_required():
+            pytest.fail(msg + "; CI requires it")
+        pytest.skip(msg)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_weights_path() -> Path:
     """The recorded tiny-UNet weights in ../shared (25 MB, not copied into the repo)."""
-    if not TINY_WEIGHTS.is_file():
-        msg = f"tiny-UNet fixture weights not found at {TINY_WEIGHTS} (../shared is absent)"
-        if _shared_required():
-            pytest.fail(msg + "; CI requires them")
-        pytest.skip(msg)
-    return TINY_WEIGHTS
+    return shared_file(TINY_WEIGHTS, "tiny-UNet fixture weights")
 
 
 @pytest.fixture(scope="session")

@@ -150,3 +150,29 @@ def test_phone_vfr_and_odd_sized_files_come_out_as_players_show_them(assets, tmp
     sound, rate = read_audio(out / "vfr_16x9.mp4", 0, 10)
     assert abs(sound.shape[1] / rate - vfr.duration) < 0.08
     assert (odd.width, odd.height) == (320, 180)  # 201x179 -> 16:9 = 319x180, rounded up to even sides
+
+
+def test_the_family_and_working_size_are_options_of_the_command(assets, tmp_path, capsys):
+    """--family m3ddm_plus --working-size 128: M3DDM+'s preprocessing on a 128 canvas (another result than M3DDM's
+    at the same size); a working size that is not a multiple of 8 is refused before anything loads."""
+    video = assets / "in" / "b.mp4"
+    common = [str(video), "--ratio", "9:16", "--model", str(assets / "m3ddm-nano"), "--vae", str(assets / "vae"),
+              "--steps", "1", "--scheduler", "ddim", "--quiet", "--working-size", "128"]
+    latents = {}
+    for family in ("m3ddm_plus", "m3ddm"):
+        spec_out = tmp_path / family
+        from m3ddm_core.batch import JobSpec, load_job, run_batch
+        from m3ddm_core.video import SampleSettings
+        job = load_job(JobSpec(str(assets / "m3ddm-nano"), str(assets / "vae"), "9:16",
+                               SampleSettings(steps=1, scheduler="ddim"), family=family, working_size=128))
+        assert job.family == family
+        got = {}
+        with torch.inference_mode():
+            run_batch(job, [video], spec_out, show=False, latents=got)
+        latents[family] = got[video]
+        assert latents[family].shape[-2:] == (16, 16) and probe(spec_out / "b_9x16.mp4").frames == 12
+    assert not torch.equal(latents["m3ddm_plus"], latents["m3ddm"])
+    assert main([*common, "--out", str(tmp_path / "cli"), "--family", "m3ddm_plus"]) == 0
+    assert (tmp_path / "cli" / "b_9x16.mp4").exists()
+    assert main([*common[:-1], "130", "--out", str(tmp_path / "bad")]) == 2
+    assert "--working-size 130: use a multiple of 8" in capsys.readouterr().err

@@ -1,13 +1,17 @@
-"""The .bin -> .safetensors converter round trip, through the command line as a user runs it."""
+"""The .bin/.ckpt -> .safetensors converter round trip, through the command line as a user runs it."""
 import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 
-from conftest import MICRO_CONFIG, REPO
-from m3ddm_core import load_unet
+from conftest import DATA, MICRO_CONFIG, REPO, SHARED, shared_file
+from m3ddm_core import WeightsError, load_unet
+from m3ddm_core.convert_weights import convert
+from m3ddm_core.loader import detect_family, weights_family
 
 
 def test_bin_folder_converts_and_round_trips(tmp_path, micro_state_dict):
@@ -37,4 +41,64 @@ def test_converter_refuses_bad_input_and_writes_nothing(tmp_path):
     run = subprocess.run([sys.executable, "-m", "m3ddm_core.convert_weights", str(src), str(out)], cwd=REPO,
                          capture_output=True, text=True)
     assert run.returncode == 2 and "is a VAE, not an M3DDM UNet" in run.stderr
+    assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+def _plus_reference():
+    """../shared/m3ddm_plus_reference: last.ckpt (9 MB) and the same UNet as tiny_unet/weights.safetensors."""
+    plus = SHARED / "m3ddm_plus_reference"
+    shared_file(plus / "lightning_checkpoint" / "last.ckpt", "M3DDM+ checkpoint fixture")
+    return plus
+
+
+def test_lightning_checkpoint_converts_to_the_tiny_unet_and_stays_m3ddm_plus(tmp_path):
+    plus = _plus_reference()
+    out = tmp_path / "elsewhere" / "unet.safetensors"  # a name and folder that say nothing about M3DDM+
+    ckpt = plus / "lightning_checkpoint" / "last.ckpt"
+    run = subprocess.run([sys.executable, "-m", "m3ddm_core.convert_weights", str(ckpt), str(out)], cwd=REPO,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    facts = json.loads((DATA / "m3ddm_plus_checkpoint.json").read_text())
+    assert facts["ignored_log"] in run.stderr
+    assert "'last.ckpt' is m3ddm_plus (the training-checkpoint layout" in run.stderr
+    want = load_file(str(plus / "tiny_unet" / "weights.safetensors"))
+    got = load_file(str(out))
+    assert set(got) == set(want) and len(got) == facts["unet_keys"]
+    assert all(got[k].dtype == v.dtype and torch.equal(got[k], v) for k, v in want.items())
+    with safe_open(str(out), framework="pt") as fh:
+        meta = fh.metadata()
+    assert meta["m3ddm_family"] == "m3ddm_plus"
+    assert json.loads(meta["m3ddm_config"]) == json.loads((plus / "lightning_checkpoint" / "config.json").read_text())
+    back = load_unet(out).state_dict()  # no config.json beside it: the stored one
+    assert all(torch.equal(back[k], v) for k, v in want.items())
+    assert detect_family(out) == ("m3ddm_plus", "the metadata of unet.safetensors")
+
+
+def test_converted_family_follows_detection_or_the_flag(tmp_path, micro_state_dict):
+    src = tmp_path / "M3DDM-Plus"  # the authors' convert_ckpt_to_bin.py output: no marker but the folder name
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps(dict(MICRO_CONFIG, _diffusers_version="0.34.0")))
+    torch.save(micro_state_dict, src / "diffusion_pytorch_model.bin")
+    assert weights_family(convert(src, tmp_path / "a.safetensors")) == "m3ddm_plus"
+    plain = tmp_path / "official"
+    plain.mkdir()
+    (plain / "config.json").write_text(json.dumps(dict(MICRO_CONFIG, m3ddm_family="m3ddm")))
+    torch.save(micro_state_dict, plain / "diffusion_pytorch_model.bin")
+    assert weights_family(convert(plain, tmp_path / "b.safetensors")) == "m3ddm"
+    # the flag overrides detection, and the stored config does not contradict the stored family
+    out = convert(plain, tmp_path / "m3ddm_c.safetensors", family="m3ddm_plus")
+    with safe_open(str(out), framework="pt") as fh:
+        meta = fh.metadata()
+    assert json.loads(meta["m3ddm_config"])["m3ddm_family"] == meta["m3ddm_family"] == "m3ddm_plus"
+    with pytest.raises(WeightsError, match="family 'plus'"):
+        convert(plain, tmp_path / "d.safetensors", family="plus")
+
+
+def test_converter_refuses_a_checkpoint_without_unet(tmp_path):
+    src = tmp_path / "last.ckpt"
+    torch.save({"epoch": 3, "state_dict": {"model.vae.encoder.conv_in.weight": torch.zeros(2)}}, src)
+    out = tmp_path / "out.safetensors"
+    run = subprocess.run([sys.executable, "-m", "m3ddm_core.convert_weights", str(src), str(out)], cwd=REPO,
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "training checkpoint without a UNet (it holds model.vae" in run.stderr
     assert not out.exists() and not list(tmp_path.glob("*.partial"))

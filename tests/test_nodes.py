@@ -396,3 +396,41 @@ def test_evaluate_masks_the_borders_outpaints_them_back_and_reports_the_papers_m
         _run(node_classes["M3DDM_Evaluate"], images=frames, m3ddm_model=model, vae=taesd_vae(), mask_ratio=1.5,
              direction="horizontal", paper_size=True, scheduler="ddim", steps=1, context_guidance=1.0,
              global_guidance=1.0, seed=3, fps=16.0, low_vram=False, strides="auto", schedule="fixed")
+
+
+def test_the_model_family_sets_the_preprocessing_and_the_working_size_the_canvas(node_classes, models_dir, tmp_path,
+                                                                                   caplog):
+    """An M3DDM+ model (named so, or chosen on the loader) makes auto canvases preprocess as M3DDM+: global frames
+    from the whole source frames; the working size sets the canvas and the latents."""
+    import shutil
+
+    from comfy_api.latest import InputImpl
+    shutil.copytree(models_dir / "nano", models_dir / "nano-M3DDM-Plus")
+    with caplog.at_level("INFO", logger="M3DDM"):
+        (plus,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano-M3DDM-Plus", dtype="auto")
+    assert plus.family == "m3ddm_plus" and "family m3ddm_plus (from the name" in caplog.text
+    (forced,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto", family="m3ddm_plus")
+    (plain,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    assert forced.family == "m3ddm_plus" and plain.family == "m3ddm"
+    frames, vae = load_clip(6), taesd_vae()
+    canvas, preview, mask, _ = _canvas(node_classes, frames, preprocessing="auto", working_size=128)
+    assert preview.shape == (6, 128, 128, 3) and mask.shape == (1, 128, 128) and canvas.follows_model
+    assert canvas.plan_for_model(plus).family == "m3ddm_plus" and canvas.plan_for_model(plain).family == "m3ddm"
+    sampling = dict(scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=2.0, seed=3, fps=16.0,
+                    low_vram=False, strides="auto", schedule="fixed")
+    c2f = node_classes["M3DDM_CoarseToFine"]
+    _, as_plus = _run(c2f, m3ddm_model=plus, vae=vae, canvas=canvas, **sampling)
+    _, as_m3ddm = _run(c2f, m3ddm_model=plain, vae=vae, canvas=canvas, **sampling)
+    assert as_plus["samples"].shape[-2:] == (16, 16)
+    assert not torch.equal(as_plus["samples"], as_m3ddm["samples"])  # other global frames, same weights
+    pinned, _, _, _ = _canvas(node_classes, frames, preprocessing="m3ddm_plus", working_size=128)
+    _, pinned_plus = _run(c2f, m3ddm_model=plain, vae=vae, canvas=pinned, **sampling)
+    assert torch.equal(pinned_plus["samples"], as_plus["samples"])  # the canvas's choice overrides the model's
+    (global_frames,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=canvas)  # auto: M3DDM's
+    with pytest.raises(ValueError, match=r"\[M3DDM_CoarseToFine\] the global frames were encoded with m3ddm "
+                                         r"preprocessing, the model samples with m3ddm_plus"):
+        _run(c2f, m3ddm_model=plus, vae=vae, canvas=canvas, global_frames=global_frames, **sampling)
+    video = InputImpl.VideoFromFile(str(_source_video(tmp_path / "src.mp4", n=6)))
+    (out,) = _run(node_classes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=plus, vae=vae,
+                  **_video_inputs(working_size=192))
+    assert out.plan.family == "m3ddm_plus" and out.latents.shape[-2:] == (24, 24)
