@@ -111,7 +111,7 @@ def main() -> None:
     for mode in ("batched", "sequential"):
         estimate = sampling_memory(config, dtype, 3, mode == "sequential", latent_hw=(latent, latent)).activations
         if device.type == "cuda":
-            measured = measured_step_bytes(config, dtype, mode == "sequential", device)
+            measured = measured_step_bytes(config, dtype, mode == "sequential", device, latent)
         else:
             env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
             child = subprocess.run([sys.executable, __file__, "--config", args.config, "--dtype", args.dtype,

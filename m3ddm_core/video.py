@@ -92,10 +92,10 @@ class LatentCache:
         """``ENCODE_BATCH`` images (uint8, or float 0..1 taken as they are) per VAE call."""
         out = []
         for i in range(0, len(images), ENCODE_BATCH):
-            stacked = np.stack(images[i:i + ENCODE_BATCH])
-            pixels = torch.from_numpy(stacked).float()
-            if stacked.dtype == np.uint8:
-                pixels = pixels / 255.0
+            # each image on its own: a batch may mix uint8 canvases with float global frames (M3DDM+)
+            pixels = torch.stack([torch.from_numpy(np.ascontiguousarray(im)).float() / 255.0 if im.dtype == np.uint8
+                                  else torch.from_numpy(np.ascontiguousarray(im)).float()
+                                  for im in images[i:i + ENCODE_BATCH]])
             with torch.no_grad():  # a cached latent must not keep an encoder's autograd graph (GBs) alive
                 out.append(self.encode(pixels).float().cpu())
         self.encoded_images += len(images)

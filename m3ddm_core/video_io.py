@@ -68,7 +68,9 @@ class Colour:
         if not any(c.is_chroma for c in frame.format.components):
             return cls(assumed_matrix(frame.width, frame.height))
         full = frame.color_range == FULL or frame.format.name.startswith("yuvj")
-        return cls(int(matrix), FULL if full else LIMITED, int(frame.color_primaries), int(frame.color_trc))
+        # primaries and transfer are read from PyAV 17 on (ComfyUI asks for 14.2+): unspecified before
+        return cls(int(matrix), FULL if full else LIMITED, int(getattr(frame, "color_primaries", UNSPECIFIED)),
+                   int(getattr(frame, "color_trc", UNSPECIFIED)))
 
     @property
     def sws_matrix(self) -> int:
@@ -201,9 +203,12 @@ def probe(source: Source) -> VideoInfo:
             raise VideoFileError("the video stream has no frame rate")
         audio = container.streams.audio[0] if container.streams.audio else None
         pts: list = []
-        packets, first, last_pts, last_duration = 0, None, None, 0
+        packets, first, last_pts, last_duration, reached = 0, None, None, 0, None
         try:
             for packet in container.demux(stream):
+                if packet.pts is not None:  # how far the file goes, hidden packets included
+                    end = packet.pts + (packet.duration or 0)
+                    reached = end if reached is None else max(reached, end)
                 if not packet.size:
                     continue
                 packets += 1
@@ -221,7 +226,12 @@ def probe(source: Source) -> VideoInfo:
         if not pts:
             raise VideoFileError("the video has no frames")
         header = stream.frames
-        if header and packets < header:
+        # a header listing more frames than the file holds, and packets that stop before the header's duration
+        # (an edit list's trimmed tail also leaves packets out of the count, but not out of the duration)
+        expected = (stream.start_time or 0) + stream.duration if stream.duration else None
+        step = round(1 / (Fraction(fps) * stream.time_base)) if fps else 0
+        short = expected is None or reached is None or reached < expected - step
+        if header and packets < header and short:
             raise VideoFileError(f"the file is cut short: its header lists {header} frames, only {packets} are in it "
                                  f"(an interrupted download or copy?). Get the whole file again")
         fps = Fraction(fps)
@@ -333,7 +343,9 @@ class AudioTrack:
     @property
     def layout_name(self) -> str:
         """The layout to write: the source's when it has as many channels as the data, else the usual one."""
-        if self.layout and av.AudioLayout(self.layout).nb_channels == self.channels:
+        # a layout without channel names ("2 channels": PCM without a layout atom) is no layout AAC can open
+        named = self.layout and not self.layout.endswith(" channels")
+        if named and av.AudioLayout(self.layout).nb_channels == self.channels:
             return self.layout
         return DEFAULT_LAYOUTS.get(self.channels, "stereo")
 
@@ -516,7 +528,7 @@ class VideoWriter:
         if self.audio is not None:  # every stream must exist before the first packet is muxed
             rate, layout = int(self.audio.rate), self.audio.layout_name
             self.audio_stream = self.container.add_stream("aac", rate=rate)
-            if self.audio.channels > 2 and not _aac_takes(layout, rate):
+            if not _aac_takes(layout, rate):
                 log.warning("AAC cannot carry the source's %s audio layout: downmixed to stereo", layout)
                 self._downmix = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
                 self.audio_stream.layout = "stereo"

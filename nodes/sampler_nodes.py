@@ -80,8 +80,8 @@ def _check_global(global_frames, canvas, plan, node):
                                "Global Frames fed by this same canvas")
     if global_frames.plan.family != plan.family:
         raise node_error(node, f"the global frames were encoded with {global_frames.plan.family} preprocessing, the "
-                               f"model samples with {plan.family}: set preprocessing on M3DDM Outpaint Canvas to "
-                               f"{plan.family}")
+                               f"model samples with {plan.family}: connect the model to M3DDM Encode Global Frames "
+                               f"too, or set preprocessing on M3DDM Outpaint Canvas to {plan.family}")
     if global_frames.plan != plan:
         raise node_error(node, "the global frames were encoded for another video or canvas; connect M3DDM Encode "
                                "Global Frames fed by this same canvas")
@@ -141,16 +141,21 @@ class M3DDMEncodeGlobalFrames(io.ComfyNode):
             inputs=[
                 io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE (core Load VAE)."),
                 M3DDMCanvasType.Input("canvas", tooltip="From M3DDM Outpaint Canvas."),
+                M3DDMModelType.Input("m3ddm_model", optional=True,
+                                     tooltip="Optional: the model that will sample. With the canvas's preprocessing on "
+                                             "auto, its family decides how the global frames are made (without it: "
+                                             "M3DDM's)."),
             ],
             outputs=[M3DDMGlobalType.Output(display_name="global_frames", tooltip="16 encoded global frames.")],
         )
 
     @classmethod
-    def execute(cls, vae, canvas) -> io.NodeOutput:
+    def execute(cls, vae, canvas, m3ddm_model=None) -> io.NodeOutput:
         check_sd_vae(vae, cls.NODE)
         frames = rgb_frames(canvas.frames, cls.NODE)
-        latents = global_frame_latents(LatentCache(frames, canvas.plan, vae_encoder(vae)))
-        return io.NodeOutput(GlobalFrames(latents=latents, video_id=canvas.video_id, plan=canvas.plan))
+        plan = canvas.plan_for_model(m3ddm_model) if m3ddm_model is not None else canvas.plan
+        latents = global_frame_latents(LatentCache(frames, plan, vae_encoder(vae)))
+        return io.NodeOutput(GlobalFrames(latents=latents, video_id=canvas.video_id, plan=plan))
 
 
 class M3DDMSampleClip(io.ComfyNode):

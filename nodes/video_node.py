@@ -182,7 +182,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
             frames = detector.watching(frames)
         try:
             encoded = encode_frames(frames, count, plan, vae_encoder(vae), on_chunk=runtime.count_progress(count),
-                                    any_global=detector is not None)
+                                    any_global=detector is not None or bool(found))
         except VideoFileError as exc:
             raise node_error(NODE, f"reading the video failed: {exc}") from None
         if detector is not None:

@@ -172,19 +172,22 @@ def test_the_streamed_path_and_the_image_path_give_the_same_global_frames():
     from helpers import TinyVAE, load_clip
     from m3ddm_core.stream import encode_frames
     from m3ddm_core.video import encode_video, pack_encoded, shot_of, unpack_encoded
-    frames = (load_clip(20) * 255).round().to(torch.uint8).numpy()
-    plan = plan_canvas(frames.shape[1:3], ratio="9:16", canvas_size=128, family="m3ddm_plus")
+    frames = (load_clip(21) * 255).round().to(torch.uint8).numpy()  # 21: the last chunk mixes canvases and
+    plan = plan_canvas(frames.shape[1:3], ratio="9:16", canvas_size=128, family="m3ddm_plus")  # global frames
     vae = TinyVAE()
     image_path = encode_video(frames, plan, vae.encode, preencode=True)
     streamed = encode_frames(iter(frames), len(frames), plan, vae.encode)
     assert image_path.global_latents.shape == (16, 4, 16, 16)
     assert torch.allclose(streamed.global_latents, image_path.global_latents, atol=1e-6)
-    assert sorted(streamed.cache.squashed) == global_frame_indexes(20)  # only those, not every frame
+    for part in ("prefilled", "masked"):  # every frame's canvases too, the last chunk's included
+        got, want = getattr(streamed.cache, part), getattr(image_path.cache, part)
+        assert all(torch.allclose(got[i], want[i], atol=1e-6) for i in range(21)), part
+    assert sorted(streamed.cache.squashed) == global_frame_indexes(21)  # only those, not every frame
     # not the masked canvases (M3DDM's global frames): the test can tell
     m3ddm = encode_video(frames, plan_canvas(frames.shape[1:3], ratio="9:16", canvas_size=128), vae.encode)
     assert not torch.allclose(m3ddm.global_latents, image_path.global_latents, atol=1e-3)
     every = encode_frames(iter(frames), len(frames), plan, vae.encode, any_global=True)
-    shot = shot_of(unpack_encoded(pack_encoded(every)), 4, 20)  # through a Ray worker's pack/unpack
+    shot = shot_of(unpack_encoded(pack_encoded(every)), 4, 21)  # through a Ray worker's pack/unpack
     alone = encode_video(frames[4:], plan, vae.encode)
     assert torch.allclose(shot.global_latents, alone.global_latents, atol=1e-6)
 

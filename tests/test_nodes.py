@@ -430,7 +430,15 @@ def test_the_model_family_sets_the_preprocessing_and_the_working_size_the_canvas
     with pytest.raises(ValueError, match=r"\[M3DDM_CoarseToFine\] the global frames were encoded with m3ddm "
                                          r"preprocessing, the model samples with m3ddm_plus"):
         _run(c2f, m3ddm_model=plus, vae=vae, canvas=canvas, global_frames=global_frames, **sampling)
+    # given the model, Encode Global Frames makes them as the model's family wants (the short-clip workflow)
+    (plus_global,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=canvas, m3ddm_model=plus)
+    _, given = _run(c2f, m3ddm_model=plus, vae=vae, canvas=canvas, global_frames=plus_global, **sampling)
+    assert torch.equal(given["samples"], as_plus["samples"])
     video = InputImpl.VideoFromFile(str(_source_video(tmp_path / "src.mp4", n=6)))
     (out,) = _run(node_classes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=plus, vae=vae,
                   **_video_inputs(working_size=192))
     assert out.plan.family == "m3ddm_plus" and out.latents.shape[-2:] == (24, 24)
+    # listed cuts: each shot takes its global frames from its own source frames, encoded while reading
+    (shots,) = _run(node_classes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=plus, vae=vae,
+                    **_video_inputs(working_size=128), shots="list", cuts="3")
+    assert shots.latents.shape == (6, 4, 16, 16)

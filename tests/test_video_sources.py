@@ -206,3 +206,12 @@ def test_hevc_output_keeps_frames_and_tags(tmp_path):
         s = c.streams.video[0]
         assert s.codec_context.name == "hevc" and s.codec_context.colorspace == 1
     assert probe(tmp_path / "out.mp4").frames == 2
+
+
+def test_audio_without_named_channels_gets_the_usual_layout():
+    """PCM in a camera MOV without a layout atom: FFmpeg names it "2 channels", which AAC cannot open."""
+    from m3ddm_core.video_io import AudioTrack
+    assert AudioTrack(48000, 2, iter(()), "2 channels").layout_name == "stereo"
+    assert AudioTrack(48000, 6, iter(()), "6 channels").layout_name == "5.1"
+    assert AudioTrack(48000, 6, iter(()), "5.1(side)").layout_name == "5.1(side)"
+    assert AudioTrack(48000, 1, iter(()), "stereo").layout_name == "mono"  # the data decides the count
