@@ -1,0 +1,220 @@
+"""Recorded outputs of the four front-end paths, kept bit-equal across the engine redesign (issue 22).
+
+The IMAGE path (Outpaint Canvas -> Sample Clip / Coarse-to-Fine), the VIDEO path (Outpaint Video), the batch
+command and a Ray split video each ran once on the random nano model with fixed seeds, before the orchestration
+moved into one plan and its executors; ``tests/data/recordings.json`` keeps the SHA-256 of their final latents and
+decoded pixels. These tests say that a refactor changed nothing, not that the outputs are right: the parity tests
+(``test_unet3d``, ``test_sampler``, ``test_schedule``, ``test_m3ddm_plus``) and the cross-path equality tests
+(``test_video``, ``test_stream``, ``test_scaleout``) say that.
+
+Inputs are lossless (PNG in MOV) and every run uses one torch thread (as each Ray worker does), so the figures do not
+follow the encoder's or the thread pool's choices. ``M3DDM_RECORD=1`` writes the recordings instead of checking them
+(only ever on the commit that is the reference; the test then fails so that no run passes by recording).
+"""
+import asyncio
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from comfy_env import REPO, load_plugin, taesd_vae
+from conftest import NANO_CONFIG
+from media_sources import picture
+
+sys.path.insert(0, str(REPO / "scripts"))
+from random_weights import write_random_m3ddm  # noqa: E402
+
+RECORDINGS = Path(__file__).resolve().parent / "data" / "recordings.json"
+RECORD = os.environ.get("M3DDM_RECORD") == "1"
+HW = (120, 208)
+# one attention head and a 128 working canvas (16x16 latents): the spatial attention is most of a nano pass
+FAST_CONFIG = dict(NANO_CONFIG, attention_head_dim=1)
+SIZE = dict(working_size=128)
+
+
+def digest(t) -> str:
+    a = t.detach().cpu().contiguous().numpy() if isinstance(t, torch.Tensor) else np.ascontiguousarray(t)
+    return hashlib.sha256(f"{a.dtype}{a.shape}".encode() + a.tobytes()).hexdigest()
+
+
+def source_frames(n: int, cut: int | None = None) -> np.ndarray:
+    """``n`` synthetic frames; from ``cut`` on, another scene (colours inverted, moving the other way)."""
+    frames = [picture(i, *HW, seed=0) for i in range(n)]
+    if cut is not None:
+        frames[cut:] = [255 - picture(n - i, *HW, seed=1)[::-1] for i in range(cut, n)]
+    return np.stack(frames)
+
+
+def write_lossless(path: Path, frames: np.ndarray, fps: int = 25) -> Path:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("png", rate=fps)
+        s.width, s.height, s.pix_fmt = HW[1], HW[0], "rgb24"
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
+@contextmanager
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def check(name: str, observed: dict) -> None:
+    """Compare ``observed`` (name -> digest or plain value) with the recording ``name``; in record mode, store it."""
+    data = json.loads(RECORDINGS.read_text()) if RECORDINGS.is_file() else {}
+    if RECORD:
+        data[name] = observed
+        RECORDINGS.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        pytest.fail(f"recorded {name} (M3DDM_RECORD=1): run again without it to check", pytrace=False)
+    assert name in data, f"no recording of {name} in {RECORDINGS}"
+    expected = data[name]
+    if expected.get("inputs") != observed.get("inputs"):
+        pytest.fail(f"{name}: the test inputs changed (another OpenCV/PyAV build draws or decodes them differently), "
+                    "so the recording says nothing; re-record on the reference commit", pytrace=False)
+    differ = sorted(k for k in expected if expected[k] != observed.get(k))
+    assert not differ, f"{name}: {differ} differ from the recording"
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory):
+    plugin = load_plugin()
+    ext = asyncio.run(plugin.comfy_entrypoint())
+    classes = {cls.GET_SCHEMA().node_id: cls for cls in asyncio.run(ext.get_node_list())}
+    import folder_paths
+    root = tmp_path_factory.mktemp("recordings") / "m3ddm"
+    write_random_m3ddm(root / "nano", FAST_CONFIG, seed=3)
+    saved = folder_paths.folder_names_and_paths.get("m3ddm")
+    folder_paths.folder_names_and_paths["m3ddm"] = ([str(root)], {".safetensors", ".bin"})
+    yield classes
+    if saved is None:
+        folder_paths.folder_names_and_paths.pop("m3ddm", None)
+    else:
+        folder_paths.folder_names_and_paths["m3ddm"] = saved
+
+
+def _run(cls, **kwargs):
+    return cls.execute(**kwargs).result
+
+
+CANVAS = dict(target="aspect ratio", aspect_ratio="9:16", width=0, height=0, pad_left=0.0, pad_right=0.0,
+              pad_top=0.0, pad_bottom=0.0, canvas_mode="official")
+SAMPLING = dict(scheduler="ddim", steps=2, context_guidance=2.0, global_guidance=4.0, seed=11, low_vram=False)
+
+
+def test_image_path_matches_its_recording(nodes):
+    frames_u8 = source_frames(40, cut=22)
+    frames = torch.from_numpy(frames_u8).float() / 255.0
+    vae = taesd_vae(seed=2)
+    observed = {"inputs": digest(frames_u8)}
+    with one_thread():
+        (model,) = _run(nodes["M3DDM_LoadModel"], model_name="nano", dtype="fp32")
+        canvas, *_ = _run(nodes["M3DDM_OutpaintCanvas"], images=frames, shots="list", cuts="22", **CANVAS, **SIZE)
+        generated, latent = _run(nodes["M3DDM_CoarseToFine"], m3ddm_model=model, vae=vae, canvas=canvas, fps=25.0,
+                                 strides="15,5,1", schedule="fixed", **SAMPLING)
+        observed.update(c2f_latents=digest(latent["samples"]), c2f_generated=digest(generated))
+        (global_frames,) = _run(nodes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=canvas)
+        clip, clip_images = _run(nodes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=canvas,
+                                 global_frames=global_frames, frame_indexes="0,3,6,9", guide=latent, fps=25.0,
+                                 **dict(SAMPLING, seed=4, low_vram=True))
+        observed.update(clip_latents=digest(clip["samples"]), clip_generated=digest(clip_images))
+        # M3DDM+ preprocessing at another working size, the official schedule, a guidance branch less
+        plus, *_ = _run(nodes["M3DDM_OutpaintCanvas"], images=frames[:20], shots="none", cuts="",
+                        preprocessing="m3ddm_plus", working_size=192, **CANVAS)
+        generated, latent = _run(nodes["M3DDM_CoarseToFine"], m3ddm_model=model, vae=vae, canvas=plus, fps=30.0,
+                                 strides="auto", schedule="official",
+                                 **dict(SAMPLING, context_guidance=1.0, seed=5))
+        observed.update(plus_latents=digest(latent["samples"]), plus_generated=digest(generated))
+    check("image_path", observed)
+
+
+def test_video_path_matches_its_recording(nodes, tmp_path):
+    from comfy_api.latest import InputImpl
+    frames_u8 = source_frames(45, cut=24)
+    video = InputImpl.VideoFromFile(str(write_lossless(tmp_path / "src.mov", frames_u8)))
+    observed = {"inputs": digest(frames_u8)}
+    inputs = dict(CANVAS, **SAMPLING, strides="15,5,1", schedule="fixed", feather=4, start_frame=3, frame_count=40,
+                  **SIZE)
+    with one_thread():
+        (model,) = _run(nodes["M3DDM_LoadModel"], model_name="nano", dtype="fp32")
+        (out,) = _run(nodes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=model, vae=taesd_vae(seed=2),
+                      shots="detect", **dict(inputs, low_vram=True))
+        observed.update(latents=digest(out.latents), frames=digest(np.stack(list(out.frames()))))
+        (out,) = _run(nodes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=model, vae=taesd_vae(seed=2),
+                      shots="list", cuts="7", **dict(inputs, seed=9))
+        observed.update(listed_latents=digest(out.latents), listed_frames=digest(np.stack(list(out.frames()))))
+    check("video_path", observed)
+
+
+@pytest.fixture(scope="module")
+def batch_assets(tmp_path_factory):
+    from diffusers import AutoencoderKL
+    root = tmp_path_factory.mktemp("recorded-batch")
+    write_random_m3ddm(root / "m3ddm-nano", FAST_CONFIG, seed=3)
+    torch.manual_seed(1)
+    AutoencoderKL(block_out_channels=[8, 8, 8, 8], down_block_types=["DownEncoderBlock2D"] * 4,
+                  up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=1, norm_num_groups=4,
+                  latent_channels=4).save_pretrained(str(root / "vae"), safe_serialization=True)
+    frames_u8 = source_frames(48, cut=30)
+    (root / "in").mkdir()
+    write_lossless(root / "in" / "edited.mov", frames_u8)
+    return root, digest(frames_u8)
+
+
+def _batch_spec(root):
+    from m3ddm_core.batch import JobSpec
+    from m3ddm_core.video import SampleSettings
+    return JobSpec(str(root / "m3ddm-nano"), str(root / "vae"), "9:16",
+                   SampleSettings(steps=2, scheduler="ddim", seed=21), strides="15,5,1", shots="detect",
+                   dtype="fp32", device="cpu", working_size=128)
+
+
+def test_batch_command_matches_its_recording(batch_assets, tmp_path):
+    from m3ddm_core.batch import load_job, run_batch
+    root, inputs = batch_assets
+    found: dict = {}
+    with one_thread(), torch.inference_mode():
+        written, _, failed = run_batch(load_job(_batch_spec(root)), [root / "in" / "edited.mov"], tmp_path,
+                                       show=False, latents=found)
+    assert failed == [] and len(written) == 1
+    check("batch", {"inputs": inputs, "latents": digest(found[root / "in" / "edited.mov"])})
+
+
+@pytest.mark.slow
+def test_ray_split_video_matches_the_batch_recording(batch_assets, tmp_path):
+    if importlib.util.find_spec("ray") is None:
+        pytest.fail("Ray is not installed: it is the optional extra (scripts/setup_env.sh installs it)", pytrace=False)
+    import ray
+
+    from m3ddm_core.scaleout import run_batch_ray
+    root, inputs = batch_assets
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"py_modules": [str(REPO / "m3ddm_core")]})
+    try:
+        found: dict = {}
+        labels: list = []
+        written, _, failed = run_batch_ray(_batch_spec(root), [root / "in" / "edited.mov"], tmp_path, workers=2,
+                                           threads=1, split_frames=1, show=False, latents=found,
+                                           on_dispatch=lambda pid, label: labels.append(label))
+    finally:
+        ray.shutdown()
+    assert failed == [] and len(written) == 1
+    assert any("shot 2" in label for label in labels)  # split at the detected cut, passes across the workers
+    check("batch", {"inputs": inputs, "latents": digest(found[root / "in" / "edited.mov"])})
