@@ -41,7 +41,7 @@ from m3ddm_core.guidance import GuidedDenoiser, clip_conditioning  # noqa: E402
 from m3ddm_core.memory import guided_step as traced_guided_step, sampling_memory  # noqa: E402
 from m3ddm_core.sampler import sample_clip  # noqa: E402
 from m3ddm_core.schedule import plan_schedule  # noqa: E402
-from m3ddm_core.video import CANVAS_WORKERS  # noqa: E402
+from m3ddm_core.encode import CANVAS_WORKERS  # noqa: E402
 
 FIGURES: dict[str, object] = {}
 REPEATS = {"n": 5}  # timed calls per median (``--repeats``: 1 for a CPU dry run)
@@ -367,7 +367,7 @@ def section_stream(ctx):
 
     import numpy as np
 
-    from m3ddm_core import VideoWriter, encode_frames, probe, read_frames, write_outpainted
+    from m3ddm_core import VideoWriter, encode_video, probe, read_frames, write_outpainted
     model, device, vae = ctx["model"], ctx["device"], ctx["vae"]
     n, steps = ctx["video_frames"], ctx["video_steps"]
     h, w = ctx["stream_hw"]
@@ -390,7 +390,7 @@ def section_stream(ctx):
             f.write("5")
         base = _rss_kb("VmRSS:")
         t0 = time.perf_counter()
-        encoded = encode_frames(read_frames(source, 0, n), n, plan, encode)
+        encoded = encode_video(read_frames(source, 0, n), n, plan, encode)
         t_encode = time.perf_counter() - t0
         result = outpaint_video(model, range(n), plan, None, None, fps=30, encoded=encoded,
                                 settings=SampleSettings(steps=steps, seed=0))

@@ -2,7 +2,7 @@
 ratio printed), and a projection of the wall time of a 450-frame video on k workers (GPUs).
 
 The projection schedules the 450-frame coarse-to-fine plan (strides auto = 30,15,1: 33 passes) on k workers with
-its real dependencies (:func:`m3ddm_core.video.pass_dependencies`: a pass starts when the passes that make its
+its real dependencies (:func:`m3ddm_core.plan.pass_dependencies`: a pass starts when the passes that make its
 guide frames are done; greedy list scheduling, every pass the same length) and multiplies the number of rounds by
 the per-pass time: the one measured here for the nano model on one CPU thread, and the full-size 50-step PNDM
 clip measured on an H200 (4.12 s, README "GPU figures"). Encoding and writing (one worker per video) are not in the
@@ -31,7 +31,8 @@ from random_weights import NANO_CONFIG, write_random_m3ddm  # noqa: E402
 from m3ddm_core import VideoWriter  # noqa: E402
 from m3ddm_core.batch import JobSpec, load_job, outpaint_file  # noqa: E402
 from m3ddm_core.schedule import plan_passes  # noqa: E402
-from m3ddm_core.video import SampleSettings, critical_path, pass_dependencies  # noqa: E402
+from m3ddm_core.plan import pass_dependencies, plan_video  # noqa: E402
+from m3ddm_core.video import SampleSettings  # noqa: E402
 
 GPU_PASS_SECONDS = 4.12  # full-size clip, 50 PNDM steps, fp16, H200 (README, GPU figures)
 
@@ -119,7 +120,7 @@ def main() -> None:
           f"each run includes starting its workers and loading the models)")
 
     plan = plan_passes(450, "auto")
-    print(f"450 frames, strides auto: {len(plan)} passes, critical path {critical_path(plan)} passes; "
+    print(f"450 frames, strides auto: {len(plan)} passes, critical path {plan_video(450).critical_path()} passes; "
           f"per pass: nano CPU {per_pass_cpu:.2f} s (measured), full size H200 {GPU_PASS_SECONDS:.2f} s")
     print("| k workers | rounds of passes | speed-up | nano CPU wall | full-size H200 wall (sampling) |")
     print("|---|---|---|---|---|")

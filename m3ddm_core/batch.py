@@ -22,16 +22,20 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from .canvas import FAMILIES, OFFICIAL_CANVAS, CanvasPlan, plan_canvas
-from .loader import WeightsError, load_unet, weights_family
+from .encode import SD_LATENT_SCALE, EncodedVideo, encode_video
+from .executors import choose_branching, device_free_memory, run_plan
+from .loader import DTYPES, WeightsError, load_unet, weights_family
+from .plan import VideoPlan, plan_video
+from .resume import PassStore, source_identity
+from .schedule import SCHEDULES
+from .schedulers import SCHEDULERS
 from .shots import CutDetector
-from .stream import encode_frames, write_outpainted
-from .video import EncodedVideo, SampleSettings, plan_shots
-from .video import outpaint_video as _outpaint
+from .stream import write_outpainted
+from .video import SampleSettings, resume_key
 from .video_io import CODECS, VideoInfo, probe, read_frames, source_notes
 
 log = logging.getLogger("M3DDM")
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
-SD_LATENT_SCALE = 0.18215
 # Stable Diffusion 1.x's VAE (AutoencoderKL), for single-file checkpoints that carry no config.
 SD_VAE_CONFIG = {
     "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32,
@@ -143,6 +147,7 @@ class JobSpec:
     codec: str = "h264"
     family: str = "auto"  # preprocessing: auto (what the weights say), m3ddm or m3ddm_plus
     working_size: int = OFFICIAL_CANVAS
+    resume: bool = True  # finished passes kept in the output folder until the video is written
 
 
 @dataclass
@@ -159,7 +164,7 @@ class Job:
 def load_job(spec: JobSpec) -> Job:
     """Load the models of ``spec`` (raises :class:`.loader.WeightsError`, :class:`BatchError` or OSError)."""
     device = pick_device(spec.device)
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.get(
+    dtype = DTYPES.get(
         spec.dtype, torch.float16 if device.type == "cuda" else torch.float32)
     model = load_unet(Path(spec.model), dtype=dtype, device=device)
     vae = load_vae(Path(spec.vae), device, torch.float32 if device.type == "cpu" else dtype)
@@ -190,33 +195,64 @@ def failure_reason():
 
 @dataclass
 class EncodedFile:
-    """A video file read once into its working-canvas latents: what sampling and writing need."""
+    """A video file read once into its working-canvas latents, with the plan of its passes: what sampling and
+    writing need. ``resume`` is the key of its pass store (None: not resumable)."""
 
     info: VideoInfo
     plan: CanvasPlan
     encoded: EncodedVideo
-    cuts: list[int]
+    video_plan: VideoPlan
+    resume: Optional[str] = None
+
+    @property
+    def cuts(self) -> list[int]:
+        return list(self.encoded.cuts)
+
+
+RESUME_FOLDER = ".m3ddm_resume"  # inside the output folder: hidden, so never taken for an input or an output
+
+
+def pass_store(out_dir: Path, key: Optional[str]) -> Optional[PassStore]:
+    """The store of a video's finished passes in ``out_dir`` (None when the run is not resumable)."""
+    return None if key is None else PassStore(Path(out_dir) / RESUME_FOLDER, key)
+
+
+def finish_store(store: Optional[PassStore], out_dir: Path) -> None:
+    """The video is written: its passes go, and the store's folder with them when no other video's wait there."""
+    if store is None:
+        return
+    store.clear()
+    try:
+        (Path(out_dir) / RESUME_FOLDER).rmdir()  # only when no other video's passes wait there
+    except OSError:
+        pass
 
 
 def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> EncodedFile:
     """Probe ``video``, plan its canvas, and encode every frame's canvases while the file streams in (shots
-    detected on the way when ``job.spec.shots == "detect"``). ``progress("encode", frames, total)``."""
+    detected on the way when ``job.spec.shots == "detect"``), then plan its passes. ``progress("encode", frames,
+    total)``."""
+    spec = job.spec
     with failure_reason():
         info = probe(video)
         for level, note in source_notes(info):
             log.log(level, "%s: %s", video.name, note)
-        plan = plan_canvas((info.height, info.width), ratio=job.spec.ratio, even=True, family=job.family,
-                           canvas_size=job.spec.working_size)
+        plan = plan_canvas((info.height, info.width), ratio=spec.ratio, even=True, family=job.family,
+                           canvas_size=spec.working_size)
         n = info.frames
-        detector = CutDetector() if job.spec.shots == "detect" else None
+        detector = CutDetector() if spec.shots == "detect" else None
+        # without shots the plan is known now: a schedule that cannot cover the video fails before decoding
+        video_plan = None if detector else plan_video(n, (), spec.strides, spec.schedule, spec.settings.seed)
         frames = read_frames(video, 0, n)
         if detector is not None:
             frames = detector.watching(frames)
-        encoded = encode_frames(frames, n, plan, job.encode, on_chunk=lambda done: progress("encode", done, n),
-                                any_global=detector is not None)
-        cuts = detector.cuts() if detector is not None else []
-        plan_shots(n, cuts, job.spec.strides, job.spec.schedule)  # a schedule that cannot cover a shot fails here
-        return EncodedFile(info, plan, encoded, cuts)
+        encoded = encode_video(frames, n, plan, job.encode, cuts=detector.cuts if detector else (),
+                               on_chunk=lambda done: progress("encode", done, n))
+        if video_plan is None:
+            video_plan = plan_video(n, encoded.cuts, spec.strides, spec.schedule, spec.settings.seed)
+        key = resume_key(source_identity(video, 0, n), encoded, job.model, spec.settings, float(info.fps),
+                         spec.strides, spec.schedule) if spec.resume else None
+        return EncodedFile(info, plan, encoded, video_plan, key)
 
 
 def write_file(job: Job, video: Path, out: Path, info: VideoInfo, plan: CanvasPlan, latents: torch.Tensor,
@@ -229,24 +265,40 @@ def write_file(job: Job, video: Path, out: Path, info: VideoInfo, plan: CanvasPl
                          on_frame=lambda done: progress("write", done, n), codec=job.spec.codec)
 
 
+def job_settings(job: Job, plan: CanvasPlan) -> SampleSettings:
+    """The job's settings, the guidance branches one after another when its device's free memory asks for it."""
+    return choose_branching(job.model, job.spec.settings, plan.latent_hw, device_free_memory(job.model.device))
+
+
 def outpaint_file(job: Job, video: Path, out: Path, progress: Optional[Progress] = None) -> torch.Tensor:
     """Outpaint one video file to ``out`` (mp4) and return its final latents ``[N, 4, h, w]``. ``progress(stage,
-    done, total)`` reports ``encode`` (frames), ``sample`` (denoising steps) and ``write`` (frames). Raises
+    done, total)`` reports ``encode`` (frames), ``sample`` (denoising steps) and ``write`` (frames). Finished passes
+    wait in ``out``'s folder until the file is written, so a killed run samples only what remains. Raises
     :class:`BatchError` with the reason."""
     report = progress or no_progress
     spec = job.spec
     source = encode_file(job, video, report)
-    n = source.info.frames
-    total = sum(len(p) for _, p in plan_shots(n, source.cuts, spec.strides, spec.schedule)) * spec.settings.steps
+    store = pass_store(out.parent, source.resume)
+    steps_per_pass = spec.settings.steps
+    total = len(source.video_plan) * steps_per_pass
     steps = {"done": 0}
+
+    def on_pass(p, resumed: bool) -> None:
+        if resumed:
+            steps["done"] += steps_per_pass
+            report("sample", steps["done"], total)
 
     def on_step(info: dict) -> None:
         steps["done"] += 1
         report("sample", steps["done"], total)
     with failure_reason():
-        result = _outpaint(job.model, range(n), source.plan, None, None, float(source.info.fps), spec.settings,
-                           spec.strides, spec.schedule, on_step, encoded=source.encoded, cuts=source.cuts)
+        result = run_plan(job.model, source.encoded, source.video_plan, float(source.info.fps),
+                          job_settings(job, source.plan), store, on_step, on_pass=on_pass, clear_store=False)
+    if result.resumed:
+        log.info("%s: resumed %d of %d passes from %s", video.name, len(result.resumed), len(source.video_plan),
+                 store.dir)
     write_file(job, video, out, source.info, source.plan, result.latents, report)
+    finish_store(store, out.parent)
     return result.latents
 
 
@@ -367,16 +419,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--vae", required=True, type=Path,
                     help="SD 1.x VAE: a single file (e.g. vae-ft-mse-840000-ema-pruned.safetensors) or a diffusers folder")
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--scheduler", default="pndm", choices=["pndm", "ddim", "dpmpp_2m"])
+    ap.add_argument("--scheduler", default="pndm", choices=list(SCHEDULERS))
     ap.add_argument("--s1", type=float, default=2.0, help="context guidance")
     ap.add_argument("--s2", type=float, default=4.0, help="global-frame guidance")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--strides", default="auto", help="auto, or coarse-to-fine strides such as 15,5,1")
-    ap.add_argument("--schedule", default="fixed", choices=["fixed", "official"])
+    ap.add_argument("--schedule", default="fixed", choices=list(SCHEDULES))
     ap.add_argument("--shots", default="none", choices=["none", "detect"], help="outpaint each shot on its own")
     ap.add_argument("--feather", type=int, default=8)
     ap.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), or a torch device")
-    ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    ap.add_argument("--dtype", default="auto", choices=["auto", *DTYPES])
     ap.add_argument("--family", default="auto", choices=["auto", *FAMILIES],
                     help="preprocessing of the model family: auto (what the weights say: a Lightning checkpoint or "
                          "a marked file is M3DDM+), m3ddm (OpenCV resize, masked global frames) or m3ddm_plus "
@@ -385,6 +437,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="side of the square working canvas, a multiple of 8 (M3DDM+'s output_size; 256 as trained)")
     ap.add_argument("--codec", default="h264", choices=sorted(CODECS),
                     help="h264 (plays everywhere up to 4096x2304) or hevc (smaller files; 8K TVs decode larger frames)")
+    ap.add_argument("--low-vram", action="store_true",
+                    help="run the guidance branches one after another (less GPU memory, a bit slower); without it they "
+                         "are batched when the free memory holds them")
+    ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                    help="keep each finished sampling pass in OUT/.m3ddm_resume until its video is written, so that a "
+                         "killed or failed run samples only the passes that remain when run again (default: on)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--ray", metavar="local|ADDRESS",
                     help="run on Ray (pip install '.[ray]'): 'local' starts a cluster on this machine, otherwise the "
@@ -408,9 +466,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not videos:
         print("no videos found in " + ", ".join(map(str, args.inputs)) + not_videos, file=sys.stderr)
         return 2
-    settings = SampleSettings(steps=args.steps, s1=args.s1, s2=args.s2, scheduler=args.scheduler, seed=args.seed)
+    settings = SampleSettings(steps=args.steps, s1=args.s1, s2=args.s2, scheduler=args.scheduler, seed=args.seed,
+                              sequential=args.low_vram)
     spec = JobSpec(str(args.model), str(args.vae), args.ratio, settings, args.strides, args.schedule, args.feather,
-                   args.shots, args.device, args.dtype, args.codec, args.family, args.working_size)
+                   args.shots, args.device, args.dtype, args.codec, args.family, args.working_size, args.resume)
     if args.ray:
         from .scaleout import ScaleOutError, run_batch_ray
         try:

@@ -233,11 +233,18 @@ def plan_canvas(frame_hw: tuple[int, int], ratio: Optional[RatioSpec] = None, si
     return CanvasPlan((h, w), (oh, ow), (cy, cx), canvas, box, mode, family)
 
 
+def odd_side(hw: tuple[int, int]) -> Optional[str]:
+    """``"width"`` or ``"height"`` when that side of ``(H, W)`` is odd (the width first), else None: the one rule
+    for video frame sizes (H.264/HEVC 4:2:0 need even sides)."""
+    h, w = hw
+    return "width" if w % 2 else "height" if h % 2 else None
+
+
 def check_even(plan: CanvasPlan) -> None:
     """Refuse an output with an odd side (H.264/HEVC 4:2:0 need even ones) with what to change."""
     oh, ow = plan.output_hw
-    if oh % 2 or ow % 2:
-        side = "width" if ow % 2 else "height"
+    side = odd_side((oh, ow))
+    if side is not None:
         raise CanvasError(f"the output would be {ow}x{oh}; video encoders need even sides: make the output {side} "
                           f"(or the padding on one side) a pixel larger")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
@@ -40,6 +41,18 @@ def content_hash(frames) -> str:
         f = f.detach().cpu().numpy() if isinstance(f, torch.Tensor) else np.asarray(f)
         h.update(f"{f.shape}{f.dtype}".encode())
         h.update(np.ascontiguousarray(f).data)
+    return h.hexdigest()
+
+
+def source_identity(source, start: int, count: int) -> str:
+    """What a resumed run of frames ``start .. start+count-1`` of a video must match: the file (absolute path,
+    size, modification time) or, for an in-memory stream, its bytes."""
+    h = hashlib.sha1(f"{start}:{count}".encode())
+    if isinstance(source, io.BytesIO):
+        h.update(source.getbuffer())
+    else:
+        st = os.stat(source)
+        h.update(f"{os.path.abspath(source)}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()
 
 

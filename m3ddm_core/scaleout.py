@@ -1,12 +1,13 @@
 """Scale-out on Ray: a folder of videos across workers, and a long video's clips across workers.
 
 One Ray actor per GPU (or per ``threads`` CPUs) loads the models once. A short video is one task: the whole
-in-process path (:func:`.batch.outpaint_file`) on a worker. A long video is split: one worker encodes it, its
-sampling passes run on every worker as soon as the passes that generate their guide frames are done
-(:func:`.video.pass_dependencies`: the sparsest level's windows chain, the finer levels fan out), latents travel
-through Ray's object store, and one worker writes the file. Every pass gets exactly the inputs, seed and noise
-index it gets in :func:`.video.outpaint_video`, so with the same number of torch threads per process the result
-equals the in-process one bit for bit.
+in-process path (:func:`.batch.outpaint_file`) on a worker. A long video is split: one worker encodes it and plans
+its passes, the driver walks that plan with :class:`.executors.PlanRun` -- the sequential executor's state: passes
+resumed from the video's store in the output folder, each pass handed out as soon as the passes that generate its
+guide frames are done (the sparsest level's windows chain, the finer levels fan out), each result stored -- latents
+travel through Ray's object store, and one worker writes the file. Every pass gets exactly the inputs, seed and
+noise index the sequential executor gives it, so with the same number of torch threads per process the result
+equals the in-process one bit for bit. A rerun with every output present starts no cluster.
 
 A worker that dies mid-task is restarted by Ray (its models load again) and the task goes to the next free
 worker; an output file appears only once complete (:class:`.video_io.VideoWriter`), so nothing is half-written.
@@ -14,6 +15,7 @@ Ray is an optional dependency (``pip install ".[ray]"``), imported only here.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import deque
@@ -23,10 +25,11 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from .batch import (BatchLedger, JobSpec, Progress, encode_file, failure_reason, load_job, no_progress,
-                    outpaint_file, write_file)
-from .video import (pack_encoded, pass_dependencies, plan_shots, prepare_video, run_pass, shot_of, shot_settings,
-                    unpack_encoded)
+from .batch import (BatchLedger, EncodedFile, JobSpec, Progress, encode_file, failure_reason, finish_store,
+                    job_settings, load_job, no_progress, outpaint_file, pass_store, write_file)
+from .executors import PlanRun
+from .plan import PlannedPass
+from .video import prepare_shot, run_pass
 
 RETRIES = 3  # times a task is resubmitted after its worker died
 PROBES = 300  # a worker still down after this many probes, one a second, is given up
@@ -51,7 +54,7 @@ class Worker:
         torch.set_num_threads(max(1, int(threads)))
         self.job = load_job(spec)
         self.events = events
-        self._prepared: dict = {}  # (video, shot start) -> PreparedVideo, for the video being sampled
+        self._prepared: dict = {}  # (video, shot) -> PreparedShot, for the video being sampled
 
     def pid(self) -> int:
         return os.getpid()
@@ -73,28 +76,23 @@ class Worker:
         with torch.inference_mode():
             return outpaint_file(self.job, Path(video), Path(out), self._progress(video))
 
-    def encode(self, video: str) -> tuple:
-        """``(info, plan, cuts, pack)``: the video read once into its latents (:func:`.video.pack_encoded`)."""
+    def encode(self, video: str) -> EncodedFile:
+        """The video read once into its latents, with the plan of its passes and its resume key."""
         with torch.inference_mode():
-            source = encode_file(self.job, Path(video), self._progress(video))
-        return source.info, source.plan, source.cuts, pack_encoded(source.encoded)
+            return encode_file(self.job, Path(video), self._progress(video))
 
-    def sample_pass(self, video: str, pack: dict, bounds: tuple[int, int], shot: int, p, guides: dict, fps: float,
-                    index: int) -> dict:
-        """Pass ``index`` of shot ``shot`` (frames ``bounds``, passes numbered within the shot) -- what
-        :func:`.video.outpaint_video` computes for it."""
-        key = (video, bounds[0])
-        prepared = self._prepared.get(key)
+    def sample_pass(self, video: str, source: EncodedFile, p: PlannedPass, guides: dict) -> dict:
+        """Pass ``p`` of ``video`` (guides and result numbered within its shot) -- what the sequential executor
+        computes for it, with this worker's choice of batched or sequential guidance branches."""
+        key = (video, p.shot)
         with torch.inference_mode(), failure_reason():
-            if prepared is None:
+            if key not in self._prepared:
                 if not any(k[0] == video for k in self._prepared):
                     self._prepared.clear()  # another video: its global tokens are not needed any more
-                encoded = unpack_encoded(pack)
-                if bounds != (0, len(encoded.cache.frames)):  # a shot of an edited video: its own global frames
-                    encoded = shot_of(encoded, *bounds)
-                prepared = self._prepared[key] = prepare_video(self.job.model, encoded, pack["plan"])
-            return run_pass(self.job.model, prepared, p, guides, fps, shot_settings(self.job.spec.settings, shot),
-                            index)
+                self._prepared[key] = prepare_shot(self.job.model, source.encoded, p.shot)
+            settings = job_settings(self.job, source.plan)
+            return run_pass(self.job.model, self._prepared[key], p.clip, guides, float(source.info.fps),
+                            dataclasses.replace(settings, seed=p.seed), p.noise_index)
 
     def write(self, video: str, out: str, info, plan, latents: torch.Tensor) -> None:
         with torch.inference_mode():
@@ -198,8 +196,9 @@ class _Dispatcher:
 
 
 class _SplitVideo:
-    """A long video run clip-parallel: the encode task (:meth:`task`); when it is done, each pass is submitted as
-    soon as the passes making its guide frames are, then the write. ``finished(latents, None)`` or
+    """A long video run clip-parallel: the encode task (:meth:`task`); when it is done, each pass of its plan is
+    submitted as soon as the passes making its guide frames are (:class:`.executors.PlanRun`, which also resumes
+    from and saves to the video's pass store), then the write. ``finished(latents, None)`` or
     ``finished(None, reason)`` once at the end; ``progress("sample", passes done, passes)``."""
 
     def __init__(self, dispatch: _Dispatcher, ray, spec: JobSpec, video: str, out: str,
@@ -217,42 +216,33 @@ class _SplitVideo:
             self.failed = True
             self.finished(None, reason)
 
-    def _encoded(self, value: tuple) -> None:
-        self.info, self.plan, cuts, pack = value
-        self.pack = self.ray.put(pack)  # once in the object store, shared by every pass
-        self.shots = plan_shots(self.info.frames, cuts, self.spec.strides, self.spec.schedule)
-        self.deps = [pass_dependencies(passes) for _, passes in self.shots]
-        self.latents: list[dict] = [{} for _ in self.shots]  # per shot: frame -> final latent
-        self.done: list[set] = [set() for _ in self.shots]
-        self.submitted: list[set] = [set() for _ in self.shots]
-        self.total = sum(len(p) for _, p in self.shots)
+    def _encoded(self, source: EncodedFile) -> None:
+        self.source = source
+        self.source_ref = self.ray.put(source)  # once in the object store, shared by every pass
+        self.store = pass_store(Path(self.out).parent, source.resume)
+        self.run = PlanRun(source.video_plan, self.store)
         self._submit_ready()
 
     def _submit_ready(self) -> None:
-        for s, ((start, end), passes) in enumerate(self.shots):
-            for k, p in enumerate(passes):
-                if k in self.submitted[s] or not self.deps[s][k] <= self.done[s]:
-                    continue
-                self.submitted[s].add(k)
-                guides = {f: self.latents[s][f] for f in p.guide_frames}
-                args = (self.video, self.pack, (start, end), s, p, guides, float(self.info.fps), k)
-                self.dispatch.submit(_Task("sample_pass", args, lambda value, s=s, k=k: self._pass_done(s, k, value),
-                                           self._fail, f"{self.name} shot {s + 1} pass {k + 1}"))
+        for p in self.run.ready():
+            self.dispatch.submit(_Task("sample_pass", (self.video, self.source_ref, p, self.run.guides(p)),
+                                       lambda value, p=p: self._pass_done(p, value), self._fail,
+                                       f"{self.name} shot {p.shot + 1} pass {p.noise_index + 1}"))
+        if self.run.complete:
+            latents = self.run.result()
+            self.dispatch.submit(_Task("write", (self.video, self.out, self.source.info, self.source.plan, latents),
+                                       lambda _: self._written(latents), self._fail, f"{self.name} write"))
 
-    def _pass_done(self, s: int, k: int, value: dict) -> None:
+    def _pass_done(self, p: PlannedPass, value: dict) -> None:
         if self.failed:
             return
-        self.latents[s].update(value)
-        self.done[s].add(k)
-        passes = sum(len(d) for d in self.done)
-        self.progress("sample", passes, self.total)
-        if passes < self.total:
-            self._submit_ready()
-            return
-        final = {start + f: t for ((start, _), _), loc in zip(self.shots, self.latents) for f, t in loc.items()}
-        latents = torch.stack([final[i] for i in range(self.info.frames)])
-        self.dispatch.submit(_Task("write", (self.video, self.out, self.info, self.plan, latents),
-                                   lambda _: self.finished(latents, None), self._fail, f"{self.name} write"))
+        self.run.finish(p, value)
+        self.progress("sample", len(self.run.done), len(self.run.plan))
+        self._submit_ready()
+
+    def _written(self, latents: torch.Tensor) -> None:
+        finish_store(self.store, Path(self.out).parent)
+        self.finished(latents, None)
 
 
 def _connect(ray, address: str) -> bool:
@@ -301,16 +291,25 @@ def run_batch_ray(spec: JobSpec, videos: Sequence[Path], out_dir: Path, address:
     from .video_io import probe
 
     ray = _ray()
+    ledger = BatchLedger(videos, out_dir, spec.ratio, show, latents, desc="videos on Ray")
+    todo = list(ledger.pending())  # a rerun with every output there starts no cluster and loads no model
+    if not todo:
+        ledger.close()
+        return ledger.outcome()
     started = _connect(ray, address)
     events = actors = None
     try:
         if show:
             from ray.util.queue import Queue
             events = Queue(actor_options={"num_cpus": 0})
-        actors, pids = start_workers(ray, spec, workers, threads, events)
+        try:
+            actors, pids = start_workers(ray, spec, workers, threads, events)
+        except BaseException:
+            ledger.close()
+            raise
+        ledger.overall.set_description(f"videos on {len(actors)} workers")
         dispatch = _Dispatcher(ray, actors, pids, on_dispatch)
-        ledger = BatchLedger(videos, out_dir, spec.ratio, show, latents, desc=f"videos on {len(actors)} workers")
-        for video, out in ledger.pending():
+        for video, out in todo:
             def finished(result: Optional[torch.Tensor], reason: Optional[str], video=video, out=out) -> None:
                 if reason is not None:  # a worker that died mid-write left its partial file
                     out.with_name(f".{out.stem}.partial{out.suffix}").unlink(missing_ok=True)

@@ -1,68 +1,28 @@
-"""Whole videos in bounded memory: canvases encoded while the frames stream in, and the composite streamed out.
+"""Whole videos in bounded memory, on the way out: the composite streamed frame by frame into a file.
 
-Only the working-canvas latents of every frame are kept (two ``[4, h, w]`` float32 latents, 32 KiB per frame at
-the 256² canvas); native-resolution frames and decoded canvases exist one chunk at a time.
+Frames are encoded as they stream in by :func:`.encode.encode_video`; here the sampled latents are decoded a few
+frames at a time, composited onto the source frames read again, and written. Native-resolution frames and decoded
+canvases exist one chunk at a time.
 """
 from __future__ import annotations
 
 from contextlib import closing
-from itertools import islice
 from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
 
-from .canvas import CanvasPlan, global_frame_pixels
+from .canvas import CanvasPlan
 from .composite import CompositeLayout, composite
+from .encode import chunks
 from .heap import release_freed_memory
-from .schedule import CLIP_FRAMES
-from .video import (DecodeFn, EncodedVideo, EncodeFn, LatentCache, build_canvases, global_frame_indexes,
-                    global_frame_latents)
+from .video import DecodeFn
 from .video_io import VideoInfo, VideoWriter, audio_track, read_frames
 
 # Latents decoded (and upscaled) per VAE call while streaming out: a VAE decoder's last layers hold 64-128 channels
 # at the 256x256 canvas, so 8 at a time held ~0.25 GB more than 4 (measured, 1080p -> 9:16 through ComfyUI).
 DECODE_BATCH = 4
 UpscaleFn = Callable[[torch.Tensor], torch.Tensor]  # [k, h, w, 3] float 0..1 -> [k, H', W', 3] float 0..1
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
-def encode_frames(frames: Iterable[np.ndarray], count: int, plan: CanvasPlan, encode: EncodeFn,
-                  batch: int = CLIP_FRAMES, on_chunk: Optional[Callable[[int], None]] = None,
-                  any_global: bool = False) -> EncodedVideo:
-    """Build and encode both canvases of every frame as ``frames`` (``[H, W, 3]`` uint8, ``count`` of them)
-    stream in, ``batch`` frames at a time; the global frames come from the same pass. ``on_chunk(done)`` reports
-    progress. The returned cache holds every latent, so sampling never needs the frames again.
-
-    M3DDM+ takes its global frames from the source frames (not the canvases): those of the whole video's global
-    frames are encoded on the way, or of every frame with ``any_global`` (shots found while reading choose their
-    own global frames afterwards)."""
-    cache = LatentCache(range(count), plan, encode)
-    squash = set(range(count) if any_global else global_frame_indexes(count)) if plan.family == "m3ddm_plus" \
-        else set()
-    done = 0
-    for chunk in _chunks(frames, batch):
-        canvases = build_canvases(chunk, plan)
-        wanted = [k for k in range(len(chunk)) if done + k in squash]
-        latents = cache._encode([c[0] for c in canvases] + [c[1] for c in canvases] +
-                                [global_frame_pixels(chunk[k], plan) for k in wanted])
-        for k, (pre, masked) in enumerate(zip(latents[:len(chunk)], latents[len(chunk):2 * len(chunk)])):
-            cache.prefilled[done + k], cache.masked[done + k] = pre.clone(), masked.clone()
-        for k, squashed in zip(wanted, latents[2 * len(chunk):]):
-            cache.squashed[done + k] = squashed.clone()
-        done += len(chunk)
-        del chunk, canvases, latents
-        release_freed_memory()  # the chunk's native frames and canvases, freed on other threads
-        if on_chunk is not None:
-            on_chunk(done)
-    if done != count:
-        raise ValueError(f"expected {count} frames, the stream gave {done}")
-    return EncodedVideo(cache, cache.uncond_latent(), global_frame_latents(cache))
 
 
 def composite_frames(frames: Iterable[np.ndarray], latents: torch.Tensor, plan: CanvasPlan, decode: DecodeFn,
@@ -75,7 +35,7 @@ def composite_frames(frames: Iterable[np.ndarray], latents: torch.Tensor, plan: 
     n, done = latents.shape[0], 0
     buffer = torch.empty((1, *plan.output_hw, 3), dtype=torch.float32)
     layout = CompositeLayout(plan, feather)
-    for chunk in _chunks(frames, batch):
+    for chunk in chunks(frames, batch):
         k = len(chunk)
         if done + k > n:
             raise ValueError(f"more source frames than the {n} sampled ones")

@@ -30,14 +30,17 @@ CONV3D_DEVICES = {"cpu"}
 CONV3D_DTYPES = {torch.float32, torch.bfloat16}
 
 
-def _comfy_casts(layer: nn.Module) -> bool:
-    """Whether ComfyUI casts, streams or patches this layer's weights inside its forward (comfy.ops layers)."""
-    return bool(getattr(layer, "comfy_cast_weights", False) or getattr(layer, "weight_function", None)
-                or getattr(layer, "bias_function", None))
+CONV_ROUTES = ("auto", "per_frame", "conv3d")
 
 
 class Pseudo3DConv(nn.Module):
-    """A 2D spatial conv on every frame followed by a 1D temporal conv on every pixel."""
+    """A 2D spatial conv on every frame followed by a 1D temporal conv on every pixel.
+
+    ``route`` (set by the caller through :meth:`M3DDMUNet.set_conv_route`, as attention is): ``auto`` takes the
+    conv3d route where it was measured faster, ``per_frame`` always runs the layers' own forward (a caller whose
+    layers cast, stream or patch their weights inside it needs that), ``conv3d`` always the conv3d views."""
+
+    route = "auto"
 
     def __init__(self, cin: int, cout: int, ops, kernel: int = 3, device=None, dtype=None):
         super().__init__()
@@ -46,10 +49,10 @@ class Pseudo3DConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C_in, F, H, W]`` -> ``[B, C_out, F, H, W]``."""
-        if x.device.type in CONV3D_DEVICES and x.dtype in CONV3D_DTYPES and \
-                not (_comfy_casts(self.spatial_conv) or _comfy_casts(self.temporal_conv)):
-            return self.forward_conv3d(x)
-        return self.forward_per_frame(x)
+        route = self.route
+        if route == "auto":
+            route = "conv3d" if x.device.type in CONV3D_DEVICES and x.dtype in CONV3D_DTYPES else "per_frame"
+        return self.forward_conv3d(x) if route == "conv3d" else self.forward_per_frame(x)
 
     def forward_per_frame(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
@@ -247,6 +250,14 @@ class M3DDMUNet(nn.Module):
         for m in self.modules():
             if isinstance(m, CrossAttention):
                 m.attention = attention
+
+    def set_conv_route(self, route: str) -> None:
+        """How every pseudo-3D convolution runs: ``auto``, ``per_frame`` or ``conv3d`` (:class:`Pseudo3DConv`)."""
+        if route not in CONV_ROUTES:
+            raise ValueError(f"conv route {route!r} is unknown; choose one of {', '.join(CONV_ROUTES)}")
+        for m in self.modules():
+            if isinstance(m, Pseudo3DConv):
+                m.route = route
 
     def train(self, mode: bool = True):
         # Inference-only model: BatchNorm of the global encoder must keep its running statistics.

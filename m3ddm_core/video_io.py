@@ -28,6 +28,8 @@ from typing import IO, Iterable, Iterator, Optional, Sequence, Union
 import av
 import numpy as np
 
+from .canvas import odd_side
+
 Source = Union[str, os.PathLike, io.BytesIO]
 log = logging.getLogger("M3DDM")
 
@@ -475,8 +477,8 @@ class VideoWriter:
                  container_format: Optional[str] = None, crf: int = 18, metadata: Optional[dict] = None,
                  preset: str = "medium", colour: Optional[Colour] = None, pts: Optional[Sequence[int]] = None,
                  time_base: Optional[Fraction] = None, codec: str = "h264"):
-        if width % 2 or height % 2:
-            raise VideoFileError(f"H.264 needs even frame sizes, the output is {width}x{height}")
+        if odd_side((height, width)) is not None:
+            raise VideoFileError(f"H.264 and HEVC need even frame sizes, the output is {width}x{height}")
         if codec not in CODECS:
             raise VideoFileError(f"codec {codec!r} is unknown; use one of {', '.join(CODECS)}")
         if pts is not None and time_base is None:

@@ -8,7 +8,7 @@ from comfy_api.latest import io
 from ..m3ddm_core import (FAMILIES, OFFICIAL_CANVAS, CanvasError, build_canvas, check_even, global_frame_indexes,
                           plan_canvas)
 
-from .layouts import node_error, rgb_frames
+from .layouts import node_error, node_errors, rgb_frames, text_input_problems
 from .shots import resolve_cuts, shot_inputs
 from .types import Canvas, M3DDMCanvasType, video_fingerprint
 
@@ -60,11 +60,13 @@ def working_inputs() -> list:
     ]
 
 
-def family_of(preprocessing: str, node: str) -> str:
-    """The plan's family for a ``preprocessing`` choice (auto plans as M3DDM until the model is known)."""
+def plan_family(preprocessing: str, node: str, model=None) -> str:
+    """The plan's family for a ``preprocessing`` choice: auto follows ``model`` (M3DDM until a model is known)."""
     if preprocessing not in PREPROCESSING:
         raise node_error(node, f"preprocessing {preprocessing!r} is unknown; choose one of {', '.join(PREPROCESSING)}")
-    return "m3ddm" if preprocessing == "auto" else preprocessing
+    if preprocessing == "auto":
+        return getattr(model, "family", "m3ddm")
+    return preprocessing
 
 
 def plan_for(frame_hw: tuple[int, int], node: str, target, aspect_ratio, width, height, pad_left, pad_right,
@@ -76,13 +78,11 @@ def plan_for(frame_hw: tuple[int, int], node: str, target, aspect_ratio, width, 
               "padding": {"padding": (pad_left, pad_right, pad_top, pad_bottom)}}.get(target)
     if kwargs is None:
         raise node_error(node, f"target {target!r} is unknown; choose one of {', '.join(TARGETS)}")
-    try:
+    with node_errors(node, CanvasError):
         plan = plan_canvas(frame_hw, mode=canvas_mode, even=video, family=family, canvas_size=working_size, **kwargs)
         if video:
             check_even(plan)
         return plan
-    except CanvasError as exc:
-        raise node_error(node, str(exc)) from None
 
 
 class M3DDMOutpaintCanvas(io.ComfyNode):
@@ -115,13 +115,17 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, target=None, aspect_ratio=None, shots=None, cuts=None) -> bool | str:
+        return text_input_problems(aspect_ratio=aspect_ratio, target=target, shots=shots, cuts=cuts)
+
+    @classmethod
     def execute(cls, images, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
                 canvas_mode, shots="none", cuts="", preprocessing="auto",
                 working_size=OFFICIAL_CANVAS) -> io.NodeOutput:
         frames = rgb_frames(images, NODE)
         hw = (int(frames.shape[1]), int(frames.shape[2]))
         plan = plan_for(hw, NODE, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
-                        canvas_mode, family=family_of(preprocessing, NODE), working_size=working_size)
+                        canvas_mode, family=plan_family(preprocessing, NODE), working_size=working_size)
         n = int(frames.shape[0])
         found = resolve_cuts(shots, cuts, frames, n, NODE)
         canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images), cuts=tuple(found),

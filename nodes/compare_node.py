@@ -5,7 +5,7 @@ from comfy_api.latest import io
 
 from ..m3ddm_core import LAYOUTS, compare_frames
 
-from .layouts import node_error, rgb_frames
+from .layouts import node_error, node_errors, rgb_frames
 from .types import M3DDMCanvasType
 
 NODE = "M3DDM_Compare"
@@ -40,8 +40,5 @@ class M3DDMCompare(io.ComfyNode):
         if source.shape[0] != result.shape[0]:
             raise node_error(NODE, f"{source.shape[0]} source frames but {result.shape[0]} outpainted ones; connect "
                                    "the M3DDM Composite output of these same frames")
-        try:
+        with node_errors(NODE, hint=". Connect the source IMAGE, its M3DDM Composite result and their canvas"):
             return io.NodeOutput(compare_frames(source, result.to(source.device), canvas.plan, layout, gap))
-        except ValueError as exc:
-            raise node_error(NODE, f"{exc}. Connect the source IMAGE, its M3DDM Composite result and their "
-                                   "canvas") from None

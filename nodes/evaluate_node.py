@@ -9,7 +9,7 @@ from ..m3ddm_core import (DIRECTIONS, OFFICIAL_CANVAS, PAPER_SIZE, CanvasError, 
                           plan_canvas, resize_frames)
 
 from . import runtime
-from .layouts import check_sd_vae, node_error, rgb_frames
+from .layouts import check_sd_vae, node_error, node_errors, rgb_frames
 from .sampler_nodes import pass_inputs, run_outpaint, sampling_inputs, sampling_settings
 from .types import M3DDMModelType
 
@@ -65,22 +65,18 @@ class M3DDMEvaluate(io.ComfyNode):
         if paper_size:
             truth = resize_frames(truth, PAPER_SIZE)
         hw = (int(truth.shape[1]), int(truth.shape[2]))
-        try:
+        with node_errors(NODE):
             padding = evaluation_padding(hw, mask_ratio, direction)
-        except ValueError as exc:
-            raise node_error(NODE, str(exc)) from None
         left, right, top, bottom = padding
         visible = truth[:, top:hw[0] - bottom, left:hw[1] - right].contiguous()
-        try:
+        with node_errors(NODE, CanvasError, hint="; try another mask ratio"):
             plan = plan_canvas(tuple(visible.shape[1:3]), padding=padding, canvas_size=working_size,
                                family=m3ddm_model.family)
-        except CanvasError as exc:
-            raise node_error(NODE, f"{exc}; try another mask ratio") from None
         if tuple(plan.output_hw) != hw or tuple(plan.content_out_yx) != (top, left):
             raise node_error(NODE, f"the masked frame does not map back onto {hw[1]}x{hw[0]}; try another mask ratio")
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
-        result = run_outpaint(NODE, m3ddm_model, vae, visible, plan, settings, fps, strides, schedule, [])
-        outpainted = composite(visible, result.canvases, plan, feather=0)
+        _, canvases = run_outpaint(NODE, m3ddm_model, vae, visible, plan, settings, fps, strides, schedule, [])
+        outpainted = composite(visible, canvases, plan, feather=0)
         metrics = evaluate_frames(outpainted, truth, generated_region(hw, padding))
         report = (f"M3DDM evaluation ({m3ddm_model.family}, working size {working_size}): {direction}, mask ratio "
                   f"{mask_ratio:g}, {hw[1]}x{hw[0]}, {scheduler} "

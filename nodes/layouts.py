@@ -5,15 +5,29 @@ nodes use it); m3ddm_core latents are scaled by 0.18215 and pixels are ``[k, H, 
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 
-from ..m3ddm_core import CLIP_FRAMES
-
-SD_LATENT_SCALE = 0.18215
+from ..m3ddm_core import CLIP_FRAMES, SD_LATENT_SCALE, CanvasError, ShotError, parse_cuts, parse_ratio_list
 
 
 def node_error(node: str, message: str) -> ValueError:
     return ValueError(f"[{node}] {message}")
+
+
+@contextmanager
+def node_errors(node: str, *kinds: type[BaseException], prefix: str = "", hint: str = "") -> Iterator[None]:
+    """Inside it, a core error (``kinds``, default ValueError: bad canvases, schedules, cuts, files) becomes the
+    error ComfyUI shows, named after ``node``: ``[node] {prefix}{error}{hint}`` (``hint``: what to change). An error
+    that already names the node passes unchanged."""
+    try:
+        yield
+    except kinds or (ValueError,) as exc:
+        if str(exc).startswith(f"[{node}]"):
+            raise
+        raise node_error(node, f"{prefix}{exc}{hint}") from None
 
 
 def rgb_frames(images: torch.Tensor, node: str) -> torch.Tensor:
@@ -93,7 +107,7 @@ def parse_frame_indexes(text: str, num_frames: int, node: str) -> list[int]:
         try:
             if "-" in part:
                 a, b = (int(x) for x in part.split("-", 1))
-                out.extend(range(a, b + 1))
+                out.extend(range(a, min(b, a + CLIP_FRAMES) + 1))  # a longer range is refused below
             else:
                 out.append(int(part))
         except ValueError:
@@ -107,3 +121,29 @@ def parse_frame_indexes(text: str, num_frames: int, node: str) -> list[int]:
         raise node_error(node, f"{len(out)} frame indexes given; one clip holds at most {CLIP_FRAMES} (use M3DDM "
                                "Coarse-to-Fine Outpaint for whole videos)")
     return out + [out[-1]] * (CLIP_FRAMES - len(out))
+
+
+UNKNOWN_LENGTH = 2 ** 31  # validation sees no frames yet: only the form of a text input is checked
+
+
+def text_input_problems(aspect_ratio=None, target=None, shots=None, cuts=None, frame_indexes=None) -> bool | str:
+    """``True``, or what is wrong with the text inputs that can be checked before any frame exists: ComfyUI calls
+    a node's ``validate_inputs`` when the prompt is queued, so a typo fails before any upstream node runs. Inputs
+    fed by a link arrive as None and are checked when the node runs."""
+    problems = []
+    if isinstance(aspect_ratio, str) and target in (None, "aspect ratio"):
+        try:
+            parse_ratio_list(aspect_ratio)
+        except CanvasError as exc:
+            problems.append(f"aspect_ratio: {exc}")
+    if isinstance(cuts, str) and shots == "list":
+        try:
+            parse_cuts(cuts, UNKNOWN_LENGTH)
+        except ShotError as exc:
+            problems.append(f"cuts: {exc}; give the first frames of new shots, e.g. 120, 348")
+    if isinstance(frame_indexes, str):
+        try:
+            parse_frame_indexes(frame_indexes, UNKNOWN_LENGTH, "")
+        except ValueError as exc:
+            problems.append(f"frame_indexes: {str(exc).removeprefix('[] ')}")
+    return "; ".join(problems) or True

@@ -12,9 +12,10 @@ import torch
 import folder_paths
 
 from ..m3ddm_core import (CLIP_FRAMES, DTYPES, FAMILIES, MEMORY_MARGIN, WEIGHT_NAMES, WEIGHT_SUFFIXES, ConfigError,
-                          PassStore, SampleSettings, WeightsError, active_branches, detect_family, fits_batched,
-                          load_unet, sampling_memory, sdpa_attention)
+                          PassStore, SampleSettings, WeightsError, active_branches, choose_branching, detect_family,
+                          fits_batched, load_unet, sampling_memory, sdpa_attention)
 
+from .layouts import node_errors
 from .types import M3DDMModel
 
 log = logging.getLogger("M3DDM")
@@ -118,11 +119,9 @@ def load_model(name: str, dtype_name: str, family: str = "auto") -> M3DDMModel:
     check_dtype_support(device, dtype, node)
     # ComfyUI's attention backends pay off on GPUs; on the CPU its sub-quadratic kernel is ~10x slower than SDPA.
     attention = comfy_attention if device.type != "cpu" else sdpa_attention
-    try:
+    with node_errors(node, WeightsError, ConfigError):
         model = load_unet(path, dtype=dtype, device=offload, ops=comfy.ops.disable_weight_init, attention=attention)
         found, why = detect_family(path)
-    except (WeightsError, ConfigError) as exc:
-        raise ValueError(f"[{node}] {exc}") from None
     if family == "auto":
         family, why = found, f"from {why}"
     elif family not in FAMILIES:
@@ -158,6 +157,12 @@ def _traced_memory(handle: M3DDMModel, branches: int, latent_hw: tuple[int, int]
     return batched, sequential
 
 
+def _comfy_casts(layer: torch.nn.Module) -> bool:
+    """Whether ComfyUI casts, streams or patches this layer's weights inside its forward (comfy.ops layers)."""
+    return bool(getattr(layer, "comfy_cast_weights", False) or getattr(layer, "weight_function", None)
+                or getattr(layer, "bias_function", None))
+
+
 def model_on_device(handle: M3DDMModel, settings: SampleSettings, latent_hw: tuple[int, int], node: str):
     """Let ComfyUI make room for the UNet and its activations and load it; returns ``(unet, settings)``.
 
@@ -185,12 +190,12 @@ def model_on_device(handle: M3DDMModel, settings: SampleSettings, latent_hw: tup
     mm.load_models_gpu([handle.patcher], memory_required=int(need.activations * MEMORY_MARGIN) if need else 0,
                        force_full_load=True)
     model = handle.patcher.model
+    # comfy.ops layers that cast, stream or patch their weights do it in their own forward: keep that route
+    model.set_conv_route("per_frame" if any(_comfy_casts(m) for m in model.modules()) else "auto")
     if model.device.type == "cpu":
         log.warning("M3DDM is sampling on the CPU: this works but is slow (minutes per 16-frame clip at full size)")
-    if may_batch:
-        free = mm.get_free_memory(model.device)
-        if not fits_batched(free, batched):
-            settings = one_after_another(f"{free / 2 ** 30:.1f} GB free on {model.device}")
+    if may_batch:  # loaded: what is free now decides (the core's rule, as the batch command and Ray apply it)
+        settings = choose_branching(model, settings, latent_hw, mm.get_free_memory(model.device), node)
     return model, settings
 
 

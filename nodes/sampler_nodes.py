@@ -6,13 +6,13 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import (SCHEDULERS, SCHEDULES, STRIDE_PRESETS, LatentCache, SampleSettings, clip_pass,
-                          content_hash, decode_latents, encode_pass, encode_video, global_frame_latents,
-                          outpaint_video, plan_shots, prepare_video, resume_key, run_pass)
+from ..m3ddm_core import (SCHEDULERS, SCHEDULES, STRIDE_PRESETS, Pass, SampleSettings, clip_pass, content_hash,
+                          decode_latents, encode_global_frames, encode_video, plan_video, prepare_shot, resume_key,
+                          run_pass, run_plan)
 
 from . import runtime
-from .layouts import (check_sd_vae, guide_latents, node_error, parse_frame_indexes, rgb_frames, to_latent_dict,
-                      vae_decoder, vae_encoder)
+from .layouts import (check_sd_vae, guide_latents, node_error, node_errors, parse_frame_indexes, rgb_frames,
+                      text_input_problems, to_latent_dict, vae_decoder, vae_encoder)
 from .shots import FROM_CANVAS, resolve_cuts, shot_inputs
 from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
 
@@ -61,9 +61,10 @@ def pass_inputs() -> list:
     ]
 
 
-def count_passes(num_frames: int, cuts, strides, schedule) -> int:
-    """Sampling passes of a run over ``num_frames`` split at ``cuts`` (raises ValueError for a bad schedule)."""
-    return sum(len(passes) for _, passes in plan_shots(num_frames, cuts, strides, schedule))
+def video_plan(node: str, num_frames: int, cuts, strides, schedule, settings: SampleSettings):
+    """The plan of a run (checked before any encoding or model loading); a bad schedule or cut names ``node``."""
+    with node_errors(node):
+        return plan_video(num_frames, cuts, strides, schedule, settings.seed)
 
 
 def sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram) -> SampleSettings:
@@ -89,40 +90,35 @@ def _check_global(global_frames, canvas, plan, node):
 
 
 def run_outpaint(node: str, m3ddm_model, vae, frames: torch.Tensor, plan, settings: SampleSettings, fps: float,
-                 strides, schedule: str, cuts, global_latents=None):
-    """Coarse-to-fine outpainting of IMAGE ``frames`` ``[N, H, W, 3]`` (encoded here, decoded canvases returned);
-    see :func:`sample_encoded`. Returns the core's ``OutpaintResult``."""
-    try:  # checked before any encoding or model loading
-        n_passes = count_passes(frames.shape[0], cuts, strides, schedule)
-    except ValueError as exc:
-        raise node_error(node, str(exc)) from None
-    encoded = encode_video(frames, plan, vae_encoder(vae), global_latents, preencode=True)
-    return sample_encoded(node, m3ddm_model, frames, encoded, content_hash(frames), vae_decoder(vae), plan, settings,
-                          fps, strides, schedule, cuts, n_passes)
+                 strides, schedule: str, cuts, global_latents=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coarse-to-fine outpainting of IMAGE ``frames`` ``[N, H, W, 3]``: ``(latents [N, 4, h, w], canvases
+    [N, ch, cw, 3])``, encoded here, sampled by :func:`sample_encoded`, decoded."""
+    n = int(frames.shape[0])
+    passes = video_plan(node, n, cuts, strides, schedule, settings)
+    encoded = encode_video(frames, n, plan, vae_encoder(vae), cuts, global_latents)
+    result = sample_encoded(node, m3ddm_model, encoded, passes, content_hash(frames), settings, fps, strides,
+                            schedule)
+    return result.latents, decode_latents(vae_decoder(vae), result.latents)
 
 
-def sample_encoded(node: str, m3ddm_model, frames, encoded, content_id: str, decode, plan, settings: SampleSettings,
-                   fps: float, strides, schedule: str, cuts, n_passes: int):
-    """Sample an encoded video (``frames``: the frames, or anything of their count) with ComfyUI's model
-    management, progress, interruption and a resumable pass store keyed by ``content_id``; ``decode=None`` keeps
-    the canvases undecoded. Errors name ``node``."""
-    model, settings = runtime.model_on_device(m3ddm_model, settings, plan.latent_hw, node)
-    store = runtime.pass_store(resume_key(content_id, plan, encoded, model, settings, fps, strides, schedule, cuts))
-    resumed = [i for i in store.done() if i < n_passes]
+def sample_encoded(node: str, m3ddm_model, encoded, passes, content_id: str, settings: SampleSettings, fps: float,
+                   strides, schedule: str):
+    """Run the plan ``passes`` over an encoded video with ComfyUI's model management, progress, interruption and a
+    resumable pass store keyed by ``content_id``. Returns the core's ``PlanResult``. Errors name ``node``."""
+    model, settings = runtime.model_on_device(m3ddm_model, settings, encoded.plan.latent_hw, node)
+    store = runtime.pass_store(resume_key(content_id, encoded, model, settings, fps, strides, schedule))
+    total = len(passes)
+    resumed = [i for i in store.done() if i < total]
     if resumed:
-        log.info("[%s] resuming an interrupted run: %d of %d passes are done (%s)", node, len(resumed), n_passes,
+        log.info("[%s] resuming an interrupted run: %d of %d passes are done (%s)", node, len(resumed), total,
                  store.dir)
-    callback = runtime.progress_callback(max(1, n_passes * settings.steps), model.device,
-                                         len(resumed) * settings.steps)
+    callback = runtime.progress_callback(max(1, total * settings.steps), model.device, len(resumed) * settings.steps)
     try:
-        result = outpaint_video(model, frames, plan, None, decode, fps, settings, strides, schedule, callback,
-                                runtime.check_interrupt, encoded=encoded, store=store, cuts=cuts)
-    except ValueError as exc:
-        raise node_error(node, str(exc)) from None
+        with node_errors(node):
+            result = run_plan(model, encoded, passes, fps, settings, store, callback, runtime.check_interrupt)
     except torch.cuda.OutOfMemoryError as exc:
         raise runtime.oom_hint(exc, node) from exc
-    log.info("[%s] sampled %d of %d passes (%d resumed)", node, n_passes - len(result.resumed_passes), n_passes,
-             len(result.resumed_passes))
+    log.info("[%s] sampled %d of %d passes (%d resumed)", node, len(result.sampled), total, len(result.resumed))
     return result
 
 
@@ -154,7 +150,7 @@ class M3DDMEncodeGlobalFrames(io.ComfyNode):
         check_sd_vae(vae, cls.NODE)
         frames = rgb_frames(canvas.frames, cls.NODE)
         plan = canvas.plan_for_model(m3ddm_model) if m3ddm_model is not None else canvas.plan
-        latents = global_frame_latents(LatentCache(frames, plan, vae_encoder(vae)))
+        latents = encode_global_frames(frames, plan, vae_encoder(vae))
         return io.NodeOutput(GlobalFrames(latents=latents, video_id=canvas.video_id, plan=plan))
 
 
@@ -190,6 +186,10 @@ class M3DDMSampleClip(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, frame_indexes=None) -> bool | str:
+        return text_input_problems(frame_indexes=frame_indexes)
+
+    @classmethod
     def execute(cls, m3ddm_model, vae, canvas, global_frames, frame_indexes, scheduler, steps, context_guidance,
                 global_guidance, seed, fps, low_vram, guide=None) -> io.NodeOutput:
         check_sd_vae(vae, cls.NODE)
@@ -201,15 +201,20 @@ class M3DDMSampleClip(io.ComfyNode):
         guides = guide_latents(guide, plan.latent_hw, n, cls.NODE) if guide is not None else {}
         clip_plan = clip_pass(clip, guides)
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
-        encoded = encode_video(frames, plan, vae_encoder(vae), g_latents)
-        encode_pass(encoded.cache, clip_plan)  # all VAE work before the UNet is loaded
+        # the clip's frames as a video of their own (all VAE work before the UNet is loaded), the pass renumbered
+        distinct = list(clip_plan.distinct_frames)
+        local = {f: i for i, f in enumerate(distinct)}
+        encoded = encode_video(frames[distinct], len(distinct), plan, vae_encoder(vae), global_latents=g_latents)
+        local_pass = Pass.make([local[f] for f in clip_plan.frames], clip_plan.is_guide, clip_plan.stride)
         model, settings = runtime.model_on_device(m3ddm_model, settings, plan.latent_hw, cls.NODE)
-        video = prepare_video(model, encoded, plan)
+        shot = prepare_shot(model, encoded)
         callback = runtime.progress_callback(steps, model.device)
         try:
-            latents = run_pass(model, video, clip_plan, guides, fps, settings, 0, callback, runtime.check_interrupt)
+            out = run_pass(model, shot, local_pass, {local[f]: t for f, t in guides.items() if f in local}, fps,
+                           settings, 0, callback, runtime.check_interrupt)
         except torch.cuda.OutOfMemoryError as exc:
             raise runtime.oom_hint(exc, cls.NODE) from exc
+        latents = {distinct[i]: t for i, t in out.items()}
         clip_latents = torch.stack(list(latents.values()))
         images = decode_latents(vae_decoder(vae), clip_latents)
         return io.NodeOutput(to_latent_dict(clip_latents, list(latents)), images.to(runtime.output_device()))
@@ -247,6 +252,10 @@ class M3DDMCoarseToFine(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, shots=None, cuts=None) -> bool | str:
+        return text_input_problems(shots=shots, cuts=cuts)
+
+    @classmethod
     def execute(cls, m3ddm_model, vae, canvas, scheduler, steps, context_guidance, global_guidance, seed, fps,
                 low_vram, strides, schedule, shots=FROM_CANVAS, cuts="", global_frames=None) -> io.NodeOutput:
         check_sd_vae(vae, cls.NODE)
@@ -259,7 +268,7 @@ class M3DDMCoarseToFine(io.ComfyNode):
             raise node_error(cls.NODE, "global frames cover the whole video, but this run is split into shots (each "
                                        "takes its own); disconnect global_frames or set shots to none")
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
-        result = run_outpaint(cls.NODE, m3ddm_model, vae, frames, plan, settings, fps, strides, schedule,
-                              found, g_latents)
-        latent = to_latent_dict(result.latents, list(range(frames.shape[0])))
-        return io.NodeOutput(result.canvases.to(runtime.output_device()), latent)
+        latents, canvases = run_outpaint(cls.NODE, m3ddm_model, vae, frames, plan, settings, fps, strides, schedule,
+                                         found, g_latents)
+        latent = to_latent_dict(latents, list(range(frames.shape[0])))
+        return io.NodeOutput(canvases.to(runtime.output_device()), latent)

@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from ..m3ddm_core import ShotError, detect_cuts, parse_cuts
 
-from .layouts import node_error
+from .layouts import node_error, node_errors
 
 log = logging.getLogger("M3DDM")
 
@@ -38,14 +38,12 @@ def resolve_cuts(shots: str, cuts: str, frames: Iterable, num_frames: int, node:
     ``frames`` is only read for ``detect``."""
     if shots == "none":
         return []
-    try:
+    with node_errors(node, ShotError, hint=". Fix the cuts list (first frames of new shots, e.g. 120, 348)"):
         if shots == "list":
             found = parse_cuts(cuts, num_frames)
         elif shots == "detect":
             found = detect_cuts(frames)
         else:
             raise node_error(node, f"shots {shots!r} is unknown; choose one of {', '.join(SHOTS)}")
-    except ShotError as exc:
-        raise node_error(node, f"{exc}. Fix the cuts list (first frames of new shots, e.g. 120, 348)") from None
     log.info("[%s] %d shot(s); cuts at frames %s", node, len(found) + 1, found or "none")
     return found

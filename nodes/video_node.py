@@ -1,10 +1,7 @@
 """M3DDM Outpaint Video: VIDEO in, VIDEO out, streamed (long high-resolution videos in bounded memory)."""
 from __future__ import annotations
 
-import hashlib
-import io as _io
 import logging
-import os
 from fractions import Fraction
 from typing import Optional
 
@@ -12,29 +9,18 @@ import numpy as np
 import torch
 from comfy_api.latest import Input, Types, io
 
-from ..m3ddm_core import (CutDetector, VideoFileError, VideoInfo, check_range, composite_frames, encode_frames,
-                          probe, read_audio, read_frames, source_notes, write_outpainted)
+from ..m3ddm_core import (CutDetector, VideoFileError, VideoInfo, check_range, composite_frames, encode_video,
+                          probe, read_audio, read_frames, source_identity, source_notes, write_outpainted)
 
 from . import runtime
-from .canvas_node import PREPROCESSING, plan_for, target_inputs, working_inputs
-from .layouts import check_sd_vae, node_error, vae_decoder, vae_encoder
-from .sampler_nodes import count_passes, pass_inputs, sample_encoded, sampling_inputs, sampling_settings
+from .canvas_node import plan_family, plan_for, target_inputs, working_inputs
+from .layouts import check_sd_vae, node_errors, text_input_problems, vae_decoder, vae_encoder
+from .sampler_nodes import pass_inputs, sample_encoded, sampling_inputs, sampling_settings, video_plan
 from .shots import resolve_cuts, shot_inputs
 from .types import M3DDMModelType
 
 log = logging.getLogger("M3DDM")
 NODE = "M3DDM_OutpaintVideo"
-
-
-def source_identity(source, start: int, count: int) -> str:
-    """What a resumed run must match: the file (path, size, modification time) or the bytes, and the range."""
-    h = hashlib.sha1(f"{start}:{count}".encode())
-    if isinstance(source, _io.BytesIO):
-        h.update(source.getbuffer())
-    else:
-        st = os.stat(source)
-        h.update(f"{os.path.abspath(source)}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return h.hexdigest()
 
 
 def upscaler(upscale_model):
@@ -100,14 +86,11 @@ class OutpaintedVideo(Input.Video):
             if written % max(1, self.count // 10) == 0:
                 log.info("[%s] wrote %d of %d frames", NODE, written, self.count)
             runtime.check_interrupt()
-        try:
+        with node_errors(NODE, VideoFileError, prefix="writing the video failed: "), \
+                node_errors(NODE, OSError, prefix="writing the video failed: ",
+                            hint="; nothing was left behind. Free disk space or choose another output folder"):
             write_outpainted(path, self.source, self.info, self.start, self.count, self.plan, self.latents,
                              self.decode, self.feather, self.upscale, metadata, on_frame)
-        except VideoFileError as exc:
-            raise node_error(NODE, f"writing the video failed: {exc}") from None
-        except OSError as exc:
-            raise node_error(NODE, f"writing the video failed ({exc}); nothing was left behind. Free disk space or "
-                                   f"choose another output folder") from None
 
 
 class M3DDMOutpaintVideo(io.ComfyNode):
@@ -146,53 +129,42 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, target=None, aspect_ratio=None, shots=None, cuts=None) -> bool | str:
+        return text_input_problems(aspect_ratio=aspect_ratio, target=target, shots=shots, cuts=cuts)
+
+    @classmethod
     def execute(cls, video, m3ddm_model, vae, target, aspect_ratio, width, height, pad_left, pad_right, pad_top,
                 pad_bottom, canvas_mode, scheduler, steps, context_guidance, global_guidance, seed, low_vram, strides,
                 schedule, feather, start_frame, frame_count, shots="none", cuts="", preprocessing="auto",
                 working_size=256, upscale_model=None) -> io.NodeOutput:
         check_sd_vae(vae, NODE)
         source = video.get_stream_source()
-        try:
+        with node_errors(NODE, VideoFileError, hint=". Load another video"):
             info = probe(source)
-        except VideoFileError as exc:
-            raise node_error(NODE, f"{exc}. Load another video") from None
-        try:
+        with node_errors(NODE, VideoFileError, hint=". Change start_frame / frame_count"):
             start, count = check_range(info, start_frame, frame_count)
-        except VideoFileError as exc:
-            raise node_error(NODE, f"{exc}. Change start_frame / frame_count") from None
         for level, note in source_notes(info):
             log.log(level, "[%s] %s", NODE, note)
-        if preprocessing not in PREPROCESSING:
-            raise node_error(NODE, f"preprocessing {preprocessing!r} is unknown; choose one of "
-                                   f"{', '.join(PREPROCESSING)}")
-        family = m3ddm_model.family if preprocessing == "auto" else preprocessing
+        family = plan_family(preprocessing, NODE, m3ddm_model)
         plan = plan_for((info.height, info.width), NODE, target, aspect_ratio, width, height, pad_left, pad_right,
                         pad_top, pad_bottom, canvas_mode, video=True, family=family, working_size=working_size)
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
         detector = CutDetector() if shots == "detect" else None
-        try:  # checked before any decoding or model loading (detected cuts are checked again below)
-            found = [] if detector else resolve_cuts(shots, cuts, (), count, NODE)
-            n_passes = count_passes(count, found, strides, schedule)
-        except ValueError as exc:
-            raise node_error(NODE, str(exc)) from None
+        # the plan is made once, before any decoding or model loading -- after the stream when cuts are detected
+        passes = None if detector else video_plan(NODE, count, resolve_cuts(shots, cuts, (), count, NODE), strides,
+                                                  schedule, settings)
         log.info("[%s] %d frames %dx%d at %.3f fps -> %dx%d; encoding the working canvases", NODE, count, info.width,
                  info.height, float(info.fps), plan.output_hw[1], plan.output_hw[0])
         frames = read_frames(source, start, count)
         if detector is not None:  # cuts found in the same pass over the file as the encoding
             frames = detector.watching(frames)
-        try:
-            encoded = encode_frames(frames, count, plan, vae_encoder(vae), on_chunk=runtime.count_progress(count),
-                                    any_global=detector is not None or bool(found))
-        except VideoFileError as exc:
-            raise node_error(NODE, f"reading the video failed: {exc}") from None
+        with node_errors(NODE, VideoFileError, prefix="reading the video failed: "):
+            encoded = encode_video(frames, count, plan, vae_encoder(vae), detector.cuts if detector else passes.cuts,
+                                   on_chunk=runtime.count_progress(count))
         if detector is not None:
-            found = detector.cuts()
-            log.info("[%s] %d shot(s); cuts at frames %s", NODE, len(found) + 1, found or "none")
-            try:
-                n_passes = count_passes(count, found, strides, schedule)
-            except ValueError as exc:
-                raise node_error(NODE, str(exc)) from None
-        result = sample_encoded(NODE, m3ddm_model, range(count), encoded, source_identity(source, start, count),
-                                None, plan, settings, float(info.fps), strides, schedule, found, n_passes)
+            log.info("[%s] %d shot(s); cuts at frames %s", NODE, len(encoded.cuts) + 1, list(encoded.cuts) or "none")
+            passes = video_plan(NODE, count, encoded.cuts, strides, schedule, settings)
+        result = sample_encoded(NODE, m3ddm_model, encoded, passes, source_identity(source, start, count), settings,
+                                float(info.fps), strides, schedule)
         return io.NodeOutput(OutpaintedVideo(source, info, start, count, plan, result.latents, vae_decoder(vae),
                                              feather, upscaler(upscale_model)))

@@ -176,3 +176,67 @@ def test_the_family_and_working_size_are_options_of_the_command(assets, tmp_path
     assert (tmp_path / "cli" / "b_9x16.mp4").exists()
     assert main([*common[:-1], "130", "--out", str(tmp_path / "bad")]) == 2
     assert "--working-size 130: use a multiple of 8" in capsys.readouterr().err
+
+
+def _batch_process(args, threads: int = 1):
+    """``python -m m3ddm_core.batch ARGS`` as a user runs it (its own process, one torch thread)."""
+    import os
+    import subprocess
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return subprocess.Popen([sys.executable, "-m", "m3ddm_core.batch", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_a_batch_killed_mid_video_samples_only_the_remaining_passes_when_run_again(assets, tmp_path, caplog):
+    """SIGKILL while a video is being sampled, then the same batch again: the finished passes come from the
+    store in the output folder, only the others are sampled, and the latents equal an uninterrupted run's bit for
+    bit (both with one torch thread, as the killed process had); the store is gone once the video is written."""
+    import logging
+    import signal
+    import time
+
+    from m3ddm_core import plan_video
+    from m3ddm_core.batch import JobSpec, load_job, run_batch
+    from m3ddm_core.video import SampleSettings
+    frames = (load_clip(64) * 255).round().to(torch.uint8).numpy()
+    (tmp_path / "in").mkdir()
+    video = tmp_path / "in" / "long.mp4"
+    with VideoWriter(video, Fraction(25), 208, 120) as w:
+        for f in frames:
+            w.write(f)
+    total = len(plan_video(64, (), "15,5,1"))
+    out = tmp_path / "out"
+    proc = _batch_process([str(video), "--ratio", "9:16", "--out", str(out), "--model", str(assets / "m3ddm-nano"),
+                           "--vae", str(assets / "vae"), "--steps", "2", "--scheduler", "ddim", "--strides", "15,5,1",
+                           "--seed", "3", "--working-size", "128"])
+    store = out / ".m3ddm_resume"
+    deadline = time.monotonic() + 300
+    while len(list(store.glob("*/pass_*.safetensors"))) < 3:
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.communicate()}"
+        assert time.monotonic() < deadline, "no pass was stored"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    kept = len(list(store.glob("*/pass_*.safetensors")))
+    assert 3 <= kept < total and not (out / "long_9x16.mp4").exists()
+
+    spec = JobSpec(str(assets / "m3ddm-nano"), str(assets / "vae"), "9:16",
+                   SampleSettings(steps=2, scheduler="ddim", seed=3), strides="15,5,1", working_size=128)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        job = load_job(spec)
+        resumed, fresh = {}, {}
+        with torch.inference_mode(), caplog.at_level(logging.INFO, logger="M3DDM"):
+            assert run_batch(job, [video], out, show=False, latents=resumed)[0] == [video]
+            assert f"resumed {kept} of {total} passes" in caplog.text
+            assert not store.exists()  # removed with the video's passes once it is written
+            import dataclasses
+            job.spec = dataclasses.replace(spec, resume=False)
+            assert run_batch(job, [video], tmp_path / "fresh", show=False, latents=fresh)[0] == [video]
+    finally:
+        torch.set_num_threads(threads)
+    assert not (tmp_path / "fresh" / ".m3ddm_resume").exists()
+    assert torch.equal(resumed[video], fresh[video])
+    assert probe(out / "long_9x16.mp4").frames == 64

@@ -16,7 +16,7 @@ from m3ddm_core.canvas import CanvasError, build_canvas, global_frame_pixels, pl
 from m3ddm_core.guidance import clip_conditioning
 from m3ddm_core.sampler import sample_clip
 from m3ddm_core.schedulers import make_scheduler, sampling_timesteps
-from m3ddm_core.video import global_frame_indexes
+from m3ddm_core import global_frame_indexes
 
 PLUS = DATA / "m3ddm_plus"
 REFERENCE = SHARED / "m3ddm_plus_reference"
@@ -168,28 +168,34 @@ def test_sampler_windows_reproduce_the_recording(plus_unet, case_dir):
 
 def test_the_streamed_path_and_the_image_path_give_the_same_global_frames():
     """M3DDM+'s global frames come from the source frames: encoded on the way while a file streams in (or of every
-    frame when shots are found while reading), equal to the IMAGE path's, and per shot from the shot alone."""
+    frame when shots are found while reading), equal to the IMAGE path's and to M3DDM Encode Global Frames', and
+    per shot from the shot alone."""
+    import pickle
+
     from helpers import TinyVAE, load_clip
-    from m3ddm_core.stream import encode_frames
-    from m3ddm_core.video import encode_video, pack_encoded, shot_of, unpack_encoded
-    frames = (load_clip(21) * 255).round().to(torch.uint8).numpy()  # 21: the last chunk mixes canvases and
+    from m3ddm_core import encode_global_frames, encode_video
+    clip = load_clip(21)
+    frames = (clip * 255).round().to(torch.uint8).numpy()  # 21: the last chunk mixes canvases and
     plan = plan_canvas(frames.shape[1:3], ratio="9:16", canvas_size=128, family="m3ddm_plus")  # global frames
     vae = TinyVAE()
-    image_path = encode_video(frames, plan, vae.encode, preencode=True)
-    streamed = encode_frames(iter(frames), len(frames), plan, vae.encode)
-    assert image_path.global_latents.shape == (16, 4, 16, 16)
-    assert torch.allclose(streamed.global_latents, image_path.global_latents, atol=1e-6)
+    image_path = encode_video(clip, 21, plan, vae.encode)
+    before = vae.encoded_images
+    streamed = encode_video(iter(frames), len(frames), plan, vae.encode)
+    assert vae.encoded_images - before == streamed.encoded_images == 2 * 21 + 16 + 1  # only those, not every frame
+    assert image_path.global_latents[0].shape == (16, 4, 16, 16)
+    assert torch.allclose(streamed.global_latents[0], image_path.global_latents[0], atol=1e-6)
+    assert torch.allclose(encode_global_frames(frames, plan, vae.encode), image_path.global_latents[0], atol=1e-6)
     for part in ("prefilled", "masked"):  # every frame's canvases too, the last chunk's included
-        got, want = getattr(streamed.cache, part), getattr(image_path.cache, part)
-        assert all(torch.allclose(got[i], want[i], atol=1e-6) for i in range(21)), part
-    assert sorted(streamed.cache.squashed) == global_frame_indexes(21)  # only those, not every frame
+        assert torch.allclose(getattr(streamed, part), getattr(image_path, part), atol=1e-6), part
     # not the masked canvases (M3DDM's global frames): the test can tell
-    m3ddm = encode_video(frames, plan_canvas(frames.shape[1:3], ratio="9:16", canvas_size=128), vae.encode)
-    assert not torch.allclose(m3ddm.global_latents, image_path.global_latents, atol=1e-3)
-    every = encode_frames(iter(frames), len(frames), plan, vae.encode, any_global=True)
-    shot = shot_of(unpack_encoded(pack_encoded(every)), 4, 21)  # through a Ray worker's pack/unpack
-    alone = encode_video(frames[4:], plan, vae.encode)
-    assert torch.allclose(shot.global_latents, alone.global_latents, atol=1e-6)
+    m3ddm = encode_video(frames, 21, plan_canvas(frames.shape[1:3], ratio="9:16", canvas_size=128), vae.encode)
+    assert not torch.allclose(m3ddm.global_latents[0], image_path.global_latents[0], atol=1e-3)
+    before = vae.encoded_images
+    every = encode_video(iter(frames), len(frames), plan, vae.encode, cuts=lambda: [4])  # cuts found while reading
+    assert vae.encoded_images - before == 3 * 21 + 1
+    shot = pickle.loads(pickle.dumps(every)).global_latents[1]  # as a Ray worker receives it
+    alone = encode_video(frames[4:], 17, plan, vae.encode)
+    assert torch.allclose(shot, alone.global_latents[0], atol=1e-6)
 
 
 def test_the_working_size_sets_the_canvas_and_the_global_tokens(plus_unet):

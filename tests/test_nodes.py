@@ -127,6 +127,39 @@ def test_whole_chain_on_a_real_clip(node_classes, models_dir):
     assert torch.equal(frames, original)  # inputs never mutated
 
 
+def test_text_inputs_are_checked_when_the_prompt_is_queued(node_classes):
+    """validate_inputs: a typo in a text input fails before any upstream node runs; what needs the frames (a cut
+    past the end) and linked inputs (None at validation) wait for the run."""
+    canvas = node_classes["M3DDM_OutpaintCanvas"]
+    assert canvas.validate_inputs(target="aspect ratio", aspect_ratio="9:16", shots="list", cuts="12, 40") is True
+    problem = canvas.validate_inputs(target="aspect ratio", aspect_ratio="16/9", shots="list", cuts="12, x")
+    assert "aspect_ratio" in problem and "W:H" in problem and "cuts" in problem
+    assert canvas.validate_inputs(target="output size", aspect_ratio="16/9") is True  # not used with that target
+    assert canvas.validate_inputs(target="aspect ratio", aspect_ratio=None) is True  # linked
+    assert canvas.validate_inputs(target="aspect ratio", aspect_ratio="9:16", shots="list", cuts="100000") is True
+    clip = node_classes["M3DDM_SampleClip"]
+    assert clip.validate_inputs(frame_indexes="0,15,30") is True
+    assert "must look like 0-15" in clip.validate_inputs(frame_indexes="0-x")
+    assert "at most 16" in clip.validate_inputs(frame_indexes="0-99999999")  # refused without listing them
+    c2f = node_classes["M3DDM_CoarseToFine"]
+    assert c2f.validate_inputs(shots="canvas", cuts="junk") is True  # the cuts box is not used then
+    assert "cuts" in c2f.validate_inputs(shots="list", cuts="junk")
+    video = node_classes["M3DDM_OutpaintVideo"]
+    assert "cuts" in video.validate_inputs(target="aspect ratio", aspect_ratio="9:16", shots="list", cuts="1;;x")
+
+
+@pytest.mark.parametrize("comfy_attr, value", [("comfy_cast_weights", True), ("weight_function", [lambda w: w]),
+                                               ("bias_function", [lambda b: b])])
+def test_layers_whose_weights_comfyui_casts_keep_their_own_forward(plugin, comfy_attr, value):
+    """The ComfyUI layer chooses the per-frame conv route when ComfyUI casts, streams or patches a layer's weights
+    inside its forward (the conv3d route would read the raw weights past it)."""
+    runtime = plugin.nodes.runtime
+    layer = torch.nn.Conv1d(4, 4, 3)
+    assert not runtime._comfy_casts(layer)
+    setattr(layer, comfy_attr, value)  # what ComfyUI sets when it streams or patches weights
+    assert runtime._comfy_casts(layer)
+
+
 def test_bad_ratio_error_names_the_node(node_classes):
     with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintCanvas\] aspect ratio '16/9' is not of the form W:H"):
         _run(node_classes["M3DDM_OutpaintCanvas"], images=load_clip(1), target="aspect ratio", aspect_ratio="16/9",

@@ -142,13 +142,22 @@ def test_upscale_chain_workflow(server, object_info):
 
 
 def test_bad_input_is_an_execution_error_naming_our_node_and_the_server_lives_on(server, object_info):
+    # a cut that only the frames can show to be wrong: an execution error naming the node
     prompt = load_prompt("m3ddm_long_video_coarse_to_fine.json", object_info, "M3DDM Coarse-to-Fine Outpaint",
-                         {"M3DDM Outpaint Canvas": {"aspect_ratio": "16/9"}})
+                         {"M3DDM Outpaint Canvas": {"shots": "list", "cuts": "100000"}})
     history = server.run(prompt, timeout=600)
     assert history["status"]["status_str"] == "error"
     errors = [m[1] for m in history["status"]["messages"] if m[0] == "execution_error"]
     assert errors and errors[0]["node_type"] == "M3DDM_OutpaintCanvas"
-    assert "not of the form W:H" in errors[0]["exception_message"]
+    assert "outside the video's frames" in errors[0]["exception_message"]
+    # a typo in a text input is refused when the prompt is queued, before any node runs, naming node and input
+    typo = load_prompt("m3ddm_long_video_coarse_to_fine.json", object_info, "M3DDM Coarse-to-Fine Outpaint",
+                       {"M3DDM Outpaint Canvas": {"aspect_ratio": "16/9"}})
+    canvas_id = next(k for k, v in typo.items() if v["class_type"] == "M3DDM_OutpaintCanvas")
+    status, body = server.queue(typo)
+    assert status == 400, body
+    reasons = body["node_errors"][canvas_id]["errors"]
+    assert any("aspect_ratio" in r["details"] and "not of the form W:H" in r["details"] for r in reasons), reasons
     # a prompt missing a required input is refused at validation, naming the node
     broken = load_prompt("m3ddm_long_video_coarse_to_fine.json", object_info, "M3DDM Coarse-to-Fine Outpaint")
     canvas_id = next(k for k, v in broken.items() if v["class_type"] == "M3DDM_OutpaintCanvas")

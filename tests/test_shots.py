@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from helpers import TinyVAE, load_clip
-from m3ddm_core import (SampleSettings, ShotError, detect_cuts, encode_frames, outpaint_video, parse_cuts,
-                        plan_passes, prepare_video, run_pass, shot_bounds, shot_seed)
+from m3ddm_core import (SampleSettings, ShotError, detect_cuts, encode_video, outpaint_video, parse_cuts,
+                        plan_passes, prepare_shot, run_pass, shot_bounds, shot_seed)
 from m3ddm_core.shots import CutDetector
 
 H, W = 120, 208
@@ -223,14 +223,17 @@ def test_each_shot_is_its_own_video_and_no_pass_spans_a_cut(micro_model, plan):
 def test_global_frames_of_a_shot_come_only_from_that_shot(micro_model, plan):
     frames = load_clip(40)
     vae = TinyVAE()
-    encoded = encode_frames(((f.numpy() * 255).round().astype(np.uint8) for f in frames), 40, plan, vae.encode)
-    from m3ddm_core.video import global_frame_indexes, shot_of
-    shot = shot_of(encoded, 25, 40)
-    expected = torch.stack([encoded.cache.masked[25 + i] for i in global_frame_indexes(15)])
-    assert torch.equal(shot.global_latents, expected)
-    assert all(i < 15 for i in shot.cache.prefilled)
+    encoded = encode_video(((f.numpy() * 255).round().astype(np.uint8) for f in frames), 40, plan, vae.encode,
+                           cuts=[25])
+    from m3ddm_core import global_frame_indexes
+    assert len(encoded.global_latents) == 2 and encoded.cuts == (25,)
+    expected = torch.stack([encoded.masked[25 + i] for i in global_frame_indexes(15)])
+    assert torch.equal(encoded.global_latents[1], expected)
+    assert torch.equal(encoded.global_latents[0], torch.stack([encoded.masked[i] for i in global_frame_indexes(25)]))
+    shot = prepare_shot(micro_model, encoded, 1)
+    assert shot.prefilled.shape[0] == 15 and torch.equal(shot.prefilled[0], encoded.prefilled[25])
     # the streamed encoding cut into shots gives what encoding each shot on its own gives
-    streamed = outpaint_video(micro_model, range(40), plan, None, None, 16.0, FAST, encoded=encoded, cuts=[25])
+    streamed = outpaint_video(micro_model, range(40), plan, None, None, 16.0, FAST, encoded=encoded)
     direct = _run(micro_model, (frames * 255).round() / 255, plan, cuts=[25])
     assert torch.allclose(streamed.latents, direct.latents, atol=1e-5)
 
@@ -239,8 +242,7 @@ def test_a_one_shot_video_samples_exactly_as_the_pass_runner_did_before_shots(mi
     frames = load_clip(33)
     result = _run(micro_model, frames, plan, cuts=[])
     vae = TinyVAE()
-    from m3ddm_core import encode_video
-    video = prepare_video(micro_model, encode_video(frames, plan, vae.encode), plan)
+    video = prepare_shot(micro_model, encode_video(frames, 33, plan, vae.encode))
     final = {}
     for k, p in enumerate(plan_passes(33)):
         final.update(run_pass(micro_model, video, p, final, 16.0, FAST, k))

@@ -6,7 +6,7 @@ import torch
 
 from helpers import TinyVAE, load_clip, original_region_psnr
 from m3ddm_core import SampleSettings, composite, encode_video, outpaint_video
-from m3ddm_core.stream import composite_frames, encode_frames
+from m3ddm_core.stream import composite_frames
 from m3ddm_core.video_io import VideoWriter, probe, read_audio, read_frames
 
 FAST = SampleSettings(steps=1, s1=1.0, s2=1.0, seed=1)
@@ -17,18 +17,20 @@ def _uint8(frames: torch.Tensor) -> list[np.ndarray]:
 
 
 def test_streamed_encode_equals_the_in_memory_encode(plan):
-    frames = _uint8(load_clip(21))
+    """One encoder for both: uint8 frames streaming in from an iterator, 8 at a time, give the latents of the
+    IMAGE batch (float 0..1, in memory, 16 at a time)."""
+    clip = load_clip(21)
+    frames = _uint8(clip)
     vae = TinyVAE()
-    ref = encode_video(frames, plan, vae.encode, preencode=True)
+    ref = encode_video(clip, 21, plan, vae.encode)
     done = []
-    streamed = encode_frames(iter(frames), len(frames), plan, vae.encode, batch=8, on_chunk=done.append)
+    streamed = encode_video(iter(frames), len(frames), plan, vae.encode, batch=8, on_chunk=done.append)
     assert done == [8, 16, 21]
-    assert streamed.cache.encoded_images == ref.cache.encoded_images == 2 * 21 + 1
-    for i in range(21):
-        assert torch.equal(streamed.cache.prefilled[i], ref.cache.prefilled[i])
-        assert torch.equal(streamed.cache.masked[i], ref.cache.masked[i])
-    assert torch.equal(streamed.global_latents, ref.global_latents)
-    assert torch.equal(streamed.uncond_latent, ref.uncond_latent)
+    assert streamed.encoded_images == ref.encoded_images == vae.encoded_images / 2 == 2 * 21 + 1
+    assert torch.equal(streamed.prefilled, ref.prefilled) and torch.equal(streamed.masked, ref.masked)
+    assert streamed.prefilled.shape == (21, 4, *plan.latent_hw)
+    assert torch.equal(streamed.global_latents[0], ref.global_latents[0])
+    assert torch.equal(streamed.uncond, ref.uncond)
 
 
 def test_streamed_composite_equals_the_in_memory_composite_and_keeps_originals(plan):
@@ -76,7 +78,7 @@ def test_file_to_file_keeps_count_fps_audio_and_the_original_region(micro_model,
     assert (info.frames, info.fps, info.width, info.height) == (30, fps, 208, 120)
     start, count = 5, 20
     vae = TinyVAE()
-    encoded = encode_frames(read_frames(src, start, count), count, plan, vae.encode)
+    encoded = encode_video(read_frames(src, start, count), count, plan, vae.encode)
     result = outpaint_video(micro_model, range(count), plan, None, None, float(fps), FAST, encoded=encoded)
     assert result.canvases is None and result.latents.shape[0] == count
     out_path = tmp_path / "out.mp4"

@@ -128,9 +128,9 @@ def test_pseudo3d_conv3d_route_equals_the_per_frame_route():
     assert (per_frame - conv3d).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("comfy_attr, value", [("comfy_cast_weights", True), ("weight_function", [lambda w: w]),
-                                               ("bias_function", [lambda b: b])])
-def test_pseudo3d_conv_calls_its_layers_when_comfyui_casts_their_weights(comfy_attr, value):
+def test_pseudo3d_conv_calls_its_layers_on_the_route_the_caller_chooses(micro_model):
+    """The caller picks the route, as it picks attention (the ComfyUI layer asks for per_frame when ComfyUI casts,
+    streams or patches weights inside the layers' forward); the core reads nothing of the caller's layers."""
     conv = Pseudo3DConv(4, 4, TORCH_OPS)
     calls = []
     conv.spatial_conv.register_forward_hook(lambda *a: calls.append("spatial"))
@@ -138,10 +138,19 @@ def test_pseudo3d_conv_calls_its_layers_when_comfyui_casts_their_weights(comfy_a
     x = torch.randn(1, 4, 3, 5, 5)
     with torch.no_grad():
         conv(x)
-        assert calls == []  # CPU fp32: the conv3d route uses the weights directly
-        setattr(conv.temporal_conv, comfy_attr, value)  # what ComfyUI sets when it streams or patches weights
+        assert calls == []  # auto, CPU fp32: the conv3d route uses the weights directly
+        conv.route = "per_frame"
         conv(x)
     assert calls == ["spatial", "temporal"]
+    convs = [m for m in micro_model.modules() if isinstance(m, Pseudo3DConv)]
+    try:
+        micro_model.set_conv_route("per_frame")
+        assert convs and all(m.route == "per_frame" for m in convs)
+        with pytest.raises(ValueError, match="conv route 'fast' is unknown"):
+            micro_model.set_conv_route("fast")
+    finally:
+        micro_model.set_conv_route("auto")
+    assert all(m.route == "auto" for m in convs)
 
 
 def test_pseudo3d_conv_keeps_the_per_frame_route_for_cpu_fp16():

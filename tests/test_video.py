@@ -4,9 +4,10 @@ import torch
 
 from helpers import TinyVAE, load_clip
 from m3ddm_core import SampleSettings, composite, encode_video, outpaint_video
+from m3ddm_core.executors import PlanRun
+from m3ddm_core.plan import pass_dependencies, plan_video
 from m3ddm_core.schedule import plan_passes
-from m3ddm_core.video import (critical_path, pack_encoded, pass_dependencies, prepare_video, run_pass,
-                              unpack_encoded)
+from m3ddm_core.video import prepare_shot, run_pass
 
 FAST = SampleSettings(steps=1, s1=1.0, s2=1.0, seed=1)  # one branch, one step: the plumbing, not the quality
 
@@ -90,16 +91,16 @@ def test_cached_latents_hold_no_autograd_graph(plan):
     weights track gradients: the cache must keep plain latents, not every encoder activation of their graph."""
     conv = torch.nn.Conv2d(3, 4, 8, stride=8)  # requires_grad weights
     encode = lambda pixels: conv(pixels.permute(0, 3, 1, 2))  # noqa: E731
-    encoded = encode_video(load_clip(3), plan, encode, preencode=True)
-    latents = [*encoded.cache.prefilled.values(), *encoded.cache.masked.values(), encoded.uncond_latent]
-    assert len(latents) == 7 and all(t.grad_fn is None and not t.requires_grad for t in latents)
+    encoded = encode_video(load_clip(3), 3, plan, encode)
+    latents = [*encoded.prefilled, *encoded.masked, encoded.uncond, *encoded.global_latents]
+    assert len(latents) == 8 and all(t.grad_fn is None and not t.requires_grad for t in latents)
 
 
 def test_canvases_built_on_threads_equal_the_serial_ones_in_order(plan):
     import numpy as np
 
     from m3ddm_core.canvas import build_canvas
-    from m3ddm_core.video import build_canvases
+    from m3ddm_core.encode import build_canvases
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 256, (120, 208, 3), dtype=np.uint8) for _ in range(6)]
     threaded = build_canvases(frames, plan, workers=4)
@@ -118,32 +119,34 @@ def test_the_dependencies_of_a_schedule_let_finer_levels_fan_out():
     # which starts on a frame its neighbour makes
     assert len(dense) == 5 and all(deps[k] <= set(range(dense[0])) for k in dense[:-1])
     assert deps[dense[-1]] == {0, 1, dense[-2]}
-    assert critical_path(passes) == 4
+    assert plan_video(64, (), "15,5,1").critical_path() == 4
     # a guide made by a pass is always a dependency: every guide frame is written by one of the pass's deps
     for k, p in enumerate(passes):
         made = {f for d in deps[k] for _, f in passes[d].writes}
         assert set(p.guide_frames) <= made
     # 450 frames at 30,15,1: the sparsest level chains, the rest fans out
     big = plan_passes(450, "auto")
-    assert (len(big), critical_path(big)) == (33, 5)
+    assert (len(big), plan_video(450).critical_path()) == (33, 5)
+    # the plan's dependencies are the schedule's, numbered in the plan
+    assert [set(p.depends) for p in plan_video(64, (), "15,5,1").passes] == deps
 
 
 def test_passes_run_in_any_order_their_dependencies_allow_give_the_same_video(micro_model, plan):
     """What a scale-out relies on: a pass needs only its guides, so running the ready passes last-first (as
-    another worker might) -- on a video sent through pack_encoded/unpack_encoded -- equals the plan-order run."""
+    another worker might) -- on an encoded video sent through pickle, as Ray ships it -- equals the plan-order
+    run."""
+    import dataclasses
+    import pickle
     frames = load_clip(64)
     reference, vae = _run(micro_model, frames, plan, strides="15,5,1")
-    encoded = unpack_encoded(pack_encoded(encode_video(frames, plan, vae.encode, preencode=True)))
-    assert encoded.cache.encode is None  # every latent arrived: nothing is encoded again
-    video = prepare_video(micro_model, encoded, plan)
-    passes = plan_passes(64, "15,5,1")
-    deps = pass_dependencies(passes)
-    local, done, order = {}, set(), []
-    while len(done) < len(passes):
-        ready = [k for k in range(len(passes)) if k not in done and deps[k] <= done]
-        for k in reversed(ready):
-            local.update(run_pass(micro_model, video, passes[k], local, 16.0, FAST, k))
-            done.add(k)
-            order.append(k)
+    encoded = pickle.loads(pickle.dumps(encode_video(frames, 64, plan, vae.encode)))
+    shot = prepare_shot(micro_model, encoded)
+    run = PlanRun(plan_video(64, (), "15,5,1", seed=FAST.seed))
+    order = []
+    while not run.complete:
+        for p in reversed(run.ready()):
+            run.finish(p, run_pass(micro_model, shot, p.clip, run.guides(p), 16.0,
+                                   dataclasses.replace(FAST, seed=p.seed), p.noise_index))
+            order.append(p.index)
     assert order != sorted(order)  # the order really differed
-    assert torch.equal(torch.stack([local[i] for i in range(64)]), reference.latents)
+    assert torch.equal(run.result(), reference.latents)

@@ -1,0 +1,181 @@
+"""Running a :class:`.plan.VideoPlan`: the work every front-end shares, written once.
+
+:class:`PlanRun` is the state of one video's run: passes loaded from a :class:`.resume.PassStore` instead of
+sampled, the guide latents each pass needs, each finished pass saved, and which passes may start now (their guide
+frames are done). Executors only decide where a ready pass runs: :func:`run_plan` samples them one after another in
+this process (the nodes, the batch command, a Ray worker's whole video), ``scaleout`` hands them to Ray workers as
+they become ready. Both give every pass the same inputs, seed and noise, so the result is the same bit for bit.
+
+:func:`choose_branching` is the memory decision both make: the guidance branches batched in one UNet call when the
+free memory holds their traced activations, one after another otherwise.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional
+
+import torch
+
+from .encode import EncodedVideo, EncodeFn, encode_video
+from .guidance import active_branches
+from .memory import MEMORY_MARGIN, fits_batched, sampling_memory
+from .plan import PlannedPass, VideoPlan, plan_video
+from .resume import PassStore
+from .schedule import CLIP_FRAMES, Pass, Strides
+from .video import DecodeFn, PreparedShot, SampleSettings, decode_latents, prepare_shot, run_pass
+
+log = logging.getLogger("M3DDM")
+
+
+class PlanRun:
+    """One video's run of ``plan``: finished frames' latents (numbered in the video), the passes done, resumed from
+    ``store`` or started. The store, when given, is read now (passes found there count as done) and written as
+    passes finish."""
+
+    def __init__(self, plan: VideoPlan, store: Optional[PassStore] = None):
+        self.plan, self.store = plan, store
+        self.latents: dict[int, torch.Tensor] = {}
+        self.done: set[int] = set()
+        self.started: set[int] = set()
+        self.resumed: list[int] = []
+        if store is not None:
+            for p in plan.passes:
+                stored = store.load(p.index)
+                if stored is not None and set(stored) == set(p.in_video.distinct_frames):
+                    self.latents.update(stored)
+                    self.done.add(p.index)
+                    self.resumed.append(p.index)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.done) == len(self.plan.passes)
+
+    def ready(self) -> list[PlannedPass]:
+        """Passes not started whose guide frames are all done, in plan order (marked started)."""
+        out = [p for p in self.plan.passes
+               if p.index not in self.done and p.index not in self.started and p.depends <= self.done]
+        self.started.update(p.index for p in out)
+        return out
+
+    def guides(self, p: PlannedPass) -> dict[int, torch.Tensor]:
+        """The guide latents of ``p``, numbered within its shot (what :func:`.video.run_pass` takes)."""
+        return {f: self.latents[p.shot_start + f] for f in p.clip.guide_frames}
+
+    def finish(self, p: PlannedPass, latents: dict[int, torch.Tensor]) -> None:
+        """Record pass ``p``'s result (frames numbered within its shot) and store it."""
+        in_video = {p.shot_start + f: t for f, t in latents.items()}
+        if self.store is not None:
+            self.store.save(p.index, in_video)
+        self.latents.update(in_video)
+        self.done.add(p.index)
+
+    def result(self) -> torch.Tensor:
+        """``[N, 4, h, w]``: every frame's final latent (the run is complete)."""
+        return torch.stack([self.latents[i] for i in range(self.plan.num_frames)])
+
+
+def choose_branching(model, settings: SampleSettings, latent_hw: tuple[int, int], free_bytes: Optional[int],
+                     where: str = "M3DDM") -> SampleSettings:
+    """``settings``, with the guidance branches made sequential when their batched activations (traced,
+    :func:`.memory.sampling_memory`, times the margin) do not fit in ``free_bytes``. ``None`` (the CPU, or a
+    caller that decided already) keeps ``settings``."""
+    branches = len(active_branches(settings.s1, settings.s2))
+    if free_bytes is None or settings.sequential or branches < 2:
+        return settings
+    try:
+        batched = sampling_memory(model.raw_config, model.dtype, branches, False, CLIP_FRAMES, tuple(latent_hw))
+    except Exception as exc:  # an estimate only: sampling itself does not depend on it
+        log.warning("[%s] could not estimate the sampling memory (%s); batching the guidance branches", where, exc)
+        return settings
+    if fits_batched(free_bytes, batched):
+        return settings
+    log.warning("[%s] %.1f GB free on %s, the %d batched guidance branches need about %.1f GB: running them one "
+                "after another (as with low_vram)", where, free_bytes / 2 ** 30, model.device, branches,
+                batched.activations * MEMORY_MARGIN / 2 ** 30)
+    return dataclasses.replace(settings, sequential=True)
+
+
+def device_free_memory(device: torch.device) -> Optional[int]:
+    """Free bytes on a CUDA device (None elsewhere: the CPU and MPS share the machine's memory)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return None
+
+
+@dataclass
+class PlanResult:
+    latents: torch.Tensor  # [N, 4, h, w] final latents per frame
+    resumed: list[int] = field(default_factory=list)  # plan indexes loaded from the store instead of sampled
+    sampled: list[int] = field(default_factory=list)  # plan indexes sampled by this run
+
+
+def run_plan(model, encoded: EncodedVideo, plan: VideoPlan, fps: float, settings: SampleSettings,
+             store: Optional[PassStore] = None, callback: Optional[Callable[[dict], None]] = None,
+             check_interrupt: Optional[Callable[[], None]] = None,
+             on_pass: Optional[Callable[[PlannedPass, bool], None]] = None, clear_store: bool = True) -> PlanResult:
+    """Sample every pass of ``plan`` over ``encoded`` in this process, in plan order (the sequential executor).
+
+    ``store`` makes the run resumable: passes found there are loaded, each sampled pass is saved, and the store
+    is cleared once the result exists (or by the caller, with ``clear_store=False``, once the file is written).
+    ``callback`` gets ``{"pass", "passes", "i", "total", "t", "x", "denoised", "frames"}`` after every step (frames
+    numbered in the video); ``check_interrupt`` is called before every step and may raise; ``on_pass(pass,
+    resumed)`` after each pass."""
+    if tuple(encoded.cuts) != tuple(plan.cuts) or encoded.num_frames != plan.num_frames:
+        raise ValueError(f"the plan ({plan.num_frames} frames, cuts {list(plan.cuts)}) is not of this encoded video "
+                         f"({encoded.num_frames} frames, cuts {list(encoded.cuts)})")
+    run = PlanRun(plan, store)
+    if on_pass is not None:
+        for index in run.resumed:
+            on_pass(plan.passes[index], True)
+    shots: dict[int, PreparedShot] = {}
+    sampled = []
+    for p in plan.passes:  # plan order: every pass comes after the passes it depends on
+        if p.index in run.done:
+            continue
+        if p.shot not in shots:
+            shots.clear()  # the shot before is finished: its global tokens are not needed any more
+            shots[p.shot] = prepare_shot(model, encoded, p.shot)
+        step_cb = None if callback is None else (
+            lambda info, p=p: callback(dict(info, frames=[p.shot_start + f for f in info["frames"]],
+                                            **{"pass": p.index, "passes": len(plan.passes)})))
+        latents = run_pass(model, shots[p.shot], p.clip, run.guides(p), fps,
+                           dataclasses.replace(settings, seed=p.seed), p.noise_index, step_cb, check_interrupt)
+        run.finish(p, latents)
+        sampled.append(p.index)
+        if on_pass is not None:
+            on_pass(p, False)
+    latents = run.result()
+    if store is not None and clear_store:
+        store.clear()
+    return PlanResult(latents, run.resumed, sampled)
+
+
+@dataclass
+class OutpaintResult:
+    canvases: Optional[torch.Tensor]  # [N, ch, cw, 3] float 0..1, the generated canvases (None: decode=None)
+    latents: torch.Tensor  # [N, 4, h, w] final latents per frame
+    passes: list[Pass]  # numbered in the video's frames
+    encoded_images: int
+    denoising_steps: int  # sampled passes x steps (each step is one UNet call, or one per branch when sequential)
+    resumed_passes: list[int] = field(default_factory=list)  # passes loaded from the store instead of sampled
+
+
+def outpaint_video(model, frames: Iterable, plan, encode: Optional[EncodeFn], decode: Optional[DecodeFn],
+                   fps: float, settings: SampleSettings = SampleSettings(), strides: Strides = "auto",
+                   schedule: str = "fixed", callback: Optional[Callable[[dict], None]] = None,
+                   check_interrupt: Optional[Callable[[], None]] = None, encoded: Optional[EncodedVideo] = None,
+                   decode_batch: int = CLIP_FRAMES, store: Optional[PassStore] = None, cuts=()) -> OutpaintResult:
+    """The whole chain for frames in memory: :func:`.encode.encode_video` (unless ``encoded`` is given, which then
+    brings its own cuts), :func:`.plan.plan_video`, :func:`run_plan`, and the canvases decoded (``decode=None``
+    leaves them undecoded). ``frames``: ``[N, H, W, 3]`` tensor/array or a sequence of frames, uint8 or float 0..1
+    (with ``encoded``, anything of the frame count). ``plan`` is the :class:`.canvas.CanvasPlan`."""
+    n = len(frames)
+    video_plan = plan_video(n, encoded.cuts if encoded is not None else cuts, strides, schedule, settings.seed)
+    if encoded is None:  # the plan is checked before any encoding
+        encoded = encode_video(frames, n, plan, encode, cuts)
+    result = run_plan(model, encoded, video_plan, fps, settings, store, callback, check_interrupt)
+    canvases = None if decode is None else decode_latents(decode, result.latents, decode_batch)
+    return OutpaintResult(canvases, result.latents, [p.in_video for p in video_plan.passes],
+                          encoded.encoded_images, len(result.sampled) * settings.steps, result.resumed)

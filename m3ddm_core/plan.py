@@ -1,0 +1,102 @@
+"""The plan of a video run: every sampling pass as a job, computed once and read by every executor.
+
+A video is split at its cuts into shots; each shot gets its own coarse-to-fine passes (:func:`.schedule.plan_passes`,
+numbered within the shot), its own seed (:func:`.shots.shot_seed`) and its own 16 global frames. A
+:class:`PlannedPass` says which frames a pass samples (in the shot's and in the video's numbering), the noise it
+draws (``window_noise(seed, noise_index)``) and which earlier passes make its guide frames: what must be finished
+before it can run. The sequential runner, the Ray dispatcher, the node's progress bar and the resume store all read
+this one plan; no other code walks shots or passes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Sequence
+
+from .schedule import Pass, Strides, plan_passes
+from .shots import shot_bounds, shot_seed
+
+
+@dataclass(frozen=True)
+class PlannedPass:
+    """One job of a :class:`VideoPlan`.
+
+    index: its place in the plan (the resume store's key and the progress count);
+    shot, shot_start: its shot and the shot's first frame;
+    clip: the pass with frames numbered within the shot (what the sampler sees);
+    noise_index: its number within the shot (the sampling noise is ``window_noise(seed, noise_index)``);
+    seed: the shot's seed;
+    depends: plan indexes of the passes that generate its guide frames.
+    """
+
+    index: int
+    shot: int
+    shot_start: int
+    clip: Pass
+    noise_index: int
+    seed: int
+    depends: frozenset
+
+    @cached_property
+    def in_video(self) -> Pass:
+        """The pass with frames numbered in the whole video."""
+        return self.clip.shifted(self.shot_start)
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    """Shots ``[(start, end), ...]`` (end exclusive) of ``num_frames`` frames split at ``cuts``, and every pass."""
+
+    num_frames: int
+    cuts: tuple
+    shots: tuple
+    passes: tuple
+
+    def __len__(self) -> int:
+        return len(self.passes)
+
+    def shot_passes(self, shot: int) -> list[PlannedPass]:
+        return [p for p in self.passes if p.shot == shot]
+
+    def critical_path(self) -> int:
+        """Passes on the longest chain of dependencies: the wall time in passes with unlimited workers (the
+        sparsest level's windows chain; the finer levels fan out)."""
+        depth: dict[int, int] = {}
+        for p in self.passes:
+            depth[p.index] = 1 + max((depth[d] for d in p.depends), default=0)
+        return max(depth.values(), default=0)
+
+
+def pass_dependencies(passes: Sequence[Pass]) -> list[set[int]]:
+    """For each pass, the earlier passes that generate its guide frames: what must finish before it can run.
+    Passes with no dependency between them may run at the same time (on other workers) with the same result."""
+    writer: dict[int, int] = {}
+    deps = []
+    for k, p in enumerate(passes):
+        deps.append({writer[f] for f in p.guide_frames if f in writer})
+        writer.update({f: k for _, f in p.writes})
+    return deps
+
+
+def plan_video(num_frames: int, cuts: Sequence[int] = (), strides: Strides = "auto", schedule: str = "fixed",
+               seed: int = 0) -> VideoPlan:
+    """The plan of outpainting ``num_frames`` frames split at ``cuts`` (first frames of new shots).
+
+    Raises ValueError naming the shot when its schedule cannot cover it (e.g. a 1-frame shot, official schedule),
+    and ShotError for cuts outside the video -- before anything is encoded or loaded."""
+    if num_frames < 1:
+        raise ValueError("the video has no frames")
+    bounds = shot_bounds(num_frames, cuts)
+    jobs: list[PlannedPass] = []
+    for shot, (start, end) in enumerate(bounds):
+        try:
+            passes = plan_passes(end - start, strides, schedule)
+        except ValueError as exc:
+            if len(bounds) == 1:
+                raise
+            raise ValueError(f"shot {shot + 1} of {len(bounds)} (frames {start}-{end - 1}): {exc}") from None
+        first = len(jobs)
+        for k, (p, deps) in enumerate(zip(passes, pass_dependencies(passes))):
+            jobs.append(PlannedPass(first + k, shot, start, p, k, shot_seed(seed, shot),
+                                    frozenset(first + d for d in deps)))
+    return VideoPlan(int(num_frames), tuple(b[0] for b in bounds[1:]), tuple(bounds), tuple(jobs))
