@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clip_speed import CONFIGS, random_model  # noqa: E402
-from m3ddm_core import build_unet, unet3d  # noqa: E402
-from m3ddm_core.guidance import ClipConditioning, GuidedDenoiser  # noqa: E402
+from m3ddm_core import build_unet  # noqa: E402
+from m3ddm_core.model import unet3d  # noqa: E402
+from m3ddm_core.pipeline.guidance import ClipConditioning, GuidedDenoiser  # noqa: E402
 
 
 def _sync(device):

@@ -16,7 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from m3ddm_core import plan_canvas  # noqa: E402
-from m3ddm_core.encode import CANVAS_WORKERS, build_canvases  # noqa: E402
+from m3ddm_core.pipeline.encode import CANVAS_WORKERS, build_canvases  # noqa: E402
 
 
 def main() -> None:

@@ -20,11 +20,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the official computation (tests/reference.py)
 
 from m3ddm_core import CLIP_FRAMES, DTYPES, FULL_SIZE_CONFIG, build_unet, sdpa_attention, softmax_attention  # noqa: E402
-from m3ddm_core.guidance import clip_conditioning  # noqa: E402
-from m3ddm_core.reference import official_sampler_loop  # noqa: E402
-from m3ddm_core.sampler import sample_clip  # noqa: E402
+from m3ddm_core.pipeline.guidance import clip_conditioning  # noqa: E402
+from reference import official_sampler_loop  # noqa: E402
+from m3ddm_core.pipeline.sampler import sample_clip  # noqa: E402
 
 CONFIGS = {
     "tiny": dict(FULL_SIZE_CONFIG, block_out_channels=[32, 64, 64, 64], norm_num_groups=8),

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from helpers import full_frame_composite  # noqa: E402
 
 from m3ddm_core import plan_canvas  # noqa: E402
-from m3ddm_core.composite import CompositeLayout, composite  # noqa: E402
+from m3ddm_core.pipeline.composite import CompositeLayout, composite  # noqa: E402
 
 
 def main() -> None:

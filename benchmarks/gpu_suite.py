@@ -36,12 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from candidates import step_inputs  # noqa: E402
 from clip_speed import (CONFIGS, branch_forward_flops, make_inputs, optimized_clip, random_model,  # noqa: E402
                         reference_clip)
-from m3ddm_core import SampleSettings, outpaint_video, plan_canvas, unet3d  # noqa: E402
-from m3ddm_core.guidance import GuidedDenoiser, clip_conditioning  # noqa: E402
-from m3ddm_core.memory import guided_step as traced_guided_step, sampling_memory  # noqa: E402
-from m3ddm_core.sampler import sample_clip  # noqa: E402
-from m3ddm_core.schedule import plan_schedule  # noqa: E402
-from m3ddm_core.encode import CANVAS_WORKERS  # noqa: E402
+from m3ddm_core import SampleSettings, outpaint_video, plan_canvas  # noqa: E402
+from m3ddm_core.model import unet3d  # noqa: E402
+from m3ddm_core.pipeline.guidance import GuidedDenoiser, clip_conditioning  # noqa: E402
+from m3ddm_core.pipeline.memory import guided_step as traced_guided_step, sampling_memory  # noqa: E402
+from m3ddm_core.pipeline.sampler import sample_clip  # noqa: E402
+from m3ddm_core.pipeline.schedule import plan_schedule  # noqa: E402
+from m3ddm_core.pipeline.encode import CANVAS_WORKERS  # noqa: E402
 
 FIGURES: dict[str, object] = {}
 REPEATS = {"n": 5}  # timed calls per median (``--repeats``: 1 for a CPU dry run)

@@ -1,6 +1,6 @@
 """Memory of one guided sampling step: traced (no compute, any machine) and, with ``--measure``, measured.
 
-The trace (``m3ddm_core.memory``) runs the UNet on the meta device and adds up live tensor bytes, with attention
+The trace (``m3ddm_core.pipeline.memory``) runs the UNet on the meta device and adds up live tensor bytes, with attention
 modelled as a fused kernel. ``--measure`` runs the same step for real with random weights: on CUDA it reads
 ``torch.cuda.max_memory_allocated``; on the CPU it re-runs itself with glibc mapping every large block
 separately, so that the peak resident set follows live tensor bytes.
@@ -20,12 +20,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the official computation (tests/reference.py)
 
 from clip_speed import CONFIGS  # noqa: E402
 from m3ddm_core import DTYPES, build_unet  # noqa: E402
-from m3ddm_core.guidance import clip_conditioning  # noqa: E402
-from m3ddm_core.reference import official_noise_predictions  # noqa: E402
-from m3ddm_core.memory import (MEMORY_MARGIN, fused_attention_memory, guided_step, sampling_memory,  # noqa: E402
+from m3ddm_core.pipeline.guidance import clip_conditioning  # noqa: E402
+from reference import official_noise_predictions  # noqa: E402
+from m3ddm_core.pipeline.memory import (MEMORY_MARGIN, fused_attention_memory, guided_step, sampling_memory,  # noqa: E402
                                traced_peak_bytes)
 
 GIB = 2 ** 30

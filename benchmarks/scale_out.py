@@ -2,7 +2,7 @@
 ratio printed), and a projection of the wall time of a 450-frame video on k workers (GPUs).
 
 The projection schedules the 450-frame coarse-to-fine plan (strides auto = 30,15,1: 33 passes) on k workers with
-its real dependencies (:func:`m3ddm_core.plan.pass_dependencies`: a pass starts when the passes that make its
+its real dependencies (:func:`m3ddm_core.pipeline.plan.pass_dependencies`: a pass starts when the passes that make its
 guide frames are done; greedy list scheduling, every pass the same length) and multiplies the number of rounds by
 the per-pass time: the one measured here for the nano model on one CPU thread, and the full-size 50-step PNDM
 clip measured on an H200 (4.12 s, README "GPU figures"). Encoding and writing (one worker per video) are not in the
@@ -29,10 +29,10 @@ sys.path.insert(0, str(REPO / "scripts"))
 from random_weights import NANO_CONFIG, write_random_m3ddm  # noqa: E402
 
 from m3ddm_core import VideoWriter  # noqa: E402
-from m3ddm_core.batch import JobSpec, load_job, outpaint_file  # noqa: E402
-from m3ddm_core.schedule import plan_passes  # noqa: E402
-from m3ddm_core.plan import pass_dependencies, plan_video  # noqa: E402
-from m3ddm_core.video import SampleSettings  # noqa: E402
+from m3ddm_core.apps.jobs import JobSpec, load_job, outpaint_file  # noqa: E402
+from m3ddm_core.pipeline.schedule import plan_passes  # noqa: E402
+from m3ddm_core.pipeline.plan import pass_dependencies, plan_video  # noqa: E402
+from m3ddm_core.pipeline.passes import SampleSettings  # noqa: E402
 
 GPU_PASS_SECONDS = 4.12  # full-size clip, 50 PNDM steps, fp16, H200 (README, GPU figures)
 
@@ -76,7 +76,7 @@ def main() -> None:
     args = ap.parse_args()
     import ray
 
-    from m3ddm_core.scaleout import run_batch_ray
+    from m3ddm_core.apps.scaleout import run_batch_ray
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -97,7 +97,7 @@ def part_composite(frames: int, variant: str, work: Path) -> dict:
     import importlib
 
     import torch
-    module = importlib.import_module("m3ddm_core.composite")  # the module (the package exports the function)
+    module = importlib.import_module("m3ddm_core.pipeline.composite")  # the module (the package exports the function)
     if variant == "whole-bands":
         module.STRIP_ROWS = 1 << 20  # one strip per band: the layout before the strips
     plan = _plan()
@@ -131,7 +131,7 @@ def _encode(frames: int, work: Path, audio: bool) -> Meter:
 
 
 def part_encode(frames: int, variant: str, work: Path) -> dict:
-    from m3ddm_core import video_io
+    from m3ddm_core.media import video_io
     if variant == "x264-default":
         video_io.lookahead_frames = lambda width, height: 40
     oh, ow = _plan().output_hw
@@ -146,8 +146,8 @@ def part_write(frames: int, variant: str, work: Path) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from m3ddm_core.stream import write_outpainted
-    from m3ddm_core.video_io import probe
+    from m3ddm_core.media.stream import write_outpainted
+    from m3ddm_core.media.video_io import probe
     source = _source(work / "source.mp4", frames)
     plan = _plan()
     h, w = plan.canvas_hw[0] // 8, plan.canvas_hw[1] // 8

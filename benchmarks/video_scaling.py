@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clip_speed import CONFIGS  # noqa: E402
 from m3ddm_core import DTYPES, SampleSettings, build_unet, outpaint_video, plan_canvas  # noqa: E402
-from m3ddm_core.schedule import official_window_schedule, plan_schedule  # noqa: E402
+from m3ddm_core.pipeline.schedule import official_window_schedule, plan_schedule  # noqa: E402
 
 
 class ConvVAE(nn.Module):

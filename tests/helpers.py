@@ -89,7 +89,7 @@ def write_audio_only(path, seconds: float = 0.5, rate: int = 16000):
 def full_frame_composite(orig, gen, plan, feather):
     """The composite written the plain way, as an independent check and benchmark baseline: every output pixel
     of ``[N, H, W, 3]`` frames resampled from ``gen`` and blended, then the original pasted."""
-    from m3ddm_core.composite import feather_weights
+    from m3ddm_core.pipeline.composite import feather_weights
     (fh, fw), (oh, ow) = plan.frame_hw, plan.output_hw
     (y0, x0), (by, bx, bh, bw), (ch, cw) = plan.content_out_yx, plan.content_box, plan.canvas_hw
     cy = by + (torch.arange(oh, dtype=torch.float64) + 0.5 - y0) * (bh / fh)

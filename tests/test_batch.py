@@ -12,7 +12,8 @@ from comfy_env import REPO
 from conftest import NANO_CONFIG
 from helpers import load_clip
 from m3ddm_core import VideoWriter, probe, read_audio
-from m3ddm_core.batch import BatchError, load_vae, main, output_path, vae_functions
+from m3ddm_core.apps.batch import main
+from m3ddm_core.apps.jobs import BatchError, load_vae, output_path, vae_functions
 
 sys.path.insert(0, str(REPO / "scripts"))
 from random_weights import write_random_m3ddm  # noqa: E402
@@ -161,8 +162,8 @@ def test_the_family_and_working_size_are_options_of_the_command(assets, tmp_path
     latents = {}
     for family in ("m3ddm_plus", "m3ddm"):
         spec_out = tmp_path / family
-        from m3ddm_core.batch import JobSpec, load_job, run_batch
-        from m3ddm_core.video import SampleSettings
+        from m3ddm_core.apps.jobs import JobSpec, load_job, run_batch
+        from m3ddm_core.pipeline.passes import SampleSettings
         job = load_job(JobSpec(str(assets / "m3ddm-nano"), str(assets / "vae"), "9:16",
                                SampleSettings(steps=1, scheduler="ddim"), family=family, working_size=128))
         assert job.family == family
@@ -197,8 +198,8 @@ def test_a_batch_killed_mid_video_samples_only_the_remaining_passes_when_run_aga
     import time
 
     from m3ddm_core import plan_video
-    from m3ddm_core.batch import JobSpec, load_job, run_batch
-    from m3ddm_core.video import SampleSettings
+    from m3ddm_core.apps.jobs import JobSpec, load_job, run_batch
+    from m3ddm_core.pipeline.passes import SampleSettings
     frames = (load_clip(64) * 255).round().to(torch.uint8).numpy()
     (tmp_path / "in").mkdir()
     video = tmp_path / "in" / "long.mp4"

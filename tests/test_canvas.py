@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import DATA, SHARED, _shared_required
-from m3ddm_core.canvas import CanvasError, build_canvas, parse_ratio, plan_canvas
-from m3ddm_core.reference import official_canvas
+from m3ddm_core.pipeline.canvas import CanvasError, build_canvas, parse_ratio, plan_canvas
+from reference import official_canvas
 
 CASES = json.loads((DATA / "canvas_geometry.json").read_text())
 LOGIC = SHARED / "m3ddm_reference" / "logic"

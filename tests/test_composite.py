@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from m3ddm_core import composite, plan_canvas
-from m3ddm_core.composite import CompositeLayout, feather_weights
+from m3ddm_core.pipeline.composite import CompositeLayout, feather_weights
 from helpers import full_frame_composite
 
 

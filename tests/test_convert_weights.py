@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 
 from conftest import DATA, MICRO_CONFIG, REPO, SHARED, shared_file
 from m3ddm_core import WeightsError, load_unet
-from m3ddm_core.convert_weights import convert
-from m3ddm_core.loader import detect_family, weights_family
+from m3ddm_core.apps.convert_weights import convert
+from m3ddm_core.model.loader import detect_family, weights_family
 
 
 def test_bin_folder_converts_and_round_trips(tmp_path, micro_state_dict):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from m3ddm_core import FULL_SIZE_CONFIG, build_unet
-from m3ddm_core.memory import MEMORY_MARGIN, guided_step, sampling_memory
-from m3ddm_core.reference import official_unet_forward
+from m3ddm_core.pipeline.memory import MEMORY_MARGIN, guided_step, sampling_memory
+from reference import official_unet_forward
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU (benchmarks/gpu_checks.sh runs it on a lent one)")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from m3ddm_core.evaluate import (evaluate_frames, evaluation_padding, frechet_distance, generated_region,
+from m3ddm_core.apps.evaluate import (evaluate_frames, evaluation_padding, frechet_distance, generated_region,
                                  resize_frames)
 
 

@@ -7,12 +7,12 @@ import textwrap
 import pytest
 
 from comfy_env import REPO
-from m3ddm_core import heap
+from m3ddm_core.pipeline import heap
 
 PROBE = textwrap.dedent("""
     import ctypes, ctypes.util, sys
     sys.path.insert(0, sys.argv[1])
-    from m3ddm_core.heap import release_freed_memory
+    from m3ddm_core.pipeline.heap import release_freed_memory
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]

@@ -10,8 +10,8 @@ from safetensors.torch import save_file
 
 from conftest import DATA, MICRO_CONFIG, SHARED, shared_file
 from m3ddm_core import FULL_SIZE_CONFIG, WeightsError, load_unet, parse_config
-from m3ddm_core.config import read_config
-from m3ddm_core.loader import detect_family, identify_foreign, resolve_weights, weights_family
+from m3ddm_core.model.config import read_config
+from m3ddm_core.model.loader import detect_family, identify_foreign, resolve_weights, weights_family
 
 
 def _write_folder(path, sd, config=MICRO_CONFIG, fmt="bin", dtype=torch.float16):
@@ -149,7 +149,7 @@ def test_bad_config_in_folder_names_the_field(tmp_path, micro_state_dict):
 
 
 def test_full_size_default_is_used_for_a_lone_file(tmp_path):
-    from m3ddm_core.loader import resolve_weights
+    from m3ddm_core.model.loader import resolve_weights
     path = tmp_path / "x.bin"
     torch.save({}, path)
     _, cfg, source = resolve_weights(path)

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DATA, SHARED, shared_file
-from m3ddm_core.canvas import CanvasError, build_canvas, global_frame_pixels, plan_canvas
-from m3ddm_core.guidance import clip_conditioning
-from m3ddm_core.sampler import sample_clip
-from m3ddm_core.schedulers import make_scheduler, sampling_timesteps
+from m3ddm_core.pipeline.canvas import CanvasError, build_canvas, global_frame_pixels, plan_canvas
+from m3ddm_core.pipeline.guidance import clip_conditioning
+from m3ddm_core.pipeline.sampler import sample_clip
+from m3ddm_core.pipeline.schedulers import make_scheduler, sampling_timesteps
 from m3ddm_core import global_frame_indexes
 
 PLUS = DATA / "m3ddm_plus"
@@ -133,7 +133,7 @@ def test_a_canvas_the_authors_code_refuses_is_made_on_the_working_size():
 
 @pytest.fixture(scope="module")
 def plus_unet():
-    from m3ddm_core.loader import load_unet
+    from m3ddm_core.model.loader import load_unet
     return load_unet(_reference("tiny_unet/weights.safetensors"))
 
 
@@ -212,8 +212,8 @@ SCHEDULES = json.loads((PLUS / "window_schedule.json").read_text())
 
 
 def test_window_schedules_equal_m3ddm_where_the_authors_run_every_window_and_every_frame_is_generated_here():
-    from m3ddm_core.reference import official_window_schedule
-    from m3ddm_core.schedule import plan_schedule
+    from reference import official_window_schedule
+    from m3ddm_core.pipeline.schedule import plan_schedule
     keys = ("stride", "frames", "is_guide")
     skipped = []
     for n, rec in ((int(k), v) for k, v in SCHEDULES.items()):

@@ -1,4 +1,4 @@
-"""m3ddm_core.memory: the live-bytes tracker, the traced sampling memory, and how it compares to a measurement."""
+"""m3ddm_core.pipeline.memory: the live-bytes tracker, the traced sampling memory, and how it compares to a measurement."""
 import os
 import subprocess
 import sys
@@ -8,7 +8,7 @@ import torch
 
 from conftest import REPO
 from m3ddm_core import FULL_SIZE_CONFIG, build_unet
-from m3ddm_core.memory import LiveTensorBytes, fits_batched, sampling_memory, traced_peak_bytes
+from m3ddm_core.pipeline.memory import LiveTensorBytes, fits_batched, sampling_memory, traced_peak_bytes
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from clip_speed import CONFIGS  # noqa: E402

@@ -48,7 +48,7 @@ def test_no_newest_only_api_and_no_comfy_import_in_core():
         assert not any(f in text for f in forbidden), path
         # the ComfyUI layer uses m3ddm_core only through what its __init__ exports
         assert "from ..m3ddm_core." not in text and "import m3ddm_core." not in text, path
-    for path in (REPO / "m3ddm_core").glob("*.py"):
+    for path in (REPO / "m3ddm_core").rglob("*.py"):
         text = path.read_text()
         for mod in ("import comfy", "from comfy", "folder_paths", "comfy_api", "latent_preview"):
             assert mod not in text, (path, mod)

@@ -87,7 +87,7 @@ def test_the_archive_has_what_comfyui_loads(archive):
     files = set(archive)
     for name in ("__init__.py", "LICENSE", "pyproject.toml", "requirements.txt", "README.md"):
         assert name in files, name
-    for folder, pattern in (("nodes", "*.py"), ("m3ddm_core", "*.py"), ("workflows", "*.json"),
+    for folder, pattern in (("nodes", "*.py"), ("m3ddm_core", "**/*.py"), ("workflows", "*.json"),
                             ("web/docs", "*.md")):
         on_disk = {p.relative_to(REPO).as_posix() for p in (REPO / folder).glob(pattern)}
         assert on_disk, f"{folder}/{pattern}: nothing on disk"
@@ -200,4 +200,7 @@ def test_the_ray_extra_is_what_the_project_set_up_installs():
            if ln.split("#")[0].strip()]
     assert [str(r) for r in extra] == [str(r) for r in dev if r.name == "ray"] and extra
     assert not {r.name for r in extra} & {"torch", "torchvision"}
-    assert tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"] == ["m3ddm_core"]
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    # the core and every layer of it, nothing else (the ComfyUI layer is loaded from custom_nodes)
+    assert packages == ["m3ddm_core", *(f"m3ddm_core.{p.parent.name}" for p in sorted(
+        (REPO / "m3ddm_core").glob("*/__init__.py"), key=lambda p: ["model", "pipeline", "media", "apps"].index(p.parent.name)))]

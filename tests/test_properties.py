@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from m3ddm_core import composite, plan_canvas
-from m3ddm_core.canvas import CanvasError, parse_ratio
+from m3ddm_core.pipeline.canvas import CanvasError, parse_ratio
 
 sizes = st.tuples(st.integers(8, 2200), st.integers(8, 2200))
 ratios = st.sampled_from(["16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "2:3", "16:9,9:16", "3:4,1:1,2:3,9:16"])

@@ -177,15 +177,15 @@ def batch_assets(tmp_path_factory):
 
 
 def _batch_spec(root):
-    from m3ddm_core.batch import JobSpec
-    from m3ddm_core.video import SampleSettings
+    from m3ddm_core.apps.jobs import JobSpec
+    from m3ddm_core.pipeline.passes import SampleSettings
     return JobSpec(str(root / "m3ddm-nano"), str(root / "vae"), "9:16",
                    SampleSettings(steps=2, scheduler="ddim", seed=21), strides="15,5,1", shots="detect",
                    dtype="fp32", device="cpu", working_size=128)
 
 
 def test_batch_command_matches_its_recording(batch_assets, tmp_path):
-    from m3ddm_core.batch import load_job, run_batch
+    from m3ddm_core.apps.jobs import load_job, run_batch
     root, inputs = batch_assets
     found: dict = {}
     with one_thread(), torch.inference_mode():
@@ -201,7 +201,7 @@ def test_ray_split_video_matches_the_batch_recording(batch_assets, tmp_path):
         pytest.fail("Ray is not installed: it is the optional extra (scripts/setup_env.sh installs it)", pytrace=False)
     import ray
 
-    from m3ddm_core.scaleout import run_batch_ray
+    from m3ddm_core.apps.scaleout import run_batch_ray
     root, inputs = batch_assets
     if ray.is_initialized():
         ray.shutdown()

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DATA
-from m3ddm_core.guidance import GuidedDenoiser, clip_conditioning, guidance_weights
-from m3ddm_core.reference import combine, official_noise_predictions, official_sampler_loop
-from m3ddm_core.sampler import sample_clip
-from m3ddm_core.video import window_noise
+from m3ddm_core.pipeline.guidance import GuidedDenoiser, clip_conditioning, guidance_weights
+from reference import combine, official_noise_predictions, official_sampler_loop
+from m3ddm_core.pipeline.sampler import sample_clip
+from m3ddm_core.pipeline.passes import window_noise
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_fewer_step_schedulers_run(tiny_unet, loop, scheduler):
 
 
 def test_unknown_scheduler():
-    from m3ddm_core.schedulers import make_scheduler
+    from m3ddm_core.pipeline.schedulers import make_scheduler
     with pytest.raises(ValueError, match="pndm, ddim, dpmpp_2m"):
         make_scheduler("euler")
 

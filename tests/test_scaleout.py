@@ -18,9 +18,10 @@ from conftest import NANO_CONFIG
 SCALE_CONFIG = dict(NANO_CONFIG, attention_head_dim=1)
 from helpers import load_clip
 from m3ddm_core import VideoWriter, probe, read_frames
-from m3ddm_core.batch import JobSpec, load_job, main, output_path, run_batch
-from m3ddm_core.schedule import plan_passes
-from m3ddm_core.video import SampleSettings
+from m3ddm_core.apps.batch import main
+from m3ddm_core.apps.jobs import JobSpec, load_job, output_path, run_batch
+from m3ddm_core.pipeline.schedule import plan_passes
+from m3ddm_core.pipeline.passes import SampleSettings
 
 sys.path.insert(0, str(REPO / "scripts"))
 from random_weights import write_random_m3ddm  # noqa: E402
@@ -101,7 +102,7 @@ def _same_video(a, b) -> None:
 
 @pytest.mark.slow
 def test_a_folder_on_two_workers_equals_the_in_process_batch(cluster, assets, reference, tmp_path):
-    from m3ddm_core.scaleout import run_batch_ray
+    from m3ddm_core.apps.scaleout import run_batch_ray
     spec = _spec(assets)
     videos = sorted((assets / "short").iterdir())
     dispatched = []
@@ -120,7 +121,7 @@ def test_a_folder_on_two_workers_equals_the_in_process_batch(cluster, assets, re
 
 @pytest.mark.slow
 def test_a_long_video_split_clip_by_clip_equals_the_sequential_result(cluster, assets, reference, tmp_path):
-    from m3ddm_core.scaleout import run_batch_ray
+    from m3ddm_core.apps.scaleout import run_batch_ray
     spec = _spec(assets)
     video = assets / "long" / "long.mp4"
     labels = []
@@ -138,7 +139,7 @@ def test_a_long_video_split_clip_by_clip_equals_the_sequential_result(cluster, a
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_loses_nothing(cluster, assets, reference, tmp_path):
-    from m3ddm_core.scaleout import run_batch_ray
+    from m3ddm_core.apps.scaleout import run_batch_ray
     spec = _spec(assets)
     videos = _videos(assets)
     killed = []

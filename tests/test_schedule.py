@@ -4,8 +4,8 @@ import json
 import pytest
 
 from conftest import DATA
-from m3ddm_core.reference import official_window_schedule
-from m3ddm_core.schedule import Pass, auto_strides, clip_pass, clip_stride, plan_passes, plan_schedule
+from reference import official_window_schedule
+from m3ddm_core.pipeline.schedule import Pass, auto_strides, clip_pass, clip_stride, plan_passes, plan_schedule
 
 RECORDED = json.loads((DATA / "window_schedule.json").read_text())
 KEYS = ("stride", "frames", "is_guide")

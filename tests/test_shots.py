@@ -9,7 +9,7 @@ import torch
 from helpers import TinyVAE, load_clip
 from m3ddm_core import (SampleSettings, ShotError, detect_cuts, encode_video, outpaint_video, parse_cuts,
                         plan_passes, prepare_shot, run_pass, shot_bounds, shot_seed)
-from m3ddm_core.shots import CutDetector
+from m3ddm_core.pipeline.shots import CutDetector
 
 H, W = 120, 208
 FAST = SampleSettings(steps=1, s1=1.0, s2=1.0, seed=5)

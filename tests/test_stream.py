@@ -1,4 +1,4 @@
-"""Streamed encode and composite (m3ddm_core.stream) against the in-memory path, and a file-to-file run."""
+"""Streamed encode and composite (m3ddm_core.media.stream) against the in-memory path, and a file-to-file run."""
 from fractions import Fraction
 
 import numpy as np
@@ -6,8 +6,8 @@ import torch
 
 from helpers import TinyVAE, load_clip, original_region_psnr
 from m3ddm_core import SampleSettings, composite, encode_video, outpaint_video
-from m3ddm_core.stream import composite_frames
-from m3ddm_core.video_io import VideoWriter, probe, read_audio, read_frames
+from m3ddm_core.media.stream import composite_frames
+from m3ddm_core.media.video_io import VideoWriter, probe, read_audio, read_frames
 
 FAST = SampleSettings(steps=1, s1=1.0, s2=1.0, seed=1)
 

@@ -8,8 +8,8 @@ from torch import nn
 
 from conftest import DATA
 from m3ddm_core import FULL_SIZE_CONFIG, build_unet, sdpa_attention, softmax_attention
-from m3ddm_core.reference import official_global_tokens, official_unet_forward
-from m3ddm_core.unet3d import TORCH_OPS, Pseudo3DConv
+from reference import official_global_tokens, official_unet_forward
+from m3ddm_core.model.unet3d import TORCH_OPS, Pseudo3DConv
 
 
 def test_full_size_keys_and_shapes_match_the_official_manifest():

@@ -4,10 +4,10 @@ import torch
 
 from helpers import TinyVAE, load_clip
 from m3ddm_core import SampleSettings, composite, encode_video, outpaint_video
-from m3ddm_core.executors import PlanRun
-from m3ddm_core.plan import pass_dependencies, plan_video
-from m3ddm_core.schedule import plan_passes
-from m3ddm_core.video import prepare_shot, run_pass
+from m3ddm_core.pipeline.executors import PlanRun
+from m3ddm_core.pipeline.plan import pass_dependencies, plan_video
+from m3ddm_core.pipeline.schedule import plan_passes
+from m3ddm_core.pipeline.passes import prepare_shot, run_pass
 
 FAST = SampleSettings(steps=1, s1=1.0, s2=1.0, seed=1)  # one branch, one step: the plumbing, not the quality
 
@@ -99,8 +99,8 @@ def test_cached_latents_hold_no_autograd_graph(plan):
 def test_canvases_built_on_threads_equal_the_serial_ones_in_order(plan):
     import numpy as np
 
-    from m3ddm_core.canvas import build_canvas
-    from m3ddm_core.encode import build_canvases
+    from m3ddm_core.pipeline.canvas import build_canvas
+    from m3ddm_core.pipeline.encode import build_canvases
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 256, (120, 208, 3), dtype=np.uint8) for _ in range(6)]
     threaded = build_canvases(frames, plan, workers=4)

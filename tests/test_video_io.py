@@ -1,4 +1,4 @@
-"""Video files through PyAV (m3ddm_core.video_io): probe, ranges, audio, atomic writes, and bad files."""
+"""Video files through PyAV (m3ddm_core.media.video_io): probe, ranges, audio, atomic writes, and bad files."""
 import errno
 from fractions import Fraction
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from helpers import write_audio_only
-from m3ddm_core.video_io import (AudioTrack, VideoFileError, VideoWriter, audio_track, check_range, probe, read_audio,
+from m3ddm_core.media.video_io import (AudioTrack, VideoFileError, VideoWriter, audio_track, check_range, probe, read_audio,
                                  read_frames)
 
 FPS = Fraction(30000, 1001)

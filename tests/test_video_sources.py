@@ -94,7 +94,7 @@ def test_five_one_audio_stays_five_one_with_its_centre_channel(tmp_path):
 
 
 def test_surround_that_aac_cannot_carry_is_downmixed_with_a_warning(tmp_path, caplog, monkeypatch):
-    import m3ddm_core.video_io as video_io
+    import m3ddm_core.media.video_io as video_io
     monkeypatch.setattr(video_io, "_aac_takes", lambda layout, rate: False)  # as for a 22.2 or an odd layout
     wave = media.surround_clip(tmp_path / "movie.mp4")
     with caplog.at_level(logging.WARNING, logger="M3DDM"):
@@ -210,7 +210,7 @@ def test_hevc_output_keeps_frames_and_tags(tmp_path):
 
 def test_audio_without_named_channels_gets_the_usual_layout():
     """PCM in a camera MOV without a layout atom: FFmpeg names it "2 channels", which AAC cannot open."""
-    from m3ddm_core.video_io import AudioTrack
+    from m3ddm_core.media.video_io import AudioTrack
     assert AudioTrack(48000, 2, iter(()), "2 channels").layout_name == "stereo"
     assert AudioTrack(48000, 6, iter(()), "6 channels").layout_name == "5.1"
     assert AudioTrack(48000, 6, iter(()), "5.1(side)").layout_name == "5.1(side)"

@@ -28,7 +28,7 @@ from typing import IO, Iterable, Iterator, Optional, Sequence, Union
 import av
 import numpy as np
 
-from .canvas import odd_side
+from ..pipeline.canvas import odd_side
 
 Source = Union[str, os.PathLike, io.BytesIO]
 log = logging.getLogger("M3DDM")

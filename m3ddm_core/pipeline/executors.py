@@ -24,7 +24,7 @@ from .memory import MEMORY_MARGIN, fits_batched, sampling_memory
 from .plan import PlannedPass, VideoPlan, plan_video
 from .resume import PassStore
 from .schedule import CLIP_FRAMES, Pass, Strides
-from .video import DecodeFn, PreparedShot, SampleSettings, decode_latents, prepare_shot, run_pass
+from .passes import DecodeFn, PreparedShot, SampleSettings, decode_latents, prepare_shot, run_pass
 
 log = logging.getLogger("M3DDM")
 
@@ -60,7 +60,7 @@ class PlanRun:
         return out
 
     def guides(self, p: PlannedPass) -> dict[int, torch.Tensor]:
-        """The guide latents of ``p``, numbered within its shot (what :func:`.video.run_pass` takes)."""
+        """The guide latents of ``p``, numbered within its shot (what :func:`.passes.run_pass` takes)."""
         return {f: self.latents[p.shot_start + f] for f in p.clip.guide_frames}
 
     def finish(self, p: PlannedPass, latents: dict[int, torch.Tensor]) -> None:

@@ -1,6 +1,7 @@
 """The official implementation's computation, on this package's model: the one oracle of the parity tests and
-the benchmarks' baseline. The nodes never run it; they use the faster paths of :mod:`.guidance` and
-:mod:`.sampler`, which the tests hold against it.
+the benchmarks' baseline (it lives with the tests: the shipped package does not carry it). The nodes never run
+it; they use the faster paths of :mod:`m3ddm_core.pipeline.guidance` and :mod:`m3ddm_core.pipeline.sampler`,
+which the tests hold against it.
 
 The official UNet call, with 4 branches ordered e00, e10, e01, e11 (e{masked latents}{global tokens},
 1 = conditional), re-runs the global-frame encoder on every call (all-zero latents for the unconditional
@@ -10,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from .guidance import ClipConditioning
-from .schedule import Pass, official_window_schedule as _official_window_schedule
+from m3ddm_core.pipeline.guidance import ClipConditioning
+from m3ddm_core.pipeline.schedule import Pass, official_window_schedule as _official_window_schedule
 
 # The global tokens each batch item of an official UNet call gets, for the branch counts it is called with.
 BRANCH_GLOBALS = {1: ("cond",), 2: ("uncond", "cond"), 4: ("uncond", "uncond", "cond", "cond")}
@@ -59,7 +60,7 @@ def official_sampler_loop(model, start_latents: torch.Tensor, cond: ClipConditio
     :func:`.guidance.clip_conditioning` (guides included; its tokens are ignored); global_latents
     ``[16,4,h,w]``; noise ``[1,4,F,h,w]``. Returns the final latents ``[1,4,F,h,w]``.
     """
-    from .schedulers import make_scheduler, sampling_timesteps
+    from m3ddm_core.pipeline.schedulers import make_scheduler, sampling_timesteps
 
     sched = make_scheduler("pndm")
     t_start, timesteps = sampling_timesteps(sched, steps)
@@ -74,7 +75,7 @@ def official_sampler_loop(model, start_latents: torch.Tensor, cond: ClipConditio
 def official_canvas(frame_hw, target_ratio_list) -> dict:
     """The official canvas geometry: ``canvas_hw``, ``content_box_yxhw``, ``mask_sum`` (pixels to generate).
     Unlike the official code, canvases for targets of at most 256 px work (content is scaled up)."""
-    from .canvas import plan_canvas
+    from m3ddm_core.pipeline.canvas import plan_canvas
 
     plan = plan_canvas(tuple(frame_hw), ratio=target_ratio_list, mode="official")
     return {"canvas_hw": list(plan.canvas_hw), "content_box_yxhw": list(plan.content_box),

@@ -1,7 +1,7 @@
 """Scale-out on Ray: a folder of videos across workers, and a long video's clips across workers.
 
 One Ray actor per GPU (or per ``threads`` CPUs) loads the models once. A short video is one task: the whole
-in-process path (:func:`.batch.outpaint_file`) on a worker. A long video is split: one worker encodes it and plans
+in-process path (:func:`.jobs.outpaint_file`) on a worker. A long video is split: one worker encodes it and plans
 its passes, the driver walks that plan with :class:`.executors.PlanRun` -- the sequential executor's state: passes
 resumed from the video's store in the output folder, each pass handed out as soon as the passes that generate its
 guide frames are done (the sparsest level's windows chain, the finer levels fan out), each result stored -- latents
@@ -25,11 +25,11 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from .batch import (BatchLedger, EncodedFile, JobSpec, Progress, encode_file, failure_reason, finish_store,
+from .jobs import (BatchLedger, EncodedFile, JobSpec, Progress, encode_file, failure_reason, finish_store,
                     job_settings, load_job, no_progress, outpaint_file, pass_store, write_file)
-from .executors import PlanRun
-from .plan import PlannedPass
-from .video import prepare_shot, run_pass
+from ..pipeline.executors import PlanRun
+from ..pipeline.plan import PlannedPass
+from ..pipeline.passes import prepare_shot, run_pass
 
 RETRIES = 3  # times a task is resubmitted after its worker died
 PROBES = 300  # a worker still down after this many probes, one a second, is given up
@@ -250,7 +250,7 @@ def _connect(ray, address: str) -> bool:
     if ray.is_initialized():
         return False
     kwargs = dict(include_dashboard=False, log_to_driver=False,
-                  runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]})
+                  runtime_env={"py_modules": [str(Path(__file__).resolve().parent.parent)]})  # the m3ddm_core package
     try:
         if address == "local":
             ray.init(address="local", **kwargs)
@@ -284,11 +284,11 @@ def start_workers(ray, spec: JobSpec, workers: int = 0, threads: int = 1, events
 def run_batch_ray(spec: JobSpec, videos: Sequence[Path], out_dir: Path, address: str = "local", workers: int = 0,
                   threads: int = 1, split_frames: int = 300, show: bool = True, latents: Optional[dict] = None,
                   on_dispatch: Optional[Callable[[int, str], None]] = None) -> tuple[list, list, list]:
-    """:func:`.batch.run_batch` on Ray: ``(written, skipped, failed)``. Videos of at least ``split_frames``
+    """:func:`.jobs.run_batch` on Ray: ``(written, skipped, failed)``. Videos of at least ``split_frames``
     frames run clip-parallel across all workers, the others one task each. ``latents`` (a dict), when given,
     receives each written video's final latents ``[N, 4, h, w]``. ``on_dispatch(worker pid, label)`` is called
     as each task is handed out."""
-    from .video_io import probe
+    from ..media.video_io import probe
 
     ray = _ray()
     ledger = BatchLedger(videos, out_dir, spec.ratio, show, latents, desc="videos on Ray")

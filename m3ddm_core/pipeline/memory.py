@@ -120,7 +120,7 @@ def guided_step(model, tensor: Callable[..., torch.Tensor], branches: int = 3, s
 @functools.lru_cache(maxsize=32)
 def _sampling_memory(config_json: str, dtype: torch.dtype, branches: int, sequential: bool,
                      frames: int, latent_hw: tuple[int, int]) -> SamplingMemory:
-    from .unet3d import build_unet
+    from ..model.unet3d import build_unet
 
     model = build_unet(json.loads(config_json), device="meta", dtype=dtype)
     model.set_attention(fused_attention_memory)

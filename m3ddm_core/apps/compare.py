@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 
-from .canvas import CanvasPlan
+from ..pipeline.canvas import CanvasPlan
 
 LAYOUTS = ("auto", "side by side", "stacked")
 

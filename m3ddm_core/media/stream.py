@@ -12,11 +12,11 @@ from typing import Callable, Iterable, Iterator, Optional
 import numpy as np
 import torch
 
-from .canvas import CanvasPlan
-from .composite import CompositeLayout, composite
-from .encode import chunks
-from .heap import release_freed_memory
-from .video import DecodeFn
+from ..pipeline.canvas import CanvasPlan
+from ..pipeline.composite import CompositeLayout, composite
+from ..pipeline.encode import chunks
+from ..pipeline.heap import release_freed_memory
+from ..pipeline.passes import DecodeFn
 from .video_io import VideoInfo, VideoWriter, audio_track, read_frames
 
 # Latents decoded (and upscaled) per VAE call while streaming out: a VAE decoder's last layers hold 64-128 channels

@@ -7,7 +7,7 @@ the **global tokens** (the global-frame encoder's output for the 16 global frame
 Guidance: ``e = e00 + s1 (e10 - e00) + s2 (e11 - e10)``, e{masked latents}{global tokens}, 1 = conditional.
 The official code also evaluates e01 (unconditional latents, conditional tokens) and drops it; here only the
 branches with a non-zero coefficient run: e00 has ``1 - s1``, e10 ``s1 - s2``, e11 ``s2`` (3 branches at the
-defaults, 1 when s1 = s2 = 1). The official 4-branch call lives in :mod:`.reference`.
+defaults, 1 when s1 = s2 = 1). The official 4-branch call lives in the tests (``tests/reference.py``).
 """
 from __future__ import annotations
 

@@ -1,0 +1,143 @@
+"""Headless batch outpainting: ``python -m m3ddm_core.batch INPUT... --ratio 9:16 --out DIR``.
+
+Files or folders in, one mp4 out per input (frame count, fps and audio kept), through the same streaming path as
+the M3DDM Outpaint Video node (:mod:`.jobs`): frames decoded straight into the working canvas and encoded,
+coarse-to-fine sampling on latents, the composite written frame by frame. A progress bar per video and overall
+(tqdm), a summary of failures with their reasons, exit status 1 when any failed; a re-run skips outputs that are
+already there (an output file appears only once complete) and resumes a video whose run was killed from its
+finished passes. ``--ray`` runs the same jobs on a Ray cluster (:mod:`.scaleout`).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from ..media.video_io import CODECS
+from ..model.loader import DTYPES, WeightsError
+from ..pipeline.canvas import FAMILIES, OFFICIAL_CANVAS
+from ..pipeline.passes import SampleSettings
+from ..pipeline.schedule import SCHEDULES
+from ..pipeline.schedulers import SCHEDULERS
+from .jobs import BatchError, JobSpec, load_job, run_batch
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
+
+
+def find_videos(inputs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """``(videos, others)``: files as given, folders expanded to their videos (sorted, not recursive); ``others``
+    are the files in those folders that are not videos by their suffix (named in the summary, not dropped
+    silently). Hidden files (a ``.partial`` output being written) are neither."""
+    found: list[Path] = []
+    others: list[Path] = []
+    for p in map(Path, inputs):
+        if p.is_dir():
+            for f in sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")):
+                (found if f.suffix.lower() in VIDEO_SUFFIXES else others).append(f)
+        else:
+            found.append(p)
+    return found, others
+
+
+
+def _log_to_stderr(level: int) -> None:
+    """The plugin's notes (rotation, alpha, colour, decoder levels) on stderr, as ComfyUI's console shows them."""
+    logger = logging.getLogger("M3DDM")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m m3ddm_core.batch", description=__doc__.splitlines()[0])
+    ap.add_argument("inputs", nargs="+", type=Path, help="video files or folders of videos")
+    ap.add_argument("--ratio", required=True, help="target aspect ratio W:H, e.g. 9:16")
+    ap.add_argument("--out", required=True, type=Path, help="output folder (one mp4 per input)")
+    ap.add_argument("--model", required=True, type=Path, help="M3DDM (or M3DDM+) weights: folder or file")
+    ap.add_argument("--vae", required=True, type=Path,
+                    help="SD 1.x VAE: a single file (e.g. vae-ft-mse-840000-ema-pruned.safetensors) or a diffusers folder")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--scheduler", default="pndm", choices=list(SCHEDULERS))
+    ap.add_argument("--s1", type=float, default=2.0, help="context guidance")
+    ap.add_argument("--s2", type=float, default=4.0, help="global-frame guidance")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--strides", default="auto", help="auto, or coarse-to-fine strides such as 15,5,1")
+    ap.add_argument("--schedule", default="fixed", choices=list(SCHEDULES))
+    ap.add_argument("--shots", default="none", choices=["none", "detect"], help="outpaint each shot on its own")
+    ap.add_argument("--feather", type=int, default=8)
+    ap.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), or a torch device")
+    ap.add_argument("--dtype", default="auto", choices=["auto", *DTYPES])
+    ap.add_argument("--family", default="auto", choices=["auto", *FAMILIES],
+                    help="preprocessing of the model family: auto (what the weights say: a Lightning checkpoint or "
+                         "a marked file is M3DDM+), m3ddm (OpenCV resize, masked global frames) or m3ddm_plus "
+                         "(antialiased resize, whole frames as global frames)")
+    ap.add_argument("--working-size", type=int, default=OFFICIAL_CANVAS,
+                    help="side of the square working canvas, a multiple of 8 (M3DDM+'s output_size; 256 as trained)")
+    ap.add_argument("--codec", default="h264", choices=sorted(CODECS),
+                    help="h264 (plays everywhere up to 4096x2304) or hevc (smaller files; 8K TVs decode larger frames)")
+    ap.add_argument("--low-vram", action="store_true",
+                    help="run the guidance branches one after another (less GPU memory, a bit slower); without it they "
+                         "are batched when the free memory holds them")
+    ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                    help="keep each finished sampling pass in OUT/.m3ddm_resume until its video is written, so that a "
+                         "killed or failed run samples only the passes that remain when run again (default: on)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--ray", metavar="local|ADDRESS",
+                    help="run on Ray (pip install '.[ray]'): 'local' starts a cluster on this machine, otherwise the "
+                         "address of a running cluster (e.g. ray://head:10001 or auto); one worker per GPU holds "
+                         "the models, one task per video, long videos split clip by clip across the workers")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="Ray workers (default: one per GPU of the cluster, or one per --threads CPUs without GPUs)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (CPUs) per CPU worker on Ray")
+    ap.add_argument("--split-frames", type=int, default=300,
+                    help="on Ray, videos of at least this many frames run clip-parallel across all workers")
+    args = ap.parse_args(argv)
+
+    _log_to_stderr(logging.WARNING if args.quiet else logging.INFO)
+    if args.working_size % 8 or not 64 <= args.working_size <= 1024:
+        print(f"--working-size {args.working_size}: use a multiple of 8 from 64 to 1024 (e.g. 128, 256, 512)",
+              file=sys.stderr)
+        return 2
+    videos, others = find_videos(args.inputs)
+    not_videos = (f"; not videos (by their suffix, {', '.join(sorted(VIDEO_SUFFIXES))}): "
+                  + ", ".join(f.name for f in others)) if others else ""
+    if not videos:
+        print("no videos found in " + ", ".join(map(str, args.inputs)) + not_videos, file=sys.stderr)
+        return 2
+    settings = SampleSettings(steps=args.steps, s1=args.s1, s2=args.s2, scheduler=args.scheduler, seed=args.seed,
+                              sequential=args.low_vram)
+    spec = JobSpec(str(args.model), str(args.vae), args.ratio, settings, args.strides, args.schedule, args.feather,
+                   args.shots, args.device, args.dtype, args.codec, args.family, args.working_size, args.resume)
+    if args.ray:
+        from .scaleout import ScaleOutError, run_batch_ray  # Ray is an optional extra: imported only when asked
+        try:
+            written, skipped, failed = run_batch_ray(spec, videos, args.out, args.ray, args.workers, args.threads,
+                                                     args.split_frames, show=not args.quiet)
+        except ScaleOutError as exc:
+            print(f"cannot run on Ray: {exc}", file=sys.stderr)
+            return 2
+    else:
+        try:
+            job = load_job(spec)
+        except (WeightsError, BatchError, OSError) as exc:
+            print(f"cannot load the models: {exc}", file=sys.stderr)
+            return 2
+        with torch.inference_mode():
+            written, skipped, failed = run_batch(job, videos, args.out, show=not args.quiet)
+    print(f"done: {len(written)} written, {len(skipped)} skipped (already there), {len(failed)} failed"
+          + (f", {len(others)} not videos" if others else ""))
+    if others:
+        print(f"  left out{not_videos}")
+    for video, reason in failed:
+        print(f"  {video}: {reason}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

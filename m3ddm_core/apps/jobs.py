@@ -1,0 +1,383 @@
+"""Video files through the pipeline, as the batch command and each Ray worker run them.
+
+A :class:`JobSpec` names the models (paths: what a Ray worker needs to load its own copy) and the settings;
+:func:`load_job` loads them. One file is :func:`encode_file` (probe, canvas plan, every frame encoded while the file
+streams in, cuts detected on the way, the plan of its passes) -> :func:`.pipeline.executors.run_plan` (resumable
+from a store in the output folder) -> :func:`write_file` (the composite written frame by frame):
+:func:`outpaint_file`. :class:`BatchLedger` keeps the bookkeeping every batch runner shares and :func:`run_batch`
+runs a list of files one after another. No model hub is contacted: the M3DDM weights and the SD 1.x VAE are local
+files.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from ..pipeline.canvas import OFFICIAL_CANVAS, CanvasPlan, plan_canvas
+from ..pipeline.encode import SD_LATENT_SCALE, EncodedVideo, encode_video
+from ..pipeline.executors import choose_branching, device_free_memory, run_plan
+from ..model.loader import DTYPES, load_unet, weights_family
+from ..pipeline.plan import VideoPlan, plan_video
+from ..pipeline.resume import PassStore, source_identity
+from ..pipeline.shots import CutDetector
+from ..media.stream import write_outpainted
+from ..pipeline.passes import SampleSettings, resume_key
+from ..media.video_io import VideoInfo, probe, read_frames, source_notes
+
+log = logging.getLogger("M3DDM")
+# Stable Diffusion 1.x's VAE (AutoencoderKL), for single-file checkpoints that carry no config.
+SD_VAE_CONFIG = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32,
+    "block_out_channels": [128, 256, 512, 512], "sample_size": 512, "act_fn": "silu",
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+}
+
+
+class BatchError(RuntimeError):
+    """A video that could not be outpainted (the reason is the message)."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def load_vae(path: Path, device: torch.device, dtype: torch.dtype):
+    """A local SD 1.x VAE -- a diffusers folder (``config.json`` + weights) or a single original-format file
+    (``.safetensors`` / ``.ckpt``, e.g. vae-ft-mse-840000-ema-pruned) -- as diffusers' ``AutoencoderKL``."""
+    from diffusers import AutoencoderKL
+
+    path = Path(path)
+    if path.is_dir():
+        vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True)
+    else:
+        from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state)
+        config = dict(SD_VAE_CONFIG)
+        cfg_file = path.with_suffix(".json")  # a config beside the file (other sizes than SD 1.x's)
+        if cfg_file.is_file():
+            config.update(json.loads(cfg_file.read_text()))
+        vae = AutoencoderKL(**config)
+        try:
+            converted = convert_ldm_vae_checkpoint(state, vae.config)
+            missing, unexpected = vae.load_state_dict(converted, strict=False)
+        except (KeyError, RuntimeError) as exc:  # other layouts or sizes
+            reason = str(exc).strip().splitlines()
+            raise BatchError(f"{path} is not an SD 1.x VAE ({reason[-1] if reason else type(exc).__name__})") from None
+        if missing or unexpected:
+            raise BatchError(f"{path} is not an SD 1.x VAE: {len(missing)} missing keys (e.g. {missing[:3]}), "
+                             f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    vae = vae.to(device)
+    if dtype != torch.float32:
+        vae = vae.to(dtype)
+    return vae.eval().requires_grad_(False)
+
+
+def vae_functions(vae) -> tuple[Callable, Callable]:
+    """``encode(pixels [k, H, W, 3] 0..1) -> scaled latents`` and ``decode(latents) -> [k, H, W, 3] 0..1``
+    (both CPU float32) around a diffusers ``AutoencoderKL``; the encoder takes the posterior mean."""
+    p = next(vae.parameters())
+
+    def encode(pixels: torch.Tensor) -> torch.Tensor:
+        x = (pixels.permute(0, 3, 1, 2) * 2 - 1).to(p.device, p.dtype)
+        return vae.encode(x).latent_dist.mean.float().cpu() * SD_LATENT_SCALE
+
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        x = vae.decode((latents / SD_LATENT_SCALE).to(p.device, p.dtype)).sample
+        return ((x.float().cpu() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
+    return encode, decode
+
+
+def output_path(video: Path, out_dir: Path, ratio: str) -> Path:
+    return Path(out_dir) / f"{video.stem}_{ratio.replace(':', 'x').replace(',', '_')}.mp4"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What every video of a batch shares, with the models as paths (what a Ray worker needs to load its own
+    copy of them)."""
+
+    model: str
+    vae: str
+    ratio: str
+    settings: SampleSettings
+    strides: str = "auto"
+    schedule: str = "fixed"
+    feather: int = 8
+    shots: str = "none"
+    device: str = "auto"
+    dtype: str = "auto"
+    codec: str = "h264"
+    family: str = "auto"  # preprocessing: auto (what the weights say), m3ddm or m3ddm_plus
+    working_size: int = OFFICIAL_CANVAS
+    resume: bool = True  # finished passes kept in the output folder until the video is written
+
+
+@dataclass
+class Job:
+    """A :class:`JobSpec` with its models loaded."""
+
+    spec: JobSpec
+    model: torch.nn.Module
+    encode: Callable
+    decode: Callable
+    family: str = "m3ddm"  # the preprocessing this job uses (spec.family resolved)
+
+
+def load_job(spec: JobSpec) -> Job:
+    """Load the models of ``spec`` (raises :class:`.loader.WeightsError`, :class:`BatchError` or OSError)."""
+    device = pick_device(spec.device)
+    dtype = DTYPES.get(
+        spec.dtype, torch.float16 if device.type == "cuda" else torch.float32)
+    model = load_unet(Path(spec.model), dtype=dtype, device=device)
+    vae = load_vae(Path(spec.vae), device, torch.float32 if device.type == "cpu" else dtype)
+    encode, decode = vae_functions(vae)
+    family = weights_family(Path(spec.model)) if spec.family == "auto" else spec.family
+    return Job(spec, model, encode, decode, family)
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+@contextmanager
+def failure_reason():
+    """Turn a bad file, canvas or schedule, a full disk or out of memory into this video's :class:`BatchError`
+    (reported at the end; the batch goes on with the next video)."""
+    try:
+        yield
+    except BatchError:
+        raise
+    except (ValueError, OSError, RuntimeError) as exc:
+        lines = str(exc).strip().splitlines()
+        raise BatchError(lines[0] if lines else type(exc).__name__) from exc
+
+
+@dataclass
+class EncodedFile:
+    """A video file read once into its working-canvas latents, with the plan of its passes: what sampling and
+    writing need. ``resume`` is the key of its pass store (None: not resumable)."""
+
+    info: VideoInfo
+    plan: CanvasPlan
+    encoded: EncodedVideo
+    video_plan: VideoPlan
+    resume: Optional[str] = None
+
+    @property
+    def cuts(self) -> list[int]:
+        return list(self.encoded.cuts)
+
+
+RESUME_FOLDER = ".m3ddm_resume"  # inside the output folder: hidden, so never taken for an input or an output
+
+
+def pass_store(out_dir: Path, key: Optional[str]) -> Optional[PassStore]:
+    """The store of a video's finished passes in ``out_dir`` (None when the run is not resumable)."""
+    return None if key is None else PassStore(Path(out_dir) / RESUME_FOLDER, key)
+
+
+def finish_store(store: Optional[PassStore], out_dir: Path) -> None:
+    """The video is written: its passes go, and the store's folder with them when no other video's wait there."""
+    if store is None:
+        return
+    store.clear()
+    try:
+        (Path(out_dir) / RESUME_FOLDER).rmdir()  # only when no other video's passes wait there
+    except OSError:
+        pass
+
+
+def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> EncodedFile:
+    """Probe ``video``, plan its canvas, and encode every frame's canvases while the file streams in (shots
+    detected on the way when ``job.spec.shots == "detect"``), then plan its passes. ``progress("encode", frames,
+    total)``."""
+    spec = job.spec
+    with failure_reason():
+        info = probe(video)
+        for level, note in source_notes(info):
+            log.log(level, "%s: %s", video.name, note)
+        plan = plan_canvas((info.height, info.width), ratio=spec.ratio, even=True, family=job.family,
+                           canvas_size=spec.working_size)
+        n = info.frames
+        detector = CutDetector() if spec.shots == "detect" else None
+        # without shots the plan is known now: a schedule that cannot cover the video fails before decoding
+        video_plan = None if detector else plan_video(n, (), spec.strides, spec.schedule, spec.settings.seed)
+        frames = read_frames(video, 0, n)
+        if detector is not None:
+            frames = detector.watching(frames)
+        encoded = encode_video(frames, n, plan, job.encode, cuts=detector.cuts if detector else (),
+                               on_chunk=lambda done: progress("encode", done, n))
+        if video_plan is None:
+            video_plan = plan_video(n, encoded.cuts, spec.strides, spec.schedule, spec.settings.seed)
+        key = resume_key(source_identity(video, 0, n), encoded, job.model, spec.settings, float(info.fps),
+                         spec.strides, spec.schedule) if spec.resume else None
+        return EncodedFile(info, plan, encoded, video_plan, key)
+
+
+def write_file(job: Job, video: Path, out: Path, info: VideoInfo, plan: CanvasPlan, latents: torch.Tensor,
+               progress: Progress = no_progress) -> None:
+    """Composite ``latents`` ``[N, 4, h, w]`` onto ``video``'s frames and write ``out`` (appears only when whole).
+    ``progress("write", frames, total)``."""
+    n = info.frames
+    with failure_reason():
+        write_outpainted(out, video, info, 0, n, plan, latents, job.decode, job.spec.feather,
+                         on_frame=lambda done: progress("write", done, n), codec=job.spec.codec)
+
+
+def job_settings(job: Job, plan: CanvasPlan) -> SampleSettings:
+    """The job's settings, the guidance branches one after another when its device's free memory asks for it."""
+    return choose_branching(job.model, job.spec.settings, plan.latent_hw, device_free_memory(job.model.device))
+
+
+def outpaint_file(job: Job, video: Path, out: Path, progress: Optional[Progress] = None) -> torch.Tensor:
+    """Outpaint one video file to ``out`` (mp4) and return its final latents ``[N, 4, h, w]``. ``progress(stage,
+    done, total)`` reports ``encode`` (frames), ``sample`` (denoising steps) and ``write`` (frames). Finished passes
+    wait in ``out``'s folder until the file is written, so a killed run samples only what remains. Raises
+    :class:`BatchError` with the reason."""
+    report = progress or no_progress
+    spec = job.spec
+    source = encode_file(job, video, report)
+    store = pass_store(out.parent, source.resume)
+    steps_per_pass = spec.settings.steps
+    total = len(source.video_plan) * steps_per_pass
+    steps = {"done": 0}
+
+    def on_pass(p, resumed: bool) -> None:
+        if resumed:
+            steps["done"] += steps_per_pass
+            report("sample", steps["done"], total)
+
+    def on_step(info: dict) -> None:
+        steps["done"] += 1
+        report("sample", steps["done"], total)
+    with failure_reason():
+        result = run_plan(job.model, source.encoded, source.video_plan, float(source.info.fps),
+                          job_settings(job, source.plan), store, on_step, on_pass=on_pass, clear_store=False)
+    if result.resumed:
+        log.info("%s: resumed %d of %d passes from %s", video.name, len(result.resumed), len(source.video_plan),
+                 store.dir)
+    write_file(job, video, out, source.info, source.plan, result.latents, report)
+    finish_store(store, out.parent)
+    return result.latents
+
+
+class BatchLedger:
+    """The bookkeeping every batch runner shares: the output folder, outputs already there skipped, an overall
+    bar and a stage bar per running video (tqdm), and the outcome ``(written, skipped, failed)`` with failures
+    as ``(video, reason)``. ``latents`` (a dict), when given, receives each written video's final latents."""
+
+    def __init__(self, videos: Sequence[Path], out_dir: Path, ratio: str, show: bool = True,
+                 latents: Optional[dict] = None, desc: str = "videos"):
+        from tqdm import tqdm
+        self._tqdm = tqdm
+        self.videos, self.out_dir, self.ratio = list(videos), Path(out_dir), ratio
+        self.show, self.latents = show, latents
+        self.written: list = []
+        self.skipped: list = []
+        self.failed: list = []
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.overall = tqdm(total=len(self.videos), desc=desc, unit="video", disable=not show, position=0)
+        self._bars: dict = {}
+        self._started: dict = {}
+        self._ended: set = set()
+
+    def pending(self):
+        """``(video, out)`` for every video whose output is not there yet (the others are counted skipped)."""
+        for video in self.videos:
+            out = output_path(video, self.out_dir, self.ratio)
+            if out.exists():
+                self.skipped.append(video)
+                self.overall.update(1)
+                continue
+            self._started[video] = time.perf_counter()
+            yield video, out
+
+    def progress(self, video: Path) -> Progress:
+        """The stage bar of ``video``: it restarts as the stage changes (encode frames -> sample steps or
+        passes -> write frames)."""
+        def report(stage: str, done: int, total: int) -> None:
+            if not self.show or video in self._ended:  # a worker's last report can arrive after its result
+                return
+            bar = self._bars.get(video)
+            if bar is None:
+                bar = self._bars[video] = self._tqdm(total=total, desc=video.name[:30], leave=False,
+                                                     position=len(self._bars) + 1)
+                bar.stage = None
+            if bar.stage != stage:
+                bar.stage = stage
+                bar.reset(total=total)
+                bar.set_description(f"{video.name[:30]} {stage}")
+            bar.n = done
+            bar.refresh()
+        return report
+
+    def finished(self, video: Path, out: Path, latents: Optional[torch.Tensor] = None,
+                 reason: Optional[str] = None) -> None:
+        """Record ``video`` as written (``reason`` None) or failed."""
+        self._ended.add(video)
+        bar = self._bars.pop(video, None)
+        if bar is not None:
+            bar.close()
+        seconds = time.perf_counter() - self._started.get(video, time.perf_counter())
+        if reason is None:
+            self.written.append(video)
+            if self.latents is not None:
+                self.latents[video] = latents
+            if self.show:
+                self.overall.write(f"{video} -> {out} ({seconds:.0f} s)")
+        else:
+            self.failed.append((video, reason))
+            if self.show:
+                self.overall.write(f"FAILED {video}: {reason}")
+        self.overall.update(1)
+
+    def close(self) -> None:
+        """Close every bar (also when the batch is stopped, e.g. by Ctrl-C)."""
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+        self.overall.close()
+
+    def outcome(self) -> tuple[list, list, list]:
+        return self.written, self.skipped, self.failed
+
+
+def run_batch(job: Job, videos: Sequence[Path], out_dir: Path, show: bool = True, latents: Optional[dict] = None) \
+        -> tuple[list, list, list]:
+    """Outpaint ``videos`` into ``out_dir`` one after another: ``(written, skipped, failed)``, failed as
+    ``(video, reason)``. Outputs already present are skipped (the writer creates them only when complete).
+    ``latents`` (a dict), when given, receives each written video's final latents ``[N, 4, h, w]``."""
+    ledger = BatchLedger(videos, out_dir, job.spec.ratio, show, latents)
+    try:
+        for video, out in ledger.pending():
+            try:
+                ledger.finished(video, out, outpaint_file(job, video, out, ledger.progress(video)))
+            except BatchError as exc:
+                ledger.finished(video, out, reason=str(exc))
+    finally:
+        ledger.close()
+    return ledger.outcome()
+
+

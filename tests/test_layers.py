@@ -1,0 +1,99 @@
+"""The core's layout shows its architecture: ``model`` (the UNet and its weights) < ``pipeline`` (canvas, plan,
+encode, sample, composite, resume, memory, shots) < ``media`` (video files, streaming) < ``apps`` (batch, Ray,
+evaluation, comparison, weight conversion). A module imports only from its own layer or a lower one, no module
+imports another in a circle, and the top level holds only the public exports and the two command entry points."""
+import ast
+from pathlib import Path
+
+CORE = Path(__file__).resolve().parent.parent / "m3ddm_core"
+ORDER = ["model", "pipeline", "media", "apps"]
+TOP_LEVEL = {"__init__", "batch", "convert_weights"}  # exports, ``python -m m3ddm_core.batch`` / ``.convert_weights``
+
+
+def core_imports() -> dict[str, set[str]]:
+    """``{module: {core modules it imports}}``, modules named by their path in the package (``pipeline.canvas``;
+    a package by its ``__init__``), lazy imports inside functions included."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(CORE.rglob("*.py")):
+        parts = list(path.relative_to(CORE).with_suffix("").parts)
+        package = parts[:-1]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[:len(package) - (node.level - 1)]
+                targets = [base + node.module.split(".")] if node.module else [base + [a.name] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("m3ddm_core."):
+                targets = [node.module.split(".")[1:]]
+            elif isinstance(node, ast.Import):
+                targets = [a.name.split(".")[1:] for a in node.names if a.name.startswith("m3ddm_core.")]
+            else:
+                continue
+            for t in targets:
+                name = ".".join(t)
+                if (CORE / f"{'/'.join(t)}.py").is_file():
+                    deps.add(name)
+                elif (CORE / "/".join(t) / "__init__.py").is_file():
+                    deps.add(f"{name}.__init__" if name else "__init__")
+        graph[".".join(parts)] = deps
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import circle of ``graph`` as the modules on it (empty when there is none)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return []
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+def layer(module: str) -> str | None:
+    head = module.split(".")[0]
+    return head if head in ORDER else None
+
+
+def test_every_module_is_in_a_layer():
+    stray = [m for m in core_imports() if layer(m) is None and m not in TOP_LEVEL]
+    assert not stray, f"modules outside the layers: {stray}"
+    assert all((CORE / name / "__init__.py").is_file() for name in ORDER)
+
+
+def test_each_layer_imports_only_its_own_or_lower_layers():
+    graph = core_imports()
+    upward = [(m, d) for m, deps in graph.items() for d in deps
+              if layer(m) and layer(d) and ORDER.index(layer(d)) > ORDER.index(layer(m))]
+    assert not upward, f"imports from a higher layer: {upward}"
+    model_deps = {d for m, deps in graph.items() if layer(m) == "model" for d in deps}
+    assert all(layer(d) == "model" for d in model_deps), model_deps  # the model imports nothing else
+    # only the entry points and the exports reach into the layers from the top level
+    assert not [(m, d) for m, deps in graph.items() if layer(m) for d in deps if d in TOP_LEVEL]
+
+
+def test_no_module_imports_another_in_a_circle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]  # the finder finds
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
+    graph = core_imports()
+    assert len(graph) > 25 and graph["pipeline.executors"]  # the scan sees the package
+    assert find_cycle(graph) == []
+
+
+def test_the_shipped_core_holds_no_test_oracle():
+    assert not list(CORE.rglob("reference.py"))
+    assert (CORE.parent / "tests" / "reference.py").is_file()
