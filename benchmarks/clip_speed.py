@@ -60,7 +60,7 @@ def make_inputs(device, seed=0):
 
 
 def reference_clip(model, inp, steps, s1=2.0, s2=4.0, fps=8):
-    """The official loop's computation (``m3ddm_core.reference``, see module docstring) with explicit softmax."""
+    """The official loop's computation (``tests/reference.py``, see module docstring) with explicit softmax."""
     model.set_attention(softmax_attention)
     cond = clip_conditioning(inp["masked"], inp["uncond"], inp["mask"], inp["guides"], None, None)
     with torch.no_grad():

@@ -35,6 +35,7 @@ from .media.stream import composite_frames, write_outpainted
 from .media.video_io import (AudioTrack, Colour, VideoFileError, VideoInfo, VideoWriter, audio_track, check_range,
                              decoder_warning, probe, read_audio, read_frames, source_notes)
 from .apps.compare import LAYOUTS, compare_frames, comparison_hw
+from .apps.quality import QualityReport, check_quality, plan_windows, plot_report
 from .apps.evaluate import (DIRECTIONS, PAPER_MASK_RATIOS, PAPER_SIZE, Metrics, evaluate_frames, evaluation_padding,
                             frechet_distance, generated_region, i3d_features, resize_frames)
 
@@ -51,6 +52,6 @@ __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigErr
            "check_cuts", "detect_cuts", "parse_cuts", "shot_bounds", "shot_seed", "composite_frames",
            "write_outpainted", "AudioTrack", "Colour", "VideoFileError", "VideoInfo", "VideoWriter", "audio_track",
            "check_range", "decoder_warning", "probe", "read_audio", "read_frames", "source_notes", "LAYOUTS",
-           "compare_frames", "comparison_hw", "DIRECTIONS", "PAPER_MASK_RATIOS", "PAPER_SIZE", "Metrics",
-           "evaluate_frames", "evaluation_padding", "frechet_distance", "generated_region", "i3d_features",
-           "resize_frames"]
+           "compare_frames", "comparison_hw", "QualityReport", "check_quality", "plan_windows", "plot_report",
+           "DIRECTIONS", "PAPER_MASK_RATIOS", "PAPER_SIZE", "Metrics", "evaluate_frames", "evaluation_padding",
+           "frechet_distance", "generated_region", "i3d_features", "resize_frames"]

@@ -8,12 +8,13 @@ from .compare_node import M3DDMCompare
 from .composite_node import M3DDMComposite
 from .evaluate_node import M3DDMEvaluate
 from .loader_node import LoadM3DDMModel
+from .quality_node import M3DDMQualityCheck
 from .runtime import register_model_folder
 from .sampler_nodes import M3DDMCoarseToFine, M3DDMEncodeGlobalFrames, M3DDMSampleClip
 from .video_node import M3DDMOutpaintVideo
 
 NODES = [LoadM3DDMModel, M3DDMOutpaintCanvas, M3DDMEncodeGlobalFrames, M3DDMSampleClip, M3DDMCoarseToFine,
-         M3DDMComposite, M3DDMOutpaintVideo, M3DDMCompare, M3DDMEvaluate]
+         M3DDMComposite, M3DDMOutpaintVideo, M3DDMCompare, M3DDMEvaluate, M3DDMQualityCheck]
 
 
 class M3DDMExtension(ComfyExtension):

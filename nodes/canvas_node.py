@@ -9,7 +9,7 @@ from ..m3ddm_core import (FAMILIES, OFFICIAL_CANVAS, CanvasError, build_canvas, 
                           plan_canvas)
 
 from .layouts import node_error, node_errors, rgb_frames, text_input_problems
-from .shots import resolve_cuts, shot_inputs
+from .shots import SHOTS, resolve_cuts, shot_inputs
 from .types import Canvas, M3DDMCanvasType, video_fingerprint
 
 NODE = "M3DDM_OutpaintCanvas"
@@ -116,7 +116,8 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, target=None, aspect_ratio=None, shots=None, cuts=None) -> bool | str:
-        return text_input_problems(aspect_ratio=aspect_ratio, target=target, shots=shots, cuts=cuts)
+        return text_input_problems(aspect_ratio=aspect_ratio, target=target, targets=TARGETS, shots=shots,
+                                   shot_options=SHOTS, cuts=cuts)
 
     @classmethod
     def execute(cls, images, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,

@@ -6,6 +6,7 @@ nodes use it); m3ddm_core latents are scaled by 0.18215 and pixels are ``[k, H, 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from itertools import chain, islice
 from typing import Iterator
 
 import torch
@@ -105,32 +106,35 @@ def parse_frame_indexes(text: str, num_frames: int, node: str) -> list[int]:
         if not part:
             continue
         try:
-            if "-" in part:
-                a, b = (int(x) for x in part.split("-", 1))
-                out.extend(range(a, min(b, a + CLIP_FRAMES) + 1))  # a longer range is refused below
-            else:
-                out.append(int(part))
+            a, b = (int(x) for x in part.split("-", 1)) if "-" in part else (int(part), int(part))
         except ValueError:
             raise node_error(node, f"frame indexes {text!r} must look like 0-15 or 0,2,4,6") from None
+        outside = list(islice(chain(range(a, min(b, -1) + 1), range(max(a, num_frames), b + 1)), 5))
+        if outside:
+            raise node_error(node, f"frame indexes {outside} are outside the video (0..{num_frames - 1})")
+        if len(out) + b - a + 1 > CLIP_FRAMES:  # refused before a long range is listed
+            raise node_error(node, f"{len(out) + b - a + 1} frame indexes given; one clip holds at most "
+                                   f"{CLIP_FRAMES} (use M3DDM Coarse-to-Fine Outpaint for whole videos)")
+        out.extend(range(a, b + 1))
     if not out:
         out = list(range(min(CLIP_FRAMES, num_frames)))
-    bad = [i for i in out if not 0 <= i < num_frames]
-    if bad:
-        raise node_error(node, f"frame indexes {bad[:5]} are outside the video (0..{num_frames - 1})")
-    if len(out) > CLIP_FRAMES:
-        raise node_error(node, f"{len(out)} frame indexes given; one clip holds at most {CLIP_FRAMES} (use M3DDM "
-                               "Coarse-to-Fine Outpaint for whole videos)")
     return out + [out[-1]] * (CLIP_FRAMES - len(out))
 
 
 UNKNOWN_LENGTH = 2 ** 31  # validation sees no frames yet: only the form of a text input is checked
 
 
-def text_input_problems(aspect_ratio=None, target=None, shots=None, cuts=None, frame_indexes=None) -> bool | str:
+def text_input_problems(aspect_ratio=None, target=None, targets=(), shots=None, shot_options=(), cuts=None,
+                        frame_indexes=None) -> bool | str:
     """``True``, or what is wrong with the text inputs that can be checked before any frame exists: ComfyUI calls
     a node's ``validate_inputs`` when the prompt is queued, so a typo fails before any upstream node runs. Inputs
-    fed by a link arrive as None and are checked when the node runs."""
+    fed by a link arrive as None and are checked when the node runs. ComfyUI leaves the combo inputs a
+    ``validate_inputs`` names (``target``, ``shots``) to it: they are checked here against ``targets`` and
+    ``shot_options``."""
     problems = []
+    for name, value, options in (("target", target, targets), ("shots", shots, shot_options)):
+        if value is not None and options and value not in options:
+            problems.append(f"{name}: {value!r} is not one of {', '.join(options)}")
     if isinstance(aspect_ratio, str) and target in (None, "aspect ratio"):
         try:
             parse_ratio_list(aspect_ratio)

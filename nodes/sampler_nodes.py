@@ -13,7 +13,7 @@ from ..m3ddm_core import (SCHEDULERS, SCHEDULES, STRIDE_PRESETS, Pass, SampleSet
 from . import runtime
 from .layouts import (check_sd_vae, guide_latents, node_error, node_errors, parse_frame_indexes, rgb_frames,
                       text_input_problems, to_latent_dict, vae_decoder, vae_encoder)
-from .shots import FROM_CANVAS, resolve_cuts, shot_inputs
+from .shots import FROM_CANVAS, SHOTS, resolve_cuts, shot_inputs
 from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
 
 log = logging.getLogger("M3DDM")
@@ -96,15 +96,17 @@ def run_outpaint(node: str, m3ddm_model, vae, frames: torch.Tensor, plan, settin
     n = int(frames.shape[0])
     passes = video_plan(node, n, cuts, strides, schedule, settings)
     encoded = encode_video(frames, n, plan, vae_encoder(vae), cuts, global_latents)
-    result = sample_encoded(node, m3ddm_model, encoded, passes, content_hash(frames), settings, fps, strides,
-                            schedule)
-    return result.latents, decode_latents(vae_decoder(vae), result.latents)
+    result, canvases = sample_encoded(node, m3ddm_model, encoded, passes, content_hash(frames), settings, fps,
+                                      strides, schedule, vae_decoder(vae))
+    return result.latents, canvases
 
 
 def sample_encoded(node: str, m3ddm_model, encoded, passes, content_id: str, settings: SampleSettings, fps: float,
-                   strides, schedule: str):
+                   strides, schedule: str, decode=None):
     """Run the plan ``passes`` over an encoded video with ComfyUI's model management, progress, interruption and a
-    resumable pass store keyed by ``content_id``. Returns the core's ``PlanResult``. Errors name ``node``."""
+    resumable pass store keyed by ``content_id``; ``decode`` (optional) turns the latents into canvases before the
+    store is cleared, so a failed decode resumes from the sampled passes. Returns ``(PlanResult, canvases or
+    None)``. Errors name ``node``."""
     model, settings = runtime.model_on_device(m3ddm_model, settings, encoded.plan.latent_hw, node)
     store = runtime.pass_store(resume_key(content_id, encoded, model, settings, fps, strides, schedule))
     total = len(passes)
@@ -115,11 +117,14 @@ def sample_encoded(node: str, m3ddm_model, encoded, passes, content_id: str, set
     callback = runtime.progress_callback(max(1, total * settings.steps), model.device, len(resumed) * settings.steps)
     try:
         with node_errors(node):
-            result = run_plan(model, encoded, passes, fps, settings, store, callback, runtime.check_interrupt)
+            result = run_plan(model, encoded, passes, fps, settings, store, callback, runtime.check_interrupt,
+                              clear_store=False)
+        canvases = None if decode is None else decode_latents(decode, result.latents)
     except torch.cuda.OutOfMemoryError as exc:
         raise runtime.oom_hint(exc, node) from exc
+    store.clear()
     log.info("[%s] sampled %d of %d passes (%d resumed)", node, len(result.sampled), total, len(result.resumed))
-    return result
+    return result, canvases
 
 
 class M3DDMEncodeGlobalFrames(io.ComfyNode):
@@ -242,7 +247,7 @@ class M3DDMCoarseToFine(io.ComfyNode):
                 *shot_inputs(from_canvas=True),
                 M3DDMGlobalType.Input("global_frames", optional=True,
                                       tooltip="Optional: from M3DDM Encode Global Frames. Without it they are encoded "
-                                              "here from the cached canvases (no extra VAE work)."),
+                                              "here with the canvases (M3DDM: no extra VAE work)."),
             ],
             outputs=[
                 io.Image.Output(display_name="generated", tooltip="The generated working canvases, one per frame; feed "
@@ -253,7 +258,7 @@ class M3DDMCoarseToFine(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, shots=None, cuts=None) -> bool | str:
-        return text_input_problems(shots=shots, cuts=cuts)
+        return text_input_problems(shots=shots, shot_options=[FROM_CANVAS, *SHOTS], cuts=cuts)
 
     @classmethod
     def execute(cls, m3ddm_model, vae, canvas, scheduler, steps, context_guidance, global_guidance, seed, fps,

@@ -13,10 +13,10 @@ from ..m3ddm_core import (CutDetector, VideoFileError, VideoInfo, check_range, c
                           probe, read_audio, read_frames, source_identity, source_notes, write_outpainted)
 
 from . import runtime
-from .canvas_node import plan_family, plan_for, target_inputs, working_inputs
+from .canvas_node import TARGETS, plan_family, plan_for, target_inputs, working_inputs
 from .layouts import check_sd_vae, node_errors, text_input_problems, vae_decoder, vae_encoder
 from .sampler_nodes import pass_inputs, sample_encoded, sampling_inputs, sampling_settings, video_plan
-from .shots import resolve_cuts, shot_inputs
+from .shots import SHOTS, resolve_cuts, shot_inputs
 from .types import M3DDMModelType
 
 log = logging.getLogger("M3DDM")
@@ -41,9 +41,10 @@ class OutpaintedVideo(Input.Video):
     """
 
     def __init__(self, source, info: VideoInfo, start: int, count: int, plan, latents: torch.Tensor, decode,
-                 feather: int, upscale=None):
+                 feather: int, upscale=None, cuts=()):
         self.source, self.info, self.start, self.count, self.fps = source, info, start, count, info.fps
         self.plan, self.latents, self.decode, self.feather, self.upscale = plan, latents, decode, feather, upscale
+        self.cuts = tuple(cuts)  # first frames of new shots, counted from ``start`` (M3DDM Quality Check reads them)
 
     def frames(self):
         """The output frames ``[OH, OW, 3]`` uint8, one at a time."""
@@ -130,7 +131,8 @@ class M3DDMOutpaintVideo(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, target=None, aspect_ratio=None, shots=None, cuts=None) -> bool | str:
-        return text_input_problems(aspect_ratio=aspect_ratio, target=target, shots=shots, cuts=cuts)
+        return text_input_problems(aspect_ratio=aspect_ratio, target=target, targets=TARGETS, shots=shots,
+                                   shot_options=SHOTS, cuts=cuts)
 
     @classmethod
     def execute(cls, video, m3ddm_model, vae, target, aspect_ratio, width, height, pad_left, pad_right, pad_top,
@@ -164,7 +166,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         if detector is not None:
             log.info("[%s] %d shot(s); cuts at frames %s", NODE, len(encoded.cuts) + 1, list(encoded.cuts) or "none")
             passes = video_plan(NODE, count, encoded.cuts, strides, schedule, settings)
-        result = sample_encoded(NODE, m3ddm_model, encoded, passes, source_identity(source, start, count), settings,
-                                float(info.fps), strides, schedule)
+        result, _ = sample_encoded(NODE, m3ddm_model, encoded, passes, source_identity(source, start, count),
+                                   settings, float(info.fps), strides, schedule)
         return io.NodeOutput(OutpaintedVideo(source, info, start, count, plan, result.latents, vae_decoder(vae),
-                                             feather, upscaler(upscale_model)))
+                                             feather, upscaler(upscale_model), encoded.cuts))

@@ -173,8 +173,16 @@ def test_the_family_and_working_size_are_options_of_the_command(assets, tmp_path
         latents[family] = got[video]
         assert latents[family].shape[-2:] == (16, 16) and probe(spec_out / "b_9x16.mp4").frames == 12
     assert not torch.equal(latents["m3ddm_plus"], latents["m3ddm"])
-    assert main([*common, "--out", str(tmp_path / "cli"), "--family", "m3ddm_plus"]) == 0
+    assert main([*common, "--out", str(tmp_path / "cli"), "--family", "m3ddm_plus", "--qc"]) == 0
     assert (tmp_path / "cli" / "b_9x16.mp4").exists()
+    # --qc: the quality report beside the output, its windows the plan's finest passes
+    import json
+
+    from m3ddm_core import plan_video, plan_windows
+    report = json.loads((tmp_path / "cli" / "b_9x16.qc.json").read_text())
+    assert report["frames"] == 12 and report["seams"] == ["top", "bottom"]
+    assert [(w["start"], w["end"]) for w in report["windows"]] == plan_windows(plan_video(12))
+    assert len(report["per_frame"]["seam"]) == 12 and "proxies" in report["note"]
     assert main([*common[:-1], "130", "--out", str(tmp_path / "bad")]) == 2
     assert "--working-size 130: use a multiple of 8" in capsys.readouterr().err
 

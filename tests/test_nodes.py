@@ -28,7 +28,7 @@ def node_classes(plugin):
 def test_node_contract(node_classes):
     assert set(node_classes) == {"M3DDM_LoadModel", "M3DDM_OutpaintCanvas", "M3DDM_EncodeGlobalFrames",
                                  "M3DDM_SampleClip", "M3DDM_CoarseToFine", "M3DDM_Composite", "M3DDM_OutpaintVideo",
-                                 "M3DDM_Compare", "M3DDM_Evaluate"}
+                                 "M3DDM_Compare", "M3DDM_Evaluate", "M3DDM_QualityCheck"}
     for node_id, cls in node_classes.items():
         schema = cls.GET_SCHEMA()
         assert schema.category == "M3DDM" and len(schema.description) > 40, node_id
@@ -146,6 +146,10 @@ def test_text_inputs_are_checked_when_the_prompt_is_queued(node_classes):
     assert "cuts" in c2f.validate_inputs(shots="list", cuts="junk")
     video = node_classes["M3DDM_OutpaintVideo"]
     assert "cuts" in video.validate_inputs(target="aspect ratio", aspect_ratio="9:16", shots="list", cuts="1;;x")
+    # combos a validate_inputs names are left to it by ComfyUI: checked against their options
+    assert "target: 'ratio' is not one of" in canvas.validate_inputs(target="ratio", aspect_ratio="9:16")
+    assert "shots: 'canvas' is not one of none, detect, list" in video.validate_inputs(shots="canvas", cuts="")
+    assert "shots: 'all'" in c2f.validate_inputs(shots="all", cuts="")
 
 
 @pytest.mark.parametrize("comfy_attr, value", [("comfy_cast_weights", True), ("weight_function", [lambda w: w]),
@@ -158,6 +162,38 @@ def test_layers_whose_weights_comfyui_casts_keep_their_own_forward(plugin, comfy
     assert not runtime._comfy_casts(layer)
     setattr(layer, comfy_attr, value)  # what ComfyUI sets when it streams or patches weights
     assert runtime._comfy_casts(layer)
+
+
+def test_quality_check_node_reports_windows_of_the_plan_and_a_plot(node_classes):
+    """IMAGE + canvas in; the report's windows are the passes of the plan the sampler ran; a clean border (the
+    frame's own edge rows stretched: no seam, no flicker, no drift) is not flagged, a flickering one is."""
+    import json
+
+    import numpy as np
+
+    from m3ddm_core import plan_video, plan_windows
+    frames = load_clip(20)
+    canvas, *_ = _run(node_classes["M3DDM_OutpaintCanvas"], images=frames, target="aspect ratio", aspect_ratio="9:16",
+                      width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0, pad_bottom=0.0,
+                      canvas_mode="official", shots="list", cuts="12")
+    (oh, ow), (y0, _), fh = canvas.plan.output_hw, canvas.plan.content_out_yx, canvas.plan.frame_hw[0]
+    rows = np.clip(np.arange(oh) - y0, 0, fh - 1)
+    clean = frames[:, rows]  # each border row repeats the frame's edge row
+    check = node_classes["M3DDM_QualityCheck"]
+    text, report_json, plot = _run(check, images=clean, canvas=canvas, strides="auto", schedule="fixed")
+    report = json.loads(report_json)
+    assert [(w["start"], w["end"]) for w in report["windows"]] == plan_windows(plan_video(20, [12]))
+    assert report["cuts"] == [12] and "0 window(s) flagged" in text
+    assert plot.shape == (1, 3 * 160 + 30, 960, 3) and 0 <= plot.min() and plot.max() <= 1
+    noisy = clean.clone()
+    noisy[:, :y0] += torch.linspace(-0.1, 0.1, 20)[torch.randperm(20, generator=torch.Generator().manual_seed(0))][
+        :, None, None, None]
+    text, report_json, _ = _run(check, images=noisy.clamp(0, 1), canvas=canvas, strides="auto", schedule="fixed")
+    assert "flicker" in text and json.loads(report_json)["windows"][0]["flags"]
+    with pytest.raises(ValueError, match=r"\[M3DDM_QualityCheck\] connect the outpainted images with their canvas"):
+        _run(check, images=clean, strides="auto", schedule="fixed")
+    with pytest.raises(ValueError, match=r"\[M3DDM_QualityCheck\] 19 images for a canvas of 20 frames"):
+        _run(check, images=clean[:19], canvas=canvas, strides="auto", schedule="fixed")
 
 
 def test_bad_ratio_error_names_the_node(node_classes):

@@ -87,6 +87,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                     help="keep each finished sampling pass in OUT/.m3ddm_resume until its video is written, so that a "
                          "killed or failed run samples only the passes that remain when run again (default: on)")
+    ap.add_argument("--qc", action="store_true",
+                    help="check each written video without ground truth (seam visibility, border flicker, colour "
+                         "drift per shot and window) and write NAME.qc.json beside it")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--ray", metavar="local|ADDRESS",
                     help="run on Ray (pip install '.[ray]'): 'local' starts a cluster on this machine, otherwise the "
@@ -113,7 +116,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     settings = SampleSettings(steps=args.steps, s1=args.s1, s2=args.s2, scheduler=args.scheduler, seed=args.seed,
                               sequential=args.low_vram)
     spec = JobSpec(str(args.model), str(args.vae), args.ratio, settings, args.strides, args.schedule, args.feather,
-                   args.shots, args.device, args.dtype, args.codec, args.family, args.working_size, args.resume)
+                   args.shots, args.device, args.dtype, args.codec, args.family, args.working_size, args.resume,
+                   args.qc)
     if args.ray:
         from .scaleout import ScaleOutError, run_batch_ray  # Ray is an optional extra: imported only when asked
         try:

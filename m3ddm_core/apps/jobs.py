@@ -30,6 +30,7 @@ from ..pipeline.shots import CutDetector
 from ..media.stream import write_outpainted
 from ..pipeline.passes import SampleSettings, resume_key
 from ..media.video_io import VideoInfo, probe, read_frames, source_notes
+from .quality import QualityReport, check_quality, plan_windows
 
 log = logging.getLogger("M3DDM")
 # Stable Diffusion 1.x's VAE (AutoencoderKL), for single-file checkpoints that carry no config.
@@ -129,6 +130,7 @@ class JobSpec:
     family: str = "auto"  # preprocessing: auto (what the weights say), m3ddm or m3ddm_plus
     working_size: int = OFFICIAL_CANVAS
     resume: bool = True  # finished passes kept in the output folder until the video is written
+    qc: bool = False  # write a quality report (apps/quality.py) beside each output
 
 
 @dataclass
@@ -246,6 +248,21 @@ def write_file(job: Job, video: Path, out: Path, info: VideoInfo, plan: CanvasPl
                          on_frame=lambda done: progress("write", done, n), codec=job.spec.codec)
 
 
+def report_path(out: Path) -> Path:
+    """Where ``--qc`` writes the quality report of ``out``: ``NAME.qc.json`` beside it."""
+    return Path(out).with_suffix(".qc.json")
+
+
+def write_report(out: Path, plan: CanvasPlan, video_plan: VideoPlan) -> QualityReport:
+    """Check the written ``out`` as a player decodes it (:func:`.quality.check_quality`, windows = the plan's finest
+    passes) and write the JSON report beside it."""
+    with failure_reason():
+        report = check_quality(read_frames(out), plan, video_plan.cuts, plan_windows(video_plan))
+        report_path(out).write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+    log.info("%s", report.text().replace("\n", "\n  "))
+    return report
+
+
 def job_settings(job: Job, plan: CanvasPlan) -> SampleSettings:
     """The job's settings, the guidance branches one after another when its device's free memory asks for it."""
     return choose_branching(job.model, job.spec.settings, plan.latent_hw, device_free_memory(job.model.device))
@@ -280,6 +297,8 @@ def outpaint_file(job: Job, video: Path, out: Path, progress: Optional[Progress]
                  store.dir)
     write_file(job, video, out, source.info, source.plan, result.latents, report)
     finish_store(store, out.parent)
+    if spec.qc:
+        write_report(out, source.plan, source.video_plan)
     return result.latents
 
 

@@ -2,16 +2,17 @@
 
 One Ray actor per GPU (or per ``threads`` CPUs) loads the models once. A short video is one task: the whole
 in-process path (:func:`.jobs.outpaint_file`) on a worker. A long video is split: one worker encodes it and plans
-its passes, the driver walks that plan with :class:`.executors.PlanRun` -- the sequential executor's state: passes
-resumed from the video's store in the output folder, each pass handed out as soon as the passes that generate its
-guide frames are done (the sparsest level's windows chain, the finer levels fan out), each result stored -- latents
-travel through Ray's object store, and one worker writes the file. Every pass gets exactly the inputs, seed and
-noise index the sequential executor gives it, so with the same number of torch threads per process the result
+its passes, the driver walks that plan with :class:`m3ddm_core.pipeline.executors.PlanRun` -- the sequential
+executor's state: passes resumed from the video's store in the output folder, each pass handed out as soon as the
+passes that generate its guide frames are done (the sparsest level's windows chain, the finer levels fan out),
+each result stored -- latents travel through Ray's object store, and one worker writes the file. Every pass gets
+exactly the inputs, seed and noise index the sequential executor gives it, and each worker decides batched or
+sequential guidance branches once per video, so with the same number of torch threads per process the result
 equals the in-process one bit for bit. A rerun with every output present starts no cluster.
 
 A worker that dies mid-task is restarted by Ray (its models load again) and the task goes to the next free
-worker; an output file appears only once complete (:class:`.video_io.VideoWriter`), so nothing is half-written.
-Ray is an optional dependency (``pip install ".[ray]"``), imported only here.
+worker; an output file appears only once complete (:class:`m3ddm_core.media.video_io.VideoWriter`), so nothing
+is half-written. Ray is an optional dependency (``pip install ".[ray]"``), imported only here.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from .jobs import (BatchLedger, EncodedFile, JobSpec, Progress, encode_file, failure_reason, finish_store,
-                    job_settings, load_job, no_progress, outpaint_file, pass_store, write_file)
+                    job_settings, load_job, no_progress, outpaint_file, pass_store, write_file, write_report)
 from ..pipeline.executors import PlanRun
 from ..pipeline.plan import PlannedPass
 from ..pipeline.passes import prepare_shot, run_pass
@@ -55,6 +56,7 @@ class Worker:
         self.job = load_job(spec)
         self.events = events
         self._prepared: dict = {}  # (video, shot) -> PreparedShot, for the video being sampled
+        self._settings: dict = {}  # video -> its settings: the branch decision made once per video, as in-process
 
     def pid(self) -> int:
         return os.getpid()
@@ -89,14 +91,19 @@ class Worker:
             if key not in self._prepared:
                 if not any(k[0] == video for k in self._prepared):
                     self._prepared.clear()  # another video: its global tokens are not needed any more
+                    self._settings.clear()
                 self._prepared[key] = prepare_shot(self.job.model, source.encoded, p.shot)
-            settings = job_settings(self.job, source.plan)
+            if video not in self._settings:
+                self._settings[video] = job_settings(self.job, source.plan)
+            settings = self._settings[video]
             return run_pass(self.job.model, self._prepared[key], p.clip, guides, float(source.info.fps),
                             dataclasses.replace(settings, seed=p.seed), p.noise_index)
 
-    def write(self, video: str, out: str, info, plan, latents: torch.Tensor) -> None:
+    def write(self, video: str, out: str, source: EncodedFile, latents: torch.Tensor) -> None:
         with torch.inference_mode():
-            write_file(self.job, Path(video), Path(out), info, plan, latents, self._progress(video))
+            write_file(self.job, Path(video), Path(out), source.info, source.plan, latents, self._progress(video))
+            if self.job.spec.qc:
+                write_report(Path(out), source.plan, source.video_plan)
 
 
 @dataclass
@@ -197,9 +204,9 @@ class _Dispatcher:
 
 class _SplitVideo:
     """A long video run clip-parallel: the encode task (:meth:`task`); when it is done, each pass of its plan is
-    submitted as soon as the passes making its guide frames are (:class:`.executors.PlanRun`, which also resumes
-    from and saves to the video's pass store), then the write. ``finished(latents, None)`` or
-    ``finished(None, reason)`` once at the end; ``progress("sample", passes done, passes)``."""
+    submitted as soon as the passes making its guide frames are (``PlanRun``, which also resumes from and saves to
+    the video's pass store), then the write. ``finished(latents, None)`` or ``finished(None, reason)`` once at the
+    end; ``progress("sample", passes done, passes)``."""
 
     def __init__(self, dispatch: _Dispatcher, ray, spec: JobSpec, video: str, out: str,
                  finished: Callable[[Optional[torch.Tensor], Optional[str]], None], progress: Progress):
@@ -230,7 +237,7 @@ class _SplitVideo:
                                        f"{self.name} shot {p.shot + 1} pass {p.noise_index + 1}"))
         if self.run.complete:
             latents = self.run.result()
-            self.dispatch.submit(_Task("write", (self.video, self.out, self.source.info, self.source.plan, latents),
+            self.dispatch.submit(_Task("write", (self.video, self.out, self.source_ref, latents),
                                        lambda _: self._written(latents), self._fail, f"{self.name} write"))
 
     def _pass_done(self, p: PlannedPass, value: dict) -> None:
@@ -296,13 +303,13 @@ def run_batch_ray(spec: JobSpec, videos: Sequence[Path], out_dir: Path, address:
     if not todo:
         ledger.close()
         return ledger.outcome()
-    started = _connect(ray, address)
-    events = actors = None
+    started, events, actors = False, None, None
     try:
-        if show:
-            from ray.util.queue import Queue
-            events = Queue(actor_options={"num_cpus": 0})
         try:
+            started = _connect(ray, address)
+            if show:
+                from ray.util.queue import Queue
+                events = Queue(actor_options={"num_cpus": 0})
             actors, pids = start_workers(ray, spec, workers, threads, events)
         except BaseException:
             ledger.close()

@@ -1,6 +1,6 @@
 """Whole videos in bounded memory, on the way out: the composite streamed frame by frame into a file.
 
-Frames are encoded as they stream in by :func:`.encode.encode_video`; here the sampled latents are decoded a few
+Frames are encoded as they stream in by :func:`m3ddm_core.pipeline.encode.encode_video`; here the sampled latents are decoded a few
 frames at a time, composited onto the source frames read again, and written. Native-resolution frames and decoded
 canvases exist one chunk at a time.
 """

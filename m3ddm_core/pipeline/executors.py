@@ -98,9 +98,11 @@ def choose_branching(model, settings: SampleSettings, latent_hw: tuple[int, int]
 
 
 def device_free_memory(device: torch.device) -> Optional[int]:
-    """Free bytes on a CUDA device (None elsewhere: the CPU and MPS share the machine's memory)."""
+    """Free bytes on a CUDA device, counting what PyTorch holds reserved but unused as free (as ComfyUI does:
+    the allocator hands it out again); None elsewhere (the CPU and MPS share the machine's memory)."""
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+        unused = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0] + unused)
     return None
 
 

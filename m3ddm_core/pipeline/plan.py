@@ -5,7 +5,7 @@ numbered within the shot), its own seed (:func:`.shots.shot_seed`) and its own 1
 :class:`PlannedPass` says which frames a pass samples (in the shot's and in the video's numbering), the noise it
 draws (``window_noise(seed, noise_index)``) and which earlier passes make its guide frames: what must be finished
 before it can run. The sequential runner, the Ray dispatcher, the node's progress bar and the resume store all read
-this one plan; no other code walks shots or passes.
+this one plan; no other code walks the passes.
 """
 from __future__ import annotations
 
