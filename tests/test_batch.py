@@ -249,3 +249,40 @@ def test_a_batch_killed_mid_video_samples_only_the_remaining_passes_when_run_aga
     assert not (tmp_path / "fresh" / ".m3ddm_resume").exists()
     assert torch.equal(resumed[video], fresh[video])
     assert probe(out / "long_9x16.mp4").frames == 64
+
+
+def test_the_worst_windows_are_rendered_again_and_kept_only_where_they_score_better(assets, tmp_path):
+    """--rerender-worst N: the N worst flagged windows sampled again with a derived seed; the report lists each with
+    its score before and after, and the output holds the new latents exactly where a window was kept."""
+    import json
+
+    from m3ddm_core import plan_video
+    from m3ddm_core.apps.jobs import JobSpec, load_job, run_batch
+    from m3ddm_core.pipeline.passes import SampleSettings
+    video = assets / "in" / "a.mp4"
+    spec = JobSpec(str(assets / "m3ddm-nano"), str(assets / "vae"), "9:16", SampleSettings(steps=1, scheduler="ddim"),
+                   strides="5,1", working_size=128, qc=True)
+    job = load_job(spec)
+    plain, again = {}, {}
+    with torch.inference_mode():
+        assert run_batch(job, [video], tmp_path / "plain", show=False, latents=plain)[0] == [video]
+        import dataclasses
+        job.spec = dataclasses.replace(spec, rerender_worst=2)
+        assert run_batch(job, [video], tmp_path / "again", show=False, latents=again)[0] == [video]
+    first = json.loads((tmp_path / "plain" / "a_9x16.qc.json").read_text())
+    assert sum(bool(w["flags"]) for w in first["windows"]) >= 2  # a random model's borders are flagged
+    report = json.loads((tmp_path / "again" / "a_9x16.qc.json").read_text())
+    entries = report["rerendered"]
+    assert len(entries) == 2 and all(first["windows"][e["window"]]["flags"] for e in entries)
+    from m3ddm_core.pipeline.executors import dependents
+    vp = plan_video(20, (), "5,1")
+    for e in entries:
+        # the same latents; the decoded mp4 may differ by x264's threaded choices
+        assert e["before"] == pytest.approx(first["windows"][e["window"]]["badness"], rel=0.05)
+        frames = [f for j in dependents(vp, [e["pass"]]) for _, f in vp.passes[j].in_video.writes]
+        same = torch.equal(again[video][frames], plain[video][frames])
+        assert same != e["kept"]  # new latents exactly where kept
+    touched = {f for e in entries for j in dependents(vp, [e["pass"]]) for _, f in vp.passes[j].in_video.writes}
+    untouched = sorted(set(range(20)) - touched)
+    assert untouched and torch.equal(again[video][untouched], plain[video][untouched])
+    assert not list((tmp_path / "again").glob(".*rerender*"))  # the trial file is gone

@@ -150,3 +150,24 @@ def test_passes_run_in_any_order_their_dependencies_allow_give_the_same_video(mi
             order.append(p.index)
     assert order != sorted(order)  # the order really differed
     assert torch.equal(run.result(), reference.latents)
+
+
+def test_passes_sampled_again_change_only_their_frames_and_their_dependents(micro_model, plan):
+    """A re-render: a pass of a finished run sampled with another seed changes the frames it writes and those of
+    every pass that depends on it (their guides changed), nothing else; with its own seed, nothing changes."""
+    from m3ddm_core.pipeline.executors import dependents, rerender_seed, rerun_passes
+    frames = load_clip(64)
+    vae = TinyVAE()
+    encoded = encode_video(frames, 64, plan, vae.encode)
+    vp = plan_video(64, (), "15,5,1", seed=FAST.seed)
+    reference = _run(micro_model, frames, plan, strides="15,5,1")[0].latents
+    same, sampled = rerun_passes(micro_model, encoded, vp, reference, 16.0, FAST, {4: vp.passes[4].seed})
+    assert torch.equal(same, reference) and sampled == sorted(dependents(vp, [4]))
+    dense = [p.index for p in vp.passes if p.clip.stride == 1]
+    k = dense[-2]  # the last dense window starts on a frame this one makes: one dependent
+    assert dependents(vp, [k]) == {k, dense[-1]}
+    new, sampled = rerun_passes(micro_model, encoded, vp, reference, 16.0, FAST, {k: rerender_seed(vp.passes[k].seed)})
+    assert sampled == [k, dense[-1]]
+    changed = {i for i in range(64) if not torch.equal(new[i], reference[i])}
+    written = {f for i in sampled for _, f in vp.passes[i].in_video.writes}
+    assert changed and changed <= written and changed & {f for _, f in vp.passes[k].in_video.writes}

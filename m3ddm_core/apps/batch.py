@@ -90,6 +90,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--qc", action="store_true",
                     help="check each written video without ground truth (seam visibility, border flicker, colour "
                          "drift per shot and window) and write NAME.qc.json beside it")
+    ap.add_argument("--rerender-worst", type=int, default=0, metavar="N",
+                    help="with the quality check (implied): sample the N worst flagged windows again with a derived "
+                         "seed and keep each where it scores better; the report lists before, after and what was kept")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--ray", metavar="local|ADDRESS",
                     help="run on Ray (pip install '.[ray]'): 'local' starts a cluster on this machine, otherwise the "
@@ -117,7 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                               sequential=args.low_vram)
     spec = JobSpec(str(args.model), str(args.vae), args.ratio, settings, args.strides, args.schedule, args.feather,
                    args.shots, args.device, args.dtype, args.codec, args.family, args.working_size, args.resume,
-                   args.qc)
+                   args.qc, max(0, args.rerender_worst))
     if args.ray:
         from .scaleout import ScaleOutError, run_batch_ray  # Ray is an optional extra: imported only when asked
         try:

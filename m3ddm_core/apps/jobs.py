@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ import torch
 
 from ..pipeline.canvas import OFFICIAL_CANVAS, CanvasPlan, plan_canvas
 from ..pipeline.encode import SD_LATENT_SCALE, EncodedVideo, encode_video
-from ..pipeline.executors import choose_branching, device_free_memory, run_plan
+from ..pipeline.executors import (choose_branching, dependents, device_free_memory, rerender_seed, rerun_passes,
+                                  run_plan)
 from ..model.loader import DTYPES, load_unet, weights_family
 from ..pipeline.plan import VideoPlan, plan_video
 from ..pipeline.resume import PassStore, source_identity
@@ -30,7 +32,7 @@ from ..pipeline.shots import CutDetector
 from ..media.stream import write_outpainted
 from ..pipeline.passes import SampleSettings, resume_key
 from ..media.video_io import VideoInfo, probe, read_frames, source_notes
-from .quality import QualityReport, check_quality, plan_windows
+from .quality import QualityReport, check_quality, finest_passes, plan_windows
 
 log = logging.getLogger("M3DDM")
 # Stable Diffusion 1.x's VAE (AutoencoderKL), for single-file checkpoints that carry no config.
@@ -131,6 +133,7 @@ class JobSpec:
     working_size: int = OFFICIAL_CANVAS
     resume: bool = True  # finished passes kept in the output folder until the video is written
     qc: bool = False  # write a quality report (apps/quality.py) beside each output
+    rerender_worst: int = 0  # re-sample up to this many flagged windows with a derived seed, keep what scores better
 
 
 @dataclass
@@ -253,14 +256,75 @@ def report_path(out: Path) -> Path:
     return Path(out).with_suffix(".qc.json")
 
 
-def write_report(out: Path, plan: CanvasPlan, video_plan: VideoPlan) -> QualityReport:
-    """Check the written ``out`` as a player decodes it (:func:`.quality.check_quality`, windows = the plan's finest
-    passes) and write the JSON report beside it."""
+def check_file(out: Path, plan: CanvasPlan, video_plan: VideoPlan) -> QualityReport:
+    """The quality report of the written ``out`` as a player decodes it (:func:`.quality.check_quality`, windows =
+    the plan's finest passes)."""
     with failure_reason():
-        report = check_quality(read_frames(out), plan, video_plan.cuts, plan_windows(video_plan))
-        report_path(out).write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+        return check_quality(read_frames(out), plan, video_plan.cuts, plan_windows(video_plan))
+
+
+def write_report(out: Path, plan: CanvasPlan, video_plan: VideoPlan, extra: Optional[dict] = None) -> QualityReport:
+    """Check ``out`` (:func:`check_file`) and write the JSON report beside it, with ``extra`` entries."""
+    report = check_file(out, plan, video_plan)
+    with failure_reason():
+        report_path(out).write_text(json.dumps({**report.to_dict(), **(extra or {})}, indent=1) + "\n")
     log.info("%s", report.text().replace("\n", "\n  "))
     return report
+
+
+def _groups(video_plan: VideoPlan, indexes: Sequence[int]) -> list[set[int]]:
+    """``indexes`` joined into groups whose re-renders touch the same passes (a pass depending on two of them)."""
+    groups: list[tuple[set[int], set[int]]] = []  # (candidates, passes they re-sample)
+    for i in indexes:
+        touched = dependents(video_plan, [i])
+        merged = [g for g in groups if g[1] & touched]
+        groups = [g for g in groups if not g[1] & touched]
+        groups.append(({i, *(c for g in merged for c in g[0])}, touched.union(*(g[1] for g in merged))))
+    return [g[0] for g in groups]
+
+
+def rerender_worst(job: Job, video: Path, out: Path, source: EncodedFile, latents: torch.Tensor,
+                   report: QualityReport, count: int, progress: Progress = no_progress) -> tuple[torch.Tensor, list]:
+    """Sample the ``count`` worst flagged windows of ``report`` again, each with a seed derived from its pass's
+    (:func:`.executors.rerender_seed`) and with the passes depending on it, and keep, group by group, what scores
+    better (a group: windows whose re-renders share passes, decided together so that no kept pass was guided by a
+    reverted one). ``out`` is rewritten when anything is kept. Returns the final latents and one entry per
+    window: its pass, seed, badness before and after, kept."""
+    plan, video_plan = source.plan, source.video_plan
+    worst = report.worst(count)
+    if not worst:
+        return latents, []
+    finest = finest_passes(video_plan)
+    window_of = {finest[r["window"]].index: r for r in worst}
+    seeds = {i: rerender_seed(video_plan.passes[i].seed) for i in window_of}
+    with failure_reason():
+        new, _ = rerun_passes(job.model, source.encoded, video_plan, latents, float(source.info.fps),
+                              job_settings(job, plan), seeds)
+    trial = out.with_name(f".{out.stem}.rerender{out.suffix}")  # hidden: never taken for an output
+    try:
+        write_file(job, video, trial, source.info, plan, new, progress)
+        after = check_file(trial, plan, video_plan).window_rows()
+        final, entries, kept_any, all_kept = latents.clone(), [], False, True
+        for group in _groups(video_plan, list(window_of)):
+            before_score = sum(window_of[i]["badness"] for i in group)
+            after_score = sum(after[window_of[i]["window"]]["badness"] for i in group)
+            keep = after_score < before_score
+            if keep:
+                frames = [f for j in dependents(video_plan, group) for _, f in video_plan.passes[j].in_video.writes]
+                final[frames] = new[frames]
+                kept_any = True
+            all_kept &= keep
+            entries += [{"window": window_of[i]["window"], "pass": i, "seed": seeds[i],
+                         "before": round(window_of[i]["badness"], 3),
+                         "after": round(after[window_of[i]["window"]]["badness"], 3), "kept": keep} for i in group]
+        if all_kept:
+            os.replace(trial, out)
+        elif kept_any:
+            write_file(job, video, out, source.info, plan, final, progress)
+    finally:
+        trial.unlink(missing_ok=True)
+    log.info("%s: re-rendered %d window(s), kept %d", video.name, len(entries), sum(e["kept"] for e in entries))
+    return final, sorted(entries, key=lambda e: e["window"])
 
 
 def job_settings(job: Job, plan: CanvasPlan) -> SampleSettings:
@@ -297,9 +361,22 @@ def outpaint_file(job: Job, video: Path, out: Path, progress: Optional[Progress]
                  store.dir)
     write_file(job, video, out, source.info, source.plan, result.latents, report)
     finish_store(store, out.parent)
-    if spec.qc:
-        write_report(out, source.plan, source.video_plan)
-    return result.latents
+    return finish_quality(job, video, out, source, result.latents, report)
+
+
+def finish_quality(job: Job, video: Path, out: Path, source: EncodedFile, latents: torch.Tensor,
+                   progress: Progress = no_progress) -> torch.Tensor:
+    """After ``out`` is written: the quality report (``--qc``) and the re-render of the worst windows
+    (``--rerender-worst``), whose entries go into the report. Returns the final latents."""
+    spec = job.spec
+    if not (spec.qc or spec.rerender_worst):
+        return latents
+    report = write_report(out, source.plan, source.video_plan)
+    if spec.rerender_worst:
+        latents, entries = rerender_worst(job, video, out, source, latents, report, spec.rerender_worst, progress)
+        if entries:
+            write_report(out, source.plan, source.video_plan, {"rerendered": entries})
+    return latents
 
 
 class BatchLedger:

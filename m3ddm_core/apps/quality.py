@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from ..pipeline.canvas import CanvasPlan
-from ..pipeline.plan import VideoPlan
+from ..pipeline.plan import PlannedPass, VideoPlan
 from ..pipeline.shots import shot_bounds
 
 BAND = 16  # pixels of the generated and of the original band on each side of a seam (fewer where less exists)
@@ -113,18 +113,20 @@ def frame_scores(frame: np.ndarray, seam: Seam, state: _SeamState, new_shot: boo
     return seam_score, flicker, drift
 
 
-def plan_windows(plan: VideoPlan) -> list[tuple[int, int]]:
-    """``[(start, end), ...]`` (end exclusive, video frames): the frame range of every pass of each shot's finest
-    level, in plan order -- the windows a re-render can sample again."""
+def finest_passes(plan: VideoPlan) -> list[PlannedPass]:
+    """The passes of each shot's finest level, in plan order: one per window of the report."""
     out = []
     for shot in range(len(plan.shots)):
         passes = plan.shot_passes(shot)
         finest = min(p.clip.stride for p in passes)
-        for p in passes:
-            if p.clip.stride == finest:
-                frames = p.in_video.frames
-                out.append((min(frames), max(frames) + 1))
+        out.extend(p for p in passes if p.clip.stride == finest)
     return out
+
+
+def plan_windows(plan: VideoPlan) -> list[tuple[int, int]]:
+    """``[(start, end), ...]`` (end exclusive, video frames): the frame range of every pass of each shot's finest
+    level, in plan order -- the windows a re-render can sample again."""
+    return [(min(p.in_video.frames), max(p.in_video.frames) + 1) for p in finest_passes(plan)]
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from .jobs import (BatchLedger, EncodedFile, JobSpec, Progress, encode_file, failure_reason, finish_store,
-                    job_settings, load_job, no_progress, outpaint_file, pass_store, write_file, write_report)
+                    finish_quality, job_settings, load_job, no_progress, outpaint_file, pass_store, write_file)
 from ..pipeline.executors import PlanRun
 from ..pipeline.plan import PlannedPass
 from ..pipeline.passes import prepare_shot, run_pass
@@ -99,11 +99,12 @@ class Worker:
             return run_pass(self.job.model, self._prepared[key], p.clip, guides, float(source.info.fps),
                             dataclasses.replace(settings, seed=p.seed), p.noise_index)
 
-    def write(self, video: str, out: str, source: EncodedFile, latents: torch.Tensor) -> None:
+    def write(self, video: str, out: str, source: EncodedFile, latents: torch.Tensor) -> torch.Tensor:
+        """Write the file, then its quality report and re-renders when asked; returns the final latents."""
         with torch.inference_mode():
-            write_file(self.job, Path(video), Path(out), source.info, source.plan, latents, self._progress(video))
-            if self.job.spec.qc:
-                write_report(Path(out), source.plan, source.video_plan)
+            progress = self._progress(video)
+            write_file(self.job, Path(video), Path(out), source.info, source.plan, latents, progress)
+            return finish_quality(self.job, Path(video), Path(out), source, latents, progress)
 
 
 @dataclass
@@ -238,7 +239,7 @@ class _SplitVideo:
         if self.run.complete:
             latents = self.run.result()
             self.dispatch.submit(_Task("write", (self.video, self.out, self.source_ref, latents),
-                                       lambda _: self._written(latents), self._fail, f"{self.name} write"))
+                                       self._written, self._fail, f"{self.name} write"))
 
     def _pass_done(self, p: PlannedPass, value: dict) -> None:
         if self.failed:

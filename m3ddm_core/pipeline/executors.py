@@ -131,9 +131,21 @@ def run_plan(model, encoded: EncodedVideo, plan: VideoPlan, fps: float, settings
     if on_pass is not None:
         for index in run.resumed:
             on_pass(plan.passes[index], True)
+    sampled = _sample_remaining(model, encoded, run, fps, settings, callback, check_interrupt, on_pass)
+    latents = run.result()
+    if store is not None and clear_store:
+        store.clear()
+    return PlanResult(latents, run.resumed, sampled)
+
+
+def _sample_remaining(model, encoded: EncodedVideo, run: PlanRun, fps: float, settings: SampleSettings,
+                      callback=None, check_interrupt=None, on_pass=None, seeds: Optional[dict] = None) -> list[int]:
+    """Sample the passes of ``run`` not done yet, in plan order (every pass comes after those it depends on);
+    ``seeds`` (plan index -> seed) replace the plan's seed of those passes. Returns the indexes sampled."""
+    plan = run.plan
     shots: dict[int, PreparedShot] = {}
     sampled = []
-    for p in plan.passes:  # plan order: every pass comes after the passes it depends on
+    for p in plan.passes:
         if p.index in run.done:
             continue
         if p.shot not in shots:
@@ -142,16 +154,42 @@ def run_plan(model, encoded: EncodedVideo, plan: VideoPlan, fps: float, settings
         step_cb = None if callback is None else (
             lambda info, p=p: callback(dict(info, frames=[p.shot_start + f for f in info["frames"]],
                                             **{"pass": p.index, "passes": len(plan.passes)})))
+        seed = (seeds or {}).get(p.index, p.seed)
         latents = run_pass(model, shots[p.shot], p.clip, run.guides(p), fps,
-                           dataclasses.replace(settings, seed=p.seed), p.noise_index, step_cb, check_interrupt)
+                           dataclasses.replace(settings, seed=seed), p.noise_index, step_cb, check_interrupt)
         run.finish(p, latents)
         sampled.append(p.index)
         if on_pass is not None:
             on_pass(p, False)
-    latents = run.result()
-    if store is not None and clear_store:
-        store.clear()
-    return PlanResult(latents, run.resumed, sampled)
+    return sampled
+
+
+def dependents(plan: VideoPlan, indexes) -> set[int]:
+    """``indexes`` and every pass that depends on them, directly or through others (their guides would change)."""
+    out = set(indexes)
+    for p in plan.passes:  # plan order: a pass's dependencies come before it
+        if p.depends & out:
+            out.add(p.index)
+    return out
+
+
+def rerender_seed(seed: int, attempt: int = 1) -> int:
+    """The seed a pass is sampled again with: derived from its own, so a re-render is reproducible."""
+    return (int(seed) + 104_729 * int(attempt)) % (2 ** 63)
+
+
+def rerun_passes(model, encoded: EncodedVideo, plan: VideoPlan, latents: torch.Tensor, fps: float,
+                 settings: SampleSettings, seeds: dict[int, int], callback=None, check_interrupt=None) \
+        -> tuple[torch.Tensor, list[int]]:
+    """Sample the passes ``seeds`` (plan index -> new seed) of a finished run again, with every pass that depends
+    on them (with its own seed: only its guides change), over the run's final ``latents`` ``[N, 4, h, w]``.
+    Returns the new latents and the plan indexes sampled; nothing else changes."""
+    redo = dependents(plan, seeds)
+    run = PlanRun(plan)
+    run.latents = {i: latents[i] for i in range(plan.num_frames)}
+    run.done = {p.index for p in plan.passes} - redo
+    sampled = _sample_remaining(model, encoded, run, fps, settings, callback, check_interrupt, seeds=seeds)
+    return run.result(), sampled
 
 
 @dataclass
