@@ -171,3 +171,36 @@ def test_passes_sampled_again_change_only_their_frames_and_their_dependents(micr
     changed = {i for i in range(64) if not torch.equal(new[i], reference[i])}
     written = {f for i in sampled for _, f in vp.passes[i].in_video.writes}
     assert changed and changed <= written and changed & {f for _, f in vp.passes[k].in_video.writes}
+
+
+def test_key_frames_first_then_the_rest_equals_one_run(micro_model, plan, tmp_path):
+    """Preview then continue: the first level sampled alone into a pass store, then the whole plan with that store,
+    gives one uninterrupted run's latents bit for bit, sampling only the passes the preview did not; a re-rolled
+    shot changes that shot only."""
+    from m3ddm_core import PassStore
+    from m3ddm_core.pipeline.executors import run_passes, run_plan
+    frames = load_clip(64)
+    vae = TinyVAE()
+    encoded = encode_video(frames, 64, plan, vae.encode, cuts=[30])
+    vp = plan_video(64, [30], "15,5,1", seed=FAST.seed)
+    first = vp.first_level()
+    assert {p.clip.stride for p in first} == {15} and {p.shot for p in first} == {0, 1}
+    assert all(p.depends <= {q.index for q in first} for p in first)
+    assert vp.key_frames() == sorted({f for p in first for _, f in p.in_video.writes}) and 0 in vp.key_frames()
+    whole = run_plan(micro_model, encoded, vp, 16.0, FAST)
+    store = PassStore(tmp_path, "preview")
+    keys = run_passes(micro_model, encoded, vp, [p.index for p in first], 16.0, FAST, store)
+    assert sorted(keys) == vp.key_frames() and all(torch.equal(keys[f], whole.latents[f]) for f in keys)
+    assert store.done() == sorted(p.index for p in first)
+    rest = run_plan(micro_model, encoded, vp, 16.0, FAST, store)
+    assert torch.equal(rest.latents, whole.latents)
+    assert rest.resumed == [p.index for p in first] and sorted(rest.sampled + rest.resumed) == list(range(len(vp)))
+    second = next(p for p in vp.passes if p.clip.stride == 5)
+    with pytest.raises(ValueError, match="needed as guides"):  # its key frames are not among the passes asked for
+        run_passes(micro_model, encoded, vp, [second.index], 16.0, FAST)
+    # a re-roll of shot 2: its seed, its frames; shot 1 as before
+    reroll = plan_video(64, [30], "15,5,1", seed=FAST.seed, shot_seeds={1: 99})
+    assert {p.seed for p in reroll.passes if p.shot == 1} == {99}
+    rerolled = run_plan(micro_model, encoded, reroll, 16.0, FAST)
+    assert torch.equal(rerolled.latents[:30], whole.latents[:30])
+    assert not torch.equal(rerolled.latents[30:], whole.latents[30:])

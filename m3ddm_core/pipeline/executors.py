@@ -164,6 +164,28 @@ def _sample_remaining(model, encoded: EncodedVideo, run: PlanRun, fps: float, se
     return sampled
 
 
+def run_passes(model, encoded: EncodedVideo, plan: VideoPlan, indexes, fps: float, settings: SampleSettings,
+               store: Optional[PassStore] = None, callback=None, check_interrupt=None,
+               on_pass=None) -> dict[int, torch.Tensor]:
+    """Sample only the passes ``indexes`` of ``plan`` (with every pass they depend on among them: e.g. the first
+    level, :meth:`.plan.VideoPlan.first_level`), resuming from and saving to ``store`` as :func:`run_plan` does, so
+    that a later :func:`run_plan` with the same store samples only the rest. Returns ``{frame: latent}`` of the
+    frames they write (video numbering); the store is kept."""
+    wanted = set(indexes)
+    missing = {d for p in plan.passes if p.index in wanted for d in p.depends} - wanted
+    if missing:
+        raise ValueError(f"passes {sorted(missing)[:8]} are needed as guides by the passes asked for")
+    run = PlanRun(plan, store)
+    if on_pass is not None:
+        for index in run.resumed:
+            if index in wanted:
+                on_pass(plan.passes[index], True)
+    skipped = {p.index for p in plan.passes} - wanted - run.done
+    run.done |= skipped  # not sampled here: the executor passes them over
+    _sample_remaining(model, encoded, run, fps, settings, callback, check_interrupt, on_pass)
+    return {f: run.latents[f] for p in plan.passes if p.index in wanted for _, f in p.in_video.writes}
+
+
 def dependents(plan: VideoPlan, indexes) -> set[int]:
     """``indexes`` and every pass that depends on them, directly or through others (their guides would change)."""
     out = set(indexes)

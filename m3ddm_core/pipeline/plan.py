@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Sequence
+from typing import Mapping, Optional, Sequence
 
 from .schedule import Pass, Strides, plan_passes
 from .shots import shot_bounds, shot_seed
@@ -58,6 +58,18 @@ class VideoPlan:
     def shot_passes(self, shot: int) -> list[PlannedPass]:
         return [p for p in self.passes if p.shot == shot]
 
+    def first_level(self) -> list[PlannedPass]:
+        """Each shot's sparsest passes (its largest stride: the key frames every finer pass is guided by), in plan
+        order. They depend only on each other."""
+        largest = {}
+        for p in self.passes:
+            largest[p.shot] = max(largest.get(p.shot, 0), p.clip.stride)
+        return [p for p in self.passes if p.clip.stride == largest[p.shot]]
+
+    def key_frames(self) -> list[int]:
+        """The frames the first level writes (video numbering), in order."""
+        return sorted({f for p in self.first_level() for _, f in p.in_video.writes})
+
     def critical_path(self) -> int:
         """Passes on the longest chain of dependencies: the wall time in passes with unlimited workers (the
         sparsest level's windows chain; the finer levels fan out)."""
@@ -79,8 +91,9 @@ def pass_dependencies(passes: Sequence[Pass]) -> list[set[int]]:
 
 
 def plan_video(num_frames: int, cuts: Sequence[int] = (), strides: Strides = "auto", schedule: str = "fixed",
-               seed: int = 0) -> VideoPlan:
-    """The plan of outpainting ``num_frames`` frames split at ``cuts`` (first frames of new shots).
+               seed: int = 0, shot_seeds: Optional[Mapping[int, int]] = None) -> VideoPlan:
+    """The plan of outpainting ``num_frames`` frames split at ``cuts`` (first frames of new shots). Each shot samples
+    with :func:`.shots.shot_seed` of ``seed``, or the seed ``shot_seeds`` gives it (shot index -> seed: a re-roll).
 
     Raises ValueError naming the shot when its schedule cannot cover it (e.g. a 1-frame shot, official schedule),
     and ShotError for cuts outside the video -- before anything is encoded or loaded."""
@@ -97,6 +110,7 @@ def plan_video(num_frames: int, cuts: Sequence[int] = (), strides: Strides = "au
             raise ValueError(f"shot {shot + 1} of {len(bounds)} (frames {start}-{end - 1}): {exc}") from None
         first = len(jobs)
         for k, (p, deps) in enumerate(zip(passes, pass_dependencies(passes))):
-            jobs.append(PlannedPass(first + k, shot, start, p, k, shot_seed(seed, shot),
+            jobs.append(PlannedPass(first + k, shot, start, p, k,
+                                    int((shot_seeds or {}).get(shot, shot_seed(seed, shot))),
                                     frozenset(first + d for d in deps)))
     return VideoPlan(int(num_frames), tuple(b[0] for b in bounds[1:]), tuple(bounds), tuple(jobs))
