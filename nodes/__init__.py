@@ -7,6 +7,7 @@ from .canvas_node import M3DDMOutpaintCanvas
 from .compare_node import M3DDMCompare
 from .composite_node import M3DDMComposite
 from .evaluate_node import M3DDMEvaluate
+from .keyframe_nodes import M3DDMContinue, M3DDMKeyframePreview
 from .loader_node import LoadM3DDMModel
 from .quality_node import M3DDMQualityCheck
 from .runtime import register_model_folder
@@ -14,7 +15,8 @@ from .sampler_nodes import M3DDMCoarseToFine, M3DDMEncodeGlobalFrames, M3DDMSamp
 from .video_node import M3DDMOutpaintVideo
 
 NODES = [LoadM3DDMModel, M3DDMOutpaintCanvas, M3DDMEncodeGlobalFrames, M3DDMSampleClip, M3DDMCoarseToFine,
-         M3DDMComposite, M3DDMOutpaintVideo, M3DDMCompare, M3DDMEvaluate, M3DDMQualityCheck]
+         M3DDMComposite, M3DDMOutpaintVideo, M3DDMCompare, M3DDMEvaluate, M3DDMQualityCheck, M3DDMKeyframePreview,
+         M3DDMContinue]
 
 
 class M3DDMExtension(ComfyExtension):

@@ -61,10 +61,10 @@ def pass_inputs() -> list:
     ]
 
 
-def video_plan(node: str, num_frames: int, cuts, strides, schedule, settings: SampleSettings):
+def video_plan(node: str, num_frames: int, cuts, strides, schedule, settings: SampleSettings, shot_seeds=None):
     """The plan of a run (checked before any encoding or model loading); a bad schedule or cut names ``node``."""
     with node_errors(node):
-        return plan_video(num_frames, cuts, strides, schedule, settings.seed)
+        return plan_video(num_frames, cuts, strides, schedule, settings.seed, shot_seeds)
 
 
 def sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram) -> SampleSettings:

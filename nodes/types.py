@@ -17,6 +17,7 @@ from ..m3ddm_core import CanvasPlan
 M3DDMModelType = io.Custom("M3DDM_MODEL")
 M3DDMCanvasType = io.Custom("M3DDM_CANVAS")
 M3DDMGlobalType = io.Custom("M3DDM_GLOBAL")
+M3DDMKeyframesType = io.Custom("M3DDM_KEYFRAMES")
 
 
 @dataclass(frozen=True)
@@ -65,3 +66,22 @@ def video_fingerprint(frames: torch.Tensor) -> str:
     for i in sorted({0, n // 2, n - 1}):
         h.update(frames[i, ::7, ::7].detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Keyframes:
+    """A run stopped after its key frames (M3DDM Keyframe Preview), with what M3DDM Continue needs to finish it:
+    the encoded video, its plan, the settings and the pass store key; ``frames`` the key frames' indexes,
+    ``preview`` their composited frames ``[K, OH, OW, 3]`` as shown, ``canvases`` their decoded working canvases."""
+
+    canvas: Canvas
+    plan: CanvasPlan
+    video_plan: object
+    encoded: object
+    settings: object
+    fps: float
+    store_key: str
+    frames: tuple
+    preview: torch.Tensor
+    canvases: torch.Tensor
+    feather: int

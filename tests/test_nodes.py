@@ -28,7 +28,8 @@ def node_classes(plugin):
 def test_node_contract(node_classes):
     assert set(node_classes) == {"M3DDM_LoadModel", "M3DDM_OutpaintCanvas", "M3DDM_EncodeGlobalFrames",
                                  "M3DDM_SampleClip", "M3DDM_CoarseToFine", "M3DDM_Composite", "M3DDM_OutpaintVideo",
-                                 "M3DDM_Compare", "M3DDM_Evaluate", "M3DDM_QualityCheck"}
+                                 "M3DDM_Compare", "M3DDM_Evaluate", "M3DDM_QualityCheck", "M3DDM_KeyframePreview",
+                                 "M3DDM_Continue"}
     for node_id, cls in node_classes.items():
         schema = cls.GET_SCHEMA()
         assert schema.category == "M3DDM" and len(schema.description) > 40, node_id
@@ -194,6 +195,41 @@ def test_quality_check_node_reports_windows_of_the_plan_and_a_plot(node_classes)
         _run(check, images=clean, strides="auto", schedule="fixed")
     with pytest.raises(ValueError, match=r"\[M3DDM_QualityCheck\] 19 images for a canvas of 20 frames"):
         _run(check, images=clean[:19], canvas=canvas, strides="auto", schedule="fixed")
+
+
+def test_keyframe_preview_then_continue_equals_coarse_to_fine_and_an_edit_guides_the_rest(node_classes, models_dir):
+    """Preview the key frames, continue: the same latents as one Coarse-to-Fine run of the same inputs, only the
+    passes after the key frames sampled; an edited key frame is used as that frame and changes its neighbours."""
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    frames = load_clip(40)
+    vae = taesd_vae()
+    canvas, *_ = _run(node_classes["M3DDM_OutpaintCanvas"], images=frames, target="aspect ratio", aspect_ratio="9:16",
+                      width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0, pad_bottom=0.0,
+                      canvas_mode="official", working_size=128)
+    sampling = dict(scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=8, fps=24.0,
+                    low_vram=False, strides="15,5,1", schedule="fixed")
+    preview, numbers, state = _run(node_classes["M3DDM_KeyframePreview"], m3ddm_model=model, vae=vae, canvas=canvas,
+                                   feather=8, **sampling)
+    keys = [int(x) for x in numbers.split(", ")]
+    assert keys[0] == 0 and keys[1] == 15 and preview.shape == (len(keys), *canvas.plan.output_hw, 3)
+    y, x = canvas.plan.content_out_yx
+    assert torch.equal(preview[:, y:y + 120, x:x + 208], frames[keys])  # the originals in the preview untouched
+    generated, latent = _run(node_classes["M3DDM_Continue"], keyframes=state, m3ddm_model=model, vae=vae)
+    whole, whole_latent = _run(node_classes["M3DDM_CoarseToFine"], m3ddm_model=model, vae=vae, canvas=canvas,
+                               **sampling)
+    assert torch.equal(latent["samples"], whole_latent["samples"])
+    edited = preview.clone()
+    edited[1, :y] = torch.tensor([1.0, 0.0, 0.0])  # key frame 15's top border painted red
+    _, edited_latent = _run(node_classes["M3DDM_Continue"], keyframes=state, m3ddm_model=model, vae=vae,
+                            edited=edited)
+    changed = [i for i in range(40) if not torch.equal(edited_latent["samples"][i], latent["samples"][i])]
+    assert 15 in changed and all(f not in changed for f in keys if f != 15)  # the other key frames as previewed
+    assert any(f in changed for f in (14, 16))  # the frames around it are guided by the edit
+    with pytest.raises(ValueError, match=r"\[M3DDM_Continue\] edited has shape"):
+        _run(node_classes["M3DDM_Continue"], keyframes=state, m3ddm_model=model, vae=vae, edited=edited[:1])
+    with pytest.raises(ValueError, match=r"\[M3DDM_KeyframePreview\] shot_seeds: shot 3 does not exist"):
+        _run(node_classes["M3DDM_KeyframePreview"], m3ddm_model=model, vae=vae, canvas=canvas, feather=8,
+             shot_seeds="3:5", **sampling)
 
 
 def test_bad_ratio_error_names_the_node(node_classes):

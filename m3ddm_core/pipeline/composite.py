@@ -126,3 +126,24 @@ def composite(original: torch.Tensor, generated: torch.Tensor, plan: CanvasPlan,
             out[i, band.rows, band.cols] = (band.weight * resampled + (1 - band.weight) * edge).to(original.dtype)
         out[i, y0:y0 + fh, x0:x0 + fw] = original[i]
     return out
+
+
+def output_to_canvas(image: torch.Tensor, plan: CanvasPlan, base: torch.Tensor) -> torch.Tensor:
+    """The inverse of the composite's resample: an output frame ``[OH, OW, 3]`` (e.g. a key frame edited at
+    native resolution) brought onto the working canvas ``[ch, cw, 3]`` by the plan's affine map (antialiased
+    bilinear), over ``base`` (the canvas it replaces) where the output does not reach."""
+    (fh, fw), (oh, ow) = plan.frame_hw, plan.output_hw
+    by, bx, bh, bw = plan.content_box
+    ch, cw = plan.canvas_hw
+    sy, sx = bh / fh, bw / fw
+    top, left = by - plan.content_out_yx[0] * sy, bx - plan.content_out_yx[1] * sx  # the output's canvas box
+    h, w = max(1, round(oh * sy)), max(1, round(ow * sx))
+    small = F.interpolate(image.permute(2, 0, 1)[None].float(), size=(h, w), mode="bilinear", antialias=True,
+                          align_corners=False)[0].permute(1, 2, 0).clamp(0, 1)
+    out = base.clone().float()
+    y0, x0 = round(top), round(left)
+    cy0, cx0 = max(0, y0), max(0, x0)
+    cy1, cx1 = min(ch, y0 + h), min(cw, x0 + w)
+    if cy1 > cy0 and cx1 > cx0:
+        out[cy0:cy1, cx0:cx1] = small[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+    return out

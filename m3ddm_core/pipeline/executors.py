@@ -34,8 +34,10 @@ class PlanRun:
     ``store`` or started. The store, when given, is read now (passes found there count as done) and written as
     passes finish."""
 
-    def __init__(self, plan: VideoPlan, store: Optional[PassStore] = None):
+    def __init__(self, plan: VideoPlan, store: Optional[PassStore] = None,
+                 overrides: Optional[dict[int, torch.Tensor]] = None):
         self.plan, self.store = plan, store
+        self.overrides = dict(overrides or {})  # frame -> latent that replaces what its pass wrote (an edit)
         self.latents: dict[int, torch.Tensor] = {}
         self.done: set[int] = set()
         self.started: set[int] = set()
@@ -47,6 +49,7 @@ class PlanRun:
                     self.latents.update(stored)
                     self.done.add(p.index)
                     self.resumed.append(p.index)
+        self.latents.update({f: t for f, t in self.overrides.items() if f in self.latents})
 
     @property
     def complete(self) -> bool:
@@ -67,8 +70,9 @@ class PlanRun:
         """Record pass ``p``'s result (frames numbered within its shot) and store it."""
         in_video = {p.shot_start + f: t for f, t in latents.items()}
         if self.store is not None:
-            self.store.save(p.index, in_video)
+            self.store.save(p.index, in_video)  # as sampled: an edit is applied again on every run
         self.latents.update(in_video)
+        self.latents.update({f: self.overrides[f] for f in in_video if f in self.overrides})
         self.done.add(p.index)
 
     def result(self) -> torch.Tensor:
@@ -116,18 +120,20 @@ class PlanResult:
 def run_plan(model, encoded: EncodedVideo, plan: VideoPlan, fps: float, settings: SampleSettings,
              store: Optional[PassStore] = None, callback: Optional[Callable[[dict], None]] = None,
              check_interrupt: Optional[Callable[[], None]] = None,
-             on_pass: Optional[Callable[[PlannedPass, bool], None]] = None, clear_store: bool = True) -> PlanResult:
+             on_pass: Optional[Callable[[PlannedPass, bool], None]] = None, clear_store: bool = True,
+             overrides: Optional[dict[int, torch.Tensor]] = None) -> PlanResult:
     """Sample every pass of ``plan`` over ``encoded`` in this process, in plan order (the sequential executor).
 
     ``store`` makes the run resumable: passes found there are loaded, each sampled pass is saved, and the store
     is cleared once the result exists (or by the caller, with ``clear_store=False``, once the file is written).
     ``callback`` gets ``{"pass", "passes", "i", "total", "t", "x", "denoised", "frames"}`` after every step (frames
     numbered in the video); ``check_interrupt`` is called before every step and may raise; ``on_pass(pass,
-    resumed)`` after each pass."""
+    resumed)`` after each pass. ``overrides`` (frame -> latent, e.g. an edited key frame) replace what a pass writes
+    for those frames, so every later pass is guided by them."""
     if tuple(encoded.cuts) != tuple(plan.cuts) or encoded.num_frames != plan.num_frames:
         raise ValueError(f"the plan ({plan.num_frames} frames, cuts {list(plan.cuts)}) is not of this encoded video "
                          f"({encoded.num_frames} frames, cuts {list(encoded.cuts)})")
-    run = PlanRun(plan, store)
+    run = PlanRun(plan, store, overrides)
     if on_pass is not None:
         for index in run.resumed:
             on_pass(plan.passes[index], True)

@@ -1,0 +1,168 @@
+"""M3DDM Keyframe Preview and M3DDM Continue: judge a long video by its key frames, change them, then finish it.
+
+M3DDM's coarse-to-fine schedule samples each shot's sparsest level first (e.g. every 15th or 30th frame); every finer
+pass is guided by it. The preview samples only that level into the run's pass store and shows the key frames
+composited; Continue samples the rest with the same store, so nothing is sampled twice and, unedited, the result
+equals one Coarse-to-Fine run. An edited key frame (any IMAGE node can repaint it) is brought back onto the working
+canvas, encoded, and guides every later pass.
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+import torch
+from comfy_api.latest import io
+
+from ..m3ddm_core import (composite, content_hash, decode_latents, encode_video, output_to_canvas, resume_key,
+                          run_key, run_passes, run_plan)
+
+from . import runtime
+from .layouts import node_error, node_errors, rgb_frames, to_latent_dict, vae_decoder, vae_encoder
+from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings, video_plan
+from .types import Keyframes, M3DDMCanvasType, M3DDMKeyframesType, M3DDMModelType
+
+log = logging.getLogger("M3DDM")
+PREVIEW = "M3DDM_KeyframePreview"
+CONTINUE = "M3DDM_Continue"
+
+
+def parse_shot_seeds(text: str, shots: int, node: str) -> dict[int, int]:
+    """``"2:1234, 3:7"`` (shot numbers from 1) -> ``{1: 1234, 2: 7}`` (shot indexes from 0)."""
+    out = {}
+    for part in re.split(r"[,;\s]+", text.strip()):
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d+):(\d+)", part)
+        if m is None:
+            raise node_error(node, f"shot_seeds {text!r}: write shot:seed pairs such as 2:1234, 3:7")
+        shot, seed = int(m[1]), int(m[2])
+        if not 1 <= shot <= shots:
+            raise node_error(node, f"shot_seeds: shot {shot} does not exist (this video has {shots} shot(s))")
+        out[shot - 1] = seed
+    return out
+
+
+class M3DDMKeyframePreview(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=PREVIEW,
+            display_name="M3DDM Keyframe Preview",
+            category="M3DDM",
+            description="Samples only each shot's key frames -- the sparsest level of Coarse-to-Fine, which guides "
+                        "everything after it (2 of 33 passes for 450 frames) -- and shows them composited, so a long "
+                        "render can be judged before it runs. Re-roll a shot with shot_seeds, repaint a key frame "
+                        "in any node, then finish with M3DDM Continue (nothing is sampled twice).",
+            inputs=[
+                M3DDMModelType.Input("m3ddm_model", tooltip="From Load M3DDM Model."),
+                io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE."),
+                M3DDMCanvasType.Input("canvas", tooltip="From M3DDM Outpaint Canvas (its cuts are the shots)."),
+                *sampling_inputs(),
+                *pass_inputs(),
+                io.Int.Input("feather", default=8, min=0, max=256,
+                             tooltip="Seam blend width of the preview's composite (as on M3DDM Composite)."),
+                io.String.Input("shot_seeds", default="", optional=True,
+                                tooltip="Re-roll shots: shot:seed pairs, e.g. 2:1234 (shots counted from 1). Empty: "
+                                        "every shot's seed derives from seed."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="key_frames", tooltip="The key frames, composited at native size."),
+                io.String.Output(display_name="frame_numbers",
+                                 tooltip="Which frame of the video each key frame is, in order."),
+                M3DDMKeyframesType.Output(display_name="keyframes", tooltip="For M3DDM Continue."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, m3ddm_model, vae, canvas, scheduler, steps, context_guidance, global_guidance, seed, fps,
+                low_vram, strides, schedule, feather, shot_seeds="") -> io.NodeOutput:
+        frames = rgb_frames(canvas.frames, PREVIEW)
+        n = int(frames.shape[0])
+        plan = canvas.plan_for_model(m3ddm_model)
+        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
+        seeds = parse_shot_seeds(shot_seeds or "", len(canvas.cuts) + 1, PREVIEW)
+        passes = video_plan(PREVIEW, n, canvas.cuts, strides, schedule, settings, seeds)
+        encoded = encode_video(frames, n, plan, vae_encoder(vae), canvas.cuts)
+        model, settings = runtime.model_on_device(m3ddm_model, settings, plan.latent_hw, PREVIEW)
+        # the key of a Coarse-to-Fine run of the same inputs: Continue, or Coarse-to-Fine itself, resumes from it
+        key = resume_key(content_hash(frames), encoded, model, settings, fps, strides, schedule)
+        if seeds:
+            key = run_key(run=key, shot_seeds=sorted(seeds.items()))
+        first = passes.first_level()
+        callback = runtime.progress_callback(max(1, len(first) * settings.steps), model.device)
+        try:
+            with node_errors(PREVIEW):
+                latents = run_passes(model, encoded, passes, [p.index for p in first], fps, settings,
+                                     runtime.pass_store(key), callback, runtime.check_interrupt)
+            keys = sorted(latents)
+            canvases = decode_latents(vae_decoder(vae), torch.stack([latents[f] for f in keys]))
+        except torch.cuda.OutOfMemoryError as exc:
+            raise runtime.oom_hint(exc, PREVIEW) from exc
+        preview = composite(frames[keys].float().cpu(), canvases, plan, feather)
+        log.info("[%s] %d key frames of %d frames: %s", PREVIEW, len(keys), n, keys)
+        state = Keyframes(canvas, plan, passes, encoded, settings, float(fps), key, tuple(keys), preview, canvases,
+                          feather)
+        return io.NodeOutput(preview.to(runtime.output_device()), ", ".join(map(str, keys)), state)
+
+
+class M3DDMContinue(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=CONTINUE,
+            display_name="M3DDM Continue",
+            category="M3DDM",
+            description="Finishes a run started by M3DDM Keyframe Preview: the key frames come from its pass "
+                        "store, the finer levels are sampled guided by them. Unedited, the result equals one "
+                        "Coarse-to-Fine run of the same inputs; an edited key frame (same count and order as the "
+                        "preview) is brought back onto the working canvas, encoded and used as that frame.",
+            inputs=[
+                M3DDMKeyframesType.Input("keyframes", tooltip="From M3DDM Keyframe Preview."),
+                M3DDMModelType.Input("m3ddm_model", tooltip="The same model as the preview's."),
+                io.Vae.Input("vae", tooltip="The same VAE as the preview's."),
+                io.Image.Input("edited", optional=True,
+                               tooltip="Optional: the preview's key frames with some of them changed (repainted, "
+                                       "retouched). Frames equal to the preview are kept as sampled."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="generated", tooltip="The generated working canvases, one per frame; "
+                                                                  "feed M3DDM Composite."),
+                io.Latent.Output(display_name="latent", tooltip="Latents of every frame."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, keyframes, m3ddm_model, vae, edited=None) -> io.NodeOutput:
+        kf = keyframes
+        overrides = {}
+        if edited is not None:
+            edited = rgb_frames(edited, CONTINUE).float().cpu()
+            if tuple(edited.shape) != tuple(kf.preview.shape):
+                raise node_error(CONTINUE, f"edited has shape {tuple(edited.shape)}, the preview "
+                                           f"{tuple(kf.preview.shape)}: give the preview's key frames, same count, "
+                                           "order and size")
+            encode = vae_encoder(vae)
+            for i, f in enumerate(kf.frames):
+                if (edited[i] - kf.preview[i]).abs().max() > 1.0 / 255:
+                    canvas = output_to_canvas(edited[i], kf.plan, kf.canvases[i])
+                    overrides[f] = encode(canvas[None])[0].float().cpu()
+            log.info("[%s] edited key frames: %s", CONTINUE, sorted(overrides) or "none")
+        model, settings = runtime.model_on_device(m3ddm_model, kf.settings, kf.plan.latent_hw, CONTINUE)
+        store = runtime.pass_store(kf.store_key)
+        total = len(kf.video_plan)
+        resumed = [i for i in store.done() if i < total]
+        callback = runtime.progress_callback(max(1, total * settings.steps), model.device,
+                                             len(resumed) * settings.steps)
+        try:
+            with node_errors(CONTINUE):
+                result = run_plan(model, kf.encoded, kf.video_plan, kf.fps, settings, store, callback,
+                                  runtime.check_interrupt, clear_store=False, overrides=overrides)
+            canvases = decode_latents(vae_decoder(vae), result.latents)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise runtime.oom_hint(exc, CONTINUE) from exc
+        store.clear()
+        log.info("[%s] sampled %d of %d passes (%d from the preview)", CONTINUE, len(result.sampled), total,
+                 len(result.resumed))
+        latent = to_latent_dict(result.latents, list(range(result.latents.shape[0])))
+        return io.NodeOutput(canvases.to(runtime.output_device()), latent)
