@@ -37,9 +37,17 @@ SOCKETS = {
                              ("upscale_model", "UPSCALE_MODEL")], ["VIDEO"]),
     "PreviewImage": ([("images", "IMAGE")], []),
     "M3DDM_Compare": ([("images", "IMAGE"), ("outpainted", "IMAGE"), ("canvas", "M3DDM_CANVAS")], ["IMAGE"]),
+    "M3DDM_KeyframePreview": ([("m3ddm_model", "M3DDM_MODEL"), ("vae", "VAE"), ("canvas", "M3DDM_CANVAS")],
+                              ["IMAGE", "STRING", "M3DDM_KEYFRAMES"]),
+    "M3DDM_Continue": ([("keyframes", "M3DDM_KEYFRAMES"), ("m3ddm_model", "M3DDM_MODEL"), ("vae", "VAE"),
+                        ("edited", "IMAGE")], ["IMAGE", "LATENT"]),
+    "M3DDM_QualityCheck": ([("images", "IMAGE"), ("canvas", "M3DDM_CANVAS"), ("video", "VIDEO")],
+                           ["STRING", "STRING", "IMAGE"]),
 }
 OUTPUT_NAMES = {"GetVideoComponents": ["images", "audio", "fps"], "M3DDM_OutpaintCanvas": ["canvas", "preview", "mask", "cuts"],
-                "M3DDM_SampleClip": ["latent", "generated"], "M3DDM_CoarseToFine": ["generated", "latent"]}
+                "M3DDM_SampleClip": ["latent", "generated"], "M3DDM_CoarseToFine": ["generated", "latent"],
+                "M3DDM_KeyframePreview": ["key_frames", "frame_numbers", "keyframes"],
+                "M3DDM_Continue": ["generated", "latent"], "M3DDM_QualityCheck": ["report", "report_json", "plot"]}
 WIDGET_TYPES = {"fps": "FLOAT"}  # widgets that are fed by a link in these workflows
 
 
@@ -153,6 +161,22 @@ STREAMING = [
      "widgets": ["m3ddm/outpaint_streamed", "auto", "auto"]},
 ]
 
+KEYFRAMES = COMMON + [
+    canvas(5, (2, 0), "9:16", (2, 0), shots="detect"),
+    {"id": 6, "type": "M3DDM_KeyframePreview", "title": "M3DDM Keyframe Preview", "pos": (3, 0),
+     "links": {"m3ddm_model": (3, 0), "vae": (4, 0), "canvas": (5, 0), "fps": (2, 2)},
+     "widgets": [*SAMPLING, "auto", "fixed", 8, ""]},
+    {"id": 10, "type": "PreviewImage", "title": "Preview Image (key frames: judge, then continue)", "pos": (3, 1),
+     "links": {"images": (6, 0)}},
+    {"id": 11, "type": "M3DDM_Continue", "title": "M3DDM Continue", "pos": (4, 0),
+     "links": {"keyframes": (6, 2), "m3ddm_model": (3, 0), "vae": (4, 0)}},
+    *composite_and_save((11, 0), 5, "m3ddm/outpaint_from_keyframes"),
+    {"id": 12, "type": "M3DDM_QualityCheck", "title": "M3DDM Quality Check", "pos": (5, 1),
+     "links": {"images": (7, 0), "canvas": (5, 0)}, "widgets": ["auto", "fixed"]},
+    {"id": 13, "type": "PreviewImage", "title": "Preview Image (quality plot)", "pos": (6, 1),
+     "links": {"images": (12, 2)}},
+]
+
 WORKFLOWS = {
     "m3ddm_short_clip_16x9_to_9x16.json": (SHORT, "Short clip, 16:9 -> 9:16: the first 16 frames outpainted as one "
                                           "M3DDM clip, then composited at native resolution."),
@@ -168,6 +192,13 @@ WORKFLOWS = {
                                         "Save Video composites each frame at native resolution while it writes "
                                         "(source audio and fps kept). Shots are detected while the file is read. "
                                         "Set start_frame / frame_count for a part."),
+    "m3ddm_keyframes_preview_continue.json": (KEYFRAMES, "Review before the long render: M3DDM Keyframe Preview "
+                                              "samples only each shot's key frames (the sparsest level, which guides "
+                                              "the rest) and shows them. Happy? Queue again with M3DDM Continue "
+                                              "enabled: nothing is sampled twice. Not happy? Re-roll a shot "
+                                              "(shot_seeds, e.g. 2:1234) or repaint a key frame and connect the edited "
+                                              "batch to Continue's 'edited' input. M3DDM Quality Check then scores the "
+                                              "result (seam, flicker, colour drift) without ground truth."),
 }
 
 if __name__ == "__main__":
