@@ -3,20 +3,23 @@
 Sections, most important first; each prints its lines as it goes, a failing section is reported and skipped, and
 a section that would start after ``--budget`` seconds is left out (named in the summary):
 1. clip: full-size time per 16-frame clip at 50 steps (fp16), achieved TFLOP/s, peak memory;
+1b. batched: a 450-frame plan with k = 1, 2, 4 passes per UNet call (``batched_passes.py``; ``--batched-steps``
+   steps per pass), time per pass as a ratio to k = 1, peak VRAM beside the trace;
 2. reference: the official computation order vs the optimized path (same weights, seed, inputs; ratio, max diff);
 3. memory: one guided step's measured peak above the weights vs the trace the nodes use, batched and low-VRAM;
 4. low_vram: the sequential (one UNet call per branch) clip time against the batched one;
 5. candidates: one guided step under each option, as a ratio to the current path -- SDPA backends (and which
    kernels the default picks), conv3d vs per-frame pseudo-3D convolutions, channels-last weights, bf16, a CUDA
    graph of the step, VAE decode batch size;
-6. stream: a 450-frame 1080p file through the streamed path of M3DDM Outpaint Video (encode while reading,
+6. stream (batched passes as the free memory allows, as the node does): a 450-frame 1080p file through the streamed path of M3DDM Outpaint Video (encode while reading,
    Coarse-to-Fine on latents, composite written at 1920x3414) -- time per phase, peak VRAM, peak RAM;
-7. video: a 450-frame video through Coarse-to-Fine (``outpaint_video``) with a random full-size SD VAE;
+7. video: a 450-frame video through Coarse-to-Fine (``outpaint_video``, batched passes as the free memory allows)
+   with a random full-size SD VAE;
 8. bf16: the full 50-step clip in bf16;
 9. compile: ``torch.compile`` of the UNet (compile time, recompiles over timesteps, step ratio).
 The last lines are a summary table; ``--out`` also receives it as ``gpu_figures.json``.
 Usage: ``python benchmarks/gpu_suite.py [--config full] [--out DIR] [--budget 420]``; ``--config tiny
---device cpu --steps 2 --video-frames 40 --video-steps 1`` is the dry run of the same code on a CPU.
+--device cpu --steps 2 --video-frames 40 --video-steps 1 --batched-steps 1`` is the dry run of the same code on a CPU.
 """
 from __future__ import annotations
 
@@ -36,7 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from candidates import step_inputs  # noqa: E402
 from clip_speed import (CONFIGS, branch_forward_flops, make_inputs, optimized_clip, random_model,  # noqa: E402
                         reference_clip)
-from m3ddm_core import SampleSettings, outpaint_video, plan_canvas  # noqa: E402
+from batched_passes import measure as measure_batched, random_video  # noqa: E402
+from m3ddm_core import (SampleSettings, choose_branching, default_max_passes, outpaint_video,  # noqa: E402
+                        plan_canvas)
+from m3ddm_core.pipeline.executors import device_free_memory  # noqa: E402
 from m3ddm_core.model import unet3d  # noqa: E402
 from m3ddm_core.pipeline.guidance import GuidedDenoiser, clip_conditioning  # noqa: E402
 from m3ddm_core.pipeline.memory import guided_step as traced_guided_step, sampling_memory  # noqa: E402
@@ -326,6 +332,32 @@ def timed_vae(vae, device, counts: dict):
     return encode, decode
 
 
+def default_settings(ctx, steps: int, latent_hw) -> SampleSettings:
+    """What the nodes and the batch command run with: passes per call and branching decided by free memory."""
+    model, device = ctx["model"], ctx["device"]
+    settings = choose_branching(model, SampleSettings(steps=steps, seed=0), latent_hw, device_free_memory(device),
+                                max_passes=default_max_passes(device))
+    print(f"  {settings.passes_per_call} pass(es) per UNet call, branches "
+          f"{'one after another' if settings.sequential else 'batched'}")
+    return settings
+
+
+def section_batched(ctx):
+    """k ready passes per UNet call on a 450-frame plan, as a ratio to one pass per call in the same run."""
+    model = ctx["model"]
+    frames, steps = ctx["video_frames"], ctx["batched_steps"]
+    rows = measure_batched(model, random_video(frames, 256), frames, SampleSettings(steps=steps, seed=1), [1, 2, 4])
+    base = rows[0]["per_pass"]
+    for r in rows:
+        print(f"  k={r['k']}: {r['calls']} UNet calls, {r['per_pass']:.3f} s/pass at {steps} steps "
+              f"({r['per_pass'] * 50 / steps:.2f} s/pass at 50), x{base / r['per_pass']:.2f} vs k=1, peak "
+              f"{r['peak'] / 2 ** 30:.2f} GiB above the weights (traced {r['traced'] / 2 ** 30:.2f}), "
+              f"max rel diff {r['diff']:.1e}")
+    FIGURES["batched"] = [{"k": r["k"], "seconds_per_pass_50_steps": round(r["per_pass"] * 50 / steps, 3),
+                           "speedup": round(base / r["per_pass"], 3), "peak_gib": round(r["peak"] / 2 ** 30, 2),
+                           "traced_gib": round(r["traced"] / 2 ** 30, 2)} for r in rows]
+
+
 def section_video(ctx):
     model, device, vae = ctx["model"], ctx["device"], ctx["vae"]
     n, steps = ctx["video_frames"], ctx["video_steps"]
@@ -337,7 +369,8 @@ def section_video(ctx):
     passes = len(plan_schedule(n, "auto"))
     sync(device)
     t0 = time.perf_counter()
-    result = outpaint_video(model, frames, plan, encode, decode, fps=24, settings=SampleSettings(steps=steps, seed=0))
+    settings = default_settings(ctx, steps, plan.latent_hw)
+    result = outpaint_video(model, frames, plan, encode, decode, fps=24, settings=settings)
     sync(device)
     t = time.perf_counter() - t0
     assert result.canvases.shape[0] == n, "the video lost frames"
@@ -394,7 +427,7 @@ def section_stream(ctx):
         encoded = encode_video(read_frames(source, 0, n), n, plan, encode)
         t_encode = time.perf_counter() - t0
         result = outpaint_video(model, range(n), plan, None, None, fps=30, encoded=encoded,
-                                settings=SampleSettings(steps=steps, seed=0))
+                                settings=default_settings(ctx, steps, plan.latent_hw))
         sync(device)
         t_sample = time.perf_counter() - t0 - t_encode
         write_outpainted(Path(tmp) / "out.mp4", source, probe(source), 0, n, plan, result.latents, decode)
@@ -458,11 +491,12 @@ def section_compile(ctx):
         del model.forward
 
 
-SECTIONS = [("clip", section_clip), ("reference", section_reference), ("memory", section_memory),
+SECTIONS = [("clip", section_clip), ("batched", section_batched), ("reference", section_reference),
+            ("memory", section_memory),
             ("low_vram", section_low_vram), ("candidates", section_candidates), ("stream", section_stream),
             ("video", section_video), ("bf16", section_bf16), ("compile", section_compile)]
 # Rough seconds each needs on an H200 at full size: a section is left out when it would end past the budget.
-NEEDS = {"clip": 15, "reference": 15, "memory": 20, "low_vram": 10, "candidates": 40, "stream": 200, "video": 150,
+NEEDS = {"clip": 15, "batched": 90, "reference": 15, "memory": 20, "low_vram": 10, "candidates": 40, "stream": 200, "video": 150,
          "bf16": 10, "compile": 150}
 
 
@@ -474,6 +508,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--video-frames", type=int, default=450)
     ap.add_argument("--video-steps", type=int, default=50)
+    ap.add_argument("--batched-steps", type=int, default=10, help="steps per pass in the batched section")
     ap.add_argument("--stream-size", default="1920x1080", help="WxH of the streamed section's source file")
     ap.add_argument("--budget", type=float, default=420.0, help="seconds; later sections are left out past it")
     ap.add_argument("--only", nargs="*", help="run only these sections")
@@ -498,7 +533,7 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001
         print(f"no random SD VAE ({exc}); the video section and the VAE candidate are left out")
     ctx = dict(model=model, device=device, dtype=dtype, dtype_name=dtype_name, config=args.config, steps=args.steps,
-               video_frames=args.video_frames, video_steps=args.video_steps, vae=vae,
+               video_frames=args.video_frames, video_steps=args.video_steps, batched_steps=args.batched_steps, vae=vae,
                stream_hw=tuple(int(v) for v in args.stream_size.split("x"))[::-1])
     status = {}
     for name, fn in SECTIONS:

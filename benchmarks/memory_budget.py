@@ -4,8 +4,8 @@ The trace (``m3ddm_core.pipeline.memory``) runs the UNet on the meta device and 
 modelled as a fused kernel. ``--measure`` runs the same step for real with random weights: on CUDA it reads
 ``torch.cuda.max_memory_allocated``; on the CPU it re-runs itself with glibc mapping every large block
 separately, so that the peak resident set follows live tensor bytes.
-Usage: ``python benchmarks/memory_budget.py [--config full] [--dtype fp16] [--working-size 256] [--measure]
-[--device cuda]``; ``--working-size`` is the canvas side (M3DDM+'s output_size): latents of a side 8x smaller,
+Usage: ``python benchmarks/memory_budget.py [--config full] [--dtype fp16] [--working-size 256] [--passes 1]
+[--measure] [--device cuda]``; ``--passes k``: k clips sampled together (batched passes); ``--working-size`` is the canvas side (M3DDM+'s output_size): latents of a side 8x smaller,
 for the clip and the global frames.
 """
 from __future__ import annotations
@@ -46,12 +46,14 @@ def official_four_branch_bytes(config, dtype, latent: int = 32) -> int:
     return traced_peak_bytes(step)
 
 
-def measured_step_bytes(config, dtype, sequential: bool, device: torch.device, latent: int = 32) -> int:
-    """Peak bytes above the loaded weights of one real guided step (3 branches) with random weights."""
+def measured_step_bytes(config, dtype, sequential: bool, device: torch.device, latent: int = 32,
+                        passes: int = 1) -> int:
+    """Peak bytes above the loaded weights of one real guided step (3 branches, ``passes`` clips together) with
+    random weights."""
     torch.manual_seed(0)
     model = build_unet(config, device=device, dtype=dtype).requires_grad_(False)
     z = lambda *s: torch.randn(*s, device=device, dtype=dtype)  # noqa: E731
-    step = lambda: guided_step(model, z, 3, sequential, latent_hw=(latent, latent))  # noqa: E731
+    step = lambda: guided_step(model, z, 3, sequential, latent_hw=(latent, latent), passes=passes)  # noqa: E731
 
     with torch.no_grad():
         step()
@@ -83,23 +85,24 @@ def main() -> None:
     ap.add_argument("--measure", action="store_true", help="also run the steps for real and compare")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--working-size", type=int, default=256, help="canvas side in pixels, a multiple of 8")
+    ap.add_argument("--passes", type=int, default=1, help="clips sampled together (batched passes)")
     ap.add_argument("--measure-only", choices=["batched", "sequential"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     config, dtype, device = CONFIGS[args.config], DTYPES[args.dtype], torch.device(args.device)
     latent = args.working_size // 8
     if args.measure_only:  # the child process of a CPU measurement
-        print(measured_step_bytes(config, dtype, args.measure_only == "sequential", device, latent))
+        print(measured_step_bytes(config, dtype, args.measure_only == "sequential", device, latent, args.passes))
         return
 
     print(f"config={args.config} dtype={args.dtype} clip=16 frames at {latent}x{latent} latents "
-          f"({args.working_size}x{args.working_size} canvas)")
+          f"({args.working_size}x{args.working_size} canvas), {args.passes} pass(es) per call")
     print(f"{'branches':>8} {'mode':>10} {'weights GiB':>11} {'activations GiB':>15} {'total GiB':>9} "
           f"{'with margin x' + str(MEMORY_MARGIN):>16}")
     for branches in (3, 2, 1):
         for sequential in (False, True):
             if branches == 1 and sequential:
                 continue
-            m = sampling_memory(config, dtype, branches, sequential, latent_hw=(latent, latent))
+            m = sampling_memory(config, dtype, branches, sequential, latent_hw=(latent, latent), passes=args.passes)
             print(f"{branches:>8} {'sequential' if sequential else 'batched':>10} {m.weights / GIB:>11.2f} "
                   f"{m.activations / GIB:>15.2f} {m.total / GIB:>9.2f} "
                   f"{(m.weights + m.activations * MEMORY_MARGIN) / GIB:>16.2f}")
@@ -110,14 +113,15 @@ def main() -> None:
     if not args.measure:
         return
     for mode in ("batched", "sequential"):
-        estimate = sampling_memory(config, dtype, 3, mode == "sequential", latent_hw=(latent, latent)).activations
+        estimate = sampling_memory(config, dtype, 3, mode == "sequential", latent_hw=(latent, latent),
+                                   passes=args.passes).activations
         if device.type == "cuda":
-            measured = measured_step_bytes(config, dtype, mode == "sequential", device, latent)
+            measured = measured_step_bytes(config, dtype, mode == "sequential", device, latent, args.passes)
         else:
             env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
             child = subprocess.run([sys.executable, __file__, "--config", args.config, "--dtype", args.dtype,
                                     "--device", "cpu", "--working-size", str(args.working_size),
-                                    "--measure-only", mode], env=env, capture_output=True,
+                                    "--passes", str(args.passes), "--measure-only", mode], env=env, capture_output=True,
                                    text=True, check=True)
             measured = int(child.stdout.split()[-1])
         print(f"measured {mode} on {device}: {measured / GIB:.2f} GiB above the weights "

@@ -21,11 +21,12 @@ from .pipeline.canvas import (FAMILIES, OFFICIAL_CANVAS, CanvasError, CanvasPlan
                               parse_ratio_list, plan_canvas)
 from .pipeline.composite import composite, output_to_canvas
 from .pipeline.encode import SD_LATENT_SCALE, EncodedVideo, encode_global_frames, encode_video, global_frame_indexes
-from .pipeline.executors import (OutpaintResult, PlanResult, PlanRun, choose_branching, outpaint_video, run_passes,
-                                  run_plan)
+from .pipeline.executors import (MAX_PASSES_PER_CALL, OutpaintResult, PlanResult, PlanRun, choose_branching,
+                                  default_max_passes, outpaint_video, run_passes, run_plan)
 from .pipeline.guidance import active_branches
 from .pipeline.memory import MEMORY_MARGIN, fits_batched, sampling_memory
-from .pipeline.passes import PreparedShot, SampleSettings, decode_latents, prepare_shot, resume_key, run_pass
+from .pipeline.passes import (PassJob, PreparedShot, SampleSettings, decode_latents, prepare_shot, resume_key,
+                              run_pass, run_pass_batch)
 from .pipeline.plan import PlannedPass, VideoPlan, plan_video
 from .pipeline.resume import PassStore, content_hash, model_fingerprint, run_key, source_identity
 from .pipeline.schedule import (CLIP_FRAMES, GLOBAL_FRAMES, SCHEDULES, STRIDE_PRESETS, Pass, clip_pass, clip_stride,
@@ -44,14 +45,15 @@ __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigErr
            "WEIGHT_NAMES", "WEIGHT_SUFFIXES", "WeightsError", "detect_family", "load_unet", "weights_family",
            "M3DDMUNet", "build_unet", "FAMILIES", "OFFICIAL_CANVAS", "CanvasError", "CanvasPlan", "build_canvas",
            "check_even", "parse_ratio_list", "plan_canvas", "composite", "output_to_canvas", "SD_LATENT_SCALE",
-           "EncodedVideo", "encode_global_frames", "encode_video", "global_frame_indexes", "OutpaintResult",
-           "PlanResult", "PlanRun", "choose_branching", "outpaint_video", "run_passes", "run_plan", "active_branches",
-           "MEMORY_MARGIN", "fits_batched", "sampling_memory", "PreparedShot", "SampleSettings", "decode_latents",
-           "prepare_shot", "resume_key", "run_pass", "PlannedPass", "VideoPlan", "plan_video", "PassStore",
-           "content_hash", "model_fingerprint", "run_key", "source_identity", "CLIP_FRAMES", "GLOBAL_FRAMES",
-           "SCHEDULES", "STRIDE_PRESETS", "Pass", "clip_pass", "clip_stride", "plan_passes", "plan_schedule",
-           "SCHEDULERS", "CutDetector", "ShotError", "check_cuts", "detect_cuts", "parse_cuts", "shot_bounds",
-           "shot_seed", "composite_frames", "write_outpainted", "AudioTrack", "Colour", "VideoFileError", "VideoInfo",
+           "EncodedVideo", "encode_global_frames", "encode_video", "global_frame_indexes", "MAX_PASSES_PER_CALL",
+           "OutpaintResult", "PlanResult", "PlanRun", "choose_branching", "default_max_passes", "outpaint_video",
+           "run_passes", "run_plan", "active_branches", "MEMORY_MARGIN", "fits_batched", "sampling_memory",
+           "PassJob", "PreparedShot", "SampleSettings", "decode_latents", "prepare_shot", "resume_key", "run_pass",
+           "run_pass_batch", "PlannedPass", "VideoPlan", "plan_video", "PassStore", "content_hash",
+           "model_fingerprint", "run_key", "source_identity", "CLIP_FRAMES", "GLOBAL_FRAMES", "SCHEDULES",
+           "STRIDE_PRESETS", "Pass", "clip_pass", "clip_stride", "plan_passes", "plan_schedule", "SCHEDULERS",
+           "CutDetector", "ShotError", "check_cuts", "detect_cuts", "parse_cuts", "shot_bounds", "shot_seed",
+           "composite_frames", "write_outpainted", "AudioTrack", "Colour", "VideoFileError", "VideoInfo",
            "VideoWriter", "audio_track", "check_range", "decoder_warning", "probe", "read_audio", "read_frames",
            "source_notes", "LAYOUTS", "compare_frames", "comparison_hw", "QualityReport", "check_quality",
            "plan_windows", "plot_report", "DIRECTIONS", "PAPER_MASK_RATIOS", "PAPER_SIZE", "Metrics",

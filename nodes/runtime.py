@@ -12,8 +12,9 @@ import torch
 import folder_paths
 
 from ..m3ddm_core import (CLIP_FRAMES, DTYPES, FAMILIES, MEMORY_MARGIN, WEIGHT_NAMES, WEIGHT_SUFFIXES, ConfigError,
-                          PassStore, SampleSettings, WeightsError, active_branches, choose_branching, detect_family,
-                          fits_batched, load_unet, sampling_memory, sdpa_attention)
+                          PassStore, SampleSettings, WeightsError, active_branches, choose_branching,
+                          default_max_passes, detect_family, fits_batched, load_unet, sampling_memory,
+                          sdpa_attention)
 
 from .layouts import node_errors
 from .types import M3DDMModel
@@ -194,8 +195,11 @@ def model_on_device(handle: M3DDMModel, settings: SampleSettings, latent_hw: tup
     model.set_conv_route("per_frame" if any(_comfy_casts(m) for m in model.modules()) else "auto")
     if model.device.type == "cpu":
         log.warning("M3DDM is sampling on the CPU: this works but is slow (minutes per 16-frame clip at full size)")
-    if may_batch:  # loaded: what is free now decides (the core's rule, as the batch command and Ray apply it)
-        settings = choose_branching(model, settings, latent_hw, mm.get_free_memory(model.device), node)
+    if batched is not None and not settings.sequential:
+        # loaded: what is free now decides how much is batched (the core's rule, as the batch command and Ray
+        # apply it): the guidance branches, and on CUDA how many ready passes share a UNet call
+        settings = choose_branching(model, settings, latent_hw, mm.get_free_memory(model.device), node,
+                                    max_passes=default_max_passes(model.device))
     return model, settings
 
 

@@ -76,6 +76,10 @@ def test_estimates_order_as_expected():
     assert sampling_memory(TINY, torch.float32, 3) is batched  # cached
     with pytest.raises(ValueError, match="branches must be 1, 2 or 3"):
         sampling_memory(TINY, torch.float32, 4)
+    two_passes = sampling_memory(TINY, torch.float32, 3, passes=2)
+    assert two_passes.weights == batched.weights and 1.7 < two_passes.activations / batched.activations < 2.1
+    with pytest.raises(ValueError, match="passes must be >= 1"):
+        sampling_memory(TINY, torch.float32, 3, passes=0)
 
 
 def test_full_size_fp16_clip_fits_the_8_gb_budget():
@@ -94,15 +98,16 @@ def test_fits_batched_uses_the_margin():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="measures the process peak through /proc (Linux)")
-@pytest.mark.parametrize("mode", ["batched", "sequential"])
-def test_estimate_matches_a_measured_cpu_step(mode):
-    """Run a real guided step (real kernels, SDPA, the CPU conv route) in a fresh process whose allocator maps
-    every large block separately, so the resident-set peak follows live tensor bytes; compare with the trace."""
+@pytest.mark.parametrize("mode, passes", [("batched", 1), ("sequential", 1), ("batched", 2)])
+def test_estimate_matches_a_measured_cpu_step(mode, passes):
+    """Run a real guided step (real kernels, SDPA, the CPU conv route) -- one pass, or several sampled together --
+    in a fresh process whose allocator maps every large block separately, so the resident-set peak follows live
+    tensor bytes; compare with the trace."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "memory_budget.py"), "--config", "tiny",
-                          "--dtype", "fp32", "--device", "cpu", "--measure-only", mode],
+                          "--dtype", "fp32", "--device", "cpu", "--passes", str(passes), "--measure-only", mode],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     measured = int(out.stdout.split()[-1])
-    estimate = sampling_memory(TINY, torch.float32, 3, mode == "sequential").activations
+    estimate = sampling_memory(TINY, torch.float32, 3, mode == "sequential", passes=passes).activations
     assert 0.85 <= measured / estimate <= 1.15, (measured, estimate)

@@ -128,6 +128,42 @@ def test_whole_chain_on_a_real_clip(node_classes, models_dir):
     assert torch.equal(frames, original)  # inputs never mutated
 
 
+def _forty_frames_to_portrait(node_classes):
+    """The nano model, the random TAESD and the canvas of 40 frames of the test clip to 9:16 at working size 128."""
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    canvas, *_ = _run(node_classes["M3DDM_OutpaintCanvas"], images=load_clip(40), target="aspect ratio",
+                      aspect_ratio="9:16", width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0,
+                      pad_bottom=0.0, canvas_mode="official", working_size=128)
+    return model, taesd_vae(), canvas
+
+
+def test_where_the_device_allows_coarse_to_fine_samples_ready_passes_together(node_classes, plugin, models_dir,
+                                                                              monkeypatch):
+    """On CUDA the sampling nodes take up to 4 ready passes per UNet call as the free memory allows (here the CPU
+    stands in: the device rule patched to allow 2); the video equals one pass at a time up to float rounding, and
+    low_vram keeps one pass per call."""
+    model, vae, canvas = _forty_frames_to_portrait(node_classes)
+    sampling = dict(scheduler="ddim", steps=1, context_guidance=2.0, global_guidance=4.0, seed=3, fps=16.0,
+                    low_vram=False, strides="15,5,1", schedule="fixed")
+    c2f = node_classes["M3DDM_CoarseToFine"]
+    _, one = _run(c2f, m3ddm_model=model, vae=vae, canvas=canvas, **sampling)
+    monkeypatch.setattr(plugin.nodes.runtime, "default_max_passes", lambda device: 2)
+    unet = model.patcher.model
+    sizes = []
+    hook = unet.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+    try:
+        _, batched = _run(c2f, m3ddm_model=model, vae=vae, canvas=canvas, **sampling)
+        assert max(sizes) == 6  # the two dense passes x 3 guidance branches in one call
+        sizes.clear()
+        _, low = _run(c2f, m3ddm_model=model, vae=vae, canvas=canvas, **dict(sampling, low_vram=True))
+        assert max(sizes) == 1
+    finally:
+        hook.remove()
+    a, b = batched["samples"], one["samples"]
+    assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+    assert (low["samples"] - b).abs().max() <= 1e-5 * b.abs().max()
+
+
 def test_text_inputs_are_checked_when_the_prompt_is_queued(node_classes):
     """validate_inputs: a typo in a text input fails before any upstream node runs; what needs the frames (a cut
     past the end) and linked inputs (None at validation) wait for the run."""
@@ -177,7 +213,7 @@ def test_quality_check_node_reports_windows_of_the_plan_and_a_plot(node_classes)
     canvas, *_ = _run(node_classes["M3DDM_OutpaintCanvas"], images=frames, target="aspect ratio", aspect_ratio="9:16",
                       width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0, pad_bottom=0.0,
                       canvas_mode="official", shots="list", cuts="12")
-    (oh, ow), (y0, _), fh = canvas.plan.output_hw, canvas.plan.content_out_yx, canvas.plan.frame_hw[0]
+    (oh, _), (y0, _), fh = canvas.plan.output_hw, canvas.plan.content_out_yx, canvas.plan.frame_hw[0]
     rows = np.clip(np.arange(oh) - y0, 0, fh - 1)
     clean = frames[:, rows]  # each border row repeats the frame's edge row
     check = node_classes["M3DDM_QualityCheck"]
@@ -200,12 +236,8 @@ def test_quality_check_node_reports_windows_of_the_plan_and_a_plot(node_classes)
 def test_keyframe_preview_then_continue_equals_coarse_to_fine_and_an_edit_guides_the_rest(node_classes, models_dir):
     """Preview the key frames, continue: the same latents as one Coarse-to-Fine run of the same inputs, only the
     passes after the key frames sampled; an edited key frame is used as that frame and changes its neighbours."""
-    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    model, vae, canvas = _forty_frames_to_portrait(node_classes)
     frames = load_clip(40)
-    vae = taesd_vae()
-    canvas, *_ = _run(node_classes["M3DDM_OutpaintCanvas"], images=frames, target="aspect ratio", aspect_ratio="9:16",
-                      width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0, pad_bottom=0.0,
-                      canvas_mode="official", working_size=128)
     sampling = dict(scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=8, fps=24.0,
                     low_vram=False, strides="15,5,1", schedule="fixed")
     preview, numbers, state = _run(node_classes["M3DDM_KeyframePreview"], m3ddm_model=model, vae=vae, canvas=canvas,

@@ -97,6 +97,33 @@ def test_sequential_low_vram_mode_equals_batched(tiny_unet, loop):
     assert (a - b).abs().max().item() <= 1e-4
 
 
+@pytest.mark.parametrize("sequential", [False, True])
+def test_clips_denoised_together_equal_each_alone(tiny_unet, loop, sequential):
+    """Two clips -- other guides, other global tokens, other fps -- in one denoiser: each gets what it gets alone
+    (fp32, 1e-5 relative), with 2 x 3 samples per UNet call (3 calls of 2 when sequential); the sampler steps them
+    as it steps each."""
+    t, _, guides = loop
+    first = _conditioning(tiny_unet, t, guides)
+    other = dict(t, global_latents=t["global_latents"].flip(0), masked_latents=t["masked_latents"] * 0.5)
+    second = _conditioning(tiny_unet, other, {})
+    x = torch.randn(2, 4, 16, 16, 16, generator=torch.Generator().manual_seed(5))
+    counter = BranchCounter(tiny_unet)
+    with torch.no_grad():
+        both = GuidedDenoiser(counter, [first, second], 2.0, 4.0, sequential)(x, 300, [8, 2])
+        alone = [GuidedDenoiser(tiny_unet, c, 2.0, 4.0)(x[i:i + 1], 300, fps)
+                 for i, (c, fps) in enumerate([(first, 8), (second, 2)])]
+    assert counter.batches == ([2, 2, 2] if sequential else [6])
+    for i in range(2):
+        assert (both[i:i + 1] - alone[i]).abs().max() <= 1e-5 * alone[i].abs().max()
+    assert not torch.allclose(alone[0], GuidedDenoiser(tiny_unet, first, 2.0, 4.0)(x[:1], 300, 2))  # fps matters
+    start = _start(t).expand(2, -1, -1, -1, -1)
+    noise = torch.cat([t["noise"], t["noise"].flip(2)])
+    together = sample_clip(tiny_unet, start, [first, second], noise, [8, 2], steps=2)
+    for i, (c, fps) in enumerate([(first, 8), (second, 2)]):
+        one = sample_clip(tiny_unet, start[:1], c, noise[i:i + 1], fps, steps=2)
+        assert (together[i:i + 1] - one).abs().max() <= 1e-5 * one.abs().max()
+
+
 @pytest.mark.parametrize("scheduler", ["ddim", "dpmpp_2m"])
 def test_fewer_step_schedulers_run(tiny_unet, loop, scheduler):
     t, meta, guides = loop

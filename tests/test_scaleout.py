@@ -119,22 +119,42 @@ def test_a_folder_on_two_workers_equals_the_in_process_batch(cluster, assets, re
         _same_video(a, b)
 
 
-@pytest.mark.slow
-def test_a_long_video_split_clip_by_clip_equals_the_sequential_result(cluster, assets, reference, tmp_path):
+def _split_long_video(spec: JobSpec, assets, out) -> tuple[torch.Tensor, list[str]]:
+    """The long test video run clip-parallel on the workers: its latents and the labels of the tasks handed out."""
     from m3ddm_core.apps.scaleout import run_batch_ray
-    spec = _spec(assets)
     video = assets / "long" / "long.mp4"
     labels = []
     found: dict = {}
-    written, _, failed = run_batch_ray(spec, [video], tmp_path / "ray", workers=WORKERS, split_frames=1,
-                                       show=False, latents=found, on_dispatch=lambda pid, label: labels.append(label))
+    written, _, failed = run_batch_ray(spec, [video], out, workers=WORKERS, split_frames=1, show=False,
+                                       latents=found, on_dispatch=lambda pid, label: labels.append(label))
     assert (written, failed) == ([video], [])
+    return found[video], labels
+
+
+@pytest.mark.slow
+def test_a_long_video_split_clip_by_clip_equals_the_sequential_result(cluster, assets, reference, tmp_path):
+    video = assets / "long" / "long.mp4"
+    found, labels = _split_long_video(_spec(assets), assets, tmp_path / "ray")
     passes = plan_passes(64, "15,5,1")
     assert sum("pass" in lb for lb in labels) == len(passes) and labels[0].endswith("encode")
     assert labels[-1].endswith("write")
     latents, local = reference
-    assert torch.equal(found[video], latents[video])
+    assert torch.equal(found, latents[video])
     _same_video(tmp_path / "ray" / "long_9x16.mp4", local / "long_9x16.mp4")
+
+
+@pytest.mark.slow
+def test_ready_passes_handed_out_together_are_sampled_together(cluster, assets, reference, tmp_path):
+    """--passes-per-call 2: when more passes are ready than there are workers, a worker gets two at once and
+    samples them in one UNet call per step; the video equals the sequential one within float rounding."""
+    import dataclasses
+
+    found, labels = _split_long_video(dataclasses.replace(_spec(assets), passes_per_call=2), assets, tmp_path / "ray")
+    tasks = [lb for lb in labels if "pass" in lb]
+    assert any(lb.count("pass") == 2 for lb in tasks)  # two passes in one task
+    assert sum(lb.count("pass") for lb in tasks) == len(plan_passes(64, "15,5,1"))
+    latents = reference[0][assets / "long" / "long.mp4"]
+    assert (found - latents).abs().max() <= 1e-5 * latents.abs().max()
 
 
 @pytest.mark.slow

@@ -84,6 +84,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--low-vram", action="store_true",
                     help="run the guidance branches one after another (less GPU memory, a bit slower); without it they "
                          "are batched when the free memory holds them")
+    ap.add_argument("--passes-per-call", type=int, default=0, metavar="K",
+                    help="sample up to K independent passes of a video in one UNet call (0, the default: as many "
+                         "as the free GPU memory holds, up to 4, on CUDA; one on the CPU and MPS). --low-vram "
+                         "keeps one")
     ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                     help="keep each finished sampling pass in OUT/.m3ddm_resume until its video is written, so that a "
                          "killed or failed run samples only the passes that remain when run again (default: on)")
@@ -110,6 +114,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"--working-size {args.working_size}: use a multiple of 8 from 64 to 1024 (e.g. 128, 256, 512)",
               file=sys.stderr)
         return 2
+    if args.passes_per_call < 0:
+        print(f"--passes-per-call {args.passes_per_call}: use 0 (auto) or a number of passes such as 2 or 4",
+              file=sys.stderr)
+        return 2
     videos, others = find_videos(args.inputs)
     not_videos = (f"; not videos (by their suffix, {', '.join(sorted(VIDEO_SUFFIXES))}): "
                   + ", ".join(f.name for f in others)) if others else ""
@@ -120,7 +128,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                               sequential=args.low_vram)
     spec = JobSpec(str(args.model), str(args.vae), args.ratio, settings, args.strides, args.schedule, args.feather,
                    args.shots, args.device, args.dtype, args.codec, args.family, args.working_size, args.resume,
-                   args.qc, max(0, args.rerender_worst))
+                   args.qc, max(0, args.rerender_worst), args.passes_per_call)
     if args.ray:
         from .scaleout import ScaleOutError, run_batch_ray  # Ray is an optional extra: imported only when asked
         try:

@@ -23,8 +23,8 @@ import torch
 
 from ..pipeline.canvas import OFFICIAL_CANVAS, CanvasPlan, plan_canvas
 from ..pipeline.encode import SD_LATENT_SCALE, EncodedVideo, encode_video
-from ..pipeline.executors import (choose_branching, dependents, device_free_memory, rerender_seed, rerun_passes,
-                                  run_plan)
+from ..pipeline.executors import (choose_branching, default_max_passes, dependents, device_free_memory,
+                                  rerender_seed, rerun_passes, run_plan)
 from ..model.loader import DTYPES, load_unet, weights_family
 from ..pipeline.plan import VideoPlan, plan_video
 from ..pipeline.resume import PassStore, source_identity
@@ -134,6 +134,7 @@ class JobSpec:
     resume: bool = True  # finished passes kept in the output folder until the video is written
     qc: bool = False  # write a quality report (apps/quality.py) beside each output
     rerender_worst: int = 0  # re-sample up to this many flagged windows with a derived seed, keep what scores better
+    passes_per_call: int = 0  # passes sampled together at most (0: auto -- by free memory on CUDA, one elsewhere)
 
 
 @dataclass
@@ -328,8 +329,13 @@ def rerender_worst(job: Job, video: Path, out: Path, source: EncodedFile, latent
 
 
 def job_settings(job: Job, plan: CanvasPlan) -> SampleSettings:
-    """The job's settings, the guidance branches one after another when its device's free memory asks for it."""
-    return choose_branching(job.model, job.spec.settings, plan.latent_hw, device_free_memory(job.model.device))
+    """The job's settings with the batching its device's free memory allows: up to ``spec.passes_per_call``
+    passes per UNet call (auto: :func:`.executors.default_max_passes`), the guidance branches one after another
+    when even one pass's do not fit."""
+    device = job.model.device
+    limit = job.spec.passes_per_call or default_max_passes(device)
+    return choose_branching(job.model, job.spec.settings, plan.latent_hw, device_free_memory(device),
+                            max_passes=limit)
 
 
 def outpaint_file(job: Job, video: Path, out: Path, progress: Optional[Progress] = None) -> torch.Tensor:

@@ -16,7 +16,6 @@ is half-written. Ray is an optional dependency (``pip install ".[ray]"``), impor
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections import deque
@@ -28,9 +27,9 @@ import torch
 
 from .jobs import (BatchLedger, EncodedFile, JobSpec, Progress, encode_file, failure_reason, finish_store,
                     finish_quality, job_settings, load_job, no_progress, outpaint_file, pass_store, write_file)
-from ..pipeline.executors import PlanRun
+from ..pipeline.executors import MAX_PASSES_PER_CALL, PlanRun, pass_groups
 from ..pipeline.plan import PlannedPass
-from ..pipeline.passes import prepare_shot, run_pass
+from ..pipeline.passes import PassJob, prepare_shot, run_pass_batch
 
 RETRIES = 3  # times a task is resubmitted after its worker died
 PROBES = 300  # a worker still down after this many probes, one a second, is given up
@@ -83,21 +82,29 @@ class Worker:
         with torch.inference_mode():
             return encode_file(self.job, Path(video), self._progress(video))
 
-    def sample_pass(self, video: str, source: EncodedFile, p: PlannedPass, guides: dict) -> dict:
-        """Pass ``p`` of ``video`` (guides and result numbered within its shot) -- what the sequential executor
-        computes for it, with this worker's choice of batched or sequential guidance branches."""
-        key = (video, p.shot)
+    def sample_passes(self, video: str, source: EncodedFile, passes: list) -> list[dict]:
+        """Passes ``[(p, guides), ...]`` of ``video`` (guides and results numbered within each pass's shot) -- what
+        the sequential executor computes for them, with this worker's choices: guidance branches batched or
+        sequential, and up to how many of the given passes share one UNet call (its free memory decides)."""
         with torch.inference_mode(), failure_reason():
-            if key not in self._prepared:
-                if not any(k[0] == video for k in self._prepared):
-                    self._prepared.clear()  # another video: its global tokens are not needed any more
-                    self._settings.clear()
-                self._prepared[key] = prepare_shot(self.job.model, source.encoded, p.shot)
+            for p, _ in passes:
+                key = (video, p.shot)
+                if key not in self._prepared:
+                    if not any(k[0] == video for k in self._prepared):
+                        self._prepared.clear()  # another video: its global tokens are not needed any more
+                        self._settings.clear()
+                    self._prepared[key] = prepare_shot(self.job.model, source.encoded, p.shot)
             if video not in self._settings:
                 self._settings[video] = job_settings(self.job, source.plan)
             settings = self._settings[video]
-            return run_pass(self.job.model, self._prepared[key], p.clip, guides, float(source.info.fps),
-                            dataclasses.replace(settings, seed=p.seed), p.noise_index)
+            results: dict[int, dict] = {}
+            for group in pass_groups([p for p, _ in passes], settings.passes_per_call):
+                guides = {p.index: g for p, g in passes}
+                jobs = [PassJob(self._prepared[(video, p.shot)], p.clip, guides[p.index], p.seed, p.noise_index)
+                        for p in group]
+                for p, value in zip(group, run_pass_batch(self.job.model, jobs, float(source.info.fps), settings)):
+                    results[p.index] = value
+            return [results[p.index] for p, _ in passes]
 
     def write(self, video: str, out: str, source: EncodedFile, latents: torch.Tensor) -> torch.Tensor:
         """Write the file, then its quality report and re-renders when asked; returns the final latents."""
@@ -210,9 +217,10 @@ class _SplitVideo:
     end; ``progress("sample", passes done, passes)``."""
 
     def __init__(self, dispatch: _Dispatcher, ray, spec: JobSpec, video: str, out: str,
-                 finished: Callable[[Optional[torch.Tensor], Optional[str]], None], progress: Progress):
+                 finished: Callable[[Optional[torch.Tensor], Optional[str]], None], progress: Progress,
+                 per_task: int = 1):
         self.dispatch, self.ray, self.spec, self.video, self.out = dispatch, ray, spec, video, out
-        self.finished, self.progress = finished, progress
+        self.finished, self.progress, self.per_task = finished, progress, per_task
         self.name = Path(video).name
         self.failed = False
 
@@ -232,19 +240,26 @@ class _SplitVideo:
         self._submit_ready()
 
     def _submit_ready(self) -> None:
-        for p in self.run.ready():
-            self.dispatch.submit(_Task("sample_pass", (self.video, self.source_ref, p, self.run.guides(p)),
-                                       lambda value, p=p: self._pass_done(p, value), self._fail,
-                                       f"{self.name} shot {p.shot + 1} pass {p.noise_index + 1}"))
+        ready = self.run.ready()
+        # spread the ready passes over the workers first, then give each up to per_task of them (a GPU worker
+        # samples them together)
+        size = max(1, min(self.per_task, -(-len(ready) // max(1, len(self.dispatch.actors)))))
+        for group in pass_groups(ready, size):
+            label = ", ".join(f"pass {p.noise_index + 1}" for p in group)
+            self.dispatch.submit(_Task("sample_passes",
+                                       (self.video, self.source_ref, [(p, self.run.guides(p)) for p in group]),
+                                       lambda value, group=group: self._passes_done(group, value), self._fail,
+                                       f"{self.name} shot {group[0].shot + 1} {label}"))
         if self.run.complete:
             latents = self.run.result()
             self.dispatch.submit(_Task("write", (self.video, self.out, self.source_ref, latents),
                                        self._written, self._fail, f"{self.name} write"))
 
-    def _pass_done(self, p: PlannedPass, value: dict) -> None:
+    def _passes_done(self, group: list[PlannedPass], values: list[dict]) -> None:
         if self.failed:
             return
-        self.run.finish(p, value)
+        for p, value in zip(group, values):
+            self.run.finish(p, value)
         self.progress("sample", len(self.run.done), len(self.run.plan))
         self._submit_ready()
 
@@ -317,6 +332,9 @@ def run_batch_ray(spec: JobSpec, videos: Sequence[Path], out_dir: Path, address:
             raise
         ledger.overall.set_description(f"videos on {len(actors)} workers")
         dispatch = _Dispatcher(ray, actors, pids, on_dispatch)
+        # passes per task: what a GPU worker may sample together (it decides by its free memory); one on CPUs
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        per_task = spec.passes_per_call or (MAX_PASSES_PER_CALL if gpus else 1)
         for video, out in todo:
             def finished(result: Optional[torch.Tensor], reason: Optional[str], video=video, out=out) -> None:
                 if reason is not None:  # a worker that died mid-write left its partial file
@@ -327,7 +345,8 @@ def run_batch_ray(spec: JobSpec, videos: Sequence[Path], out_dir: Path, address:
             except (ValueError, OSError):
                 long = False  # the worker reports why the file cannot be read
             if long:
-                split = _SplitVideo(dispatch, ray, spec, str(video), str(out), finished, ledger.progress(video))
+                split = _SplitVideo(dispatch, ray, spec, str(video), str(out), finished, ledger.progress(video),
+                                    per_task)
                 dispatch.submit(split.task())
             else:
                 dispatch.submit(_Task("outpaint", (str(video), str(out)), lambda value, f=finished: f(value, None),

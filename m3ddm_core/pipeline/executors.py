@@ -6,8 +6,9 @@ frames are done). Executors only decide where a ready pass runs: :func:`run_plan
 this process (the nodes, the batch command, a Ray worker's whole video), ``scaleout`` hands them to Ray workers as
 they become ready. Both give every pass the same inputs, seed and noise, so the result is the same bit for bit.
 
-:func:`choose_branching` is the memory decision both make: the guidance branches batched in one UNet call when the
-free memory holds their traced activations, one after another otherwise.
+:func:`choose_branching` is the memory decision both make: how many ready passes share one UNet call, and the
+guidance branches batched in one call when the free memory holds their traced activations, one after another
+otherwise.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from .memory import MEMORY_MARGIN, fits_batched, sampling_memory
 from .plan import PlannedPass, VideoPlan, plan_video
 from .resume import PassStore
 from .schedule import CLIP_FRAMES, Pass, Strides
-from .passes import DecodeFn, PreparedShot, SampleSettings, decode_latents, prepare_shot, run_pass
+from .passes import (DecodeFn, PassJob, PreparedShot, SampleSettings, decode_latents, prepare_shot,
+                     run_pass_batch)
 
 log = logging.getLogger("M3DDM")
 
@@ -80,25 +82,52 @@ class PlanRun:
         return torch.stack([self.latents[i] for i in range(self.plan.num_frames)])
 
 
+# The most ready passes of a video sampled together when the memory allows (on CUDA: the README's measurement).
+MAX_PASSES_PER_CALL = 4
+
+
 def choose_branching(model, settings: SampleSettings, latent_hw: tuple[int, int], free_bytes: Optional[int],
-                     where: str = "M3DDM") -> SampleSettings:
-    """``settings``, with the guidance branches made sequential when their batched activations (traced,
-    :func:`.memory.sampling_memory`, times the margin) do not fit in ``free_bytes``. ``None`` (the CPU, or a
-    caller that decided already) keeps ``settings``."""
+                     where: str = "M3DDM", max_passes: int = 1) -> SampleSettings:
+    """``settings`` with the batching decided by memory: how many ready passes are sampled together
+    (``passes_per_call``, the most up to ``max_passes`` whose batched activations -- traced,
+    :func:`.memory.sampling_memory`, times the margin -- fit in ``free_bytes``), and the guidance branches made
+    sequential when not even one pass's batched branches fit. ``free_bytes`` ``None`` (the CPU, MPS, or a caller
+    that decided already) keeps the branching and takes ``max_passes`` as given; ``sequential`` settings (low_vram)
+    keep one pass."""
+    limit = max(1, int(max_passes))
     branches = len(active_branches(settings.s1, settings.s2))
-    if free_bytes is None or settings.sequential or branches < 2:
-        return settings
+    if settings.sequential:
+        return dataclasses.replace(settings, passes_per_call=1)
+    if free_bytes is None:
+        return dataclasses.replace(settings, passes_per_call=limit)
+    if limit == 1 and branches < 2:
+        return dataclasses.replace(settings, passes_per_call=1)
     try:
-        batched = sampling_memory(model.raw_config, model.dtype, branches, False, CLIP_FRAMES, tuple(latent_hw))
+        for k in range(limit, 0, -1):
+            need = sampling_memory(model.raw_config, model.dtype, branches, False, CLIP_FRAMES, tuple(latent_hw),
+                                   passes=k)
+            if fits_batched(free_bytes, need):
+                if k < limit:
+                    log.info("[%s] %.1f GB free on %s: sampling %d pass(es) per UNet call (up to %d asked)", where,
+                             free_bytes / 2 ** 30, model.device, k, limit)
+                return dataclasses.replace(settings, passes_per_call=k)
     except Exception as exc:  # an estimate only: sampling itself does not depend on it
-        log.warning("[%s] could not estimate the sampling memory (%s); batching the guidance branches", where, exc)
-        return settings
-    if fits_batched(free_bytes, batched):
+        log.warning("[%s] could not estimate the sampling memory (%s); one pass per call, branches batched", where,
+                    exc)
+        return dataclasses.replace(settings, passes_per_call=1)
+    settings = dataclasses.replace(settings, passes_per_call=1)
+    if branches < 2:
         return settings
     log.warning("[%s] %.1f GB free on %s, the %d batched guidance branches need about %.1f GB: running them one "
                 "after another (as with low_vram)", where, free_bytes / 2 ** 30, model.device, branches,
-                batched.activations * MEMORY_MARGIN / 2 ** 30)
+                need.activations * MEMORY_MARGIN / 2 ** 30)
     return dataclasses.replace(settings, sequential=True)
+
+
+def default_max_passes(device: torch.device) -> int:
+    """How many passes to sample together at most when the user did not say: :data:`MAX_PASSES_PER_CALL` on
+    CUDA, one elsewhere (on the CPU a bigger batch gains little: ``benchmarks/batched_passes.py``)."""
+    return MAX_PASSES_PER_CALL if torch.device(device).type == "cuda" else 1
 
 
 def device_free_memory(device: torch.device) -> Optional[int]:
@@ -144,29 +173,66 @@ def run_plan(model, encoded: EncodedVideo, plan: VideoPlan, fps: float, settings
     return PlanResult(latents, run.resumed, sampled)
 
 
+def next_batch(plan: VideoPlan, done: set[int], limit: int) -> list[PlannedPass]:
+    """Up to ``limit`` passes not in ``done`` whose guide frames are all done, in plan order, of the first one's
+    frame count (passes sampled together need the same). With ``limit`` 1 this is the next pass in plan order:
+    the plan is ordered so that every pass comes after those it depends on."""
+    out: list[PlannedPass] = []
+    for p in plan.passes:
+        if p.index in done or not p.depends <= done:
+            continue
+        if out and len(p.clip.frames) != len(out[0].clip.frames):
+            continue
+        out.append(p)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def pass_groups(passes: Iterable[PlannedPass], size: int) -> list[list[PlannedPass]]:
+    """``passes`` in order, in groups of at most ``size`` that can be sampled together (the same frame count)."""
+    groups: list[list[PlannedPass]] = []
+    open_group: dict[int, list[PlannedPass]] = {}  # frame count -> the group being filled
+    for p in passes:
+        group = open_group.get(len(p.clip.frames))
+        if group is None or len(group) >= max(1, size):
+            group = open_group[len(p.clip.frames)] = []
+            groups.append(group)
+        group.append(p)
+    return groups
+
+
 def _sample_remaining(model, encoded: EncodedVideo, run: PlanRun, fps: float, settings: SampleSettings,
                       callback=None, check_interrupt=None, on_pass=None, seeds: Optional[dict] = None) -> list[int]:
-    """Sample the passes of ``run`` not done yet, in plan order (every pass comes after those it depends on);
+    """Sample the passes of ``run`` not done yet, each after the passes it depends on, up to
+    ``settings.passes_per_call`` of them together (:func:`.passes.run_pass_batch`; the ready passes in plan order);
     ``seeds`` (plan index -> seed) replace the plan's seed of those passes. Returns the indexes sampled."""
     plan = run.plan
     shots: dict[int, PreparedShot] = {}
     sampled = []
-    for p in plan.passes:
-        if p.index in run.done:
-            continue
-        if p.shot not in shots:
-            shots.clear()  # the shot before is finished: its global tokens are not needed any more
-            shots[p.shot] = prepare_shot(model, encoded, p.shot)
+    limit = max(1, int(settings.passes_per_call))
+    while True:
+        batch = next_batch(plan, run.done, limit)
+        if not batch:
+            break
+        pending = {p.shot for p in plan.passes if p.index not in run.done}
+        for shot in [s for s in shots if s not in pending]:
+            del shots[shot]  # a finished shot: its global tokens are not needed any more
+        for shot in sorted({p.shot for p in batch} - set(shots)):
+            shots[shot] = prepare_shot(model, encoded, shot)
         step_cb = None if callback is None else (
-            lambda info, p=p: callback(dict(info, frames=[p.shot_start + f for f in info["frames"]],
-                                            **{"pass": p.index, "passes": len(plan.passes)})))
-        seed = (seeds or {}).get(p.index, p.seed)
-        latents = run_pass(model, shots[p.shot], p.clip, run.guides(p), fps,
-                           dataclasses.replace(settings, seed=seed), p.noise_index, step_cb, check_interrupt)
-        run.finish(p, latents)
-        sampled.append(p.index)
-        if on_pass is not None:
-            on_pass(p, False)
+            lambda info, batch=batch: callback(dict(info, frames=[batch[info["job"]].shot_start + f
+                                                                  for f in info["frames"]],
+                                                    **{"pass": batch[info["job"]].index,
+                                                       "passes": len(plan.passes)})))
+        jobs = [PassJob(shots[p.shot], p.clip, run.guides(p), (seeds or {}).get(p.index, p.seed), p.noise_index)
+                for p in batch]
+        results = run_pass_batch(model, jobs, fps, settings, step_cb, check_interrupt)
+        for p, latents in zip(batch, results):
+            run.finish(p, latents)
+            sampled.append(p.index)
+            if on_pass is not None:
+                on_pass(p, False)
     return sampled
 
 

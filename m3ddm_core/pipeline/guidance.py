@@ -12,7 +12,7 @@ defaults, 1 when s1 = s2 = 1). The official 4-branch call lives in the tests (``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from einops import rearrange, repeat
@@ -72,43 +72,69 @@ def active_branches(s1: float, s2: float) -> dict[str, float]:
 
 
 class GuidedDenoiser:
-    """The guided noise prediction of one clip, with everything that is constant over its steps prepared once:
-    the branch set, the conditioning half of the UNet input, and the global tokens with their cross-attention
-    K/V projected (when the model offers ``project_global_tokens``).
+    """The guided noise prediction of one clip or of several batched together, with everything that is constant
+    over their steps prepared once: the branch set, the conditioning half of the UNet input, and the global tokens
+    with their cross-attention K/V projected (when the model offers ``project_global_tokens``).
 
-    ``sequential`` runs one UNet call per branch (the low-VRAM mode) instead of one batched call.
+    ``cond`` is one :class:`ClipConditioning` or a sequence of them (k clips of the same shape: independent passes
+    sampled together, one UNet call carries k x branches samples). ``sequential`` runs one UNet call per branch (the
+    low-VRAM mode) instead of one batched call.
     """
 
-    def __init__(self, model, cond: ClipConditioning, s1: float, s2: float, sequential: bool = False):
+    def __init__(self, model, cond: ClipConditioning | Sequence[ClipConditioning], s1: float, s2: float,
+                 sequential: bool = False):
+        conds = [cond] if isinstance(cond, ClipConditioning) else list(cond)
+        if not conds:
+            raise ValueError("no clip to denoise")
         weights = active_branches(s1, s2)
-        parts = {
-            "e00": (cond.uncond_latents, cond.uncond_mask, cond.uncond_global_tokens),
-            "e10": (cond.masked_latents, cond.mask, cond.uncond_global_tokens),
-            "e11": (cond.masked_latents, cond.mask, cond.global_tokens),
-        }
-        self.model, self.sequential = model, sequential
+        self.model, self.sequential, self.clips = model, sequential, len(conds)
         self.names = list(weights)
         self.weights = [weights[n] for n in self.names]
-        dtype = getattr(model, "dtype", cond.masked_latents.dtype)
-        cond_in = [torch.cat([parts[n][0], parts[n][1]], dim=1).to(dtype) for n in self.names]
-        tokens = [parts[n][2] for n in self.names]
+        dtype = getattr(model, "dtype", conds[0].masked_latents.dtype)
+
+        def parts(c: ClipConditioning, name: str):
+            latents, mask, tokens = {"e00": (c.uncond_latents, c.uncond_mask, c.uncond_global_tokens),
+                                     "e10": (c.masked_latents, c.mask, c.uncond_global_tokens),
+                                     "e11": (c.masked_latents, c.mask, c.global_tokens)}[name]
+            return torch.cat([latents, mask], dim=1).to(dtype), tokens
+
         project = getattr(model, "project_global_tokens", lambda t: t)
-        if sequential:
-            self.cond_in = cond_in
-            self.tokens = [project(t) for t in tokens]
-        else:
-            self.cond_in = [torch.cat(cond_in)]
-            self.tokens = [project(torch.cat(tokens))]
+        # UNet batch order: clip-major, branch-minor (clip 0's branches, then clip 1's ...); sequential: one call
+        # per branch over the clips
+        groups = [[(c, n) for c in conds for n in self.names]] if not sequential else \
+            [[(c, n) for c in conds] for n in self.names]
+        self.cond_in, self.tokens = [], []
+        for group in groups:
+            pairs = [parts(c, n) for c, n in group]
+            self.cond_in.append(torch.cat([p[0] for p in pairs]))
+            self.tokens.append(project(torch.cat([p[1] for p in pairs])))
 
     def __call__(self, x: torch.Tensor, t, fps) -> torch.Tensor:
-        """Latents ``[1, 4, F, h, w]`` -> combined noise prediction ``[1, 4, F, h, w]``."""
+        """Latents ``[k, 4, F, h, w]`` (k clips) -> combined noise prediction ``[k, 4, F, h, w]``. ``fps``: one
+        value for every clip or one per clip."""
         x = x.to(self.cond_in[0].dtype)
-        preds = []
-        for cond_in, tokens in zip(self.cond_in, self.tokens):
-            k = cond_in.shape[0]
-            sample = torch.cat([x.expand(k, -1, -1, -1, -1), cond_in], dim=1)
-            preds.extend(self.model(sample, t, fps, tokens).split(1))
-        out = preds[0] * self.weights[0]
-        for w, pred in zip(self.weights[1:], preds[1:]):
-            out = out + pred * w
-        return out
+        k = self.clips
+        if x.shape[0] != k:
+            raise ValueError(f"{x.shape[0]} latents for {k} clips")
+        several = isinstance(fps, (list, tuple)) or (isinstance(fps, torch.Tensor) and fps.ndim > 0)
+        per_clip = [int(f) for f in fps] if several else [fps] * k
+        branches = len(self.names)
+        preds: list[list[torch.Tensor]] = [[] for _ in range(k)]  # clip -> its branches' predictions
+        for g, (cond_in, tokens) in enumerate(zip(self.cond_in, self.tokens)):
+            n = cond_in.shape[0]
+            if self.sequential:  # one branch, every clip
+                clips, reps = list(range(k)), 1
+            else:  # every branch of every clip
+                clips, reps = [c for c in range(k) for _ in range(branches)], branches
+            noisy = x.expand(n, *x.shape[1:]) if k == 1 else x.repeat_interleave(reps, dim=0)
+            sample = torch.cat([noisy, cond_in], dim=1)
+            rates = per_clip[0] if len(set(per_clip)) == 1 else torch.tensor([per_clip[c] for c in clips])
+            for c, pred in zip(clips, self.model(sample, t, rates, tokens).split(1)):
+                preds[c].append(pred)
+        outs = []
+        for clip_preds in preds:
+            out = clip_preds[0] * self.weights[0]
+            for w, pred in zip(self.weights[1:], clip_preds[1:]):
+                out = out + pred * w
+            outs.append(out)
+        return outs[0] if k == 1 else torch.cat(outs)

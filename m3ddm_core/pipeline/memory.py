@@ -103,41 +103,45 @@ GUIDANCE_FOR_BRANCHES = {1: (1.0, 0.0), 2: (1.0, 4.0), 3: (2.0, 4.0)}
 
 
 def guided_step(model, tensor: Callable[..., torch.Tensor], branches: int = 3, sequential: bool = False,
-                frames: int = CLIP_FRAMES, latent_hw: tuple[int, int] = (32, 32)) -> torch.Tensor:
-    """One guided noise prediction as the sampler makes it -- global frames encoded, the clip's conditioning
-    prepared, the branches run -- on inputs drawn from ``tensor(*shape)`` (zeros on ``meta`` for a trace,
-    random for a measurement). Returns ``[1, 4, frames, h, w]``."""
+                frames: int = CLIP_FRAMES, latent_hw: tuple[int, int] = (32, 32), passes: int = 1) -> torch.Tensor:
+    """One guided noise prediction as the sampler makes it -- global frames encoded, the clips' conditioning
+    prepared, the branches run -- for ``passes`` clips sampled together, on inputs drawn from ``tensor(*shape)``
+    (zeros on ``meta`` for a trace, random for a measurement). Returns ``[passes, 4, frames, h, w]``."""
     h, w = latent_hw
     s1, s2 = GUIDANCE_FOR_BRANCHES[branches]
     tokens = model.encode_global(tensor(GLOBAL_FRAMES, 4, h, w))
-    cond = ClipConditioning(masked_latents=tensor(1, 4, frames, h, w), mask=tensor(1, 1, frames, h, w),
-                            uncond_latents=tensor(1, 4, frames, h, w), uncond_mask=tensor(1, 1, frames, h, w),
-                            global_tokens=tokens, uncond_global_tokens=tokens.clone())
-    denoiser = GuidedDenoiser(model, cond, s1, s2, sequential)
-    return denoiser(tensor(1, 4, frames, h, w), 500, 8)
+    conds = [ClipConditioning(masked_latents=tensor(1, 4, frames, h, w), mask=tensor(1, 1, frames, h, w),
+                              uncond_latents=tensor(1, 4, frames, h, w), uncond_mask=tensor(1, 1, frames, h, w),
+                              global_tokens=tokens, uncond_global_tokens=tokens.clone()) for _ in range(passes)]
+    denoiser = GuidedDenoiser(model, conds[0] if passes == 1 else conds, s1, s2, sequential)
+    return denoiser(tensor(passes, 4, frames, h, w), 500, 8)
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=64)
 def _sampling_memory(config_json: str, dtype: torch.dtype, branches: int, sequential: bool,
-                     frames: int, latent_hw: tuple[int, int]) -> SamplingMemory:
+                     frames: int, latent_hw: tuple[int, int], passes: int) -> SamplingMemory:
     from ..model.unet3d import build_unet
 
     model = build_unet(json.loads(config_json), device="meta", dtype=dtype)
     model.set_attention(fused_attention_memory)
     weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     meta = functools.partial(torch.zeros, device="meta", dtype=dtype)
-    peak = traced_peak_bytes(lambda: guided_step(model, meta, branches, sequential, frames, latent_hw))
+    peak = traced_peak_bytes(lambda: guided_step(model, meta, branches, sequential, frames, latent_hw, passes))
     return SamplingMemory(weights=weights, activations=peak)
 
 
 def sampling_memory(config: Mapping[str, Any], dtype: torch.dtype, branches: int = 3, sequential: bool = False,
-                    frames: int = CLIP_FRAMES, latent_hw: tuple[int, int] = (32, 32)) -> SamplingMemory:
-    """Memory of sampling one clip of ``frames`` latent frames ``latent_hw`` with ``branches`` guidance branches
-    (1-3), batched in one UNet call or ``sequential`` (the low-VRAM mode). Cached; about a second uncached."""
+                    frames: int = CLIP_FRAMES, latent_hw: tuple[int, int] = (32, 32),
+                    passes: int = 1) -> SamplingMemory:
+    """Memory of sampling ``passes`` clips together (1: one pass) of ``frames`` latent frames ``latent_hw`` with
+    ``branches`` guidance branches (1-3), batched in one UNet call or ``sequential`` (the low-VRAM mode). Cached;
+    about a second uncached."""
     if branches not in GUIDANCE_FOR_BRANCHES:
         raise ValueError(f"branches must be 1, 2 or 3, not {branches}")
+    if passes < 1:
+        raise ValueError(f"passes must be >= 1, not {passes}")
     return _sampling_memory(json.dumps(dict(config), sort_keys=True), dtype, branches, sequential, frames,
-                            tuple(latent_hw))
+                            tuple(latent_hw), int(passes))
 
 
 # Room for what the trace does not see: convolution workspaces, allocator rounding and fragmentation.

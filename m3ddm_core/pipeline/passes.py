@@ -26,6 +26,10 @@ from .shots import shot_bounds
 DecodeFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+# Settings that change how the work is batched, not what is computed: left out of the resume key.
+EXECUTION_ONLY = ("passes_per_call",)
+
+
 @dataclass(frozen=True)
 class SampleSettings:
     steps: int = 50
@@ -34,6 +38,7 @@ class SampleSettings:
     scheduler: str = "pndm"
     seed: int = 0
     sequential: bool = False  # low-VRAM: one UNet call per guidance branch
+    passes_per_call: int = 1  # independent passes of a video sampled together, k x branches per UNet call
 
 
 def window_noise(seed: int, index: int, shape: Sequence[int]) -> torch.Tensor:
@@ -73,6 +78,72 @@ def prepare_shot(model, encoded: EncodedVideo, shot: int = 0) -> PreparedShot:
                         latent_mask(encoded.plan), tokens, uncond_tokens)
 
 
+@dataclass(frozen=True)
+class PassJob:
+    """One pass to sample: its prepared shot, its clip (frames numbered within the shot), the guide latents it
+    needs (frame -> ``[4, h, w]``; more frames are fine), and the seed and index of its noise."""
+
+    shot: PreparedShot
+    clip: Pass
+    guides: Mapping[int, torch.Tensor]
+    seed: int
+    noise_index: int = 0
+
+
+def _pass_inputs(model, job: PassJob):
+    """``(start latents [1,4,F,h,w], conditioning, noise [1,4,F,h,w])`` of one pass on the model's device."""
+    p, shot, guides = job.clip, job.shot, job.guides
+    missing = [f for f in p.guide_frames if f not in guides]
+    if missing:
+        raise ValueError(f"guide frames {missing[:8]} of this pass have no latent")
+    device = model.device
+    masked = torch.stack([guides[f] if g else shot.masked[f] for f, g in zip(p.frames, p.is_guide)])
+    pos_guides = {pos: guides[f].to(device) for pos, (f, g) in enumerate(zip(p.frames, p.is_guide)) if g}
+    cond = clip_conditioning(masked.to(device), shot.uncond.to(device), shot.mask.to(device), pos_guides,
+                             shot.global_tokens, shot.uncond_global_tokens)
+    start = rearrange(torch.stack([shot.prefilled[f] for f in p.frames]), "f c h w -> 1 c f h w").to(device)
+    h, w = shot.mask.shape
+    noise = window_noise(job.seed, job.noise_index, (1, 4, len(p.frames), h, w)).to(device)
+    return start, cond, noise
+
+
+def run_pass_batch(model, jobs: Sequence[PassJob], fps: float, settings: SampleSettings,
+                   callback: Optional[Callable[[dict], None]] = None,
+                   check_interrupt: Optional[Callable[[], None]] = None) -> list[dict[int, torch.Tensor]]:
+    """Sample k independent passes of the same frame count together: every step is one UNet call over the k
+    clips' branches (``settings.sequential``: one per branch). Each pass gets what :func:`run_pass` gives it alone
+    -- its own noise, guides, conditioning and fps ``fps // stride`` -- so the results match one after another up
+    to float rounding of the bigger batch. ``settings.seed`` is not used: each job brings its seed.
+
+    Returns, per job, the latent ``[4, h, w]`` (CPU, float32) of each distinct frame of its pass, in clip order.
+    ``callback`` gets the sampler's step info once per job, with that job's ``x``/``denoised`` (``[1,4,F,h,w]``),
+    ``"frames"`` and ``"job"`` (its position in ``jobs``)."""
+    if not jobs:
+        return []
+    if len({len(j.clip.frames) for j in jobs}) > 1:
+        raise ValueError("passes sampled together need the same number of frames")
+    inputs = [_pass_inputs(model, j) for j in jobs]
+    k = len(jobs)
+    start = inputs[0][0] if k == 1 else torch.cat([i[0] for i in inputs])
+    noise = inputs[0][2] if k == 1 else torch.cat([i[2] for i in inputs])
+    conds = inputs[0][1] if k == 1 else [i[1] for i in inputs]
+    rates = [j.clip.fps(fps) for j in jobs]
+
+    def step_cb(info: dict) -> None:
+        for n, j in enumerate(jobs):
+            one = info if k == 1 else dict(info, x=info["x"][n:n + 1], denoised=info["denoised"][n:n + 1])
+            callback(dict(one, frames=list(j.clip.frames), job=n))
+
+    latents = sample_clip(model, start, conds, noise, rates[0] if k == 1 else rates, settings.steps, settings.s1,
+                          settings.s2, settings.scheduler, None if callback is None else step_cb, check_interrupt,
+                          settings.sequential)
+    out = []
+    for n, j in enumerate(jobs):
+        written = {frame: latents[n, :, pos].float().cpu() for pos, frame in j.clip.writes}
+        out.append({f: written[f] if f in written else j.guides[f].float().cpu() for f in j.clip.distinct_frames})
+    return out
+
+
 def run_pass(model, shot: PreparedShot, p: Pass, guides: Mapping[int, torch.Tensor], fps: float,
              settings: SampleSettings, noise_index: int = 0, callback: Optional[Callable[[dict], None]] = None,
              check_interrupt: Optional[Callable[[], None]] = None) -> dict[int, torch.Tensor]:
@@ -84,22 +155,8 @@ def run_pass(model, shot: PreparedShot, p: Pass, guides: Mapping[int, torch.Tens
     guide frame of ``p`` must be in it). The model is conditioned on ``fps // p.stride``; the noise comes from
     ``window_noise(settings.seed, noise_index)``. ``callback`` gets the sampler's step info plus ``"frames"``.
     """
-    missing = [f for f in p.guide_frames if f not in guides]
-    if missing:
-        raise ValueError(f"guide frames {missing[:8]} of this pass have no latent")
-    device = model.device
-    masked = torch.stack([guides[f] if g else shot.masked[f] for f, g in zip(p.frames, p.is_guide)])
-    pos_guides = {pos: guides[f].to(device) for pos, (f, g) in enumerate(zip(p.frames, p.is_guide)) if g}
-    cond = clip_conditioning(masked.to(device), shot.uncond.to(device), shot.mask.to(device), pos_guides,
-                             shot.global_tokens, shot.uncond_global_tokens)
-    start = rearrange(torch.stack([shot.prefilled[f] for f in p.frames]), "f c h w -> 1 c f h w").to(device)
-    h, w = shot.mask.shape
-    noise = window_noise(settings.seed, noise_index, (1, 4, len(p.frames), h, w)).to(device)
-    step_cb = None if callback is None else (lambda info: callback(dict(info, frames=list(p.frames))))
-    latents = sample_clip(model, start, cond, noise, p.fps(fps), settings.steps, settings.s1, settings.s2,
-                          settings.scheduler, step_cb, check_interrupt, settings.sequential)
-    written = {frame: latents[0, :, pos].float().cpu() for pos, frame in p.writes}
-    return {f: written[f] if f in written else guides[f].float().cpu() for f in p.distinct_frames}
+    job = PassJob(shot, p, guides, settings.seed, noise_index)
+    return run_pass_batch(model, [job], fps, settings, callback, check_interrupt)[0]
 
 
 def resume_key(content: str, encoded: EncodedVideo, model, settings: SampleSettings, fps: float,
@@ -107,10 +164,12 @@ def resume_key(content: str, encoded: EncodedVideo, model, settings: SampleSetti
     """The :class:`.resume.PassStore` key of a video run: the frames' ``content`` identity, the canvas plan, the
     VAE's latents of every shot's global frames and of the unconditional canvas, the weights, the settings, fps,
     the schedule and the shots' cuts. ``sequential`` is left out: it changes how the branches are batched, not what
-    they compute."""
+    they compute; nor is ``passes_per_call``."""
+    settings = {k: v for k, v in dataclasses.asdict(dataclasses.replace(settings, sequential=False)).items()
+                if k not in EXECUTION_ONLY}
     globals_ = encoded.global_latents[0] if len(encoded.global_latents) == 1 else torch.cat(encoded.global_latents)
     return run_key(content=content, plan=encoded.plan, global_latents=globals_, uncond_latent=encoded.uncond,
-                   model=model_fingerprint(model), settings=dataclasses.replace(settings, sequential=False),
+                   model=model_fingerprint(model), settings=settings,
                    fps=float(fps), strides=strides, schedule=schedule, cuts=[int(c) for c in encoded.cuts])
 
 

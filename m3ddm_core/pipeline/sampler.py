@@ -1,10 +1,11 @@
-"""Denoise one 16-frame clip: a pure function over tensors, with a per-step callback and interrupt check.
+"""Denoise 16-frame clips -- one, or k independent ones batched into the same UNet calls: a pure function over
+tensors, with a per-step callback and interrupt check.
 
 The guided noise prediction it steps with is :class:`.guidance.GuidedDenoiser`.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
@@ -14,14 +15,17 @@ from .schedulers import make_scheduler, sampling_timesteps
 StepCallback = Callable[[dict], None]
 
 
-def sample_clip(model, start_latents: torch.Tensor, cond: ClipConditioning, noise: torch.Tensor, fps: int,
+def sample_clip(model, start_latents: torch.Tensor, cond: Union[ClipConditioning, Sequence[ClipConditioning]],
+                noise: torch.Tensor, fps: Union[int, Sequence[int]],
                 steps: int = 50, s1: float = 2.0, s2: float = 4.0, scheduler: str = "pndm",
                 callback: Optional[StepCallback] = None, check_interrupt: Optional[Callable[[], None]] = None,
                 sequential: bool = False) -> torch.Tensor:
-    """Denoise one clip; returns the final latents ``[1,4,F,h,w]`` (scaled, ready to decode).
+    """Denoise one clip, or k clips together; returns the final latents ``[k,4,F,h,w]`` (scaled, ready to decode).
 
-    start_latents: latents of the prefilled canvas ``[1,4,F,h,w]``, noised at the first timestep.
-    noise: ``[1,4,F,h,w]`` (draw it from a CPU generator for device-independent seeds).
+    start_latents: latents of the prefilled canvases ``[k,4,F,h,w]``, noised at the first timestep.
+    cond: the clip's conditioning, or a sequence of k (one per clip); fps: one rate, or one per clip.
+    noise: ``[k,4,F,h,w]`` (draw it from a CPU generator for device-independent seeds).
+    Every clip takes the same timesteps; the scheduler's update is elementwise, so k clips step as k would alone.
     callback receives ``{"i", "total", "t", "x", "denoised"}`` after every step; check_interrupt is called
     before every step and may raise to abort (nothing is kept: all state is local).
     """
