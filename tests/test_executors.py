@@ -71,7 +71,7 @@ def test_batched_passes_equal_one_after_another(micro_model, encoded, video_plan
         result = run_plan(micro_model, encoded, video_plan, 16.0, dataclasses.replace(SETTINGS, passes_per_call=k),
                           callback=lambda info: steps_before.append((info["pass"], info["i"])))
     assert relative_error(result.latents, one_by_one) <= 1e-5
-    assert not torch.equal(result.latents, one_by_one) or k == 1  # a bigger batch, other float rounding
+    assert not torch.equal(result.latents, one_by_one)  # a bigger batch, other float rounding
     branches = 3
     sizes = [b for b, _ in unet.calls]
     assert max(sizes) == k * branches and len(sizes) < len(video_plan) * SETTINGS.steps

@@ -98,8 +98,8 @@ class Worker:
                 self._settings[video] = job_settings(self.job, source.plan)
             settings = self._settings[video]
             results: dict[int, dict] = {}
+            guides = {p.index: g for p, g in passes}
             for group in pass_groups([p for p, _ in passes], settings.passes_per_call):
-                guides = {p.index: g for p, g in passes}
                 jobs = [PassJob(self._prepared[(video, p.shot)], p.clip, guides[p.index], p.seed, p.noise_index)
                         for p in group]
                 for p, value in zip(group, run_pass_batch(self.job.model, jobs, float(source.info.fps), settings)):

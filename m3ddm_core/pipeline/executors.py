@@ -175,18 +175,10 @@ def run_plan(model, encoded: EncodedVideo, plan: VideoPlan, fps: float, settings
 
 def next_batch(plan: VideoPlan, done: set[int], limit: int) -> list[PlannedPass]:
     """Up to ``limit`` passes not in ``done`` whose guide frames are all done, in plan order, of the first one's
-    frame count (passes sampled together need the same). With ``limit`` 1 this is the next pass in plan order:
-    the plan is ordered so that every pass comes after those it depends on."""
-    out: list[PlannedPass] = []
-    for p in plan.passes:
-        if p.index in done or not p.depends <= done:
-            continue
-        if out and len(p.clip.frames) != len(out[0].clip.frames):
-            continue
-        out.append(p)
-        if len(out) >= limit:
-            break
-    return out
+    frame count (:func:`pass_groups`' first group). With ``limit`` 1 this is the next pass in plan order: the plan
+    is ordered so that every pass comes after those it depends on."""
+    ready = [p for p in plan.passes if p.index not in done and p.depends <= done]
+    return pass_groups(ready, limit)[0] if ready else []
 
 
 def pass_groups(passes: Iterable[PlannedPass], size: int) -> list[list[PlannedPass]]:

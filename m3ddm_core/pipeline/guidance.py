@@ -101,13 +101,15 @@ class GuidedDenoiser:
         project = getattr(model, "project_global_tokens", lambda t: t)
         # UNet batch order: clip-major, branch-minor (clip 0's branches, then clip 1's ...); sequential: one call
         # per branch over the clips
-        groups = [[(c, n) for c in conds for n in self.names]] if not sequential else \
-            [[(c, n) for c in conds] for n in self.names]
-        self.cond_in, self.tokens = [], []
+        clips = range(len(conds))
+        groups = [[(i, n) for i in clips for n in self.names]] if not sequential else \
+            [[(i, n) for i in clips] for n in self.names]
+        self.cond_in, self.tokens, self.clip_of = [], [], []  # per UNet call; clip_of: each sample's clip
         for group in groups:
-            pairs = [parts(c, n) for c, n in group]
+            pairs = [parts(conds[i], n) for i, n in group]
             self.cond_in.append(torch.cat([p[0] for p in pairs]))
             self.tokens.append(project(torch.cat([p[1] for p in pairs])))
+            self.clip_of.append([i for i, _ in group])
 
     def __call__(self, x: torch.Tensor, t, fps) -> torch.Tensor:
         """Latents ``[k, 4, F, h, w]`` (k clips) -> combined noise prediction ``[k, 4, F, h, w]``. ``fps``: one
@@ -118,15 +120,9 @@ class GuidedDenoiser:
             raise ValueError(f"{x.shape[0]} latents for {k} clips")
         several = isinstance(fps, (list, tuple)) or (isinstance(fps, torch.Tensor) and fps.ndim > 0)
         per_clip = [int(f) for f in fps] if several else [fps] * k
-        branches = len(self.names)
         preds: list[list[torch.Tensor]] = [[] for _ in range(k)]  # clip -> its branches' predictions
-        for g, (cond_in, tokens) in enumerate(zip(self.cond_in, self.tokens)):
-            n = cond_in.shape[0]
-            if self.sequential:  # one branch, every clip
-                clips, reps = list(range(k)), 1
-            else:  # every branch of every clip
-                clips, reps = [c for c in range(k) for _ in range(branches)], branches
-            noisy = x.expand(n, *x.shape[1:]) if k == 1 else x.repeat_interleave(reps, dim=0)
+        for cond_in, tokens, clips in zip(self.cond_in, self.tokens, self.clip_of):
+            noisy = x.expand(len(clips), *x.shape[1:]) if k == 1 else x[clips]
             sample = torch.cat([noisy, cond_in], dim=1)
             rates = per_clip[0] if len(set(per_clip)) == 1 else torch.tensor([per_clip[c] for c in clips])
             for c, pred in zip(clips, self.model(sample, t, rates, tokens).split(1)):
