@@ -3,9 +3,10 @@ Load Video -> Get Video Components -> M3DDM Evaluate (borders masked, outpainted
 
 Usage: ``python benchmarks/evaluate.py --video A.mp4 [--video B.mp4 | --video FOLDER ...] [--model PATH]
 [--vae PATH] [--mask-ratio 0.25 0.666] [--direction horizontal] [--steps 50] [--scheduler pndm] [--seed 0]
-[--i3d i3d_torchscript.pt]``. ``--model`` is an M3DDM weights folder or file (M3DDM or M3DDM+), ``--vae`` an SD
-1.x VAE file; without them the random nano model and a random TAESD run (the plumbing, not quality). FVD needs
-``--i3d`` (the I3D TorchScript file used for FVD by StyleGAN-V) and is computed here over the set of videos.
+[--guidance 2 4] [--working-size 256] [--i3d i3d_torchscript.pt]``. ``--model`` is an M3DDM weights folder or
+file (M3DDM or M3DDM+), ``--vae`` an SD 1.x VAE file; without them the random nano model and a random TAESD run
+(the plumbing, not quality). FVD needs ``--i3d`` (the I3D TorchScript file used for FVD by StyleGAN-V) and is
+computed here over the set of videos.
 Prints each run's report, then one line per mask ratio: ``ratio=R videos=N psnr=P ssim=S mse=M region_psnr=P
 region_ssim=S lpips=L|none fvd=F|none`` (means over the videos: whole frames, the figures the papers' tables
 give, and the generated border alone).
@@ -16,6 +17,7 @@ import argparse
 import json
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +51,9 @@ def prompt_for(video: str, model: str, vae: str, ratio: float, args, save_prefix
         "5": {"class_type": "M3DDM_Evaluate", "inputs": {
             "images": ["2", 0], "m3ddm_model": ["3", 0], "vae": ["4", 0], "mask_ratio": ratio,
             "direction": args.direction, "paper_size": not args.native_size, "scheduler": args.scheduler,
-            "steps": args.steps, "context_guidance": 2.0, "global_guidance": 4.0, "seed": args.seed,
-            "fps": ["2", 2], "low_vram": False, "strides": "auto", "schedule": "fixed"}},
+            "steps": args.steps, "context_guidance": args.guidance[0], "global_guidance": args.guidance[1],
+            "seed": args.seed, "fps": ["2", 2], "low_vram": False, "strides": "auto", "schedule": "fixed",
+            "working_size": args.working_size}},
     }
     if save_prefix:  # lossless frames back for FVD
         for node, slot, suffix in (("6", 1, "_out"), ("7", 2, "_gt")):
@@ -66,7 +69,7 @@ def load_frames(folder: Path, prefix: str):
     return torch.from_numpy(np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])).float() / 255
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--video", type=Path, action="append", required=True, help="a video file or a folder of them")
     ap.add_argument("--model", type=Path, help="M3DDM weights (folder or file); default: random nano weights")
@@ -77,14 +80,19 @@ def main() -> None:
     ap.add_argument("--scheduler", default="pndm")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--guidance", type=float, nargs=2, default=[2.0, 4.0], metavar=("S1", "S2"),
+                    help="context and global-frame guidance scales (the papers' 2 and 4)")
+    ap.add_argument("--working-size", type=int, default=256, help="the model's working canvas (the papers' 256)")
     ap.add_argument("--i3d", type=Path, help="I3D TorchScript file for FVD")
     ap.add_argument("--timeout", type=float, default=7200)
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     from comfy_env import require_comfyui
     videos = videos_of(args.video)
     comfy_dir = require_comfyui()
-    rows: dict[float, list[dict]] = {r: [] for r in args.mask_ratio}
-    clips: dict[float, tuple[list, list]] = {r: ([], []) for r in args.mask_ratio}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "comfy"
         server = ComfyServer(sys.executable, comfy_dir, work, user_directory=work / "user")
@@ -101,24 +109,33 @@ def main() -> None:
         else:
             vae = "taesd"
             write_random_taesd(server.models)
-        for i, v in enumerate(videos):
-            (server.input / f"{i:04d}{v.suffix}").symlink_to(v.resolve())
         server.start()
         try:
-            for i, v in enumerate(videos):
-                for ratio in args.mask_ratio:
-                    prefix = f"eval/{i:04d}_{ratio:g}" if args.i3d else None
-                    hist = server.run(prompt_for(f"{i:04d}{v.suffix}", model, vae, ratio, args, prefix), args.timeout)
-                    if hist["status"]["status_str"] != "success":
-                        raise SystemExit(f"{v.name}: " + json.dumps(hist["status"])[-1500:])
-                    ui = hist["outputs"]["5"]
-                    print(f"--- {v.name}, mask ratio {ratio:g}\n{ui['text'][0]}", flush=True)
-                    rows[ratio].append(ui["metrics"][0])
-                    if prefix:
-                        clips[ratio][0].append(load_frames(server.output / "eval", f"{i:04d}_{ratio:g}_out"))
-                        clips[ratio][1].append(load_frames(server.output / "eval", f"{i:04d}_{ratio:g}_gt"))
+            evaluate_on(server, videos, model, vae, args)
         finally:
             server.stop()
+
+
+def evaluate_on(server: ComfyServer, videos: list[Path], model: str, vae: str, args: argparse.Namespace) -> None:
+    """Run the protocol on a running ``server`` that lists ``model`` and ``vae``; prints the reports and the means.
+    The videos are linked into its input folder under names of their own."""
+    rows: dict[float, list[dict]] = {r: [] for r in args.mask_ratio}
+    clips: dict[float, tuple[list, list]] = {r: ([], []) for r in args.mask_ratio}
+    run_id = uuid.uuid4().hex[:8]
+    for i, v in enumerate(videos):
+        name = f"eval_{run_id}_{i:04d}{v.suffix}"
+        (server.input / name).symlink_to(v.resolve())
+        for ratio in args.mask_ratio:
+            prefix = f"eval/{run_id}_{i:04d}_{ratio:g}" if args.i3d else None
+            hist = server.run(prompt_for(name, model, vae, ratio, args, prefix), args.timeout)
+            if hist["status"]["status_str"] != "success":
+                raise SystemExit(f"{v.name}: " + json.dumps(hist["status"])[-1500:])
+            ui = hist["outputs"]["5"]
+            print(f"--- {v.name}, mask ratio {ratio:g}\n{ui['text'][0]}", flush=True)
+            rows[ratio].append(ui["metrics"][0])
+            if prefix:
+                clips[ratio][0].append(load_frames(server.output / "eval", f"{run_id}_{i:04d}_{ratio:g}_out"))
+                clips[ratio][1].append(load_frames(server.output / "eval", f"{run_id}_{i:04d}_{ratio:g}_gt"))
     from m3ddm_core import frechet_distance, i3d_features
     for ratio, found in rows.items():
         mean = {k: float(np.mean([r["frame"][k] for r in found])) for k in ("psnr", "ssim", "mse")}

@@ -13,4 +13,4 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "note: Chromium is not installed (sudo apt-get install chromium); the frontend tests will be skipped" >&2
   fi
 fi
-exec "${M3DDM_VENV:-.venv}/bin/python" -m pytest -ra "$@"
+exec "${M3DDM_VENV:-.venv}/bin/python" -m pytest -ra --durations=25 "$@"

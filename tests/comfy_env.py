@@ -58,3 +58,53 @@ def taesd_vae(seed: int = 0):
     sd["vae_scale"] = torch.tensor(0.18215)
     sd["vae_shift"] = torch.tensor(0.0)
     return comfy.sd.VAE(sd=sd)
+
+
+# -- the session's ComfyUI server ----------------------------------------------------------------------------------
+WORKFLOWS = REPO / "workflows"
+DEMO_CLIP = WORKFLOWS / "media" / "m3ddm_demo_clip.mp4"
+TEST_MODEL = "m3ddm-nano-random"
+TEST_UPSCALER = "tiny_compact_x2.safetensors"
+# Model files the workflows name, by loader node type -> model folder. The server gets empty files of these names
+# so that its loaders list them: newer frontends check widget values against the server's model lists and report
+# absent files as issues ("vae-ft-mse-840000-ema-pruned.safetensors is missing"), as they should for a user without
+# them. The tests that run prompts override those names with the real test models.
+WORKFLOW_MODEL_FOLDERS = {"VAELoader": "vae", "UpscaleModelLoader": "upscale_models"}
+
+
+def _workflow_model_files() -> list[tuple[str, str]]:
+    import json
+    import re
+    model_file = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|sft)$")
+    found = []
+    for path in sorted(WORKFLOWS.glob("*.json")):
+        for node in json.loads(path.read_text())["nodes"]:
+            names = [v for v in node.get("widgets_values") or [] if isinstance(v, str) and model_file.search(v)]
+            if names and node["type"] not in WORKFLOW_MODEL_FOLDERS:
+                raise AssertionError(f"{path.name}: add {node['type']}'s model folder to WORKFLOW_MODEL_FOLDERS")
+            found += [(WORKFLOW_MODEL_FOLDERS[node["type"]], n) for n in names]
+    return found
+
+
+def start_test_server(work: Path):
+    """A real ComfyUI server with this plugin linked in, its own folders under ``work`` and real test models: the
+    random nano M3DDM (``TEST_MODEL``), the core 'taesd' VAE with random weights, a tiny random x2 upscaler, plus
+    empty files of the model names the shipped workflows store; the demo clip in its input folder."""
+    import shutil
+    import sys as _sys
+    require_comfyui()
+    if str(REPO / "scripts") not in _sys.path:
+        _sys.path.insert(0, str(REPO / "scripts"))
+    from comfy_harness import ComfyServer
+    from random_weights import NANO_CONFIG, write_random_m3ddm, write_random_taesd, write_random_upscaler
+    srv = ComfyServer(_sys.executable, COMFY_DIR, work, user_directory=work / "user")
+    srv.prepare()
+    write_random_m3ddm(srv.models / "m3ddm" / TEST_MODEL, NANO_CONFIG)
+    write_random_taesd(srv.models)
+    write_random_upscaler(srv.models / "upscale_models" / TEST_UPSCALER)
+    for folder, name in _workflow_model_files():
+        if not (srv.models / folder / name).exists():
+            (srv.models / folder / name).touch()
+    shutil.copy(DEMO_CLIP, srv.input / DEMO_CLIP.name)
+    srv.start()
+    return srv

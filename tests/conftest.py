@@ -86,3 +86,68 @@ def plan():
     """The shipped 208x120 clip -> 9:16 portrait, on a 128-px canvas to keep CPU tests fast."""
     from m3ddm_core import plan_canvas
     return plan_canvas((120, 208), ratio="9:16", canvas_size=128)
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory):
+    """One real ComfyUI server for the whole session (tests/comfy_env.start_test_server), shared by the server,
+    frontend and evaluation tests; each test queues its own prompts with its own output prefixes."""
+    from comfy_env import start_test_server
+    srv = start_test_server(tmp_path_factory.mktemp("comfy"))
+    yield srv
+    srv.stop()
+    artifacts = os.environ.get("M3DDM_TEST_ARTIFACTS")
+    if artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        import shutil
+        shutil.copy(srv.log_path, Path(artifacts) / "comfyui_server.log")
+
+
+@pytest.fixture(scope="session")
+def _ray_session():
+    yield
+    import sys
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()
+
+
+@pytest.fixture
+def ray_cluster(_ray_session):
+    """A local Ray cluster of 2 CPU workers with this checkout's m3ddm_core, started once and kept for the session
+    (started again where a test shut it down, as the batch command's own --ray local run does)."""
+    import importlib.util
+    if importlib.util.find_spec("ray") is None:
+        msg = "Ray is not installed: it is the optional extra, pip install '.[ray]' (scripts/setup_env.sh installs it)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    import ray
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"py_modules": [str(REPO / "m3ddm_core")]})
+    return ray
+
+
+# Markers for running a part of the suite locally (pytest -m "not server and not browser", -m parity ...); CI runs
+# every test. They follow what a test uses, so a new test is marked by the fixtures it takes.
+PARITY_FIXTURES = {"tiny_unet", "tiny_cases", "tiny_weights_path", "plus_unet", "plus_reference"}
+PARITY_MODULES = {"test_m3ddm_plus", "test_recordings"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        marks = set()
+        if "comfy_server" in used:
+            marks.add("server")
+        if "browser" in used:
+            marks.add("browser")
+        if "ray_cluster" in used or module == "test_scaleout":
+            marks.add("ray")
+        if used & PARITY_FIXTURES or module in PARITY_MODULES or "official" in item.name:
+            marks.add("parity")
+        if marks & {"server", "browser", "ray"}:
+            marks.add("slow")
+        for name in sorted(marks):
+            item.add_marker(getattr(pytest.mark, name))

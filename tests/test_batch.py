@@ -73,7 +73,8 @@ def assets(tmp_path_factory):
 
 def _args(assets, out, *extra):
     return [str(assets / "in"), "--ratio", "9:16", "--out", str(out), "--model", str(assets / "m3ddm-nano"),
-            "--vae", str(assets / "vae"), "--steps", "1", "--scheduler", "ddim", "--quiet", *extra]
+            "--vae", str(assets / "vae"), "--steps", "1", "--scheduler", "ddim", "--working-size", "128", "--quiet",
+            *extra]
 
 
 def test_a_folder_becomes_one_whole_video_per_input_and_failures_are_summarized(assets, tmp_path, capsys):
@@ -143,7 +144,7 @@ def test_phone_vfr_and_odd_sized_files_come_out_as_players_show_them(assets, tmp
     media.odd_sized_clip(folder / "odd.mov", hw=(179, 201))
     out = tmp_path / "out"
     args = [str(folder), "--ratio", "16:9", "--out", str(out), "--model", str(assets / "m3ddm-nano"),
-            "--vae", str(assets / "vae"), "--steps", "1", "--scheduler", "ddim", "--quiet"]
+            "--vae", str(assets / "vae"), "--steps", "1", "--scheduler", "ddim", "--working-size", "128", "--quiet"]
     assert main(args) == 0, capsys.readouterr()
     phone, vfr, odd = (probe(out / f"{name}_16x9.mp4") for name in ("phone", "vfr", "odd"))
     assert (phone.width, phone.height, phone.rotation, phone.frames) == (568, 320, 0, 6)

@@ -1,4 +1,5 @@
-"""The .bin/.ckpt -> .safetensors converter round trip, through the command line as a user runs it."""
+"""The .bin/.ckpt -> .safetensors converter round trip: once through the command line as a user runs it (a
+subprocess), the other cases through the same entry point's ``main`` in-process."""
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from safetensors.torch import load_file
 
 from conftest import DATA, MICRO_CONFIG, REPO, SHARED, shared_file
 from m3ddm_core import WeightsError, load_unet
-from m3ddm_core.apps.convert_weights import convert
+from m3ddm_core.apps.convert_weights import convert, main
 from m3ddm_core.model.loader import detect_family, weights_family
 
 
@@ -34,13 +35,20 @@ def test_bin_folder_converts_and_round_trips(tmp_path, micro_state_dict):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_converter_refuses_bad_input_and_writes_nothing(tmp_path):
+def _convert(capsys, caplog, *args) -> tuple[int, str, str]:
+    """``python -m m3ddm_core.convert_weights ARGS`` in-process: exit status, stdout, stderr with the log."""
+    with caplog.at_level("INFO", logger="M3DDM"):
+        code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err + caplog.text
+
+
+def test_converter_refuses_bad_input_and_writes_nothing(tmp_path, capsys, caplog):
     src = tmp_path / "vae.bin"
     torch.save({"encoder.conv_in.weight": torch.zeros(2), "decoder.conv_in.weight": torch.zeros(2)}, src)
     out = tmp_path / "out.safetensors"
-    run = subprocess.run([sys.executable, "-m", "m3ddm_core.convert_weights", str(src), str(out)], cwd=REPO,
-                         capture_output=True, text=True)
-    assert run.returncode == 2 and "is a VAE, not an M3DDM UNet" in run.stderr
+    code, _, err = _convert(capsys, caplog, src, out)
+    assert code == 2 and "is a VAE, not an M3DDM UNet" in err
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
 
 
@@ -51,16 +59,15 @@ def _plus_reference():
     return plus
 
 
-def test_lightning_checkpoint_converts_to_the_tiny_unet_and_stays_m3ddm_plus(tmp_path):
+def test_lightning_checkpoint_converts_to_the_tiny_unet_and_stays_m3ddm_plus(tmp_path, capsys, caplog):
     plus = _plus_reference()
     out = tmp_path / "elsewhere" / "unet.safetensors"  # a name and folder that say nothing about M3DDM+
     ckpt = plus / "lightning_checkpoint" / "last.ckpt"
-    run = subprocess.run([sys.executable, "-m", "m3ddm_core.convert_weights", str(ckpt), str(out)], cwd=REPO,
-                         capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
+    code, stdout, err = _convert(capsys, caplog, ckpt, out)
+    assert code == 0 and "wrote" in stdout, err
     facts = json.loads((DATA / "m3ddm_plus_checkpoint.json").read_text())
-    assert facts["ignored_log"] in run.stderr
-    assert "'last.ckpt' is m3ddm_plus (the training-checkpoint layout" in run.stderr
+    assert facts["ignored_log"] in err
+    assert "'last.ckpt' is m3ddm_plus (the training-checkpoint layout" in err
     want = load_file(str(plus / "tiny_unet" / "weights.safetensors"))
     got = load_file(str(out))
     assert set(got) == set(want) and len(got) == facts["unet_keys"]
@@ -94,11 +101,10 @@ def test_converted_family_follows_detection_or_the_flag(tmp_path, micro_state_di
         convert(plain, tmp_path / "d.safetensors", family="plus")
 
 
-def test_converter_refuses_a_checkpoint_without_unet(tmp_path):
+def test_converter_refuses_a_checkpoint_without_unet(tmp_path, capsys, caplog):
     src = tmp_path / "last.ckpt"
     torch.save({"epoch": 3, "state_dict": {"model.vae.encoder.conv_in.weight": torch.zeros(2)}}, src)
     out = tmp_path / "out.safetensors"
-    run = subprocess.run([sys.executable, "-m", "m3ddm_core.convert_weights", str(src), str(out)], cwd=REPO,
-                         capture_output=True, text=True)
-    assert run.returncode == 2 and "training checkpoint without a UNet (it holds model.vae" in run.stderr
+    code, _, err = _convert(capsys, caplog, src, out)
+    assert code == 2 and "training checkpoint without a UNet (it holds model.vae" in err
     assert not out.exists() and not list(tmp_path.glob("*.partial"))

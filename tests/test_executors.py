@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import MICRO_CONFIG
+from conftest import MICRO_CONFIG, NANO_CONFIG
 from helpers import TinyVAE, load_clip
 from m3ddm_core import SampleSettings, encode_video, plan_video, resume_key, run_plan, sampling_memory
 from m3ddm_core.pipeline.executors import (MAX_PASSES_PER_CALL, choose_branching, default_max_passes, next_batch,
@@ -14,6 +14,14 @@ from m3ddm_core.pipeline.executors import (MAX_PASSES_PER_CALL, choose_branching
 # Three guidance branches, two PNDM steps: the batched UNet input interleaves clips and branches.
 SETTINGS = SampleSettings(steps=2, seed=3)
 FRAMES, CUTS, STRIDES = 64, [30, 58], "15,5,1"  # three shots, the last one 6 frames (shorter clips)
+
+
+@pytest.fixture(scope="module")
+def nano_model():
+    """A seeded random nano UNet: batching is plumbing, the weights' size does not matter to it."""
+    from m3ddm_core import build_unet
+    torch.manual_seed(0)
+    return build_unet(NANO_CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +35,9 @@ def video_plan():
 
 
 @pytest.fixture(scope="module")
-def sequential_run(micro_model, encoded, video_plan):
+def sequential_run(nano_model, encoded, video_plan):
     order = []
-    result = run_plan(micro_model, encoded, video_plan, 16.0, SETTINGS,
+    result = run_plan(nano_model, encoded, video_plan, 16.0, SETTINGS,
                       on_pass=lambda p, resumed: order.append(p.index))
     return result.latents, order
 
@@ -63,15 +71,14 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("k", [2, 3])
-def test_batched_passes_equal_one_after_another(micro_model, encoded, video_plan, one_by_one, k):
+def test_batched_passes_equal_one_after_another(nano_model, encoded, video_plan, one_by_one, k):
     """k ready passes per UNet call (guides, three shots, clips of 16 and of 6 frames, strides 15/5/1 mixed in a
     call) give the sequential run's latents within 1e-5 relative in fp32, and really were batched."""
     steps_before = []
-    with UNetCalls(micro_model) as unet:
-        result = run_plan(micro_model, encoded, video_plan, 16.0, dataclasses.replace(SETTINGS, passes_per_call=k),
+    with UNetCalls(nano_model) as unet:
+        result = run_plan(nano_model, encoded, video_plan, 16.0, dataclasses.replace(SETTINGS, passes_per_call=k),
                           callback=lambda info: steps_before.append((info["pass"], info["i"])))
-    assert relative_error(result.latents, one_by_one) <= 1e-5
-    assert not torch.equal(result.latents, one_by_one)  # a bigger batch, other float rounding
+    assert relative_error(result.latents, one_by_one) <= 1e-5  # bit-equal or not: the kernels' rounding decides
     branches = 3
     sizes = [b for b, _ in unet.calls]
     assert max(sizes) == k * branches and len(sizes) < len(video_plan) * SETTINGS.steps
@@ -82,11 +89,11 @@ def test_batched_passes_equal_one_after_another(micro_model, encoded, video_plan
     assert sorted(steps_before) == sorted((p, i) for p in range(len(video_plan)) for i in range(SETTINGS.steps))
 
 
-def test_batched_sequential_branches_equal_one_after_another(micro_model, encoded, video_plan, one_by_one):
+def test_batched_sequential_branches_equal_one_after_another(nano_model, encoded, video_plan, one_by_one):
     """The low-VRAM branch order with several passes per call (one call per branch over the passes)."""
     settings = dataclasses.replace(SETTINGS, passes_per_call=2, sequential=True)
-    with UNetCalls(micro_model) as unet:
-        result = run_plan(micro_model, encoded, video_plan, 16.0, settings)
+    with UNetCalls(nano_model) as unet:
+        result = run_plan(nano_model, encoded, video_plan, 16.0, settings)
     assert relative_error(result.latents, one_by_one) <= 1e-5
     assert max(b for b, _ in unet.calls) == 2
 

@@ -2,9 +2,10 @@
 Chromium -- no missing node types, no dialog, toast or issue report -- and the frontend's own UI->API conversion
 matches the one the demo and the server tests use. Screenshots are kept as test artifacts.
 
-Every test runs against two frontends over the same ComfyUI 0.3.75 backend: the one ComfyUI pins and the venv has
-(1.32.9), and the newest release (NEWEST_FRONTEND in scripts/setup_env.sh), unpacked by scripts/install_frontend.sh
-to .frontends/VERSION and served with ComfyUI's --front-end-root.
+Every test runs against two frontends over the session's one ComfyUI 0.3.75 server (the conftest fixture
+comfy_server): the one ComfyUI pins and the venv has (1.32.9), served by the server itself, and the newest release
+(NEWEST_FRONTEND in scripts/setup_env.sh), unpacked by scripts/install_frontend.sh to .frontends/VERSION and served
+by tests/frontend_proxy.py in front of the same server, as ComfyUI's --front-end-root would serve it.
 """
 import importlib.metadata
 import json
@@ -17,12 +18,11 @@ from urllib.parse import urlparse
 
 import pytest
 
-from comfy_env import COMFY_DIR, REPO, require_comfyui
+from comfy_env import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
-from comfy_harness import ComfyServer, workflow_to_api  # noqa: E402
+from comfy_harness import free_port, workflow_to_api  # noqa: E402
 
-pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-quic"]
@@ -42,12 +42,6 @@ VISIBLE_BLOCKERS_JS = f"""() => [...document.querySelectorAll({json.dumps(BLOCKE
     .filter(e => {{ const r = e.getBoundingClientRect(); return r.width > 2 && r.height > 2; }})
     .filter(e => !e.parentElement || !e.parentElement.closest({json.dumps(BLOCKERS)}))
     .map(e => (e.getAttribute('role') || e.tagName.toLowerCase()) + ': ' + e.innerText.trim().slice(0, 300))"""
-
-# Model files the workflows name, by loader node type -> model folder. The server gets empty files of these names
-# so that its loaders list them: 1.58.1 checks widget values against the server's model lists and reports absent
-# files as issues ("vae-ft-mse-840000-ema-pruned.safetensors is missing"), as it should for a user without them.
-MODEL_FOLDERS = {"VAELoader": "vae", "UpscaleModelLoader": "upscale_models"}
-MODEL_FILE = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|sft)$")
 
 # Same-origin requests that may fail while the page starts and loads workflows, and why. Any other failing request
 # (e.g. an endpoint the frontend needs but this backend lacks) fails the test.
@@ -117,70 +111,79 @@ def frontend(request):
 
 
 @pytest.fixture(scope="module")
-def server(frontend, tmp_path_factory):
-    require_comfyui()
+def browser():
+    """One headless Chromium for both frontends; each gets a fresh context (a first-visit profile). Module-scoped:
+    Playwright's sync API keeps an event loop running in this thread while it is open, which the node tests'
+    asyncio.run() would refuse."""
+    from playwright.sync_api import sync_playwright
     _require(Path(CHROMIUM).exists(), "Chromium not installed (apt-get install chromium)")
-    version, root = frontend
-    work = tmp_path_factory.mktemp(f"comfy-ui-{version}")
-    # A user directory of its own: a first-visit user, and no settings shared between the two frontends.
-    srv = ComfyServer(sys.executable, COMFY_DIR, work, front_end_root=root, user_directory=work / "user")
-    srv.prepare()
-    shutil.copy(REPO / "workflows" / "media" / "m3ddm_demo_clip.mp4", srv.input)
-    for path in WORKFLOWS:
-        for node in json.loads(path.read_text())["nodes"]:
-            files = [v for v in node.get("widgets_values") or [] if isinstance(v, str) and MODEL_FILE.search(v)]
-            if files:
-                assert node["type"] in MODEL_FOLDERS, f"{path.name}: add {node['type']}'s model folder to MODEL_FOLDERS"
-                for name in files:
-                    (srv.models / MODEL_FOLDERS[node["type"]] / name).touch()
-    srv.start()
-    yield srv
-    srv.stop()
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
 
 
 @pytest.fixture(scope="module")
-def page(server, frontend, tmp_path_factory):
-    from playwright.sync_api import sync_playwright
+def server(frontend, comfy_server):
+    """The session's ComfyUI server; a frontend other than the one it serves is put in front of it by a
+    FrontendProxy (its web root answered locally, everything else by the server)."""
+    version, root = frontend
+    # A first-visit user for each frontend: no settings left by another frontend or test.
+    for settings in (comfy_server.user_directory / "default").glob("comfy.settings.json"):
+        settings.unlink()
+    if root is None:
+        yield comfy_server
+        return
+    from frontend_proxy import FrontendProxy
+    proxy = FrontendProxy(comfy_server.base, _server_web_root(comfy_server), root, free_port()).start()
+    proxy.get, proxy.post, proxy.log = comfy_server.get, comfy_server.post, comfy_server.log
+    yield proxy
+    proxy.stop()
+
+
+def _server_web_root(server) -> Path:
+    return Path(re.search(r"\[Prompt Server\] web root: (.+)", server.log()).group(1).strip())
+
+
+@pytest.fixture(scope="module")
+def page(server, frontend, browser):
     version, root = frontend
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(str(tmp_path_factory.mktemp(f"chromium-profile-{version}")),
-                                                    executable_path=CHROMIUM, headless=True, args=FLAGS,
-                                                    viewport={"width": 1800, "height": 1000})
-        pg = ctx.new_page()
-        errors, http_errors, console_errors = [], [], []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.on("console", lambda m: console_errors.append(m.text[:500]) if m.type == "error" else None)
-        pg.on("response", lambda r: http_errors.append(f"{r.status} {r.url}")
-              if r.status >= 400 and r.url.startswith(server.base) else None)
-        # A fresh user gets the template browser on first visit (both frontends; 1.58.1 also records
-        # Comfy.InstalledVersion itself): mark the tour as done so that any dialog left open after loading a
-        # workflow is an error report.
-        server.post("/settings/Comfy.TutorialCompleted", True)
+    ctx = browser.new_context(viewport={"width": 1800, "height": 1000})
+    pg = ctx.new_page()
+    errors, http_errors, console_errors = [], [], []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: console_errors.append(m.text[:500]) if m.type == "error" else None)
+    pg.on("response", lambda r: http_errors.append(f"{r.status} {r.url}")
+          if r.status >= 400 and r.url.startswith(server.base) else None)
+    # A fresh user gets the template browser on first visit (both frontends; 1.58.1 also records
+    # Comfy.InstalledVersion itself): mark the tour as done so that any dialog left open after loading a
+    # workflow is an error report.
+    server.post("/settings/Comfy.TutorialCompleted", True)
+    try:
+        pg.goto(server.base, wait_until="load", timeout=120_000)
+        pg.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120_000)
+    except Exception as e:  # say why the frontend did not come up on this backend
         try:
-            pg.goto(server.base, wait_until="load", timeout=120_000)
-            pg.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120_000)
-        except Exception as e:  # say why the frontend did not come up on this backend
-            try:
-                pg.screenshot(path=str(ARTIFACTS / f"frontend_{version}_startup_failure.png"), timeout=60_000)
-            except Exception:
-                pass
-            pytest.fail(f"frontend {version} did not start: {e}\npage errors: {errors}\nconsole errors: "
-                        f"{console_errors[-20:]}\nfailed requests: {http_errors}\nserver log:\n{server.log()[-3000:]}")
-        served = pg.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__")
-        if served != version:
-            pytest.fail(f"expected frontend {version} (web root {root or 'of the venv package'}), "
-                        f"the page runs {served}")
-        pg.page_errors, pg.http_errors = errors, http_errors
-        yield pg
-        ctx.close()
+            pg.screenshot(path=str(ARTIFACTS / f"frontend_{version}_startup_failure.png"), timeout=60_000)
+        except Exception:
+            pass
+        pytest.fail(f"frontend {version} did not start: {e}\npage errors: {errors}\nconsole errors: "
+                    f"{console_errors[-20:]}\nfailed requests: {http_errors}\nserver log:\n{server.log()[-3000:]}")
+    served = pg.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__")
+    if served != version:
+        pytest.fail(f"expected frontend {version} (web root {root or 'of the venv package'}), "
+                    f"the page runs {served}")
+    pg.page_errors, pg.http_errors = errors, http_errors
+    yield pg
+    ctx.close()
 
 
 def test_the_expected_frontend_is_served(server, page, frontend):
     version, root = frontend
     assert page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__") == version
     assert server.get("/system_stats")["system"]["comfyui_version"] == "0.3.75"
-    web_root = re.search(r"\[Prompt Server\] web root: (.+)", server.log()).group(1).strip()
+    web_root = server.web_root if root is not None else _server_web_root(server)
     if root is not None:
         assert Path(web_root).resolve() == root.resolve()
     else:

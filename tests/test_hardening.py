@@ -140,13 +140,24 @@ def test_bad_targets(nodes, change, message):
 
 
 # -- guides, canvases, runs ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def video(nodes):
+def _video(nodes, working_size: int):
     frames = load_clip(6)
-    canvas, _, _, _ = run(nodes["M3DDM_OutpaintCanvas"], images=frames, **CANVAS)
+    canvas, _, _, _ = run(nodes["M3DDM_OutpaintCanvas"], images=frames, working_size=working_size, **CANVAS)
     vae = taesd_vae()
     g, = run(nodes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=canvas)
     return frames, canvas, vae, g
+
+
+@pytest.fixture(scope="module")
+def video(nodes):
+    """6 frames on the official 256 canvas (the guide and composite checks name its sizes)."""
+    return _video(nodes, 256)
+
+
+@pytest.fixture(scope="module")
+def small_video(nodes):
+    """The same on a 128 canvas, for the tests that sample (plumbing)."""
+    return _video(nodes, 128)
 
 
 @pytest.mark.parametrize("guide, message", [
@@ -221,10 +232,10 @@ def _count_unet_batches(unet):
     (0.01, 64.0, False, [1, 1, 1], "left next to the model"),  # can never fit: decided before loading
     (64.0, 64.0, True, [1, 1, 1], None),                           # the user's low_vram
 ])
-def test_branches_run_one_after_another_when_memory_is_short(nodes, video, m3ddm_dir, monkeypatch, caplog, total_gb,
-                                                             free_gb, low_vram, batches_per_step, message):
+def test_branches_run_one_after_another_when_memory_is_short(nodes, small_video, m3ddm_dir, monkeypatch, caplog,
+                                                             total_gb, free_gb, low_vram, batches_per_step, message):
     import comfy.model_management as mm
-    frames, canvas, vae, g = video
+    frames, canvas, vae, g = small_video
     model = _loaded(nodes, m3ddm_dir)
     requested = []
     real_load = mm.load_models_gpu
@@ -250,13 +261,13 @@ def test_branches_run_one_after_another_when_memory_is_short(nodes, video, m3ddm
     # ComfyUI is told how much room the activations of the chosen mode need, so it can unload other models.
     unet, runtime = model.patcher.model, nodes["runtime"]
     sequential_up_front = low_vram or message == "left next to the model"
-    expected = runtime.sampling_memory(unet.raw_config, model.dtype, 3, sequential_up_front, 16, (32, 32))
+    expected = runtime.sampling_memory(unet.raw_config, model.dtype, 3, sequential_up_front, 16, (16, 16))
     ours = [kw for models, kw in requested if model.patcher in models]
     assert ours and ours[-1]["memory_required"] == int(expected.activations * runtime.MEMORY_MARGIN) > 0
 
 
-def test_sampling_goes_on_when_the_memory_trace_fails(nodes, video, m3ddm_dir, monkeypatch, caplog):
-    frames, canvas, vae, g = video
+def test_sampling_goes_on_when_the_memory_trace_fails(nodes, small_video, m3ddm_dir, monkeypatch, caplog):
+    frames, canvas, vae, g = small_video
     model = _loaded(nodes, m3ddm_dir)
 
     def broken(*a, **k):
@@ -266,11 +277,11 @@ def test_sampling_goes_on_when_the_memory_trace_fails(nodes, video, m3ddm_dir, m
         latent, _ = run(nodes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=canvas, global_frames=g,
                         frame_indexes="0-3", **dict(SAMPLING, context_guidance=2.0, global_guidance=4.0))
     assert "could not estimate the sampling memory (no meta kernel for some op)" in caplog.text
-    assert latent["samples"].shape == (4, 4, 32, 32) and torch.isfinite(latent["samples"]).all()
+    assert latent["samples"].shape == (4, 4, 16, 16) and torch.isfinite(latent["samples"]).all()
 
 
-def test_cpu_run_says_it_will_be_slow_and_works(nodes, video, m3ddm_dir, caplog):
-    frames, canvas, vae, _ = video
+def test_cpu_run_says_it_will_be_slow_and_works(nodes, small_video, m3ddm_dir, caplog):
+    frames, canvas, vae, _ = small_video
     model = _loaded(nodes, m3ddm_dir)
     before = frames.clone()
     with caplog.at_level(logging.WARNING, logger="M3DDM"):

@@ -13,7 +13,6 @@ follow the encoder's or the thread pool's choices. ``M3DDM_RECORD=1`` writes the
 """
 import asyncio
 import hashlib
-import importlib.util
 import json
 import os
 import sys
@@ -196,25 +195,14 @@ def test_batch_command_matches_its_recording(batch_assets, tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_split_video_matches_the_batch_recording(batch_assets, tmp_path):
-    if importlib.util.find_spec("ray") is None:
-        pytest.fail("Ray is not installed: it is the optional extra (scripts/setup_env.sh installs it)", pytrace=False)
-    import ray
-
+def test_ray_split_video_matches_the_batch_recording(batch_assets, tmp_path, ray_cluster):
     from m3ddm_core.apps.scaleout import run_batch_ray
     root, inputs = batch_assets
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"py_modules": [str(REPO / "m3ddm_core")]})
-    try:
-        found: dict = {}
-        labels: list = []
-        written, _, failed = run_batch_ray(_batch_spec(root), [root / "in" / "edited.mov"], tmp_path, workers=2,
-                                           threads=1, split_frames=1, show=False, latents=found,
-                                           on_dispatch=lambda pid, label: labels.append(label))
-    finally:
-        ray.shutdown()
+    found: dict = {}
+    labels: list = []
+    written, _, failed = run_batch_ray(_batch_spec(root), [root / "in" / "edited.mov"], tmp_path, workers=2,
+                                       threads=1, split_frames=1, show=False, latents=found,
+                                       on_dispatch=lambda pid, label: labels.append(label))
     assert failed == [] and len(written) == 1
     assert any("shot 2" in label for label in labels)  # split at the detected cut, passes across the workers
     check("batch", {"inputs": inputs, "latents": digest(found[root / "in" / "edited.mov"])})

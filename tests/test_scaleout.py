@@ -36,12 +36,9 @@ import ray  # noqa: E402
 WORKERS = 2
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=WORKERS, include_dashboard=False, log_to_driver=False,
-             runtime_env={"py_modules": [str(REPO / "m3ddm_core")]})
-    yield
-    ray.shutdown()
+@pytest.fixture
+def cluster(ray_cluster):
+    return ray_cluster
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +62,7 @@ def assets(tmp_path_factory):
 
 def _spec(assets) -> JobSpec:
     return JobSpec(str(assets / "m3ddm-nano"), str(assets / "vae"), "9:16",
-                   SampleSettings(steps=1, scheduler="ddim", seed=5), strides="15,5,1")
+                   SampleSettings(steps=1, scheduler="ddim", seed=5), strides="15,5,1", working_size=128)
 
 
 def _videos(assets):
@@ -191,7 +188,7 @@ def test_the_command_runs_on_a_local_cluster_and_names_what_failed(assets, tmp_p
     (tmp_path / "in" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(500))
     args = [str(tmp_path / "in"), "--ratio", "9:16", "--out", str(tmp_path / "out"), "--model",
             str(assets / "m3ddm-nano"), "--vae", str(assets / "vae"), "--steps", "1", "--scheduler", "ddim",
-            "--quiet", "--ray", "local", "--workers", "2"]
+            "--working-size", "128", "--quiet", "--ray", "local", "--workers", "2"]
     assert main(args) == 1
     text = capsys.readouterr().out
     assert "done: 3 written, 0 skipped (already there), 1 failed" in text and "broken.mp4: " in text

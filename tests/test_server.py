@@ -1,52 +1,33 @@
-"""Integration: the example workflows on a real ComfyUI 0.3.75 server (HTTP API), with test weights written here.
-
-Marked slow; CI runs them too. Models: a tiny random-weight M3DDM, the core 'taesd' VAE with random weights,
-and a tiny random 2x upscale model -- real files in a temporary models folder, loaded by real loader nodes.
+"""Integration: the example workflows on the session's real ComfyUI server (HTTP API), with test weights written
+there (tests/comfy_env.start_test_server): a tiny random-weight M3DDM, the core 'taesd' VAE with random weights and a
+tiny random 2x upscale model -- real files in a temporary models folder, loaded by real loader nodes. Marked server
+and slow (tests/conftest.py); CI runs them too.
 """
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from comfy_env import COMFY_DIR, REPO, require_comfyui
-from conftest import NANO_CONFIG
+from comfy_env import REPO, TEST_MODEL, TEST_UPSCALER
 from helpers import original_region_psnr
 
 sys.path.insert(0, str(REPO / "scripts"))
-from comfy_harness import ComfyServer, workflow_to_api  # noqa: E402
-from random_weights import write_random_m3ddm, write_random_taesd, write_random_upscaler  # noqa: E402
+from comfy_harness import workflow_to_api  # noqa: E402
 
-pytestmark = pytest.mark.slow
 WORKFLOWS = REPO / "workflows"
 CLIP = REPO / "workflows" / "media" / "m3ddm_demo_clip.mp4"
-FAST = {"steps": 2, "seed": 7}
-
-
-def write_test_models(models: Path) -> None:
-    write_random_m3ddm(models / "m3ddm" / "m3ddm-nano-random", NANO_CONFIG)
-    write_random_taesd(models)
-    write_random_upscaler(models / "upscale_models" / "tiny_compact_x2.safetensors")
+# Plumbing runs: a 128 working canvas and one guidance branch (s1 = s2 = 1). The guided sampler itself is checked
+# by the parity tests; one end-to-end run (the streaming workflow) keeps the official 256 canvas and both scales.
+FAST = {"steps": 2, "seed": 7, "context_guidance": 1.0, "global_guidance": 1.0}
+PLUMBING_SIZE = 128
+SIZED = ("M3DDM_OutpaintCanvas", "M3DDM_OutpaintVideo")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    require_comfyui()
-    work = tmp_path_factory.mktemp("comfy")
-    srv = ComfyServer(sys.executable, COMFY_DIR, work, user_directory=work / "user")
-    srv.prepare()
-    write_test_models(srv.models)
-    shutil.copy(CLIP, srv.input / CLIP.name)
-    srv.start()
-    yield srv
-    srv.stop()
-    artifacts = os.environ.get("M3DDM_TEST_ARTIFACTS")
-    if artifacts:
-        Path(artifacts).mkdir(parents=True, exist_ok=True)
-        shutil.copy(srv.log_path, Path(artifacts) / "comfyui_server.log")
+def server(comfy_server):
+    return comfy_server
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +35,18 @@ def object_info(server):
     return server.get("/object_info")
 
 
-def load_prompt(name: str, object_info: dict, sampler_title: str, extra: dict | None = None) -> dict:
+def load_prompt(name: str, object_info: dict, sampler_title: str, extra: dict | None = None,
+                working_size: int = PLUMBING_SIZE) -> dict:
+    """The shipped workflow as an API prompt with the test models, ``FAST`` sampling and ``working_size``."""
     wf = json.loads((WORKFLOWS / name).read_text())
-    overrides = {"Load M3DDM Model": {"model_name": "m3ddm-nano-random"}, "Load VAE": {"vae_name": "taesd"},
+    overrides = {"Load M3DDM Model": {"model_name": TEST_MODEL}, "Load VAE": {"vae_name": "taesd"},
                  sampler_title: FAST}
     overrides.update(extra or {})
-    return workflow_to_api(wf, object_info, overrides)
+    prompt = workflow_to_api(wf, object_info, overrides)
+    for node in prompt.values():
+        if node["class_type"] in SIZED:
+            node["inputs"]["working_size"] = working_size
+    return prompt
 
 
 def saved_video(server, history: dict, prefix: str = "") -> Path:
@@ -96,7 +83,9 @@ def test_long_video_workflow_keeps_every_frame_and_the_audio(server, object_info
 def test_streaming_workflow_keeps_count_fps_audio_and_the_original_pixels(server, object_info, tmp_path):
     """Workflow (d): Load Video -> M3DDM Outpaint Video -> Save Video, the output composited while it is written."""
     from m3ddm_core import probe, read_audio
-    prompt = load_prompt("m3ddm_long_video_streaming.json", object_info, "M3DDM Outpaint Video")
+    prompt = load_prompt("m3ddm_long_video_streaming.json", object_info, "M3DDM Outpaint Video",
+                         {"M3DDM Outpaint Video": {"steps": 1, "seed": 7, "context_guidance": 2.0,
+                                                   "global_guidance": 4.0}}, working_size=256)
     path = saved_video(server, server.run(prompt, timeout=1200))
     src, out = probe(CLIP), probe(path)
     assert (out.frames, out.fps) == (src.frames, src.fps) == (33, 16)
@@ -117,7 +106,7 @@ def test_streaming_workflow_with_an_upscale_model_upscales_the_border_chunk_by_c
     plain = load_prompt("m3ddm_long_video_streaming.json", object_info, "M3DDM Outpaint Video", settings)
     upscaled = load_prompt("m3ddm_long_video_streaming.json", object_info, "M3DDM Outpaint Video", settings)
     node = next(k for k, v in upscaled.items() if v["class_type"] == "M3DDM_OutpaintVideo")
-    upscaled["90"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "tiny_compact_x2.safetensors"}}
+    upscaled["90"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": TEST_UPSCALER}}
     upscaled[node]["inputs"]["upscale_model"] = ["90", 0]
     paths = [saved_video(server, server.run(p, timeout=1200)) for p in (plain, upscaled)]
     assert probe(paths[1]).frames == 33 and (probe(paths[1]).width, probe(paths[1]).height) == (208, 370)
@@ -136,7 +125,7 @@ def test_short_clip_workflow(server, object_info):
 
 def test_upscale_chain_workflow(server, object_info):
     prompt = load_prompt("m3ddm_upscale_chain.json", object_info, "M3DDM Coarse-to-Fine Outpaint",
-                         {"Load Upscale Model": {"model_name": "tiny_compact_x2.safetensors"}})
+                         {"Load Upscale Model": {"model_name": TEST_UPSCALER}})
     facts = video_facts(saved_video(server, server.run(prompt, timeout=1200)))
     assert facts["frames"] == 33 and facts["size"][0] == 208
 
@@ -175,15 +164,16 @@ def _saved_latent(server, history: dict):
     return load_file(str(server.output / files[0]["subfolder"] / files[0]["filename"]))["latent_tensor"]
 
 
-def _interrupt_after(server, prompt, delay: float) -> dict:
+def _interrupt_once_stored(server, prompt, passes: int) -> dict:
+    """Queue ``prompt``, interrupt it once its first ``passes`` passes are in the resume store, wait for the end."""
     import time
+    store = server.user_directory / "m3ddm_resume"
     status, body = server.queue(prompt)
     assert status == 200, body
     t0 = time.time()
-    while not server.get("/queue")["queue_running"]:
-        assert time.time() - t0 < 60
-        time.sleep(0.2)
-    time.sleep(delay)
+    while not list(store.glob(f"*/pass_{passes - 1:05d}.safetensors")):
+        assert time.time() - t0 < 600, f"pass {passes - 1} was never stored"
+        time.sleep(0.05)
     server.post("/interrupt", {})
     return server.wait(body["prompt_id"], timeout=600)
 
@@ -203,7 +193,7 @@ def _latent_prompt(object_info, steps: int, seed: int, prefix: str) -> dict:
     """The long-video workflow ending in SaveLatent: compared on the sampler's latents, because the mp4 encoder
     itself is not bit-reproducible."""
     prompt = load_prompt("m3ddm_long_video_coarse_to_fine.json", object_info, "M3DDM Coarse-to-Fine Outpaint",
-                         {"M3DDM Coarse-to-Fine Outpaint": {"steps": steps, "seed": seed}})
+                         {"M3DDM Coarse-to-Fine Outpaint": dict(FAST, steps=steps, seed=seed)})
     sampler = next(k for k, v in prompt.items() if v["class_type"] == "M3DDM_CoarseToFine")
     prompt = {k: v for k, v in prompt.items() if v["class_type"] not in ("SaveVideo", "CreateVideo")}
     prompt["99"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 1], "filename_prefix": prefix}}
@@ -211,9 +201,8 @@ def _latent_prompt(object_info, steps: int, seed: int, prefix: str) -> dict:
 
 
 def test_interrupt_reaches_comfyui_and_the_next_run_equals_a_fresh_run(server, object_info):
-    delay = 3.0  # during the first pass
-    prompt = _latent_prompt(object_info, 3, 3, "m3ddm/after_3")
-    history = _interrupt_after(server, prompt, delay)
+    prompt = _latent_prompt(object_info, 6, 3, "m3ddm/after_3")
+    history = _interrupt_once_stored(server, prompt, 1)  # during the second of three passes
     assert history["status"]["status_str"] == "error"
     interrupted = [m[1] for m in history["status"]["messages"] if m[0] == "execution_interrupted"]
     assert interrupted and interrupted[0]["node_type"] == "M3DDM_CoarseToFine"
@@ -223,23 +212,15 @@ def test_interrupt_reaches_comfyui_and_the_next_run_equals_a_fresh_run(server, o
     log_before = len(server.log())
     fresh = _saved_latent(server, server.run(prompt, timeout=1200))
     assert "sampled 3 of 3 passes (0 resumed)" in server.log()[log_before:]  # really sampled again
-    assert after.shape == (33, 4, 32, 32) and torch.equal(after, fresh)
+    assert after.shape == (33, 4, 16, 16) and torch.equal(after, fresh)
 
 
 def test_a_run_cancelled_in_its_third_pass_resumes_with_only_the_remaining_pass(server, object_info):
     """The 33-frame clip takes 3 dense passes. Cancel once two are on disk; queued again, the run loads those two,
     samples only the third, and equals an uninterrupted run; its stored passes are then removed."""
-    import time
-    prompt = _latent_prompt(object_info, 12, 11, "m3ddm/resumed")
+    prompt = _latent_prompt(object_info, 6, 11, "m3ddm/resumed")
     store = server.user_directory / "m3ddm_resume"
-    status, body = server.queue(prompt)
-    assert status == 200, body
-    t0 = time.time()
-    while not list(store.glob("*/pass_00001.safetensors")):
-        assert time.time() - t0 < 600, "the second pass was never stored"
-        time.sleep(0.1)
-    server.post("/interrupt", {})
-    history = server.wait(body["prompt_id"], timeout=600)
+    history = _interrupt_once_stored(server, prompt, 2)
     interrupted = [m[1] for m in history["status"]["messages"] if m[0] == "execution_interrupted"]
     assert interrupted and interrupted[0]["node_type"] == "M3DDM_CoarseToFine"
     runs = [d for d in store.iterdir() if d.is_dir()]
@@ -258,7 +239,7 @@ def test_a_run_cancelled_in_its_third_pass_resumes_with_only_the_remaining_pass(
     log_before = len(server.log())
     fresh = _saved_latent(server, server.run(prompt, timeout=1200))
     assert "sampled 3 of 3 passes (0 resumed)" in server.log()[log_before:]
-    assert resumed.shape == (33, 4, 32, 32) and torch.equal(resumed, fresh)
+    assert resumed.shape == (33, 4, 16, 16) and torch.equal(resumed, fresh)
 
 
 def test_workflow_templates_lists_every_workflow_of_the_pack(server):
