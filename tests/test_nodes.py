@@ -141,9 +141,10 @@ def test_where_the_device_allows_coarse_to_fine_samples_ready_passes_together(no
                                                                               monkeypatch):
     """On CUDA the sampling nodes take up to 4 ready passes per UNet call as the free memory allows (here the CPU
     stands in: the device rule patched to allow 2); the video equals one pass at a time up to float rounding, and
-    low_vram keeps one pass per call."""
+    low_vram keeps one pass per call. One guidance branch: how passes and branches interleave in a call is
+    tests/test_executors.py's."""
     model, vae, canvas = _forty_frames_to_portrait(node_classes)
-    sampling = dict(scheduler="ddim", steps=1, context_guidance=2.0, global_guidance=4.0, seed=3, fps=16.0,
+    sampling = dict(scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=3, fps=16.0,
                     low_vram=False, strides="15,5,1", schedule="fixed")
     c2f = node_classes["M3DDM_CoarseToFine"]
     _, one = _run(c2f, m3ddm_model=model, vae=vae, canvas=canvas, **sampling)
@@ -153,7 +154,7 @@ def test_where_the_device_allows_coarse_to_fine_samples_ready_passes_together(no
     hook = unet.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
     try:
         _, batched = _run(c2f, m3ddm_model=model, vae=vae, canvas=canvas, **sampling)
-        assert max(sizes) == 6  # the two dense passes x 3 guidance branches in one call
+        assert max(sizes) == 2  # the two dense passes in one call
         sizes.clear()
         _, low = _run(c2f, m3ddm_model=model, vae=vae, canvas=canvas, **dict(sampling, low_vram=True))
         assert max(sizes) == 1

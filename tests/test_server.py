@@ -260,21 +260,21 @@ def test_keyframe_workflow_previews_then_continues_to_the_coarse_to_fine_result(
     Coarse-to-Fine with the same settings, the video saved with every frame; an edited batch of key frames
     (core Invert Image between the preview and Continue) is used instead."""
     prompt = load_prompt("m3ddm_keyframes_preview_continue.json", object_info, "M3DDM Keyframe Preview")
+    cont = next(k for k, v in prompt.items() if v["class_type"] == "M3DDM_Continue")
+    prompt["99"] = {"class_type": "SaveLatent", "inputs": {"samples": [cont, 1], "filename_prefix": "m3ddm/from_keys"}}
     history = server.run(prompt, timeout=1200)
     facts = video_facts(saved_video(server, history, "outpaint_from_keyframes"))
     assert facts["frames"] == 33 and facts["audio"] == 1
     preview_id = next(k for k, v in prompt.items() if v["class_type"] == "M3DDM_KeyframePreview")
     images = [f for out in history["outputs"].values() for f in out.get("images", [])]
     assert len(images) >= 3  # the key frames (0, 15, 30 ...) and the quality plot
-    cont = next(k for k, v in prompt.items() if v["class_type"] == "M3DDM_Continue")
-    base = {k: v for k, v in prompt.items() if v["class_type"] not in ("SaveVideo", "CreateVideo")}
-    unedited = dict(base, **{"99": {"class_type": "SaveLatent", "inputs": {"samples": [cont, 1],
-                                                                          "filename_prefix": "m3ddm/from_keys"}}})
+    from_keys = _saved_latent(server, history)
+    unedited = {k: v for k, v in prompt.items() if v["class_type"] not in ("SaveVideo", "CreateVideo")}
     _drop_comfyui_caches(server)
-    from_keys = _saved_latent(server, server.run(unedited, timeout=1200))
-    _drop_comfyui_caches(server)
+    log_before = len(server.log())
     whole = _saved_latent(server, server.run(_latent_prompt(object_info, FAST["steps"], FAST["seed"],
                                                             "m3ddm/whole"), timeout=1200))
+    assert "sampled 3 of 3 passes (0 resumed)" in server.log()[log_before:]  # nothing taken from the preview's run
     assert torch.equal(from_keys, whole)
     edited = {k: dict(v, inputs=dict(v["inputs"])) for k, v in unedited.items()}
     edited["98"] = {"class_type": "ImageInvert", "inputs": {"image": [preview_id, 0]}}
