@@ -17,21 +17,21 @@ py="${M3DDM_VENV:-.venv}/bin/python"
 if [ $# -gt 0 ] || [ "${M3DDM_TEST_SPLIT:-1}" = 0 ]; then
   exec "$py" -m pytest -ra --durations=25 "$@"
 fi
-# The whole suite as two pytest processes side by side on the 2 cores: the ComfyUI server and browser tests
-# (mostly waiting on the server process and the page; one torch thread, which the server inherits) and everything
-# else. Each prints its own summary, then the total; the exit status is the worse of the two. M3DDM_TEST_SPLIT=0
+# The whole suite as two pytest processes side by side on the 2 cores: the ComfyUI server, browser and Ray tests
+# (mostly waiting on the server, the page and the Ray workers; one torch thread, which those inherit) and
+# everything else. Each prints its own summary, then the total; the exit status is the worse of the two. M3DDM_TEST_SPLIT=0
 # runs one process.
 logs=$(mktemp -d)
-OMP_NUM_THREADS=1 "$py" -m pytest -ra --durations=15 --basetemp "$logs/ui-tmp" -m "server or browser" \
+OMP_NUM_THREADS=1 "$py" -m pytest -ra --durations=15 --basetemp "$logs/ui-tmp" -m "server or browser or ray" \
   >"$logs/ui.log" 2>&1 &
 ui=$!
 set +e
-"$py" -m pytest -ra --durations=25 --basetemp "$logs/rest-tmp" -m "not (server or browser)" 2>&1 | tee "$logs/rest.log"
+"$py" -m pytest -ra --durations=25 --basetemp "$logs/rest-tmp" -m "not (server or browser or ray)" 2>&1 | tee "$logs/rest.log"
 status=${PIPESTATUS[0]}
 wait "$ui"
 ui_status=$?
 set -e
-echo "=== the server and browser tests (run beside the others) ==="
+echo "=== the server, browser and Ray tests (run beside the others) ==="
 cat "$logs/ui.log"
 "$py" scripts/test_totals.py "$logs/rest.log" "$logs/ui.log"
 rm -rf "$logs"
