@@ -10,14 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from comfy_env import REPO, TEST_MODEL, TEST_UPSCALER
+from comfy_env import DEMO_CLIP as CLIP, REPO, TEST_MODEL, TEST_UPSCALER, WORKFLOWS
 from helpers import original_region_psnr
 
 sys.path.insert(0, str(REPO / "scripts"))
 from comfy_harness import workflow_to_api  # noqa: E402
 
-WORKFLOWS = REPO / "workflows"
-CLIP = REPO / "workflows" / "media" / "m3ddm_demo_clip.mp4"
 # Plumbing runs: a 128 working canvas and one guidance branch (s1 = s2 = 1). The guided sampler itself is checked
 # by the parity tests; one end-to-end run (the streaming workflow) keeps the official 256 canvas and both scales.
 FAST = {"steps": 2, "seed": 7, "context_guidance": 1.0, "global_guidance": 1.0}
