@@ -34,8 +34,9 @@ from .pipeline.schedule import (CLIP_FRAMES, GLOBAL_FRAMES, SCHEDULES, STRIDE_PR
 from .pipeline.schedulers import SCHEDULERS
 from .pipeline.shots import CutDetector, ShotError, check_cuts, detect_cuts, parse_cuts, shot_bounds, shot_seed
 from .media.stream import composite_frames, write_outpainted
-from .media.video_io import (AudioTrack, Colour, VideoFileError, VideoInfo, VideoWriter, audio_track, check_range,
-                             decoder_warning, probe, read_audio, read_frames, source_notes)
+from .media.video_io import (BIT_DEPTHS, CODECS, CONTAINERS, H264_PRESETS, AudioTrack, Colour, VideoFileError,
+                             VideoInfo, VideoWriter, audio_track, check_range, colour_space_name, decoder_warning,
+                             frames_in_window, probe, read_audio, read_frames, source_notes)
 from .apps.compare import LAYOUTS, compare_frames, comparison_hw
 from .apps.quality import QualityReport, check_quality, plan_windows, plot_report
 from .apps.evaluate import (DIRECTIONS, PAPER_MASK_RATIOS, PAPER_SIZE, Metrics, evaluate_frames, evaluation_padding,
@@ -54,7 +55,8 @@ __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigErr
            "STRIDE_PRESETS", "Pass", "clip_pass", "clip_stride", "plan_passes", "plan_schedule", "SCHEDULERS",
            "CutDetector", "ShotError", "check_cuts", "detect_cuts", "parse_cuts", "shot_bounds", "shot_seed",
            "composite_frames", "write_outpainted", "AudioTrack", "Colour", "VideoFileError", "VideoInfo",
-           "VideoWriter", "audio_track", "check_range", "decoder_warning", "probe", "read_audio", "read_frames",
+           "VideoWriter", "audio_track", "check_range", "decoder_warning", "BIT_DEPTHS", "CODECS", "CONTAINERS",
+           "H264_PRESETS", "colour_space_name", "frames_in_window", "probe", "read_audio", "read_frames",
            "source_notes", "LAYOUTS", "compare_frames", "comparison_hw", "QualityReport", "check_quality",
            "plan_windows", "plot_report", "DIRECTIONS", "PAPER_MASK_RATIOS", "PAPER_SIZE", "Metrics",
            "evaluate_frames", "evaluation_padding", "frechet_distance", "generated_region", "i3d_features",

@@ -129,9 +129,22 @@ def load_model(name: str, dtype_name: str, family: str = "auto") -> M3DDMModel:
         raise ValueError(f"[{node}] family {family!r} is unknown; choose auto, {', '.join(FAMILIES)}")
     else:
         why = "chosen on the node" + (f"; the weights say {found}" if found != family else "")
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=offload)
+    patcher = model_patcher_class()(model, load_device=device, offload_device=offload)
     log.info("M3DDM: loaded %s as %s (load device %s), family %s (%s)", name, dtype, device, family, why)
     return M3DDMModel(patcher=patcher, name=name, dtype=dtype, family=family)
+
+
+def model_patcher_class() -> type:
+    """The patcher core builds its own models with: ``CoreModelPatcher``, which current ComfyUI turns into its
+    dynamic-VRAM patcher on GPUs where dynamic VRAM is on (a plain ModelPatcher on the CPU, or with it off);
+    ComfyUI 0.3.75 has only ``ModelPatcher``."""
+    import comfy.model_patcher
+    return getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)
+
+
+def is_dynamic(patcher) -> bool:
+    """Whether ``patcher`` streams weights to the GPU itself (dynamic VRAM): it refuses a forced full load."""
+    return bool(getattr(patcher, "is_dynamic", lambda: False)())
 
 
 def check_dtype_support(device: torch.device, dtype: torch.dtype, node: str) -> None:
@@ -188,8 +201,10 @@ def model_on_device(handle: M3DDMModel, settings: SampleSettings, latent_hw: tup
             left = max(room, 0) / 2 ** 30
             settings, may_batch = one_after_another(f"{left:.1f} GB of {device} is left next to the model"), False
     need = sequential if settings.sequential else batched
+    # whole on the device where it fits (the clip loop reads every weight 50 times a clip); a dynamic-VRAM patcher
+    # decides that itself and refuses to be forced
     mm.load_models_gpu([handle.patcher], memory_required=int(need.activations * MEMORY_MARGIN) if need else 0,
-                       force_full_load=True)
+                       force_full_load=not is_dynamic(handle.patcher))
     model = handle.patcher.model
     # comfy.ops layers that cast, stream or patch their weights do it in their own forward: keep that route
     model.set_conv_route("per_frame" if any(_comfy_casts(m) for m in model.modules()) else "auto")

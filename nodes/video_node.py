@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from comfy_api.latest import Input, Types, io
 
-from ..m3ddm_core import (CutDetector, VideoFileError, VideoInfo, check_range, composite_frames, encode_video,
-                          probe, read_audio, read_frames, source_identity, source_notes, write_outpainted)
+from ..m3ddm_core import (BIT_DEPTHS, CONTAINERS, H264_PRESETS, CutDetector, VideoFileError, VideoInfo, check_range,
+                          colour_space_name, composite_frames, encode_video, frames_in_window, probe, read_audio,
+                          read_frames, source_identity, source_notes, write_outpainted)
 
 from . import runtime
 from .canvas_node import TARGETS, plan_family, plan_for, target_inputs, working_inputs
@@ -32,12 +33,58 @@ def upscaler(upscale_model):
     return lambda images: ImageUpscaleWithModel.execute(upscale_model, images).result[0].cpu()
 
 
+def trim_window(video, info: VideoInfo) -> Optional[tuple[int, int]]:
+    """``(first frame, frames)`` of the source a trimmed VIDEO shows (current ComfyUI's Video Slice keeps the whole
+    file and a trim window beside it), None when it is not trimmed; 0.3.75's VIDEO has no trim."""
+    start_time, duration = getattr(video, "get_active_trim_window", lambda: (0.0, 0.0))()
+    if not start_time and not duration:
+        return None
+    window = frames_in_window(info, 0, info.frames, start_time, duration)
+    if window is None:
+        raise ValueError(f"[{NODE}] the video is trimmed to {start_time:g} s + {duration:g} s, where the source "
+                         f"({info.duration:.3f} s) shows no frame: change the Video Slice before this node")
+    return window
+
+
+def _option(value) -> str:
+    """A comfy_api enum member (VideoContainer, VideoCodec) or the plain string newer Save Videos pass."""
+    return str(getattr(value, "value", value)).lower()
+
+
+def encoding(format, codec, bit_depth, crf, color_space, preset, colour) -> dict:
+    """What core Save Video asks of ``save_to`` -> the writer's options, each honoured or refused with the fix:
+    container auto/mp4/mkv, codec auto (H.264)/h264/av1, bit depth 8 (native: composited in 8 bits) or 10, crf,
+    x264 preset, and a colour space, which must be the source's (the output keeps the source's colours, as core
+    keeps a file's own)."""
+    container, codec = _option(format), _option(codec)
+    if container not in ("auto", *CONTAINERS):
+        raise ValueError(f"[{NODE}] cannot write {container}: choose format auto, mp4 or mkv on Save Video")
+    if codec not in ("auto", "h264", "av1"):
+        raise ValueError(f"[{NODE}] cannot encode {codec}: choose codec auto, h264 or av1 on Save Video")
+    codec = "h264" if codec == "auto" else codec
+    depth = 8 if bit_depth is None else int(bit_depth)
+    if depth not in BIT_DEPTHS:
+        raise ValueError(f"[{NODE}] cannot write {depth}-bit video: choose bit depth 8 or 10")
+    top = 63 if codec == "av1" else 51
+    if crf is not None and not 0 <= float(crf) <= top:
+        raise ValueError(f"[{NODE}] crf {crf} is outside {codec}'s 0-{top}; lower is better quality")
+    if preset is not None and codec == "h264" and preset not in H264_PRESETS:
+        raise ValueError(f"[{NODE}] {preset!r} is no H.264 preset; choose one of {', '.join(H264_PRESETS)}")
+    own = colour_space_name(colour)
+    if color_space is not None and color_space not in ("auto", own):
+        raise ValueError(f"[{NODE}] the output keeps the source's colours, {own} ({colour.describe()}), and does "
+                         f"not convert them to {color_space}: choose colour space auto or {own}")
+    return {"container_format": CONTAINERS.get(container, "mp4"), "codec": codec, "bit_depth": depth,
+            "crf": 18 if crf is None else float(crf), "preset": preset or "medium"}
+
+
 class OutpaintedVideo(Input.Video):
     """The outpainted video, computed lazily: each frame is composited when it is written (or read).
 
     Holds the sampled latents (32 KiB per frame) and the source; ``save_to`` streams source frame -> VAE-decoded
-    border (a few frames per VAE call) -> optional upscale -> composite -> H.264, with the source's audio trimmed to
-    the range. ``get_components`` materializes the frames for nodes that want an IMAGE batch.
+    border (a few frames per VAE call) -> optional upscale -> composite -> encoder, with the source's audio trimmed
+    to the range; ``as_trimmed`` narrows the range (nothing decoded). ``get_components`` materializes the frames
+    for nodes that want an IMAGE batch.
     """
 
     def __init__(self, source, info: VideoInfo, start: int, count: int, plan, latents: torch.Tensor, decode,
@@ -69,17 +116,46 @@ class OutpaintedVideo(Input.Video):
     def get_container_format(self) -> str:
         return "mp4"
 
+    def get_bit_depth(self) -> int:
+        return 8  # composited in 8 bits; save_to writes 10 when asked
+
+    def get_color_space(self) -> str:
+        return colour_space_name(self.info.colour)
+
     def get_components(self):
         images = torch.from_numpy(np.stack(list(self.frames()))).float().div_(255.0)
         audio = self.audio()
         audio_dict = None if audio is None else {"waveform": torch.from_numpy(audio[0])[None], "sample_rate": audio[1]}
         return Types.VideoComponents(images=images, audio=audio_dict, frame_rate=self.fps)
 
-    def save_to(self, path, format=Types.VideoContainer.AUTO, codec=Types.VideoCodec.AUTO, metadata=None):
-        if codec not in (Types.VideoCodec.AUTO, Types.VideoCodec.H264):
-            raise ValueError(f"[{NODE}] writes H.264 only; choose codec auto or h264")
-        if format not in (Types.VideoContainer.AUTO, Types.VideoContainer.MP4):
-            raise ValueError(f"[{NODE}] writes MP4 only; choose format auto or mp4")
+    def as_trimmed(self, start_time: Optional[float] = None, duration: Optional[float] = None,
+                   strict_duration: bool = False) -> Optional["OutpaintedVideo"]:
+        """The frames shown from ``start_time`` seconds (negative: from the end) for ``duration`` seconds (0 or
+        None: to the end), as another lazy video over the same latents; None when no frame is left, or when
+        ``strict_duration`` and fewer than ``duration`` seconds remain (core's rules)."""
+        start_time, duration = start_time or 0.0, duration or 0.0
+        if duration < 0:
+            return None
+        origin = self.info.time_of(self.start)
+        window = frames_in_window(self.info, self.start, self.count, start_time, duration, origin)
+        if window is None:
+            return None
+        start, count = window
+        if strict_duration and duration and self.info.time_of(self.start + self.count) - self.info.time_of(start) \
+                < duration - 1e-6:
+            return None
+        skip = start - self.start
+        cuts = [c - skip for c in self.cuts if skip < c < skip + count]
+        return OutpaintedVideo(self.source, self.info, start, count, self.plan, self.latents[skip:skip + count],
+                               self.decode, self.feather, self.upscale, cuts)
+
+    def save_to(self, path, format=Types.VideoContainer.AUTO, codec=Types.VideoCodec.AUTO, metadata=None,
+                bit_depth: Optional[int] = None, crf: Optional[float] = None, color_space: Optional[str] = None,
+                preset: Optional[str] = None, **newer):
+        if newer:  # a later core asking for more than this pack knows: written without it, and said so
+            log.warning("[%s] Save Video passed %s, which this version of the pack does not know: ignored", NODE,
+                        ", ".join(f"{k}={v!r}" for k, v in newer.items()))
+        options = encoding(format, codec, bit_depth, crf, color_space, preset, self.info.colour)
         report = runtime.count_progress(self.count)
 
         def on_frame(written: int) -> None:
@@ -91,7 +167,7 @@ class OutpaintedVideo(Input.Video):
                 node_errors(NODE, OSError, prefix="writing the video failed: ",
                             hint="; nothing was left behind. Free disk space or choose another output folder"):
             write_outpainted(path, self.source, self.info, self.start, self.count, self.plan, self.latents,
-                             self.decode, self.feather, self.upscale, metadata, on_frame)
+                             self.decode, self.feather, self.upscale, metadata, on_frame, **options)
 
 
 class M3DDMOutpaintVideo(io.ComfyNode):
@@ -144,7 +220,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         with node_errors(NODE, VideoFileError, hint=". Load another video"):
             info = probe(source)
         with node_errors(NODE, VideoFileError, hint=". Change start_frame / frame_count"):
-            start, count = check_range(info, start_frame, frame_count)
+            start, count = check_range(info, start_frame, frame_count, trim_window(video, info))
         for level, note in source_notes(info):
             log.log(level, "[%s] %s", NODE, note)
         family = plan_family(preprocessing, NODE, m3ddm_model)

@@ -153,20 +153,22 @@ class ComfyServer:
         return self.wait(body["prompt_id"], timeout)
 
 
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"  # a combo whose chosen option brings inputs of its own (current ComfyUI; 0.3.75 has none)
+
+
+def _ordered(spec: dict, order: Optional[dict] = None) -> list[tuple[str, Any]]:
+    order = order or {k: list(spec.get(k, {})) for k in ("required", "optional")}
+    return [(name, spec[section][name]) for section in ("required", "optional")
+            for name in order.get(section, []) if name in spec.get(section, {})]
+
+
 def _input_specs(info: dict) -> list[tuple[str, Any]]:
-    spec = info["input"]
-    order = info.get("input_order") or {k: list(spec.get(k, {})) for k in ("required", "optional")}
-    out = []
-    for section in ("required", "optional"):
-        for name in order.get(section, []):
-            if name in spec.get(section, {}):
-                out.append((name, spec[section][name]))
-    return out
+    return _ordered(info["input"], info.get("input_order"))
 
 
 def _is_widget(spec: Any) -> bool:
     kind = spec[0]
-    return isinstance(kind, list) or kind in LINK_TYPES_ARE_WIDGETS
+    return isinstance(kind, list) or kind in LINK_TYPES_ARE_WIDGETS or kind == DYNAMIC_COMBO
 
 
 def _has_control(name: str, spec: Any) -> bool:
@@ -179,11 +181,45 @@ def _has_upload(spec: Any) -> bool:
     return any(k.endswith("_upload") and v for k, v in opts.items())
 
 
+def _default(spec: Any) -> Any:
+    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    if "default" in opts:
+        return opts["default"]
+    choices = spec[0] if isinstance(spec[0], list) else opts.get("options")
+    if choices:  # a combo without a default shows its first option
+        return choices[0]["key"] if isinstance(choices[0], dict) else choices[0]
+    return None
+
+
+def _take_widget(name: str, spec: Any, values: list, inputs: dict) -> None:
+    """Move the widget ``name``'s value from the front of ``values`` (the node's ``widgets_values``) into
+    ``inputs``, with the frontend's extra values after it. A dynamic combo's chosen option brings its own widgets,
+    saved right after it and sent as ``name.child`` (nested options as ``name.child.grandchild``), as the frontend
+    sends them. A widget the saved workflow has no value for (one a newer ComfyUI added, such as Create Video's
+    bit_depth) takes its default, as the frontend gives it when it loads the workflow."""
+    value = values.pop(0) if values else _default(spec)
+    if _has_control(name, spec) and values and values[0] in CONTROL_VALUES:
+        values.pop(0)
+    if _has_upload(spec) and values and values[0] in ("image", "video", "audio", None):
+        values.pop(0)
+    if value is None:
+        return
+    inputs[name] = value
+    if spec[0] == DYNAMIC_COMBO:
+        chosen = next((o for o in spec[1].get("options", []) if o["key"] == value), None)
+        if chosen is None:
+            raise ValueError(f"{value!r} is not an option of {name} ({[o['key'] for o in spec[1]['options']]})")
+        for child, child_spec in _ordered(chosen.get("inputs", {})):
+            if _is_widget(child_spec):
+                _take_widget(f"{name}.{child}", child_spec, values, inputs)
+
+
 def workflow_to_api(workflow: dict, object_info: dict, overrides: Optional[dict] = None) -> dict:
     """UI-format workflow (``nodes``/``links``, v0.4) -> API-format prompt.
 
     Widget values are read from ``widgets_values`` in input order (plus the frontend's extra "control after
-    generate" value after seeds). ``overrides``: ``{node title or id: {input: value}}`` applied afterwards.
+    generate" value after seeds; a dynamic combo's chosen option's widgets after it, sent as dotted names).
+    ``overrides``: ``{node title or id: {input: value}}`` applied afterwards.
     """
     links = {l[0]: l for l in workflow.get("links", [])}
     prompt: dict[str, dict] = {}
@@ -199,13 +235,7 @@ def workflow_to_api(workflow: dict, object_info: dict, overrides: Optional[dict]
         inputs: dict[str, Any] = {}
         for name, spec in _input_specs(object_info[ctype]):
             if _is_widget(spec):
-                value = values.pop(0) if values else None
-                if _has_control(name, spec) and values and values[0] in CONTROL_VALUES:
-                    values.pop(0)
-                if _has_upload(spec) and values and values[0] in ("image", "video", "audio", None):
-                    values.pop(0)
-                if value is not None:
-                    inputs[name] = value
+                _take_widget(name, spec, values, inputs)
             if name in linked:
                 link = links[linked[name]]
                 inputs[name] = [str(link[1]), link[2]]

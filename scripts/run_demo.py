@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -30,12 +31,14 @@ CLIP = REPO / "workflows" / "media" / "m3ddm_demo_clip.mp4"
 REAL_MODEL = "M3DDM-Video-Outpainting"
 REAL_VAE = "vae-ft-mse-840000-ema-pruned.safetensors"
 RANDOM_MODEL = "m3ddm-random-demo"
+# The ComfyUI the demo runs (scripts/setup_env.sh installs it): the current release
+COMFY_DIR = Path(os.environ.get("M3DDM_COMFYUI_DIR", REPO / ".comfyui" / "0.33.0"))
 RANDOM_CONFIG = {"block_out_channels": [32, 64, 64, 64], "norm_num_groups": 8}
 
 
 def write_random_models(models: Path) -> None:
     from m3ddm_core import FULL_SIZE_CONFIG
-    sys.path.insert(0, str(REPO / ".comfyui"))
+    sys.path.insert(0, str(COMFY_DIR))
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
     from random_weights import write_random_m3ddm, write_random_taesd
@@ -117,7 +120,7 @@ def main() -> int:
                 f"For real results put the official '{REAL_MODEL}' folder into",
                 f"{Path(args.models) / 'm3ddm'} and {REAL_VAE} into {Path(args.models) / 'vae'}",
                 "(see README: Models)."])
-    server = ComfyServer(sys.executable, REPO / ".comfyui", work)
+    server = ComfyServer(sys.executable, COMFY_DIR, work)
     server.prepare(models)
     shutil.copy(CLIP, server.input / CLIP.name)
     workflow, sampler = WORKFLOWS[args.workflow]

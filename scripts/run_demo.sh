@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job (README "Run the demo"): installs everything into .venv/.comfyui, then outpaints the shipped clip
+# The main job (README "Run the demo"): installs everything into .venv and .comfyui/ (ComfyUI 0.33.0), then outpaints the shipped clip
 # with workflow (b) through a real headless ComfyUI server and writes output/*.mp4. Arguments go to run_demo.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."

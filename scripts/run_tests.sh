@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README "Run the tests"; .ci/run calls exactly this): installs what the tests need -- the
-# virtualenv with a real ComfyUI 0.3.75, and Debian's Chromium for the frontend tests -- then runs the whole suite,
-# slow real-server and browser tests included. Extra arguments go to pytest.
+# virtualenv with real ComfyUIs (the current 0.33.0, the main target, and the floor 0.3.75), and Debian's Chromium
+# for the frontend tests -- then runs the whole suite, slow real-server and browser tests included. Extra arguments
+# go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh

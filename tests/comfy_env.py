@@ -1,4 +1,6 @@
-"""Access to the real ComfyUI 0.3.75 installed by scripts/setup_env.sh (in .comfyui), for node tests.
+"""Access to the real ComfyUIs installed by scripts/setup_env.sh, for node and server tests: the current release
+0.33.0 (in .comfyui/0.33.0, the main target: node tests import it, the session's server runs it) and the floor
+0.3.75 (in .comfyui/0.3.75: tests/test_floor.py runs every shipped workflow on it through its own frontend).
 
 The plugin is imported as the package ``comfyui_m3ddm`` (as ComfyUI would import it from custom_nodes), so its
 ``nodes`` subpackage does not shadow ComfyUI's own top-level ``nodes`` module.
@@ -11,7 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-COMFY_DIR = Path(os.environ.get("M3DDM_COMFYUI_DIR", REPO / ".comfyui")).resolve()
+COMFY_DIR = Path(os.environ.get("M3DDM_COMFYUI_DIR", REPO / ".comfyui" / "0.33.0")).resolve()
+FLOOR_COMFY_DIR = Path(os.environ.get("M3DDM_FLOOR_COMFYUI_DIR", REPO / ".comfyui" / "0.3.75")).resolve()
 PLUGIN = "comfyui_m3ddm"
 
 
@@ -86,10 +89,12 @@ def _workflow_model_files() -> list[tuple[str, str]]:
     return found
 
 
-def start_test_server(work: Path):
+def start_test_server(work: Path, comfy_dir: Path = COMFY_DIR, front_end_root: Path | None = None):
     """A real ComfyUI server with this plugin linked in, its own folders under ``work`` and real test models: the
     random nano M3DDM (``TEST_MODEL``), the core 'taesd' VAE with random weights, a tiny random x2 upscaler, plus
-    empty files of the model names the shipped workflows store; the demo clip in its input folder."""
+    empty files of the model names the shipped workflows store; the demo clip in its input folder. ``comfy_dir``:
+    which ComfyUI (default the current release; ``FLOOR_COMFY_DIR`` the floor), ``front_end_root``: a frontend web
+    root to serve instead of the venv's package (the floor's own release)."""
     import shutil
     import sys as _sys
     require_comfyui()
@@ -97,7 +102,12 @@ def start_test_server(work: Path):
         _sys.path.insert(0, str(REPO / "scripts"))
     from comfy_harness import ComfyServer
     from random_weights import NANO_CONFIG, write_random_m3ddm, write_random_taesd, write_random_upscaler
-    srv = ComfyServer(_sys.executable, COMFY_DIR, work, user_directory=work / "user")
+    if not (Path(comfy_dir) / "main.py").is_file():
+        msg = f"ComfyUI not installed at {comfy_dir}; run bash scripts/setup_env.sh"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    srv = ComfyServer(_sys.executable, comfy_dir, work, front_end_root=front_end_root, user_directory=work / "user")
     srv.prepare()
     write_random_m3ddm(srv.models / "m3ddm" / TEST_MODEL, NANO_CONFIG)
     write_random_taesd(srv.models)

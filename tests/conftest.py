@@ -88,12 +88,21 @@ def plan():
     return plan_canvas((120, 208), ratio="9:16", canvas_size=128)
 
 
+COMFYUI_VERSIONS: set[str] = set()  # the ComfyUI servers the session ran, as they report themselves
+
+
+def pytest_terminal_summary(terminalreporter):
+    if COMFYUI_VERSIONS:
+        terminalreporter.write_line(f"ComfyUI servers this run: {', '.join(sorted(COMFYUI_VERSIONS))}")
+
+
 @pytest.fixture(scope="session")
 def comfy_server(tmp_path_factory):
     """One real ComfyUI server for the whole session (tests/comfy_env.start_test_server), shared by the server,
     frontend and evaluation tests; each test queues its own prompts with its own output prefixes."""
     from comfy_env import start_test_server
     srv = start_test_server(tmp_path_factory.mktemp("comfy"))
+    COMFYUI_VERSIONS.add(f"{srv.get('/system_stats')['system']['comfyui_version']} ({srv.comfy_dir})")
     yield srv
     srv.stop()
     artifacts = os.environ.get("M3DDM_TEST_ARTIFACTS")

@@ -20,16 +20,23 @@ HOP_HEADERS = {"host", "origin", "connection", "keep-alive", "transfer-encoding"
 
 
 class FrontendProxy:
-    """``base``: the address the browser opens. ``backend``: the ComfyUI server's base URL; ``backend_root``: its
+    """``base``: the address the browser opens. ``server``: the ComfyUI server (a ComfyServer: its ``base`` URL is
+    forwarded to, and its other attributes -- get, post, log, output ... -- are the proxy's); ``backend_root``: its
     own web root (the extensions listed from there are replaced by those of ``web_root``)."""
 
-    def __init__(self, backend: str, backend_root: Path, web_root: Path, port: int):
-        self.backend, self.backend_root, self.web_root = backend, Path(backend_root), Path(web_root).resolve()
+    def __init__(self, server, backend_root: Path, web_root: Path, port: int):
+        self.server, self.backend = server, server.base
+        self.backend_root, self.web_root = Path(backend_root), Path(web_root).resolve()
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __getattr__(self, name: str):
+        if name == "server":  # not set yet
+            raise AttributeError(name)
+        return getattr(self.server, name)
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def start(self) -> "FrontendProxy":

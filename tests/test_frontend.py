@@ -1,11 +1,16 @@
 """Integration: each example workflow loads in the real ComfyUI frontend (comfyui-frontend-package) in headless
-Chromium -- no missing node types, no dialog, toast or issue report -- and the frontend's own UI->API conversion
-matches the one the demo and the server tests use. Screenshots are kept as test artifacts.
+Chromium -- no missing node types, no dialog, toast or issue report -- the frontend's own UI->API conversion matches
+the one the demo and the server tests use, and queued from the page (the frontend converts it) it writes its
+videos. Screenshots are kept as test artifacts.
 
-Every test runs against two frontends over the session's one ComfyUI 0.3.75 server (the conftest fixture
-comfy_server): the one ComfyUI pins and the venv has (1.32.9), served by the server itself, and the newest release
-(NEWEST_FRONTEND in scripts/setup_env.sh), unpacked by scripts/install_frontend.sh to .frontends/VERSION and served
-by tests/frontend_proxy.py in front of the same server, as ComfyUI's --front-end-root would serve it.
+Every test runs on three ComfyUI + frontend pairs:
+- the current ComfyUI (0.33.0, the session's server, the conftest fixture comfy_server) with the frontend it pins
+  (1.48.7, in the venv), served by the server itself;
+- the same server with the newest frontend release (NEWEST_FRONTEND in scripts/setup_env.sh), unpacked by
+  scripts/install_frontend.sh to .frontends/VERSION and served by tests/frontend_proxy.py in front of it, as
+  ComfyUI's --front-end-root would serve it;
+- the floor, ComfyUI 0.3.75 (pyproject's requires-comfyui), started for these tests with its own frontend
+  (FLOOR_FRONTEND, 1.32.9) served with --front-end-root.
 """
 import importlib.metadata
 import json
@@ -18,7 +23,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from comfy_env import REPO
+from comfy_env import COMFY_DIR, FLOOR_COMFY_DIR, REPO, TEST_MODEL, TEST_UPSCALER, start_test_server
 
 sys.path.insert(0, str(REPO / "scripts"))
 from comfy_harness import free_port, workflow_to_api  # noqa: E402
@@ -30,7 +35,8 @@ WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 ARTIFACTS = Path(os.environ.get("M3DDM_TEST_ARTIFACTS", REPO / "test-artifacts"))
 FRONTENDS_DIR = Path(os.environ.get("M3DDM_FRONTENDS_DIR", REPO / ".frontends"))
 
-# Anything of these that is visible after loading a workflow is a report to the user. 1.32.9 draws dialogs with
+# Anything of these that is visible after loading a workflow is a report to the user. 1.32.9 (the floor's) draws
+# dialogs with
 # PrimeVue (.p-dialog inside a fixed mask) and toasts as .p-toast-message[role=alert]; 1.58.1 draws dialogs as
 # fixed [role=dialog] elements (offsetParent is null there, so visibility is checkVisibility(), not offsetParent),
 # toasts as li[role=alert] and workflow problems (missing nodes/models/media) in an issues overlay. Screen-reader
@@ -51,16 +57,6 @@ EXPECTED_HTTP_ERRORS = {
     "/api/userdata": "listing the saved workflows/subgraphs folders of a fresh user directory: 404 = none yet",
     "/api/userdata/comfy.templates.json": "legacy saved node templates: none for a fresh user",
 }
-# Differences of the newer frontend with this backend, none of them in what the tests check:
-# - it lists the queue and history through the Jobs API (GET /api/jobs), which ComfyUI 0.3.75 does not have (it
-#   has /queue and /history only), so its queue/job panel stays empty;
-# - its template browser (opened by test_the_blocker_check_sees_dialogs_and_toasts) asks for
-#   /templates/index_logo.json, which the comfyui-workflow-templates 0.7.25 that ComfyUI 0.3.75 pins lacks (it
-#   shows the templates without provider logos).
-NEWER_FRONTEND_HTTP_ERRORS = {
-    "/api/jobs": "Jobs API, added to the ComfyUI backend after 0.3.75",
-    "/templates/index_logo.json": "template logos index, not in comfyui-workflow-templates 0.7.25",
-}
 EMPTY_WORKFLOW = {"last_node_id": 0, "last_link_id": 0, "nodes": [], "links": [], "groups": [], "config": {},
                   "extra": {}, "version": 0.4}
 
@@ -76,38 +72,45 @@ def _require(ok: bool, msg: str) -> None:
         pytest.skip(msg)
 
 
-def _bundled_version() -> str:
-    try:
-        return importlib.metadata.version("comfyui-frontend-package")
-    except importlib.metadata.PackageNotFoundError:
-        return "not-installed"
-
-
-def _newest_version() -> str:
-    if os.environ.get("M3DDM_NEWEST_FRONTEND"):
-        return os.environ["M3DDM_NEWEST_FRONTEND"]
-    m = re.search(r"^NEWEST_FRONTEND=(\S+)", (REPO / "scripts" / "setup_env.sh").read_text(), re.M)
-    assert m, "scripts/setup_env.sh does not set NEWEST_FRONTEND"
+def _setup_value(name: str) -> str:
+    m = re.search(rf"^{name}=(\S+)", (REPO / "scripts" / "setup_env.sh").read_text(), re.M)
+    assert m, f"scripts/setup_env.sh does not set {name}"
     return m.group(1)
 
 
+def _pinned_version(comfy_dir: Path) -> str:
+    """The comfyui-frontend-package release a ComfyUI pins in its requirements.txt."""
+    try:
+        m = re.search(r"^comfyui-frontend-package==(\S+)", (comfy_dir / "requirements.txt").read_text(), re.M)
+    except FileNotFoundError:
+        return "not-installed"
+    return m.group(1) if m else "unpinned"
+
+
 def _frontends() -> list:
-    bundled, newest = _bundled_version(), _newest_version()
-    out = [pytest.param((bundled, None), id=f"frontend-{bundled}")]
-    if newest != bundled:
-        out.append(pytest.param((newest, FRONTENDS_DIR / newest), id=f"frontend-{newest}"))
+    """(ComfyUI: "current" or "floor", frontend version, web root or None for the venv's package)."""
+    pinned = _pinned_version(COMFY_DIR)
+    newest = os.environ.get("M3DDM_NEWEST_FRONTEND") or _setup_value("NEWEST_FRONTEND")
+    floor = _setup_value("FLOOR_FRONTEND")
+    out = [pytest.param(("current", pinned, None), id=f"current-frontend-{pinned}")]
+    if newest != pinned:
+        out.append(pytest.param(("current", newest, FRONTENDS_DIR / newest), id=f"current-frontend-{newest}"))
+    out.append(pytest.param(("floor", floor, FRONTENDS_DIR / floor), id=f"floor-frontend-{floor}"))
     return out
 
 
 @pytest.fixture(scope="module", params=_frontends())
 def frontend(request):
-    """(version, web root or None for the venv's comfyui-frontend-package)."""
-    version, root = request.param
+    """(ComfyUI, version, web root or None for the venv's comfyui-frontend-package)."""
+    comfy, version, root = request.param
     if root is not None:
         _require((root / "index.html").is_file(),
                  f"comfyui-frontend-package {version} is not unpacked at {root}; run "
                  f"bash scripts/install_frontend.sh {version} {root} (bash scripts/setup_env.sh does)")
-    return version, root
+    else:
+        installed = importlib.metadata.version("comfyui-frontend-package")
+        assert installed == version, f"the venv has frontend {installed}, ComfyUI at {COMFY_DIR} pins {version}"
+    return comfy, version, root
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +127,21 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server(frontend, comfy_server):
-    """The session's ComfyUI server; a frontend other than the one it serves is put in front of it by a
-    FrontendProxy (its web root answered locally, everything else by the server)."""
-    version, root = frontend
+def server(frontend, comfy_server, tmp_path_factory):
+    """The ComfyUI the frontend runs on: the session's server (current ComfyUI) serving its own frontend, or with a
+    FrontendProxy in front of it serving another (its web root answered locally, everything else by the server);
+    or a floor ComfyUI started with its own frontend."""
+    comfy, version, root = frontend
+    if comfy == "floor":
+        _require((FLOOR_COMFY_DIR / "main.py").is_file(),
+                 f"the floor ComfyUI is not installed at {FLOOR_COMFY_DIR}; run bash scripts/setup_env.sh")
+        floor = start_test_server(tmp_path_factory.mktemp("floor"), FLOOR_COMFY_DIR, front_end_root=root)
+        from conftest import COMFYUI_VERSIONS
+        COMFYUI_VERSIONS.add(f"{floor.get('/system_stats')['system']['comfyui_version']} ({floor.comfy_dir})")
+        yield floor
+        floor.stop()
+        _keep_log(floor, "comfyui_floor_server.log")
+        return
     # A first-visit user for each frontend: no settings left by another frontend or test.
     for settings in (comfy_server.user_directory / "default").glob("comfy.settings.json"):
         settings.unlink()
@@ -135,10 +149,14 @@ def server(frontend, comfy_server):
         yield comfy_server
         return
     from frontend_proxy import FrontendProxy
-    proxy = FrontendProxy(comfy_server.base, _server_web_root(comfy_server), root, free_port()).start()
-    proxy.get, proxy.post, proxy.log = comfy_server.get, comfy_server.post, comfy_server.log
+    proxy = FrontendProxy(comfy_server, _server_web_root(comfy_server), root, free_port()).start()
     yield proxy
     proxy.stop()
+
+
+def _keep_log(server, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(server.log_path, ARTIFACTS / name)
 
 
 def _server_web_root(server) -> Path:
@@ -147,7 +165,7 @@ def _server_web_root(server) -> Path:
 
 @pytest.fixture(scope="module")
 def page(server, frontend, browser):
-    version, root = frontend
+    comfy, version, root = frontend
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     ctx = browser.new_context(viewport={"width": 1800, "height": 1000})
     pg = ctx.new_page()
@@ -179,11 +197,13 @@ def page(server, frontend, browser):
     ctx.close()
 
 
-def test_the_expected_frontend_is_served(server, page, frontend):
-    version, root = frontend
+def test_the_expected_frontend_is_served(server, page, frontend, record_property):
+    comfy, version, root = frontend
     assert page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__") == version
-    assert server.get("/system_stats")["system"]["comfyui_version"] == "0.3.75"
-    web_root = server.web_root if root is not None else _server_web_root(server)
+    served = server.get("/system_stats")["system"]["comfyui_version"]
+    record_property("comfyui_version", served)  # recorded (the junit report, the log), not asserted
+    print(f"ComfyUI {served} ({comfy}) with frontend {version}")
+    web_root = server.web_root if isinstance(getattr(server, "web_root", None), Path) else _server_web_root(server)
     if root is not None:
         assert Path(web_root).resolve() == root.resolve()
     else:
@@ -221,7 +241,7 @@ def test_the_blocker_check_sees_dialogs_and_toasts(server, page):
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_loads_in_the_real_frontend(server, page, frontend, path):
-    version, root = frontend
+    comfy, version, root = frontend
     workflow = json.loads(path.read_text())
     page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
     page.wait_for_timeout(1500)
@@ -250,6 +270,80 @@ def test_workflow_loads_in_the_real_frontend(server, page, frontend, path):
     # A second look: 1.58.1 reports missing models/media after asynchronous look-ups.
     assert page.evaluate(VISIBLE_BLOCKERS_JS) == []
     assert page.page_errors == [], page.page_errors
-    allowed = EXPECTED_HTTP_ERRORS | (NEWER_FRONTEND_HTTP_ERRORS if root is not None else {})
-    unexpected = [e for e in page.http_errors if urlparse(e.split(" ", 1)[1]).path not in allowed]
-    assert unexpected == [], f"requests the ComfyUI 0.3.75 server failed: {unexpected}"
+    unexpected = [e for e in page.http_errors if urlparse(e.split(" ", 1)[1]).path not in EXPECTED_HTTP_ERRORS]
+    assert unexpected == [], f"requests the {comfy} ComfyUI failed: {unexpected}"
+
+
+# What the page changes before it queues a workflow: the test models the server has (tests/comfy_env.py) and
+# plumbing settings (a 128 canvas, two steps, one guidance branch), set on the widgets as a user would.
+TEST_MODELS = {"M3DDM_LoadModel": {"model_name": TEST_MODEL}, "VAELoader": {"vae_name": "taesd"},
+               "UpscaleModelLoader": {"model_name": TEST_UPSCALER}}
+PLUMBING = {"steps": 2, "seed": 7, "context_guidance": 1.0, "global_guidance": 1.0, "working_size": 128}
+SET_WIDGETS_JS = """([byType, anywhere]) => {
+    const changed = [];
+    for (const n of (window.app.graph.nodes ?? window.app.graph._nodes)) {
+        const wanted = Object.assign({}, anywhere, byType[n.type] || {});
+        for (const w of n.widgets || []) {
+            if (w.name in wanted) { w.value = wanted[w.name]; changed.push(`${n.type}.${w.name}`); }
+        }
+    }
+    window.app.graph.setDirtyCanvas(true, true);
+    return changed;
+}"""
+# The demo clip: 33 frames of 208x120 landscape with audio, outpainted to 9:16 portrait (208x370); the short clip
+# is its first 16 frames with no audio wired; M3DDM Compare puts source and result side by side (16 px apart).
+EXPECTED_VIDEOS = {"m3ddm_short_clip_16x9_to_9x16": {"short_clip_9x16": (16, (208, 370), 0)},
+                   "m3ddm_long_video_coarse_to_fine": {"outpaint_0": (33, (208, 370), 1),
+                                                       "outpaint_comparison": (33, (2 * 208 + 16, 370), 1)},
+                   "m3ddm_upscale_chain": {"outpaint_upscaled": (33, (208, 370), 1)},
+                   "m3ddm_long_video_streaming": {"outpaint_streamed": (33, (208, 370), 1)},
+                   "m3ddm_keyframes_preview_continue": {"outpaint_from_keyframes": (33, (208, 370), 1)}}
+
+
+def _videos(output: Path) -> set[Path]:
+    return {p for p in output.rglob("*.mp4") if not p.name.startswith(".")}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_queued_from_the_frontend_writes_its_videos(server, page, frontend, path):
+    """What a user does: load the workflow, pick the models they have, press Run. The frontend converts the graph
+    and queues it; every Save Video of the workflow writes its video (frames, size and audio as expected)."""
+    comfy, version, root = frontend
+    assert set(EXPECTED_VIDEOS) == {p.stem for p in WORKFLOWS}, "add the new workflow's videos to EXPECTED_VIDEOS"
+    workflow = json.loads(path.read_text())
+    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
+    page.wait_for_timeout(1000)
+    changed = page.evaluate(SET_WIDGETS_JS, [TEST_MODELS, PLUMBING])
+    assert any(c.endswith(".model_name") for c in changed) and any(c.endswith(".steps") for c in changed), changed
+    before, videos_before = set(server.get("/history")), _videos(server.output)
+    page.evaluate("() => window.app.extensionManager.command.execute('Comfy.QueuePrompt')")
+    import time
+    t0, history = time.time(), None
+    while time.time() - t0 < 900:
+        new = {k: v for k, v in server.get("/history").items() if k not in before}
+        done = [v for v in new.values() if v.get("status", {}).get("completed") is not None]
+        if done:
+            history = done[0]
+            break
+        if not new and time.time() - t0 > 10:
+            queue = server.get("/queue")
+            if not queue["queue_running"] and not queue["queue_pending"]:  # refused: the page says why
+                pytest.fail(f"nothing was queued from {version}: {page.evaluate(VISIBLE_BLOCKERS_JS)}\n"
+                            f"{server.log()[-2000:]}")
+        time.sleep(1)
+    assert history is not None, "the queued workflow did not finish in 900 s"
+    assert history["status"]["status_str"] == "success", json.dumps(history["status"])[:3000]
+    page.screenshot(path=str(ARTIFACTS / f"run_{comfy}_{version}_{path.stem}.png"), timeout=120_000)
+    written = sorted(_videos(server.output) - videos_before)
+    expected = EXPECTED_VIDEOS[path.stem]
+    assert len(written) == len(expected), written
+    import av
+    for prefix, (frames, size, audio) in expected.items():
+        match = [p for p in written if p.name.startswith(prefix)]
+        assert len(match) == 1, (prefix, written)
+        with av.open(str(match[0])) as c:
+            stream = c.streams.video[0]
+            got = (sum(1 for _ in c.decode(video=0)), (stream.codec_context.width, stream.codec_context.height),
+                   len(c.streams.audio))
+        assert got == (frames, size, audio), (match[0].name, got)
+    assert page.page_errors == [], page.page_errors

@@ -1,4 +1,4 @@
-"""The ComfyUI node layer, called directly (real comfy_api / comfy modules from the installed ComfyUI 0.3.75)."""
+"""The ComfyUI node layer, called directly (real comfy_api / comfy modules of the installed current ComfyUI, 0.33.0)."""
 import asyncio
 import sys
 
@@ -580,3 +580,146 @@ def test_the_model_family_sets_the_preprocessing_and_the_working_size_the_canvas
     (shots,) = _run(node_classes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=plus, vae=vae,
                     **_video_inputs(working_size=128), shots="list", cuts="3")
     assert shots.latents.shape == (6, 4, 16, 16)
+
+
+# -- the VIDEO contract of current ComfyUI on M3DDM Outpaint Video's output ------------------------------------
+def _outpainted(node_classes, tmp_path, n=20, **overrides):
+    from comfy_api.latest import InputImpl
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    src = _source_video(tmp_path / "src.mp4", n=n)
+    (out,) = _run(node_classes["M3DDM_OutpaintVideo"], video=InputImpl.VideoFromFile(str(src)), m3ddm_model=model,
+                  vae=taesd_vae(), **_video_inputs(**overrides))
+    return out
+
+
+def _x264_settings(path) -> str:
+    """The options x264 writes into the stream it encodes (its SEI message): what the encoder was really given."""
+    data = path.read_bytes()
+    start = data.index(b"x264 - core")
+    return data[start:data.index(b"\x00", start)].decode(errors="replace")
+
+
+def test_the_output_has_every_method_core_video_requires_and_accepts_what_save_video_passes(node_classes, plugin):
+    import inspect
+
+    from comfy_api.latest import Input
+    video = sys.modules[f"{plugin.__name__}.nodes.video_node"].OutpaintedVideo
+    assert not video.__abstractmethods__  # instantiable: as_trimmed, save_to, get_components all there
+    for name in Input.Video.__abstractmethods__:
+        core = set(inspect.signature(getattr(Input.Video, name)).parameters)
+        ours = set(inspect.signature(getattr(video, name)).parameters)
+        assert core <= ours, (name, core - ours)
+    # everything core Save Video passes, 0.33's call and 0.38's (colour space, preset), binds
+    inspect.signature(video.save_to).bind(None, "out.mp4", format="auto", codec="h264", metadata=None,
+                                          bit_depth=None, crf=23.0, color_space="sRGB", preset="ultrafast")
+
+
+def test_save_to_honours_container_codec_crf_preset_bit_depth_and_colour_space(node_classes, models_dir, tmp_path,
+                                                                                 caplog):
+    import av
+    from comfy_api.latest import Types
+    out = _outpainted(node_classes, tmp_path, n=12)
+
+    def save(name, **options):
+        path = tmp_path / name
+        out.save_to(str(path), **options)
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0]
+            codec = "av1" if "AV1" in stream.codec_context.codec.long_name else stream.codec_context.name
+            return path, (c.format.name, codec, stream.codec_context.format.name,
+                          stream.frames or sum(1 for _ in c.demux(stream) if _.size))
+
+    # ComfyUI 0.33's Save Video: enum format, codec as a string, crf from its re-encode option
+    path, facts = save("auto.mp4", format=Types.VideoContainer("auto"), codec="h264", metadata=None, crf=40.0)
+    assert facts[:3] == ("mov,mp4,m4a,3gp,3g2,mj2", "h264", "yuv420p") and facts[3] == 12
+    assert "crf=40.0" in _x264_settings(path) and "subme=7" in _x264_settings(path)  # medium preset
+    default, _ = save("default.mp4")
+    assert "crf=18.0" in _x264_settings(default)  # no crf asked: the pack's near-lossless default
+    fast, _ = save("fast.mp4", crf=23.0, preset="ultrafast", color_space="sRGB")  # what 0.38 may pass
+    assert "subme=0" in _x264_settings(fast) and "crf=23.0" in _x264_settings(fast)
+    _, facts = save("deep.mkv", format="mkv", codec="h264", bit_depth=10)
+    assert facts[:3] == ("matroska,webm", "h264", "yuv420p10le") and facts[3] == 12
+    _, facts = save("av1.mp4", codec="av1", crf=45.0)
+    assert facts[:2] == ("mov,mp4,m4a,3gp,3g2,mj2", "av1")
+    with caplog.at_level("WARNING", logger="M3DDM"):
+        save("newer.mp4", crf=30.0, tone_map="hable")  # a later core's option: written without it, and said so
+    assert "tone_map='hable'" in caplog.text
+    for options, message in [({"format": "webm"}, "choose format auto, mp4 or mkv"),
+                             ({"codec": "vp9"}, "choose codec auto, h264 or av1"),
+                             ({"bit_depth": 12}, "choose bit depth 8 or 10"),
+                             ({"crf": 60.0}, "outside h264's 0-51"),
+                             ({"preset": "6"}, "no H.264 preset"),
+                             ({"color_space": "HDR"}, "choose colour space auto or sRGB")]:
+        with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintVideo\] .*" + message):
+            save("refused.mp4", **options)
+    assert not (tmp_path / "refused.mp4").exists()
+
+
+def test_trimming_the_output_keeps_it_lazy_and_picks_the_frames_core_would(node_classes, models_dir, tmp_path):
+    import importlib
+
+    out = _outpainted(node_classes, tmp_path, n=20)  # 20 frames at 25 fps: frame i is shown at i/25 s
+    every = list(out.frames())
+    trimmed = out.as_trimmed(0.2, 0.4)
+    assert trimmed.get_frame_count() == 10 and abs(trimmed.get_duration() - 0.4) < 1e-9
+    # a view of the same latents: nothing decoded, nothing copied
+    assert trimmed.latents.untyped_storage().data_ptr() == out.latents.untyped_storage().data_ptr()
+    assert all((a == b).all() for a, b in zip(trimmed.frames(), every[5:15], strict=True))
+    assert out.as_trimmed(-0.2).get_frame_count() == 5  # counted back from the end
+    assert out.as_trimmed(0.6, 1.0).get_frame_count() == 5  # what is left
+    assert out.as_trimmed(0.6, 1.0, strict_duration=True) is None  # ... unless the duration is required
+    assert out.as_trimmed(5.0) is None and out.as_trimmed(0.0, -1.0) is None
+    # core's own Trim Video node on it, then saved
+    slicer = importlib.import_module("comfy_extras.nodes_video").VideoSlice
+    (sliced,) = _run(slicer, video=out, start_time=0.4, duration=0.2, strict_duration=True)
+    assert sliced.get_frame_count() == 5
+    sliced.save_to(str(tmp_path / "sliced.mp4"))
+    from m3ddm_core import probe
+    assert probe(tmp_path / "sliced.mp4").frames == 5
+
+
+def test_a_trimmed_source_video_is_outpainted_only_where_it_is_trimmed(node_classes, models_dir, tmp_path):
+    from comfy_api.latest import InputImpl
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    src = InputImpl.VideoFromFile(str(_source_video(tmp_path / "src.mp4", n=20)))
+    trimmed = src.as_trimmed(0.16, 0.4)  # core Trim Video: frames 4..13 of the file (at 25 fps)
+    (out,) = _run(node_classes["M3DDM_OutpaintVideo"], video=trimmed, m3ddm_model=model, vae=taesd_vae(),
+                  **_video_inputs(start_frame=2))
+    assert (out.start, out.get_frame_count()) == (6, 8)  # start_frame counts inside the trim
+    with pytest.raises(ValueError, match=r"start frame 10 is past the end: the trimmed video \(source frames "
+                                         r"4-13\) has 10 frames"):
+        _run(node_classes["M3DDM_OutpaintVideo"], video=trimmed, m3ddm_model=model, vae=taesd_vae(),
+             **_video_inputs(start_frame=10))
+
+
+@pytest.mark.parametrize("patcher", ["core", "dynamic vram"])
+def test_the_model_is_managed_as_core_manages_its_own(node_classes, models_dir, tmp_path, monkeypatch, patcher):
+    """Built into the patcher current core builds its models with (comfy.model_patcher.CoreModelPatcher, which
+    ComfyUI's start-up turns into the dynamic-VRAM patcher where that is on), loaded by comfy.model_management for
+    sampling, unloaded, and freed: nothing of the pack keeps the weights alive afterwards."""
+    import gc
+    import weakref
+
+    import comfy.model_management as mm
+    import comfy.model_patcher as mp
+
+    class Core(mp.ModelPatcher):  # marks what the loader built the model with
+        pass
+    monkeypatch.setattr(mp, "CoreModelPatcher", Core if patcher == "core" else mp.ModelPatcherDynamic)
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    # the dynamic patcher hands a CPU model to the plain one, as it does core's own models
+    assert type(model.patcher) is (Core if patcher == "core" else mp.ModelPatcher)
+    assert not model.patcher.is_dynamic()
+    src = _source_video(tmp_path / "src.mp4", n=12)
+    from comfy_api.latest import InputImpl
+    (out,) = _run(node_classes["M3DDM_OutpaintVideo"], video=InputImpl.VideoFromFile(str(src)), m3ddm_model=model,
+                  vae=taesd_vae(), **_video_inputs())
+    assert out.get_frame_count() == 12
+    assert any(loaded.model is model.patcher for loaded in mm.current_loaded_models)  # loaded by ComfyUI
+    unet = weakref.ref(model.patcher.model)
+    mm.unload_all_models()
+    assert not any(loaded.model is model.patcher for loaded in mm.current_loaded_models)
+    del model, out
+    gc.collect()
+    mm.cleanup_models_gc()
+    assert unet() is None  # freed

@@ -67,17 +67,6 @@ def video_facts(path: Path) -> dict:
                 "audio": len(c.streams.audio)}
 
 
-def test_long_video_workflow_keeps_every_frame_and_the_audio(server, object_info):
-    prompt = load_prompt("m3ddm_long_video_coarse_to_fine.json", object_info, "M3DDM Coarse-to-Fine Outpaint")
-    history = server.run(prompt, timeout=1200)
-    facts = video_facts(saved_video(server, history, "outpaint_0"))
-    assert facts["frames"] == 33 and facts["audio"] == 1
-    w, h = facts["size"]
-    assert w == 208 and abs(h / w - 16 / 9) < 0.02  # 208x120 landscape -> 9:16 portrait
-    review = video_facts(saved_video(server, history, "outpaint_comparison"))  # M3DDM Compare: source | result
-    assert review["frames"] == 33 and review["audio"] == 1 and review["size"] == (2 * w + 16, h)
-
-
 def test_streaming_workflow_keeps_count_fps_audio_and_the_original_pixels(server, object_info, tmp_path):
     """Workflow (d): Load Video -> M3DDM Outpaint Video -> Save Video, the output composited while it is written."""
     from m3ddm_core import probe, read_audio
@@ -115,19 +104,6 @@ def test_streaming_workflow_with_an_upscale_model_upscales_the_border_chunk_by_c
     assert abs(a[135:235] - b[135:235]).mean() < 2  # the original region did not
 
 
-def test_short_clip_workflow(server, object_info):
-    prompt = load_prompt("m3ddm_short_clip_16x9_to_9x16.json", object_info, "M3DDM Sample Clip")
-    facts = video_facts(saved_video(server, server.run(prompt, timeout=1200)))
-    assert facts["frames"] == 16 and facts["size"][0] == 208
-
-
-def test_upscale_chain_workflow(server, object_info):
-    prompt = load_prompt("m3ddm_upscale_chain.json", object_info, "M3DDM Coarse-to-Fine Outpaint",
-                         {"Load Upscale Model": {"model_name": TEST_UPSCALER}})
-    facts = video_facts(saved_video(server, server.run(prompt, timeout=1200)))
-    assert facts["frames"] == 33 and facts["size"][0] == 208
-
-
 def test_bad_input_is_an_execution_error_naming_our_node_and_the_server_lives_on(server, object_info):
     # a cut that only the frames can show to be wrong: an execution error naming the node
     prompt = load_prompt("m3ddm_long_video_coarse_to_fine.json", object_info, "M3DDM Coarse-to-Fine Outpaint",
@@ -151,7 +127,7 @@ def test_bad_input_is_an_execution_error_naming_our_node_and_the_server_lives_on
     del broken[canvas_id]["inputs"]["images"]
     status, body = server.queue(broken)
     assert status == 400 and canvas_id in body.get("node_errors", {})
-    assert server.get("/system_stats")["system"]["comfyui_version"] == "0.3.75"  # still serving
+    assert server.proc.poll() is None and server.get("/system_stats")["system"]["comfyui_version"]  # still serving
 
 
 def _saved_latent(server, history: dict):

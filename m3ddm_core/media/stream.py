@@ -58,9 +58,11 @@ def composite_frames(frames: Iterable[np.ndarray], latents: torch.Tensor, plan: 
 def write_outpainted(path, source, info: VideoInfo, start: int, count: int, plan: CanvasPlan, latents: torch.Tensor,
                      decode: DecodeFn, feather: int = 8, upscale: Optional[UpscaleFn] = None,
                      metadata: Optional[dict] = None, on_frame: Optional[Callable[[int], None]] = None,
-                     batch: int = DECODE_BATCH, codec: str = "h264") -> None:
+                     batch: int = DECODE_BATCH, codec: str = "h264", container_format: str = "mp4", crf: float = 18,
+                     preset: str = "medium", bit_depth: int = 8) -> None:
     """Write the outpainted frames ``start .. start+count-1`` of ``source`` (a file or stream, probed as ``info``)
-    to ``path`` as H.264 (or HEVC) with the source's audio of that range: each source frame read, its border
+    to ``path`` as H.264 (or HEVC, AV1; ``crf``, ``preset``, ``bit_depth``, in an MP4 or another
+    ``container_format`` FFmpeg muxes) with the source's audio of that range: each source frame read, its border
     decoded from ``latents`` ``[count, 4, h, w]`` ``batch`` frames at a time, optionally upscaled, composited and
     encoded. The output keeps what a player shows of the source: its colour matrix, range and tags, its frame
     timing (a variable-frame-rate source keeps every timestamp) and its audio layout. ``on_frame(written)`` runs
@@ -72,9 +74,9 @@ def write_outpainted(path, source, info: VideoInfo, start: int, count: int, plan
     time_base, pts = info.frame_pts(start, count) if info.vfr else (None, None)
     frames = composite_frames(read_frames(source, start, count), latents, plan, decode, feather, batch, upscale)
     # closing: a failed write lets go of the source at once, not when the traceback is collected
-    with closing(frames), VideoWriter(path, info.fps, ow, oh, audio=audio, container_format="mp4",
+    with closing(frames), VideoWriter(path, info.fps, ow, oh, audio=audio, container_format=container_format,
                                       metadata=metadata, colour=info.colour, pts=pts, time_base=time_base,
-                                      codec=codec) as writer:
+                                      codec=codec, crf=crf, preset=preset, bit_depth=bit_depth) as writer:
         for i, frame in enumerate(frames):
             writer.write(frame)
             if on_frame is not None:

@@ -44,6 +44,7 @@ _SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
 BT709, BT601 = 1, 6  # AVCOL_SPC_BT709, AVCOL_SPC_SMPTE170M
 LIMITED, FULL = 1, 2  # AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG
 UNSPECIFIED = 2  # AVCOL_PRI / AVCOL_TRC unspecified
+SMPTE2084, ARIB_STD_B67 = 16, 18  # AVCOL_TRC of HDR video: PQ and HLG
 
 
 def assumed_matrix(width: int, height: int) -> int:
@@ -277,18 +278,44 @@ def source_notes(info: VideoInfo) -> list[tuple[int, str]]:
     return notes
 
 
-def check_range(info: VideoInfo, start: int, count: int) -> tuple[int, int]:
-    """``(start, count)`` of frames to use; ``count`` 0 means to the end. Raises when the range leaves the video."""
+def check_range(info: VideoInfo, start: int, count: int, window: Optional[tuple[int, int]] = None) \
+        -> tuple[int, int]:
+    """``(start, count)`` of frames to use; ``count`` 0 means to the end. Raises when the range leaves the video.
+    ``window``: ``(first, frames)`` of the source the video is trimmed to (e.g. by ComfyUI's Video Slice); ``start``
+    counts from its first frame."""
     if start < 0 or count < 0:
         raise VideoFileError(f"start frame ({start}) and frame count ({count}) must not be negative")
-    if start >= info.frames:
-        raise VideoFileError(f"start frame {start} is past the end: the video has {info.frames} frames (0-"
-                             f"{info.frames - 1})")
-    available = info.frames - start
+    first, frames = window or (0, info.frames)
+    what = "the video has" if window is None else f"the trimmed video (source frames {first}-{first + frames - 1}) has"
+    if start >= frames:
+        raise VideoFileError(f"start frame {start} is past the end: {what} {frames} frames (0-{frames - 1})")
+    available = frames - start
     if count > available:
         raise VideoFileError(f"{count} frames from frame {start} run past the end: only {available} remain "
                              f"(set frame count to 0 for 'to the end')")
-    return start, count or available
+    return first + start, count or available
+
+
+def frames_in_window(info: VideoInfo, start: int, count: int, start_time: float, duration: float,
+                     origin: Fraction = Fraction(0)) -> Optional[tuple[int, int]]:
+    """``(start, count)`` of the frames of ``start .. start+count-1`` shown from ``start_time`` seconds for
+    ``duration`` seconds (0: to the end), times counted from ``origin`` on the file's clock; a negative
+    ``start_time`` counts back from the end of the range (ComfyUI's trim rules). None when no frame is shown in
+    that window."""
+    end = info.time_of(start + count) - origin
+    first = Fraction(start_time).limit_denominator(10 ** 9) if start_time else Fraction(0)
+    if first < 0:
+        first = max(end + first, Fraction(0))
+    last = first + Fraction(duration).limit_denominator(10 ** 9) if duration else None
+    shown = [i for i in range(start, start + count)
+             if info.time_of(i) - origin >= first and (last is None or info.time_of(i) - origin < last)]
+    return (shown[0], len(shown)) if shown else None
+
+
+def colour_space_name(colour: Colour) -> str:
+    """ComfyUI's name of a video's colour space: ``"HDR"`` (HLG transfer), ``"HDR PQ"`` (PQ transfer), else
+    ``"sRGB"`` (standard dynamic range, whatever its matrix)."""
+    return {ARIB_STD_B67: "HDR", SMPTE2084: "HDR PQ"}.get(colour.transfer, "sRGB")
 
 
 def to_rgb(frame: "av.VideoFrame", colour: Optional[Colour] = None) -> np.ndarray:
@@ -423,7 +450,11 @@ def lookahead_frames(width: int, height: int) -> int:
 # H.264 levels up to 5.2 allow 36,864 macroblocks a frame (4096x2304); larger frames need level 6, which many
 # phone and TV decoders refuse (HEVC's level 5.1 allows 8,912,896 luma samples, level 6 four times as many).
 H264_LEVEL52_MACROBLOCKS = 36864
-CODECS = {"h264": "libx264", "hevc": "libx265"}
+CODECS = {"h264": "libx264", "hevc": "libx265", "av1": "libsvtav1"}
+CONTAINERS = {"mp4": "mp4", "mkv": "matroska"}  # what a writer is asked for -> FFmpeg's muxer
+BIT_DEPTHS = {8: "yuv420p", 10: "yuv420p10le"}
+H264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
 
 
 def decoder_warning(width: int, height: int, codec: str = "h264") -> Optional[str]:
@@ -453,7 +484,8 @@ def _aac_takes(layout: str, rate: int) -> bool:
 
 
 class VideoWriter:
-    """Write frames to ``path`` as H.264 (or HEVC) 4:2:0 with optional audio; the file appears only when complete.
+    """Write frames to ``path`` as H.264 (or HEVC, AV1) 4:2:0 with optional audio; the file appears only when
+    complete.
 
     Frames go to a temporary file beside ``path`` that replaces it on a clean exit and is removed on any error,
     so an interrupted or failed write never leaves a finished-looking video. ``path`` may also be a binary
@@ -462,7 +494,7 @@ class VideoWriter:
     ``colour``: the RGB -> Y'CbCr matrix and range the frames are converted with, and the tags the file carries
     (a source's :class:`Colour` keeps its original region looking the same in a player); default BT.601 limited.
     ``pts`` (with ``time_base``): each frame's timestamp, for variable-frame-rate sources; else frames are
-    ``1/fps`` apart. 8-bit output whatever the source (what phones and TVs decode).
+    ``1/fps`` apart. ``bit_depth``: 8 (default, what every phone and TV decodes, whatever the source) or 10.
 
     ``audio`` is ``(waveform [channels, samples] float32, rate)`` or an :class:`AudioTrack`; it is encoded as the
     video advances (``AUDIO_AHEAD`` seconds ahead of it), so the file is interleaved and a long track is never
@@ -476,11 +508,13 @@ class VideoWriter:
                  audio: Union[None, tuple[np.ndarray, int], AudioTrack] = None,
                  container_format: Optional[str] = None, crf: int = 18, metadata: Optional[dict] = None,
                  preset: str = "medium", colour: Optional[Colour] = None, pts: Optional[Sequence[int]] = None,
-                 time_base: Optional[Fraction] = None, codec: str = "h264"):
+                 time_base: Optional[Fraction] = None, codec: str = "h264", bit_depth: int = 8):
         if odd_side((height, width)) is not None:
             raise VideoFileError(f"H.264 and HEVC need even frame sizes, the output is {width}x{height}")
         if codec not in CODECS:
             raise VideoFileError(f"codec {codec!r} is unknown; use one of {', '.join(CODECS)}")
+        if bit_depth not in BIT_DEPTHS:
+            raise VideoFileError(f"bit depth {bit_depth} cannot be written; use {' or '.join(map(str, BIT_DEPTHS))}")
         if pts is not None and time_base is None:
             raise ValueError("pts need their time_base")
         self.target = path
@@ -490,7 +524,7 @@ class VideoWriter:
         self._downmix = None
         self.fps = Fraction(fps).limit_denominator(1001 * 1000)
         self.size, self.format, self.crf, self.preset = (width, height), container_format, crf, preset
-        self.colour, self.codec = colour or Colour(), codec
+        self.colour, self.codec, self.pix_fmt = colour or Colour(), codec, BIT_DEPTHS[bit_depth]
         self.pts, self.time_base = (list(pts), Fraction(time_base)) if pts is not None else (None, None)
         self.temp: Optional[Path] = None
         self.container = self.stream = None
@@ -513,18 +547,20 @@ class VideoWriter:
             self.container.metadata[key] = value if isinstance(value, str) else json.dumps(value)
         self.stream = self.container.add_stream(CODECS[self.codec], rate=self.fps)
         self.stream.width, self.stream.height = self.size
-        self.stream.pix_fmt = "yuv420p"
+        self.stream.pix_fmt = self.pix_fmt
         context = self.stream.codec_context
         context.colorspace, context.color_range = self.colour.matrix, self.colour.range
         context.color_primaries, context.color_trc = self.colour.primaries, self.colour.transfer
         if self.pts is not None:
             context.time_base = self.time_base
         if self.codec == "hevc":
-            self.stream.options = {"crf": str(self.crf), "preset": self.preset, "x265-params": "log-level=error:"
+            self.stream.options = {"crf": f"{self.crf:g}", "preset": self.preset, "x265-params": "log-level=error:"
                                    f"rc-lookahead={lookahead_frames(*self.size)}"}
             self.stream.codec_tag = "hvc1"  # what Apple players want in MP4
+        elif self.codec == "av1":  # SVT-AV1 presets are numbers (0 slowest .. 13 fastest), not x264's names
+            self.stream.options = {"crf": str(round(self.crf)), "preset": self.preset if self.preset.isdigit() else "8"}
         else:
-            self.stream.options = {"crf": str(self.crf), "preset": self.preset,
+            self.stream.options = {"crf": f"{self.crf:g}", "preset": self.preset,
                                    "rc-lookahead": str(lookahead_frames(*self.size))}
         self.audio_stream = None
         if self.audio is not None:  # every stream must exist before the first packet is muxed
@@ -541,7 +577,7 @@ class VideoWriter:
 
     def write(self, frame: np.ndarray) -> None:
         out = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(
-            format="yuv420p", dst_colorspace=self.colour.sws_matrix, dst_color_range=self.colour.range)
+            format=self.pix_fmt, dst_colorspace=self.colour.sws_matrix, dst_color_range=self.colour.range)
         if self.pts is not None:
             out.pts, out.time_base = self.pts[self.frames], self.time_base
         for packet in self.stream.encode(out):
