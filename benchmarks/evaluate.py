@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import tempfile
 import uuid
@@ -118,13 +120,17 @@ def main(argv: list[str] | None = None) -> None:
 
 def evaluate_on(server: ComfyServer, videos: list[Path], model: str, vae: str, args: argparse.Namespace) -> None:
     """Run the protocol on a running ``server`` that lists ``model`` and ``vae``; prints the reports and the means.
-    The videos are linked into its input folder under names of their own."""
+    The videos are put into its input folder under names of their own (hard links where the file system allows:
+    current ComfyUI refuses input files that resolve outside the input folder, so no symbolic links)."""
     rows: dict[float, list[dict]] = {r: [] for r in args.mask_ratio}
     clips: dict[float, tuple[list, list]] = {r: ([], []) for r in args.mask_ratio}
     run_id = uuid.uuid4().hex[:8]
     for i, v in enumerate(videos):
         name = f"eval_{run_id}_{i:04d}{v.suffix}"
-        (server.input / name).symlink_to(v.resolve())
+        try:
+            os.link(v, server.input / name)
+        except OSError:  # another file system
+            shutil.copyfile(v, server.input / name)
         for ratio in args.mask_ratio:
             prefix = f"eval/{run_id}_{i:04d}_{ratio:g}" if args.i3d else None
             hist = server.run(prompt_for(name, model, vae, ratio, args, prefix), args.timeout)

@@ -275,10 +275,16 @@ def test_workflow_loads_in_the_real_frontend(server, page, frontend, path):
 
 
 # What the page changes before it queues a workflow: the test models the server has (tests/comfy_env.py) and
-# plumbing settings (a 128 canvas, two steps, one guidance branch), set on the widgets as a user would.
+# plumbing settings (a 128 canvas, two steps, one guidance branch), set on the widgets as a user would; a seed of
+# each ComfyUI + frontend pair's own, so that no pair's prompt is answered from the server's cache of another's.
 TEST_MODELS = {"M3DDM_LoadModel": {"model_name": TEST_MODEL}, "VAELoader": {"vae_name": "taesd"},
                "UpscaleModelLoader": {"model_name": TEST_UPSCALER}}
 PLUMBING = {"steps": 2, "seed": 7, "context_guidance": 1.0, "global_guidance": 1.0, "working_size": 128}
+def _plumbing(frontend) -> dict:
+    import zlib
+    return dict(PLUMBING, seed=zlib.crc32(f"{frontend[0]} {frontend[1]}".encode()) % 10_000)
+
+
 SET_WIDGETS_JS = """([byType, anywhere]) => {
     const changed = [];
     for (const n of (window.app.graph.nodes ?? window.app.graph._nodes)) {
@@ -304,6 +310,28 @@ def _videos(output: Path) -> set[Path]:
     return {p for p in output.rglob("*.mp4") if not p.name.startswith(".")}
 
 
+def _run_from_page(server, page, version: str) -> tuple[dict, list[Path]]:
+    """Press Run (the frontend's Queue command) and wait for the prompt: ``(its history, the videos it wrote)``."""
+    import time
+    before, videos_before = set(server.get("/history")), _videos(server.output)
+    page.evaluate("() => window.app.extensionManager.command.execute('Comfy.QueuePrompt')")
+    t0 = time.time()
+    while time.time() - t0 < 900:
+        new = {k: v for k, v in server.get("/history").items() if k not in before}
+        done = [v for v in new.values() if v.get("status", {}).get("completed") is not None]
+        if done:
+            history = done[0]
+            assert history["status"]["status_str"] == "success", json.dumps(history["status"])[:3000]
+            return history, sorted(_videos(server.output) - videos_before)
+        if not new and time.time() - t0 > 10:
+            queue = server.get("/queue")
+            if not queue["queue_running"] and not queue["queue_pending"]:  # refused: the page says why
+                pytest.fail(f"nothing was queued from {version}: {page.evaluate(VISIBLE_BLOCKERS_JS)}\n"
+                            f"{server.log()[-2000:]}")
+        time.sleep(1)
+    pytest.fail("the queued workflow did not finish in 900 s")
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_queued_from_the_frontend_writes_its_videos(server, page, frontend, path):
     """What a user does: load the workflow, pick the models they have, press Run. The frontend converts the graph
@@ -313,28 +341,10 @@ def test_workflow_queued_from_the_frontend_writes_its_videos(server, page, front
     workflow = json.loads(path.read_text())
     page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
     page.wait_for_timeout(1000)
-    changed = page.evaluate(SET_WIDGETS_JS, [TEST_MODELS, PLUMBING])
+    changed = page.evaluate(SET_WIDGETS_JS, [TEST_MODELS, _plumbing(frontend)])
     assert any(c.endswith(".model_name") for c in changed) and any(c.endswith(".steps") for c in changed), changed
-    before, videos_before = set(server.get("/history")), _videos(server.output)
-    page.evaluate("() => window.app.extensionManager.command.execute('Comfy.QueuePrompt')")
-    import time
-    t0, history = time.time(), None
-    while time.time() - t0 < 900:
-        new = {k: v for k, v in server.get("/history").items() if k not in before}
-        done = [v for v in new.values() if v.get("status", {}).get("completed") is not None]
-        if done:
-            history = done[0]
-            break
-        if not new and time.time() - t0 > 10:
-            queue = server.get("/queue")
-            if not queue["queue_running"] and not queue["queue_pending"]:  # refused: the page says why
-                pytest.fail(f"nothing was queued from {version}: {page.evaluate(VISIBLE_BLOCKERS_JS)}\n"
-                            f"{server.log()[-2000:]}")
-        time.sleep(1)
-    assert history is not None, "the queued workflow did not finish in 900 s"
-    assert history["status"]["status_str"] == "success", json.dumps(history["status"])[:3000]
+    history, written = _run_from_page(server, page, version)
     page.screenshot(path=str(ARTIFACTS / f"run_{comfy}_{version}_{path.stem}.png"), timeout=120_000)
-    written = sorted(_videos(server.output) - videos_before)
     expected = EXPECTED_VIDEOS[path.stem]
     assert len(written) == len(expected), written
     import av
@@ -347,3 +357,42 @@ def test_workflow_queued_from_the_frontend_writes_its_videos(server, page, front
                    len(c.streams.audio))
         assert got == (frames, size, audio), (match[0].name, got)
     assert page.page_errors == [], page.page_errors
+
+
+SAVE_VIDEO_CHOICES_JS = """async ([codec, encoding, crf]) => {
+    const n = (window.app.graph.nodes ?? window.app.graph._nodes).find(n => n.type === 'SaveVideo');
+    const pick = async (name, value) => {
+        const w = n.widgets.find(w => w.name === name);
+        if (!w) throw new Error(`Save Video has no widget ${name}: ${n.widgets.map(w => w.name)}`);
+        w.value = value; w.callback?.(value);
+        await new Promise(r => setTimeout(r, 300));  // the chosen option's widgets appear
+    };
+    await pick('codec', codec); await pick('codec.encoding', encoding); await pick('codec.encoding.crf', crf);
+    return n.widgets.map(w => [w.name, w.value]);
+}"""
+
+
+def test_save_video_options_chosen_in_the_frontend_reach_the_streamed_output(server, page, frontend):
+    """Save Video's dynamic combo (current ComfyUI): H.264, re-encode, crf 30 chosen on its widgets after M3DDM
+    Outpaint Video. The harness's converter reads the saved widget values as the frontend converts them, and the
+    video the frontend queued was encoded with that crf (x264 records its settings in the stream)."""
+    comfy, version, root = frontend
+    if comfy == "floor":
+        pytest.skip("ComfyUI 0.3.75's Save Video has no encoding options (a plain codec combo)")
+    workflow = json.loads((REPO / "workflows" / "m3ddm_long_video_streaming.json").read_text())
+    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
+    page.wait_for_timeout(1000)
+    page.evaluate(SET_WIDGETS_JS, [TEST_MODELS, _plumbing(frontend)])
+    widgets = page.evaluate(SAVE_VIDEO_CHOICES_JS, ["h264", "re-encode", 30])
+    assert ["codec.encoding.crf", 30] in widgets, widgets
+    converted = page.evaluate("async () => await window.app.graphToPrompt()")
+    info = server.get("/object_info")
+    ours = workflow_to_api(converted["workflow"], info)
+    save = next(k for k, v in converted["output"].items() if v["class_type"] == "SaveVideo")
+    assert ours[save]["inputs"] == converted["output"][save]["inputs"]
+    assert converted["output"][save]["inputs"]["codec.encoding.crf"] == 30
+    history, written = _run_from_page(server, page, version)
+    assert len(written) == 1, written
+    data = written[0].read_bytes()
+    settings = data[data.index(b"x264 - core"):][:2000]
+    assert b" crf=30.0 " in settings, settings[:400]

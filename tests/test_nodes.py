@@ -723,3 +723,88 @@ def test_the_model_is_managed_as_core_manages_its_own(node_classes, models_dir, 
     gc.collect()
     mm.cleanup_models_gc()
     assert unet() is None  # freed
+
+
+_API_PROBE = r"""
+import importlib, inspect, json, sys
+sys.path.insert(0, sys.argv[1])
+import comfy.cli_args
+comfy.cli_args.args.cpu = True
+missing = []
+for module, chain, kwargs in json.loads(sys.stdin.read()):
+    try:
+        target = importlib.import_module(module)
+        for part in [p for p in chain.split(".") if p]:
+            if not hasattr(target, part) and inspect.ismodule(target):  # a submodule not imported yet
+                importlib.import_module(f"{target.__name__}.{part}")
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        missing.append(f"{module}:{chain} ({exc})")
+        continue
+    if kwargs and callable(target):
+        try:
+            params = inspect.signature(target).parameters
+        except (TypeError, ValueError):
+            continue
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            missing += [f"{module}:{chain}({k}=)" for k in kwargs if k not in params]
+print(json.dumps(missing))
+"""
+
+
+def _comfy_api_uses() -> list:
+    """Every name of ComfyUI (comfy_api.latest, comfy, comfy_extras, folder_paths) the node layer reaches, with
+    the keywords it calls it with: ``(module, attribute chain, keywords)``."""
+    import ast
+    uses = set()
+    for path in sorted((REPO / "nodes").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        roots = {}  # local name -> (module, attribute prefix)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in COMFY_PACKAGES:
+                for a in node.names:
+                    roots[a.asname or a.name] = (node.module, a.name)
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.split(".")[0] in COMFY_PACKAGES:
+                        roots[a.asname or a.name.split(".")[0]] = (a.name if a.asname else a.name.split(".")[0], "")
+        uses.update((module, name, ()) for module, name in roots.values())
+        calls = {id(n.func): n for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute):
+                continue
+            parts, base = [], node
+            while isinstance(base, ast.Attribute):
+                parts.insert(0, base.attr)
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in roots:
+                module, prefix = roots[base.id]
+                call = calls.get(id(node))
+                kwargs = tuple(sorted(k.arg for k in call.keywords if k.arg)) if call else ()
+                uses.add((module, ".".join(p for p in [prefix, *parts] if p), kwargs))
+    return sorted(uses)
+
+
+COMFY_PACKAGES = {"comfy", "comfy_api", "comfy_extras", "folder_paths", "latent_preview"}
+
+
+@pytest.mark.parametrize("which", ["current", "floor"])
+def test_every_comfyui_feature_the_nodes_use_exists_in_the_floor_and_the_current_release(which):
+    """The V3 schema features, VIDEO types and comfy modules the node layer names (with the keywords it passes)
+    exist in ComfyUI 0.3.75 (pyproject's requires-comfyui) and 0.33.0, each checked in its own interpreter."""
+    import json
+    import subprocess
+
+    from comfy_env import COMFY_DIR, FLOOR_COMFY_DIR, require_comfyui
+    require_comfyui()
+    comfy_dir = COMFY_DIR if which == "current" else FLOOR_COMFY_DIR
+    if not (comfy_dir / "main.py").is_file():
+        pytest.fail(f"no ComfyUI at {comfy_dir}; run bash scripts/setup_env.sh")
+    uses = _comfy_api_uses()
+    # the scan sees calls and their keywords, and the model management the nodes call
+    assert any(chain == "io.Combo.Input" and "tooltip" in kw for _, chain, kw in uses), uses
+    assert ("comfy.model_management", "load_models_gpu", ("force_full_load", "memory_required")) in uses, uses
+    run = subprocess.run([sys.executable, "-c", _API_PROBE, str(comfy_dir)], input=json.dumps(uses),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == [], f"missing in {comfy_dir.name}"
