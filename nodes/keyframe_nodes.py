@@ -13,6 +13,7 @@ import re
 
 import torch
 from comfy_api.latest import io
+from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..m3ddm_core import (composite, content_hash, decode_latents, encode_video, output_to_canvas, resume_key,
                           run_key, run_passes, run_plan)
@@ -114,13 +115,19 @@ class M3DDMContinue(io.ComfyNode):
             display_name="M3DDM Continue",
             category="M3DDM",
             description="Finishes a run started by M3DDM Keyframe Preview: the key frames come from its pass "
-                        "store, the finer levels are sampled guided by them. Unedited, the result equals one "
-                        "Coarse-to-Fine run of the same inputs; an edited key frame (same count and order as the "
-                        "preview) is brought back onto the working canvas, encoded and used as that frame.",
+                        "store, the finer levels are sampled guided by them. The review gate: while 'render' is "
+                        "off, a Run stops here (the key frames are previewed, nothing after this node runs); judge "
+                        "them, switch 'render' on and Run again. Unedited, the result equals one Coarse-to-Fine run "
+                        "of the same inputs; an edited key frame (same count and order as the preview) is brought "
+                        "back onto the working canvas, encoded and used as that frame.",
             inputs=[
                 M3DDMKeyframesType.Input("keyframes", tooltip="From M3DDM Keyframe Preview."),
                 M3DDMModelType.Input("m3ddm_model", tooltip="The same model as the preview's."),
                 io.Vae.Input("vae", tooltip="The same VAE as the preview's."),
+                io.Boolean.Input("render", default=False,
+                                 tooltip="Off: the Run stops after the key frames (review them in the preview). On: "
+                                         "sample the rest and go on to the composite and Save Video. Nothing is "
+                                         "sampled twice."),
                 io.Image.Input("edited", optional=True,
                                tooltip="Optional: the preview's key frames with some of them changed (repainted, "
                                        "retouched). Frames equal to the preview are kept as sampled."),
@@ -133,8 +140,13 @@ class M3DDMContinue(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, keyframes, m3ddm_model, vae, edited=None) -> io.NodeOutput:
+    def execute(cls, keyframes, m3ddm_model, vae, render=False, edited=None) -> io.NodeOutput:
         kf = keyframes
+        if not render:  # the review gate: what depends on this node waits, without an error
+            log.info("[%s] stopped for review: %d key frame(s) previewed; switch 'render' on and Run again to "
+                     "sample the other %d pass(es)", CONTINUE, len(kf.frames),
+                     len(kf.video_plan) - len(runtime.pass_store(kf.store_key).done()))
+            return io.NodeOutput(ExecutionBlocker(None), ExecutionBlocker(None))  # None: blocked silently
         overrides = {}
         if edited is not None:
             edited = rgb_frames(edited, CONTINUE).float().cpu()

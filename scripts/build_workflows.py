@@ -169,7 +169,7 @@ KEYFRAMES = COMMON + [
     {"id": 10, "type": "PreviewImage", "title": "Preview Image (key frames: judge, then continue)", "pos": (3, 1),
      "links": {"images": (6, 0)}},
     {"id": 11, "type": "M3DDM_Continue", "title": "M3DDM Continue", "pos": (4, 0),
-     "links": {"keyframes": (6, 2), "m3ddm_model": (3, 0), "vae": (4, 0)}},
+     "links": {"keyframes": (6, 2), "m3ddm_model": (3, 0), "vae": (4, 0)}, "widgets": [False]},
     *composite_and_save((11, 0), 5, "m3ddm/outpaint_from_keyframes"),
     {"id": 12, "type": "M3DDM_QualityCheck", "title": "M3DDM Quality Check", "pos": (5, 1),
      "links": {"images": (7, 0), "canvas": (5, 0)}, "widgets": ["auto", "fixed"]},
@@ -192,10 +192,11 @@ WORKFLOWS = {
                                         "Save Video composites each frame at native resolution while it writes "
                                         "(source audio and fps kept). Shots are detected while the file is read. "
                                         "Set start_frame / frame_count for a part."),
-    "m3ddm_keyframes_preview_continue.json": (KEYFRAMES, "Review before the long render: M3DDM Keyframe Preview "
-                                              "samples only each shot's key frames (the sparsest level, which guides "
-                                              "the rest) and shows them. Happy? Queue again with M3DDM Continue "
-                                              "enabled: nothing is sampled twice. Not happy? Re-roll a shot "
+    "m3ddm_keyframes_preview_continue.json": (KEYFRAMES, "Review before the long render. Run 1: M3DDM Keyframe "
+                                              "Preview samples only each shot's key frames (the sparsest level, which "
+                                              "guides the rest) and shows them; the run stops at M3DDM Continue, "
+                                              "whose 'render' is off. Happy? Switch 'render' on and Run again: the "
+                                              "rest is sampled (nothing twice), composited and saved. Not happy? Re-roll a shot "
                                               "(shot_seeds, e.g. 2:1234) or repaint a key frame and connect the edited "
                                               "batch to Continue's 'edited' input. M3DDM Quality Check then scores the "
                                               "result (seam, flicker, colour drift) without ground truth."),

@@ -279,7 +279,8 @@ def test_workflow_loads_in_the_real_frontend(server, page, frontend, path):
 # each ComfyUI + frontend pair's own, so that no pair's prompt is answered from the server's cache of another's.
 TEST_MODELS = {"M3DDM_LoadModel": {"model_name": TEST_MODEL}, "VAELoader": {"vae_name": "taesd"},
                "UpscaleModelLoader": {"model_name": TEST_UPSCALER}}
-PLUMBING = {"steps": 2, "seed": 7, "context_guidance": 1.0, "global_guidance": 1.0, "working_size": 128}
+PLUMBING = {"steps": 2, "seed": 7, "context_guidance": 1.0, "global_guidance": 1.0, "working_size": 128,
+            "render": True}  # M3DDM Continue's review gate open: one Run renders (the gate has its own test)
 def _plumbing(frontend) -> dict:
     import zlib
     return dict(PLUMBING, seed=zlib.crc32(f"{frontend[0]} {frontend[1]}".encode()) % 10_000)
@@ -396,3 +397,35 @@ def test_save_video_options_chosen_in_the_frontend_reach_the_streamed_output(ser
     data = written[0].read_bytes()
     settings = data[data.index(b"x264 - core"):][:2000]
     assert b" crf=30.0 " in settings, settings[:400]
+
+
+def test_the_review_workflow_stops_after_the_key_frames_then_renders_the_rest(server, page, frontend):
+    """Workflow (e) as its Note says: Run 1 samples and shows only the key frames and stops at M3DDM Continue (its
+    'render' off, as shipped): no video. Switch 'render' on, Run again: only the rest is sampled (the preview is
+    not run again) and Save Video writes the whole video."""
+    comfy, version, root = frontend
+    workflow = json.loads((REPO / "workflows" / "m3ddm_keyframes_preview_continue.json").read_text())
+    cont = next(n for n in workflow["nodes"] if n["type"] == "M3DDM_Continue")
+    assert cont["widgets_values"] == [False], "the shipped review gate is closed"
+    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
+    page.wait_for_timeout(1000)
+    gate = dict(_plumbing(frontend), strides="15,5,1")  # three levels on the 33-frame clip: key frames 0, 15, 30, 32
+    del gate["render"]
+    page.evaluate(SET_WIDGETS_JS, [TEST_MODELS, gate])
+    log_start = len(server.log())
+    history, written = _run_from_page(server, page, version)
+    first = server.log()[log_start:]
+    assert written == [], written  # stopped: nothing after Continue ran
+    assert "[M3DDM_KeyframePreview] 4 key frames of 33 frames" in first, first[-3000:]
+    assert "[M3DDM_Continue] stopped for review" in first
+    shown = [f for out in history["outputs"].values() for f in out.get("images", [])]
+    assert len(shown) == 4, shown  # the key frames in Preview Image (the quality plot did not run)
+    changed = page.evaluate(SET_WIDGETS_JS, [{}, {"render": True}])  # the toggle on M3DDM Continue
+    assert changed == ["M3DDM_Continue.render"], changed
+    log_start = len(server.log())
+    history, written = _run_from_page(server, page, version)
+    second = server.log()[log_start:]
+    assert "[M3DDM_KeyframePreview]" not in second  # not run again
+    done = re.search(r"\[M3DDM_Continue\] sampled (\d+) of (\d+) passes \((\d+) from the preview\)", second)
+    assert done and int(done[3]) >= 1 and int(done[1]) == int(done[2]) - int(done[3]) >= 1, second[-3000:]
+    assert len(written) == 1 and written[0].name.startswith("outpaint_from_keyframes"), written

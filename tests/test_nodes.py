@@ -247,19 +247,25 @@ def test_keyframe_preview_then_continue_equals_coarse_to_fine_and_an_edit_guides
     assert keys[0] == 0 and keys[1] == 15 and preview.shape == (len(keys), *canvas.plan.output_hw, 3)
     y, x = canvas.plan.content_out_yx
     assert torch.equal(preview[:, y:y + 120, x:x + 208], frames[keys])  # the originals in the preview untouched
-    generated, latent = _run(node_classes["M3DDM_Continue"], keyframes=state, m3ddm_model=model, vae=vae)
+    # the review gate: with render off the run stops here, nothing after Continue runs and nothing is sampled
+    from comfy_execution.graph_utils import ExecutionBlocker
+    gate = _run(node_classes["M3DDM_Continue"], keyframes=state, m3ddm_model=model, vae=vae, render=False)
+    assert len(gate) == 2 and all(isinstance(o, ExecutionBlocker) and o.message is None for o in gate)
+    generated, latent = _run(node_classes["M3DDM_Continue"], keyframes=state, m3ddm_model=model, vae=vae,
+                             render=True)
     whole, whole_latent = _run(node_classes["M3DDM_CoarseToFine"], m3ddm_model=model, vae=vae, canvas=canvas,
                                **sampling)
     assert torch.equal(latent["samples"], whole_latent["samples"])
     edited = preview.clone()
     edited[1, :y] = torch.tensor([1.0, 0.0, 0.0])  # key frame 15's top border painted red
     _, edited_latent = _run(node_classes["M3DDM_Continue"], keyframes=state, m3ddm_model=model, vae=vae,
-                            edited=edited)
+                            render=True, edited=edited)
     changed = [i for i in range(40) if not torch.equal(edited_latent["samples"][i], latent["samples"][i])]
     assert 15 in changed and all(f not in changed for f in keys if f != 15)  # the other key frames as previewed
     assert any(f in changed for f in (14, 16))  # the frames around it are guided by the edit
     with pytest.raises(ValueError, match=r"\[M3DDM_Continue\] edited has shape"):
-        _run(node_classes["M3DDM_Continue"], keyframes=state, m3ddm_model=model, vae=vae, edited=edited[:1])
+        _run(node_classes["M3DDM_Continue"], keyframes=state, m3ddm_model=model, vae=vae, render=True,
+             edited=edited[:1])
     with pytest.raises(ValueError, match=r"\[M3DDM_KeyframePreview\] shot_seeds: shot 3 does not exist"):
         _run(node_classes["M3DDM_KeyframePreview"], m3ddm_model=model, vae=vae, canvas=canvas, feather=8,
              shot_seeds="3:5", **sampling)
@@ -785,7 +791,7 @@ def _comfy_api_uses() -> list:
     return sorted(uses)
 
 
-COMFY_PACKAGES = {"comfy", "comfy_api", "comfy_extras", "folder_paths", "latent_preview"}
+COMFY_PACKAGES = {"comfy", "comfy_api", "comfy_execution", "comfy_extras", "folder_paths", "latent_preview"}
 
 
 @pytest.mark.parametrize("which", ["current", "floor"])

@@ -232,8 +232,10 @@ def test_workflow_templates_lists_every_workflow_of_the_pack(server):
 def test_keyframe_workflow_previews_then_continues_to_the_coarse_to_fine_result(server, object_info):
     """Workflow (e): the key frames first (previewed), then M3DDM Continue: the same latents as workflow (b)'s
     Coarse-to-Fine with the same settings, the video saved with every frame; an edited batch of key frames
-    (core Invert Image between the preview and Continue) is used instead."""
-    prompt = load_prompt("m3ddm_keyframes_preview_continue.json", object_info, "M3DDM Keyframe Preview")
+    (core Invert Image between the preview and Continue) is used instead. One prompt with Continue's review gate
+    open (render on); the two Runs of the gate are tests/test_frontend.py's."""
+    prompt = load_prompt("m3ddm_keyframes_preview_continue.json", object_info, "M3DDM Keyframe Preview",
+                         {"M3DDM Continue": {"render": True}})
     cont = next(k for k, v in prompt.items() if v["class_type"] == "M3DDM_Continue")
     prompt["99"] = {"class_type": "SaveLatent", "inputs": {"samples": [cont, 1], "filename_prefix": "m3ddm/from_keys"}}
     history = server.run(prompt, timeout=1200)
