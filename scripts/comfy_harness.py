@@ -131,9 +131,15 @@ class ComfyServer:
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
 
-    def queue(self, prompt: dict, client_id: Optional[str] = None) -> tuple[int, Any]:
-        """Queue a prompt; ``client_id`` routes its progress messages to that websocket client."""
-        return self.post("/prompt", {"prompt": prompt, **({"client_id": client_id} if client_id else {})})
+    def queue(self, prompt: dict, client_id: Optional[str] = None, workflow: Optional[dict] = None) \
+            -> tuple[int, Any]:
+        """Queue a prompt; ``client_id`` routes its progress messages to that websocket client; ``workflow`` (the
+        UI-format graph) is stored in what the output nodes save, as the frontend sends it, so that dropping a
+        saved file back into ComfyUI gives the graph."""
+        body = {"prompt": prompt, **({"client_id": client_id} if client_id else {})}
+        if workflow is not None:
+            body["extra_data"] = {"extra_pnginfo": {"workflow": workflow}}
+        return self.post("/prompt", body)
 
     def wait(self, prompt_id: str, timeout: float = 1800) -> dict:
         t0 = time.time()
@@ -146,8 +152,9 @@ class ComfyServer:
             time.sleep(0.5)
         raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
 
-    def run(self, prompt: dict, timeout: float = 1800, client_id: Optional[str] = None) -> dict:
-        status, body = self.queue(prompt, client_id)
+    def run(self, prompt: dict, timeout: float = 1800, client_id: Optional[str] = None,
+            workflow: Optional[dict] = None) -> dict:
+        status, body = self.queue(prompt, client_id, workflow)
         if status != 200:
             raise RuntimeError(f"ComfyUI refused the prompt ({status}): {json.dumps(body)[:3000]}")
         return self.wait(body["prompt_id"], timeout)

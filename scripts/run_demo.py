@@ -131,7 +131,8 @@ def main() -> int:
     t0 = time.time()
     with server:
         server.start()
-        prompt = workflow_to_api(json.loads(workflow.read_text()), server.get("/object_info"), overrides)
+        graph = json.loads(workflow.read_text())
+        prompt = workflow_to_api(graph, server.get("/object_info"), overrides)
         client_id, stop = uuid.uuid4().hex, threading.Event()
         names = {k: v.get("_meta", {}).get("title", v["class_type"]) for k, v in prompt.items()}
         watcher = threading.Thread(target=watch_progress, args=(server.base, client_id, stop, names), daemon=True)
@@ -139,7 +140,8 @@ def main() -> int:
         time.sleep(0.5)  # connected before the first progress message
         print(f"running workflow {workflow.name} ({steps} steps per pass) ...", flush=True)
         try:
-            history = server.run(prompt, timeout=6 * 3600, client_id=client_id)
+            # the graph goes into the mp4, as the frontend puts it there: drop the video into ComfyUI to get it back
+            history = server.run(prompt, timeout=6 * 3600, client_id=client_id, workflow=graph)
         finally:
             stop.set()
             watcher.join(timeout=5)

@@ -311,6 +311,18 @@ def _videos(output: Path) -> set[Path]:
     return {p for p in output.rglob("*.mp4") if not p.name.startswith(".")}
 
 
+def _drop_back(page, video: Path) -> list[str]:
+    """Drop a saved video into the page, as a user drags it onto the canvas: the node types of the graph it
+    loads (the workflow the video carries)."""
+    import base64
+    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", EMPTY_WORKFLOW)
+    page.evaluate("""async (b64) => { const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        await window.app.handleFile(new File([bytes], 'dropped.mp4', {type: 'video/mp4'})); }""",
+                  base64.b64encode(video.read_bytes()).decode())
+    page.wait_for_timeout(1500)
+    return page.evaluate("() => (window.app.graph.nodes ?? window.app.graph._nodes).map(n => n.type).sort()")
+
+
 def _run_from_page(server, page, version: str) -> tuple[dict, list[Path]]:
     """Press Run (the frontend's Queue command) and wait for the prompt: ``(its history, the videos it wrote)``."""
     import time
@@ -397,6 +409,8 @@ def test_save_video_options_chosen_in_the_frontend_reach_the_streamed_output(ser
     data = written[0].read_bytes()
     settings = data[data.index(b"x264 - core"):][:2000]
     assert b" crf=30.0 " in settings, settings[:400]
+    # the streamed output carries the workflow: dropped back, it gives the graph
+    assert _drop_back(page, written[0]) == sorted(n["type"] for n in workflow["nodes"])
 
 
 def test_the_review_workflow_stops_after_the_key_frames_then_renders_the_rest(server, page, frontend):
@@ -429,3 +443,4 @@ def test_the_review_workflow_stops_after_the_key_frames_then_renders_the_rest(se
     done = re.search(r"\[M3DDM_Continue\] sampled (\d+) of (\d+) passes \((\d+) from the preview\)", second)
     assert done and int(done[3]) >= 1 and int(done[1]) == int(done[2]) - int(done[3]) >= 1, second[-3000:]
     assert len(written) == 1 and written[0].name.startswith("outpaint_from_keyframes"), written
+    assert _drop_back(page, written[0]) == sorted(n["type"] for n in workflow["nodes"])  # the video gives the graph
