@@ -52,9 +52,10 @@ class M3DDMKeyframePreview(io.ComfyNode):
             display_name="M3DDM Keyframe Preview",
             category="M3DDM",
             description="Samples only each shot's key frames -- the sparsest level of Coarse-to-Fine, which guides "
-                        "everything after it (2 of 33 passes for 450 frames) -- and shows them composited, so a long "
-                        "render can be judged before it runs. Re-roll a shot with shot_seeds, repaint a key frame "
-                        "in any node, then finish with M3DDM Continue (nothing is sampled twice).",
+                        "everything after it (1 of 33 passes for 450 frames; a short shot: its first clip) -- and "
+                        "shows them composited, so a long render can be judged before it runs. Re-roll a shot with "
+                        "shot_seeds, repaint a key frame in any node, then finish with M3DDM Continue (nothing is "
+                        "sampled twice).",
             inputs=[
                 M3DDMModelType.Input("m3ddm_model", tooltip="From Load M3DDM Model."),
                 io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE."),
@@ -90,7 +91,7 @@ class M3DDMKeyframePreview(io.ComfyNode):
         key = resume_key(content_hash(frames), encoded, model, settings, fps, strides, schedule)
         if seeds:
             key = run_key(run=key, shot_seeds=sorted(seeds.items()))
-        first = passes.first_level()
+        first = passes.preview_passes()
         callback = runtime.progress_callback(max(1, len(first) * settings.steps), model.device)
         try:
             with node_errors(PREVIEW):
@@ -101,7 +102,11 @@ class M3DDMKeyframePreview(io.ComfyNode):
         except torch.cuda.OutOfMemoryError as exc:
             raise runtime.oom_hint(exc, PREVIEW) from exc
         preview = composite(frames[keys].float().cpu(), canvases, plan, feather)
-        log.info("[%s] %d key frames of %d frames: %s", PREVIEW, len(keys), n, keys)
+        log.info("[%s] %d key frames of %d frames (%d of %d passes): %s", PREVIEW, len(keys), n, len(first),
+                 len(passes), keys)
+        if len(first) < len(passes.first_level()):
+            log.info("[%s] a short video: its sparsest level is every frame, so the preview is each shot's first "
+                     "clip, not the whole render", PREVIEW)
         state = Keyframes(canvas, plan, passes, encoded, settings, float(fps), key, tuple(keys), preview, canvases,
                           feather)
         return io.NodeOutput(preview.to(runtime.output_device()), ", ".join(map(str, keys)), state)

@@ -204,3 +204,28 @@ def test_key_frames_first_then_the_rest_equals_one_run(micro_model, plan, tmp_pa
     rerolled = run_plan(micro_model, encoded, reroll, 16.0, FAST)
     assert torch.equal(rerolled.latents[:30], whole.latents[:30])
     assert not torch.equal(rerolled.latents[30:], whole.latents[30:])
+
+
+def test_a_preview_never_costs_the_whole_render(micro_model, plan, tmp_path):
+    """A short shot's sparsest level is every frame (33 frames at the automatic strides: 3 stride-1 passes): its
+    preview is its first pass instead, and preview + the rest still equals one run. Longer videos preview their
+    first level, as before (and a video mixing both is previewed shot by shot)."""
+    from m3ddm_core import PassStore
+    from m3ddm_core.pipeline.executors import run_passes, run_plan
+    short = plan_video(33, [], "auto", seed=FAST.seed)
+    assert len(short.first_level()) == len(short) == 3
+    assert [p.index for p in short.preview_passes()] == [0] and short.key_frames() == list(range(16))
+    longer = plan_video(120, [], "auto", seed=FAST.seed)
+    assert short.preview_passes() != short.first_level() and longer.preview_passes() == longer.first_level()
+    assert len(longer.preview_passes()) < len(longer)
+    mixed = plan_video(153, [33], "auto", seed=FAST.seed)  # a 33-frame shot, then 120 frames
+    assert [p.shot for p in mixed.preview_passes()] == [0, 1]
+    frames = load_clip(33)
+    vae = TinyVAE()
+    encoded = encode_video(frames, 33, plan, vae.encode)
+    whole = run_plan(micro_model, encoded, short, 16.0, FAST)
+    store = PassStore(tmp_path, "short-preview")
+    keys = run_passes(micro_model, encoded, short, [0], 16.0, FAST, store)
+    assert all(torch.equal(keys[f], whole.latents[f]) for f in range(16))
+    rest = run_plan(micro_model, encoded, short, 16.0, FAST, store)
+    assert torch.equal(rest.latents, whole.latents) and rest.resumed == [0] and sorted(rest.sampled) == [1, 2]

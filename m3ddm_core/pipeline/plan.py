@@ -66,9 +66,19 @@ class VideoPlan:
             largest[p.shot] = max(largest.get(p.shot, 0), p.clip.stride)
         return [p for p in self.passes if p.clip.stride == largest[p.shot]]
 
+    def preview_passes(self) -> list[PlannedPass]:
+        """What a preview samples, in plan order: each shot's first level -- or, where that is the whole shot (a
+        short shot, whose sparsest level already is every frame), the shot's first pass, so that a preview never
+        costs the whole render. They depend only on each other; the rest of the plan is guided by them."""
+        out = []
+        for shot in sorted({p.shot for p in self.passes}):
+            first = [p for p in self.first_level() if p.shot == shot]
+            out += first if len(first) < len(self.shot_passes(shot)) else first[:1]
+        return sorted(out, key=lambda p: p.index)
+
     def key_frames(self) -> list[int]:
-        """The frames the first level writes (video numbering), in order."""
-        return sorted({f for p in self.first_level() for _, f in p.in_video.writes})
+        """The frames the preview writes (video numbering), in order."""
+        return sorted({f for p in self.preview_passes() for _, f in p.in_video.writes})
 
     def critical_path(self) -> int:
         """Passes on the longest chain of dependencies: the wall time in passes with unlimited workers (the
