@@ -430,6 +430,8 @@ def test_the_review_workflow_stops_after_the_key_frames_then_renders_the_rest(se
     history, written = _run_from_page(server, page, version)
     first = server.log()[log_start:]
     assert written == [], written  # stopped: nothing after Continue ran
+    page.screenshot(path=str(ARTIFACTS / f"review_{comfy}_{version}_run1.png"), timeout=120_000)
+    assert page.evaluate(VISIBLE_BLOCKERS_JS) == []  # and the page shows no error for it
     assert "[M3DDM_KeyframePreview] 4 key frames of 33 frames" in first, first[-3000:]
     assert "[M3DDM_Continue] stopped for review" in first
     shown = [f for out in history["outputs"].values() for f in out.get("images", [])]
@@ -443,4 +445,5 @@ def test_the_review_workflow_stops_after_the_key_frames_then_renders_the_rest(se
     done = re.search(r"\[M3DDM_Continue\] sampled (\d+) of (\d+) passes \((\d+) from the preview\)", second)
     assert done and int(done[3]) >= 1 and int(done[1]) == int(done[2]) - int(done[3]) >= 1, second[-3000:]
     assert len(written) == 1 and written[0].name.startswith("outpaint_from_keyframes"), written
+    assert page.evaluate(VISIBLE_BLOCKERS_JS) == []
     assert _drop_back(page, written[0]) == sorted(n["type"] for n in workflow["nodes"])  # the video gives the graph

@@ -70,9 +70,9 @@ class VideoPlan:
         """What a preview samples, in plan order: each shot's first level -- or, where that is the whole shot (a
         short shot, whose sparsest level already is every frame), the shot's first pass, so that a preview never
         costs the whole render. They depend only on each other; the rest of the plan is guided by them."""
-        out = []
+        first_level, out = self.first_level(), []
         for shot in sorted({p.shot for p in self.passes}):
-            first = [p for p in self.first_level() if p.shot == shot]
+            first = [p for p in first_level if p.shot == shot]
             out += first if len(first) < len(self.shot_passes(shot)) else first[:1]
         return sorted(out, key=lambda p: p.index)
 
