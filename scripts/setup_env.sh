@@ -14,6 +14,16 @@ FLOOR=${M3DDM_FLOOR_COMFYUI_DIR:-.comfyui/0.3.75}
 NEWEST_FRONTEND=1.58.1
 FLOOR_FRONTEND=1.32.9
 source scripts/torch_pins.sh
+# A new venv takes about 8 GB (torch 2.14.1 is a CUDA build); pip's own "No space left on device" comes late and
+# names no cause, so say it first.
+if [ ! -x "$VENV/bin/python" ]; then
+  free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+  if [ "${free_kb:-0}" -lt 10000000 ]; then
+    echo "setup_env.sh: only $((free_kb / 1024 / 1024)) GB free on $(df -P . | awk 'NR==2 {print $6}');" \
+      "a new venv with torch needs about 8 GB, ComfyUI and the test files about 2 GB more: free some space first" >&2
+    df -h . >&2
+  fi
+fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip "$@"; }
 pip install -q "${TORCH_PINS[@]}"
