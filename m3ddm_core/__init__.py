@@ -1,7 +1,7 @@
 """M3DDM video outpainting, in pure PyTorch (no ComfyUI import). This module's exports are the whole interface the
 ComfyUI layer uses.
 
-Four layers, each built only on the ones before it (tests/test_layers.py):
+Five layers, each built only on the ones before it (tests/test_layers.py):
 ``model`` -- the 3D UNet :func:`build_unet`, strict loading :func:`load_unet`;
 ``pipeline`` -- the data flow canvas :func:`plan_canvas` -> encode :func:`encode_video` (an :class:`EncodedVideo` of
 plain tensors, IMAGE batches and streamed files alike) -> plan :func:`plan_video` (every pass of every shot, once)
@@ -10,8 +10,9 @@ decode :func:`decode_latents` -> :func:`composite`; :func:`outpaint_video` runs 
 :func:`detect_cuts`, traced memory :func:`sampling_memory`;
 ``media`` -- video files through PyAV (:func:`probe`, :func:`read_frames`, :class:`VideoWriter`) and the composite
 streamed into them (:func:`write_outpainted`);
-``apps`` -- the batch command and its jobs, Ray scale-out, the papers' evaluation :func:`evaluate_frames`,
-before/after frames :func:`compare_frames`, weight conversion.
+``analysis`` -- what the nodes and the apps measure and show of an outpaint: the quality check without ground truth
+:func:`check_quality`, the papers' evaluation :func:`evaluate_frames`, before/after frames :func:`compare_frames`;
+``apps`` -- the batch command and its jobs, Ray scale-out, weight conversion (no node uses them).
 """
 from .model.attention import sdpa_attention, softmax_attention
 from .model.config import FULL_SIZE_CONFIG, ConfigError, parse_config
@@ -37,10 +38,10 @@ from .media.stream import composite_frames, write_outpainted
 from .media.video_io import (BIT_DEPTHS, CODECS, CONTAINERS, H264_PRESETS, AudioTrack, Colour, VideoFileError,
                              VideoInfo, VideoWriter, audio_track, check_range, colour_space_name, decoder_warning,
                              frames_in_window, probe, read_audio, read_frames, source_notes)
-from .apps.compare import LAYOUTS, compare_frames, comparison_hw
-from .apps.quality import QualityReport, check_quality, plan_windows, plot_report
-from .apps.evaluate import (DIRECTIONS, PAPER_MASK_RATIOS, PAPER_SIZE, Metrics, evaluate_frames, evaluation_padding,
-                            frechet_distance, generated_region, i3d_features, resize_frames)
+from .analysis.compare import LAYOUTS, compare_frames, comparison_hw
+from .analysis.quality import QualityReport, check_quality, plan_windows, plot_report
+from .analysis.evaluate import (DIRECTIONS, PAPER_MASK_RATIOS, PAPER_SIZE, Metrics, evaluate_frames,
+                                evaluation_padding, frechet_distance, generated_region, i3d_features, resize_frames)
 
 __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigError", "parse_config", "DTYPES",
            "WEIGHT_NAMES", "WEIGHT_SUFFIXES", "WeightsError", "detect_family", "load_unet", "weights_family",

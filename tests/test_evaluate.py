@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from m3ddm_core.apps.evaluate import (evaluate_frames, evaluation_padding, frechet_distance, generated_region,
-                                 resize_frames)
+from m3ddm_core.analysis.evaluate import (evaluate_frames, evaluation_padding, frechet_distance, generated_region,
+                                          resize_frames)
 
 
 def test_the_papers_mask_ratios_remove_that_share_of_the_width_half_on_each_side():

@@ -1,12 +1,15 @@
 """The core's layout shows its architecture: ``model`` (the UNet and its weights) < ``pipeline`` (canvas, plan,
-encode, sample, composite, resume, memory, shots) < ``media`` (video files, streaming) < ``apps`` (batch, Ray,
-evaluation, comparison, weight conversion). A module imports only from its own layer or a lower one, no module
-imports another in a circle, and the top level holds only the public exports and the two command entry points."""
+encode, sample, composite, resume, memory, shots) < ``media`` (video files, streaming) < ``analysis`` (quality
+check, evaluation, comparison) < ``apps`` (batch, Ray, weight conversion). A module imports only from its own layer
+or a lower one, no module imports another in a circle, and the top level holds only the public exports and the two
+command entry points. The ComfyUI layer ``nodes/`` never uses ``apps``: no core name a node imports (through the
+exports or directly) is defined there."""
 import ast
 from pathlib import Path
 
 CORE = Path(__file__).resolve().parent.parent / "m3ddm_core"
-ORDER = ["model", "pipeline", "media", "apps"]
+NODES = CORE.parent / "nodes"
+ORDER = ["model", "pipeline", "media", "analysis", "apps"]
 TOP_LEVEL = {"__init__", "batch", "convert_weights"}  # exports, ``python -m m3ddm_core.batch`` / ``.convert_weights``
 
 
@@ -92,6 +95,64 @@ def test_no_module_imports_another_in_a_circle():
     graph = core_imports()
     assert len(graph) > 25 and graph["pipeline.executors"]  # the scan sees the package
     assert find_cycle(graph) == []
+
+
+def facade_sources() -> dict[str, str]:
+    """``{exported name: core module that defines it}`` (``analysis.quality``), from the facade's own
+    ``from .layer.module import name`` statements."""
+    sources: dict[str, str] = {}
+    for node in ast.parse((CORE / "__init__.py").read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            sources.update({a.asname or a.name: node.module for a in node.names})
+    return sources
+
+
+def core_names(source: str) -> list[tuple[str, str | None]]:
+    """``(name, core module it comes from)`` for each core name a ``nodes/`` file imports, lazy imports included:
+    ``from ..m3ddm_core import a`` (resolved through the facade; ``None`` when the facade does not say where ``a``
+    comes from), ``from ..m3ddm_core.x.y import b`` (``x.y``), ``import m3ddm_core.x.y`` (``x.y``)."""
+    sources = facade_sources()
+    found: list[tuple[str, str | None]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level in (0, 2) and node.module:
+            head, _, rest = node.module.partition(".")
+            if head != "m3ddm_core":
+                continue
+            for a in node.names:
+                if rest:
+                    found.append((a.name, rest))
+                elif a.name in sources:
+                    found.append((a.name, sources[a.name]))
+                elif (CORE / a.name).is_dir() or (CORE / f"{a.name}.py").is_file():
+                    found.append((a.name, a.name))  # a core module or layer itself
+                else:
+                    found.append((a.name, None))
+        elif isinstance(node, ast.ImportFrom) and node.level == 2 and node.module is None:
+            found += [(a.name, "__init__") for a in node.names if a.name == "m3ddm_core"]
+        elif isinstance(node, ast.Import):
+            found += [(a.name, a.name.partition(".")[2] or "__init__") for a in node.names
+                      if a.name.split(".")[0] == "m3ddm_core"]
+    return found
+
+
+def test_the_nodes_never_use_apps():
+    # the finder finds an apps name however it is imported
+    assert ("JobSpec", "apps.jobs") in core_names("from ..m3ddm_core.apps.jobs import JobSpec")
+    assert core_names("def f():\n    from ..m3ddm_core.apps import jobs\n") == [("jobs", "apps")]
+    assert core_names("import m3ddm_core.apps.scaleout") == [("m3ddm_core.apps.scaleout", "apps.scaleout")]
+    assert core_names("from ..m3ddm_core import check_quality, LAYOUTS") == [
+        ("check_quality", "analysis.quality"), ("LAYOUTS", "analysis.compare")]
+    assert core_names("from .types import CanvasPlan\nfrom ..m3ddm_core import apps") == [("apps", "apps")]
+    uses = {path.relative_to(CORE.parent).as_posix(): core_names(path.read_text())
+            for path in sorted(NODES.rglob("*.py"))}
+    assert ("plan_video", "pipeline.plan") in uses["nodes/quality_node.py"]  # the scan sees the nodes
+    assert {m for found in uses.values() for _, m in found} >= {"analysis.quality", "analysis.evaluate",
+                                                                "analysis.compare"}
+    unresolved = [f"{node}: {name}" for node, found in uses.items() for name, module in found if module is None]
+    assert not unresolved, f"core names the facade does not import from a layer module: {unresolved}"
+    apps = [f"{node} imports {name} from m3ddm_core.{module}" for node, found in uses.items()
+            for name, module in found if layer(module) == "apps"]
+    assert not apps, f"nodes use the apps layer: {apps}"
 
 
 def test_the_shipped_core_holds_no_test_oracle():

@@ -202,5 +202,6 @@ def test_the_ray_extra_is_what_the_project_set_up_installs():
     assert not {r.name for r in extra} & {"torch", "torchvision"}
     packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     # the core and every layer of it, nothing else (the ComfyUI layer is loaded from custom_nodes)
+    layers = ["model", "pipeline", "media", "analysis", "apps"]  # tests/test_layers.py's ORDER
     assert packages == ["m3ddm_core", *(f"m3ddm_core.{p.parent.name}" for p in sorted(
-        (REPO / "m3ddm_core").glob("*/__init__.py"), key=lambda p: ["model", "pipeline", "media", "apps"].index(p.parent.name)))]
+        (REPO / "m3ddm_core").glob("*/__init__.py"), key=lambda p: layers.index(p.parent.name)))]

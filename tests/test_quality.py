@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from m3ddm_core import plan_canvas, plan_video
-from m3ddm_core.apps.quality import THRESHOLDS, Seam, check_quality, plan_windows, plot_report, seams
+from m3ddm_core.analysis.quality import THRESHOLDS, Seam, check_quality, plan_windows, plot_report, seams
 
 N = 40
 

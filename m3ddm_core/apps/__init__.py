@@ -1,2 +1,2 @@
-"""The applications: the batch command and its jobs, Ray scale-out, the papers' evaluation, before/after
-comparison, weight conversion. Built on every layer below."""
+"""The applications: the batch command and its jobs, Ray scale-out, weight conversion. Built on every layer below;
+no ComfyUI node uses them."""

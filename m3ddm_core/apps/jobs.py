@@ -32,7 +32,7 @@ from ..pipeline.shots import CutDetector
 from ..media.stream import write_outpainted
 from ..pipeline.passes import SampleSettings, resume_key
 from ..media.video_io import VideoInfo, probe, read_frames, source_notes
-from .quality import QualityReport, check_quality, finest_passes, plan_windows
+from ..analysis.quality import QualityReport, check_quality, finest_passes, plan_windows
 
 log = logging.getLogger("M3DDM")
 # Stable Diffusion 1.x's VAE (AutoencoderKL), for single-file checkpoints that carry no config.
@@ -132,7 +132,7 @@ class JobSpec:
     family: str = "auto"  # preprocessing: auto (what the weights say), m3ddm or m3ddm_plus
     working_size: int = OFFICIAL_CANVAS
     resume: bool = True  # finished passes kept in the output folder until the video is written
-    qc: bool = False  # write a quality report (apps/quality.py) beside each output
+    qc: bool = False  # write a quality report (analysis/quality.py) beside each output
     rerender_worst: int = 0  # re-sample up to this many flagged windows with a derived seed, keep what scores better
     passes_per_call: int = 0  # passes sampled together at most (0: auto -- by free memory on CUDA, one elsewhere)
 
