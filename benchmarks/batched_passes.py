@@ -74,9 +74,10 @@ class MemoryPeak:
             self.peak = self._status("VmHWM:") - self.base
 
 
-def measure(model, encoded: EncodedVideo, frames: int, settings: SampleSettings, ks: list[int]) -> list[dict]:
-    """Sample the plan once per k; returns one row per k."""
-    plan = plan_video(frames, (), "auto", "fixed", settings.seed)
+def measure(model, encoded: EncodedVideo, frames: int, settings: SampleSettings, ks: list[int], seed: int = 1) \
+        -> list[dict]:
+    """Sample the plan (seeded ``seed``) once per k; returns one row per k."""
+    plan = plan_video(frames, (), "auto", "fixed", seed)
     calls = []
     hook = model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
     rows, first = [], None
@@ -126,7 +127,7 @@ def main() -> None:
         _nano(device, dtype)
     encoded = random_video(args.frames, args.working_size)
     h, w = encoded.plan.latent_hw
-    settings = SampleSettings(steps=args.steps, seed=1)
+    settings = SampleSettings(steps=args.steps)
     print(f"batched passes: config={args.config} device={device} dtype={str(dtype).replace('torch.', '')} "
           f"{args.frames} frames, {h}x{w} latents, {args.steps} steps, 3 guidance branches, "
           f"{torch.get_num_threads()} CPU threads")

@@ -335,7 +335,7 @@ def timed_vae(vae, device, counts: dict):
 def default_settings(ctx, steps: int, latent_hw) -> SampleSettings:
     """What the nodes and the batch command run with: passes per call and branching decided by free memory."""
     model, device = ctx["model"], ctx["device"]
-    settings = choose_branching(model, SampleSettings(steps=steps, seed=0), latent_hw, device_free_memory(device),
+    settings = choose_branching(model, SampleSettings(steps=steps), latent_hw, device_free_memory(device),
                                 max_passes=default_max_passes(device))
     print(f"  {settings.passes_per_call} pass(es) per UNet call, branches "
           f"{'one after another' if settings.sequential else 'batched'}")
@@ -346,7 +346,7 @@ def section_batched(ctx):
     """k ready passes per UNet call on a 450-frame plan, as a ratio to one pass per call in the same run."""
     model = ctx["model"]
     frames, steps = ctx["video_frames"], ctx["batched_steps"]
-    rows = measure_batched(model, random_video(frames, 256), frames, SampleSettings(steps=steps, seed=1), [1, 2, 4])
+    rows = measure_batched(model, random_video(frames, 256), frames, SampleSettings(steps=steps), [1, 2, 4])
     base = rows[0]["per_pass"]
     for r in rows:
         print(f"  k={r['k']}: {r['calls']} UNet calls, {r['per_pass']:.3f} s/pass at {steps} steps "

@@ -56,7 +56,7 @@ def main() -> None:
     dtype = DTYPES[args.dtype or ("fp16" if device.type == "cuda" else "fp32")]
     torch.manual_seed(0)
     model = build_unet(CONFIGS[args.config], device=device, dtype=dtype).requires_grad_(False)
-    settings = SampleSettings(steps=args.steps, seed=0)
+    settings = SampleSettings(steps=args.steps)
     print(f"config={args.config} device={device} dtype={dtype} steps={args.steps} strides={args.strides}")
     print(f"{'frames':>7} {'passes':>6} {'denoise_steps':>13} {'vae_enc':>8} {'official_vae_enc':>16} "
           f"{'seconds':>8} {'s/frame':>8}")

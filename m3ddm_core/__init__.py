@@ -18,12 +18,15 @@ from .model.attention import sdpa_attention, softmax_attention
 from .model.config import FULL_SIZE_CONFIG, ConfigError, parse_config
 from .model.loader import DTYPES, WEIGHT_NAMES, WEIGHT_SUFFIXES, WeightsError, detect_family, load_unet, weights_family
 from .model.unet3d import M3DDMUNet, build_unet
-from .pipeline.canvas import (FAMILIES, OFFICIAL_CANVAS, CanvasError, CanvasPlan, build_canvas, check_even,
-                              parse_ratio_list, plan_canvas)
+from .pipeline.canvas import (FAMILIES, OFFICIAL_CANVAS, WORKING_SIZE_MAX, WORKING_SIZE_MIN, WORKING_SIZE_STEP,
+                              CanvasError, CanvasPlan, build_canvas, check_even, parse_ratio_list, plan_canvas)
+from .pipeline.inputs import UNKNOWN_LENGTH, check_inputs
 from .pipeline.composite import composite, output_to_canvas
 from .pipeline.encode import SD_LATENT_SCALE, EncodedVideo, encode_global_frames, encode_video, global_frame_indexes
-from .pipeline.executors import (MAX_PASSES_PER_CALL, OutpaintResult, PlanResult, PlanRun, choose_branching,
-                                  default_max_passes, outpaint_video, run_passes, run_plan)
+from .pipeline.executors import (MAX_PASSES_PER_CALL, PlanResult, PlanRun, choose_branching, default_max_passes,
+                                  reserve_for_sampling, run_passes, run_plan)
+from .pipeline.outpaint import (Outpainted, OutpaintResult, PreparedVideo, Runtime, outpaint_clip, outpaint_video,
+                                 prepare, sample)
 from .pipeline.guidance import active_branches
 from .pipeline.memory import MEMORY_MARGIN, fits_batched, sampling_memory
 from .pipeline.passes import (PassJob, PreparedShot, SampleSettings, decode_latents, prepare_shot, resume_key,
@@ -33,8 +36,10 @@ from .pipeline.resume import PassStore, content_hash, model_fingerprint, run_key
 from .pipeline.schedule import (CLIP_FRAMES, GLOBAL_FRAMES, SCHEDULES, STRIDE_PRESETS, Pass, clip_pass, clip_stride,
                                 plan_passes, plan_schedule)
 from .pipeline.schedulers import SCHEDULERS
-from .pipeline.shots import CutDetector, ShotError, check_cuts, detect_cuts, parse_cuts, shot_bounds, shot_seed
+from .pipeline.shots import CutDetector, ShotError, check_cuts, detect_cuts, parse_cuts, shot_bounds
+from .pipeline.seeds import derive_seed
 from .media.stream import composite_frames, write_outpainted
+from .media.outpainted import OutpaintedFrames, open_range, prepare_file, writer_options
 from .media.video_io import (BIT_DEPTHS, CODECS, CONTAINERS, H264_PRESETS, AudioTrack, Colour, VideoFileError,
                              VideoInfo, VideoWriter, audio_track, check_range, colour_space_name, decoder_warning,
                              frames_in_window, probe, read_audio, read_frames, source_notes)
@@ -45,17 +50,17 @@ from .analysis.evaluate import (DIRECTIONS, PAPER_MASK_RATIOS, PAPER_SIZE, Metri
 
 __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigError", "parse_config", "DTYPES",
            "WEIGHT_NAMES", "WEIGHT_SUFFIXES", "WeightsError", "detect_family", "load_unet", "weights_family",
-           "M3DDMUNet", "build_unet", "FAMILIES", "OFFICIAL_CANVAS", "CanvasError", "CanvasPlan", "build_canvas",
+           "M3DDMUNet", "build_unet", "FAMILIES", "OFFICIAL_CANVAS", "WORKING_SIZE_MAX", "WORKING_SIZE_MIN", "WORKING_SIZE_STEP", "UNKNOWN_LENGTH", "check_inputs", "CanvasError", "CanvasPlan", "build_canvas",
            "check_even", "parse_ratio_list", "plan_canvas", "composite", "output_to_canvas", "SD_LATENT_SCALE",
            "EncodedVideo", "encode_global_frames", "encode_video", "global_frame_indexes", "MAX_PASSES_PER_CALL",
-           "OutpaintResult", "PlanResult", "PlanRun", "choose_branching", "default_max_passes", "outpaint_video",
+           "OutpaintResult", "Outpainted", "PreparedVideo", "Runtime", "prepare", "sample", "outpaint_clip", "PlanResult", "PlanRun", "choose_branching", "default_max_passes", "reserve_for_sampling", "outpaint_video",
            "run_passes", "run_plan", "active_branches", "MEMORY_MARGIN", "fits_batched", "sampling_memory",
            "PassJob", "PreparedShot", "SampleSettings", "decode_latents", "prepare_shot", "resume_key", "run_pass",
            "run_pass_batch", "PlannedPass", "VideoPlan", "plan_video", "PassStore", "content_hash",
            "model_fingerprint", "run_key", "source_identity", "CLIP_FRAMES", "GLOBAL_FRAMES", "SCHEDULES",
            "STRIDE_PRESETS", "Pass", "clip_pass", "clip_stride", "plan_passes", "plan_schedule", "SCHEDULERS",
-           "CutDetector", "ShotError", "check_cuts", "detect_cuts", "parse_cuts", "shot_bounds", "shot_seed",
-           "composite_frames", "write_outpainted", "AudioTrack", "Colour", "VideoFileError", "VideoInfo",
+           "CutDetector", "ShotError", "check_cuts", "detect_cuts", "parse_cuts", "shot_bounds", "derive_seed",
+           "composite_frames", "write_outpainted", "OutpaintedFrames", "open_range", "prepare_file", "writer_options", "AudioTrack", "Colour", "VideoFileError", "VideoInfo",
            "VideoWriter", "audio_track", "check_range", "decoder_warning", "BIT_DEPTHS", "CODECS", "CONTAINERS",
            "H264_PRESETS", "colour_space_name", "frames_in_window", "probe", "read_audio", "read_frames",
            "source_notes", "LAYOUTS", "compare_frames", "comparison_hw", "QualityReport", "check_quality",

@@ -5,8 +5,8 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import (FAMILIES, OFFICIAL_CANVAS, CanvasError, build_canvas, check_even, global_frame_indexes,
-                          plan_canvas)
+from ..m3ddm_core import (FAMILIES, OFFICIAL_CANVAS, WORKING_SIZE_MAX, WORKING_SIZE_MIN, WORKING_SIZE_STEP,
+                          CanvasError, build_canvas, check_even, global_frame_indexes, plan_canvas)
 
 from .layouts import node_error, node_errors, rgb_frames, text_input_problems
 from .shots import SHOTS, resolve_cuts, shot_inputs
@@ -53,11 +53,16 @@ def working_inputs() -> list:
                                "Model says which). m3ddm: OpenCV resize, global frames = the masked canvases (the "
                                "official M3DDM code). m3ddm_plus: antialiased resize, global frames = the whole source "
                                "frames squashed to the working size (the M3DDM+ authors' code)."),
-        io.Int.Input("working_size", default=OFFICIAL_CANVAS, min=128, max=512, step=8, optional=True,
-                     tooltip="Side of the square working canvas the model sees (M3DDM+'s output_size). 256: as M3DDM "
-                             "was trained. Larger gives more border detail and costs time and memory (the README "
-                             "lists traced VRAM per size)."),
+        working_size_input("Side of the square working canvas the model sees (M3DDM+'s output_size). 256: as "
+                           "M3DDM was trained. Larger gives more border detail and costs time and memory (the "
+                           "README lists traced VRAM per size)."),
     ]
+
+
+def working_size_input(tooltip: str):
+    """The working size, within the core's limits."""
+    return io.Int.Input("working_size", default=OFFICIAL_CANVAS, min=WORKING_SIZE_MIN, max=WORKING_SIZE_MAX,
+                        step=WORKING_SIZE_STEP, optional=True, tooltip=tooltip)
 
 
 def plan_family(preprocessing: str, node: str, model=None) -> str:

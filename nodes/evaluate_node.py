@@ -9,6 +9,7 @@ from ..m3ddm_core import (DIRECTIONS, OFFICIAL_CANVAS, PAPER_SIZE, CanvasError, 
                           plan_canvas, resize_frames)
 
 from . import runtime
+from .canvas_node import working_size_input
 from .layouts import check_sd_vae, node_error, node_errors, rgb_frames
 from .sampler_nodes import pass_inputs, run_outpaint, sampling_inputs, sampling_settings
 from .types import M3DDMModelType
@@ -45,9 +46,8 @@ class M3DDMEvaluate(io.ComfyNode):
                                          "size."),
                 *sampling_inputs(),
                 *pass_inputs(),
-                io.Int.Input("working_size", default=OFFICIAL_CANVAS, min=128, max=512, step=8, optional=True,
-                             tooltip="Side of the square working canvas the model samples on (M3DDM+'s "
-                                     "output_size); the preprocessing follows the model's family."),
+                working_size_input("Side of the square working canvas the model samples on (M3DDM+'s "
+                                   "output_size); the preprocessing follows the model's family."),
             ],
             outputs=[
                 io.String.Output(display_name="report", tooltip="The figures, one line per group."),
@@ -74,8 +74,8 @@ class M3DDMEvaluate(io.ComfyNode):
                                family=m3ddm_model.family)
         if tuple(plan.output_hw) != hw or tuple(plan.content_out_yx) != (top, left):
             raise node_error(NODE, f"the masked frame does not map back onto {hw[1]}x{hw[0]}; try another mask ratio")
-        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
-        _, canvases = run_outpaint(NODE, m3ddm_model, vae, visible, plan, settings, fps, strides, schedule, [])
+        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
+        _, canvases = run_outpaint(NODE, m3ddm_model, vae, visible, plan, settings, seed, fps, strides, schedule, [])
         outpainted = composite(visible, canvases, plan, feather=0)
         metrics = evaluate_frames(outpainted, truth, generated_region(hw, padding))
         report = (f"M3DDM evaluation ({m3ddm_model.family}, working size {working_size}): {direction}, mask ratio "

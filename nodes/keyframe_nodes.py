@@ -11,16 +11,14 @@ from __future__ import annotations
 import logging
 import re
 
-import torch
 from comfy_api.latest import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from ..m3ddm_core import (composite, content_hash, decode_latents, encode_video, output_to_canvas, resume_key,
-                          run_key, run_passes, run_plan)
+from ..m3ddm_core import composite, content_hash, output_to_canvas, prepare, sample
 
 from . import runtime
 from .layouts import node_error, node_errors, rgb_frames, to_latent_dict, vae_decoder, vae_encoder
-from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings, video_plan
+from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings
 from .types import Keyframes, M3DDMCanvasType, M3DDMKeyframesType, M3DDMModelType
 
 log = logging.getLogger("M3DDM")
@@ -80,36 +78,25 @@ class M3DDMKeyframePreview(io.ComfyNode):
     def execute(cls, m3ddm_model, vae, canvas, scheduler, steps, context_guidance, global_guidance, seed, fps,
                 low_vram, strides, schedule, feather, shot_seeds="") -> io.NodeOutput:
         frames = rgb_frames(canvas.frames, PREVIEW)
-        n = int(frames.shape[0])
         plan = canvas.plan_for_model(m3ddm_model)
-        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
+        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
         seeds = parse_shot_seeds(shot_seeds or "", len(canvas.cuts) + 1, PREVIEW)
-        passes = video_plan(PREVIEW, n, canvas.cuts, strides, schedule, settings, seeds)
-        encoded = encode_video(frames, n, plan, vae_encoder(vae), canvas.cuts)
-        model, settings = runtime.model_on_device(m3ddm_model, settings, plan.latent_hw, PREVIEW)
-        # the key of a Coarse-to-Fine run of the same inputs: Continue, or Coarse-to-Fine itself, resumes from it
-        key = resume_key(content_hash(frames), encoded, model, settings, fps, strides, schedule)
-        if seeds:
-            key = run_key(run=key, shot_seeds=sorted(seeds.items()))
-        first = passes.preview_passes()
-        callback = runtime.progress_callback(max(1, len(first) * settings.steps), model.device)
-        try:
-            with node_errors(PREVIEW):
-                latents = run_passes(model, encoded, passes, [p.index for p in first], fps, settings,
-                                     runtime.pass_store(key), callback, runtime.check_interrupt)
-            keys = sorted(latents)
-            canvases = decode_latents(vae_decoder(vae), torch.stack([latents[f] for f in keys]))
-        except torch.cuda.OutOfMemoryError as exc:
-            raise runtime.oom_hint(exc, PREVIEW) from exc
-        preview = composite(frames[keys].float().cpu(), canvases, plan, feather)
-        log.info("[%s] %d key frames of %d frames (%d of %d passes): %s", PREVIEW, len(keys), n, len(first),
-                 len(passes), keys)
-        if len(first) < len(passes.first_level()):
+        with node_errors(PREVIEW):
+            # a Coarse-to-Fine run of the same inputs: its store is the one Continue (or Coarse-to-Fine) resumes
+            video = prepare(frames, int(frames.shape[0]), plan, vae_encoder(vae), settings, fps, seed=seed,
+                            strides=strides, schedule=schedule, cuts=canvas.cuts, shot_seeds=seeds,
+                            content=content_hash(frames))
+        first = video.plan.preview_passes()
+        with runtime.sampling_errors(PREVIEW):
+            keys = sample(video, runtime.comfy_runtime(m3ddm_model, PREVIEW), only=first, decode=vae_decoder(vae))
+        preview = composite(frames[keys.frames].float().cpu(), keys.canvases, plan, feather)
+        log.info("[%s] %d key frames of %d frames (%d of %d passes): %s", PREVIEW, len(keys.frames),
+                 video.plan.num_frames, len(first), len(video.plan), keys.frames)
+        if len(first) < len(video.plan.first_level()):
             log.info("[%s] a short video: its sparsest level is every frame, so the preview is each shot's first "
                      "clip, not the whole render", PREVIEW)
-        state = Keyframes(canvas, plan, passes, encoded, settings, float(fps), key, tuple(keys), preview, canvases,
-                          feather)
-        return io.NodeOutput(preview.to(runtime.output_device()), ", ".join(map(str, keys)), state)
+        state = Keyframes(canvas, plan, video, keys.store_key, tuple(keys.frames), preview, keys.canvases, feather)
+        return io.NodeOutput(preview.to(runtime.output_device()), ", ".join(map(str, keys.frames)), state)
 
 
 class M3DDMContinue(io.ComfyNode):
@@ -150,7 +137,7 @@ class M3DDMContinue(io.ComfyNode):
         if not render:  # the review gate: what depends on this node waits, without an error
             log.info("[%s] stopped for review: %d key frame(s) previewed; switch 'render' on and Run again to "
                      "sample the other %d pass(es)", CONTINUE, len(kf.frames),
-                     len(kf.video_plan) - len(runtime.pass_store(kf.store_key).done()))
+                     len(kf.video.plan) - len(runtime.pass_store(kf.store_key).done()))
             return io.NodeOutput(ExecutionBlocker(None), ExecutionBlocker(None))  # None: blocked silently
         overrides = {}
         if edited is not None:
@@ -165,21 +152,8 @@ class M3DDMContinue(io.ComfyNode):
                     canvas = output_to_canvas(edited[i], kf.plan, kf.canvases[i])
                     overrides[f] = encode(canvas[None])[0].float().cpu()
             log.info("[%s] edited key frames: %s", CONTINUE, sorted(overrides) or "none")
-        model, settings = runtime.model_on_device(m3ddm_model, kf.settings, kf.plan.latent_hw, CONTINUE)
-        store = runtime.pass_store(kf.store_key)
-        total = len(kf.video_plan)
-        resumed = [i for i in store.done() if i < total]
-        callback = runtime.progress_callback(max(1, total * settings.steps), model.device,
-                                             len(resumed) * settings.steps)
-        try:
-            with node_errors(CONTINUE):
-                result = run_plan(model, kf.encoded, kf.video_plan, kf.fps, settings, store, callback,
-                                  runtime.check_interrupt, clear_store=False, overrides=overrides)
-            canvases = decode_latents(vae_decoder(vae), result.latents)
-        except torch.cuda.OutOfMemoryError as exc:
-            raise runtime.oom_hint(exc, CONTINUE) from exc
-        store.clear()
-        log.info("[%s] sampled %d of %d passes (%d from the preview)", CONTINUE, len(result.sampled), total,
-                 len(result.resumed))
-        latent = to_latent_dict(result.latents, list(range(result.latents.shape[0])))
-        return io.NodeOutput(canvases.to(runtime.output_device()), latent)
+        with runtime.sampling_errors(CONTINUE):
+            result = sample(kf.video, runtime.comfy_runtime(m3ddm_model, CONTINUE), overrides=overrides,
+                            decode=vae_decoder(vae))
+        latent = to_latent_dict(result.latents, result.frames)
+        return io.NodeOutput(result.canvases.to(runtime.output_device()), latent)

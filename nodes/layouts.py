@@ -11,7 +11,7 @@ from typing import Iterator
 
 import torch
 
-from ..m3ddm_core import CLIP_FRAMES, SD_LATENT_SCALE, CanvasError, ShotError, parse_cuts, parse_ratio_list
+from ..m3ddm_core import CLIP_FRAMES, SD_LATENT_SCALE, UNKNOWN_LENGTH, check_inputs
 
 
 def node_error(node: str, message: str) -> ValueError:
@@ -121,9 +121,6 @@ def parse_frame_indexes(text: str, num_frames: int, node: str) -> list[int]:
     return out + [out[-1]] * (CLIP_FRAMES - len(out))
 
 
-UNKNOWN_LENGTH = 2 ** 31  # validation sees no frames yet: only the form of a text input is checked
-
-
 def text_input_problems(aspect_ratio=None, target=None, targets=(), shots=None, shot_options=(), cuts=None,
                         frame_indexes=None) -> bool | str:
     """``True``, or what is wrong with the text inputs that can be checked before any frame exists: ComfyUI calls
@@ -135,16 +132,8 @@ def text_input_problems(aspect_ratio=None, target=None, targets=(), shots=None, 
     for name, value, options in (("target", target, targets), ("shots", shots, shot_options)):
         if value is not None and options and value not in options:
             problems.append(f"{name}: {value!r} is not one of {', '.join(options)}")
-    if isinstance(aspect_ratio, str) and target in (None, "aspect ratio"):
-        try:
-            parse_ratio_list(aspect_ratio)
-        except CanvasError as exc:
-            problems.append(f"aspect_ratio: {exc}")
-    if isinstance(cuts, str) and shots == "list":
-        try:
-            parse_cuts(cuts, UNKNOWN_LENGTH)
-        except ShotError as exc:
-            problems.append(f"cuts: {exc}; give the first frames of new shots, e.g. 120, 348")
+    problems += check_inputs(ratio=aspect_ratio if isinstance(aspect_ratio, str) and target in (None, "aspect ratio")
+                             else None, cuts=cuts if isinstance(cuts, str) and shots == "list" else None)
     if isinstance(frame_indexes, str):
         try:
             parse_frame_indexes(frame_indexes, UNKNOWN_LENGTH, "")

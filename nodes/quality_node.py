@@ -59,10 +59,11 @@ class M3DDMQualityCheck(io.ComfyNode):
             if images is not None:
                 raise node_error(NODE, "connect either images (with their canvas) or the video of M3DDM Outpaint "
                                        "Video, not both")
-            if not hasattr(video, "plan") or not hasattr(video, "frames"):
+            outpainted = getattr(video, "outpainted", None)
+            if outpainted is None:
                 raise node_error(NODE, "the video input takes the VIDEO of M3DDM Outpaint Video (it carries its "
                                        "canvas); for other videos, connect their frames as images with the canvas")
-            plan, cuts, frames, count = video.plan, list(video.cuts), video.frames(), video.get_frame_count()
+            plan, cuts, frames, count = outpainted.plan, list(outpainted.cuts), outpainted.frames(), outpainted.count
         elif images is not None and canvas is not None:
             frames_t = rgb_frames(images, NODE)
             if tuple(frames_t.shape[1:3]) != tuple(canvas.plan.output_hw):

@@ -2,19 +2,18 @@
 placement, progress with latent previews, and interruption."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 
 import folder_paths
 
-from ..m3ddm_core import (CLIP_FRAMES, DTYPES, FAMILIES, MEMORY_MARGIN, WEIGHT_NAMES, WEIGHT_SUFFIXES, ConfigError,
-                          PassStore, SampleSettings, WeightsError, active_branches, choose_branching,
-                          default_max_passes, detect_family, fits_batched, load_unet, sampling_memory,
-                          sdpa_attention)
+from ..m3ddm_core import (DTYPES, FAMILIES, WEIGHT_NAMES, WEIGHT_SUFFIXES, ConfigError, PassStore, Runtime,
+                          SampleSettings, WeightsError, choose_branching, default_max_passes, detect_family, load_unet,
+                          reserve_for_sampling, sdpa_attention)
 
 from .layouts import node_errors
 from .types import M3DDMModel
@@ -158,19 +157,6 @@ def check_dtype_support(device: torch.device, dtype: torch.dtype, node: str) -> 
                          "choose dtype auto (or fp32)") from None
 
 
-def _traced_memory(handle: M3DDMModel, branches: int, latent_hw: tuple[int, int], node: str):
-    """``(batched, sequential)`` sampling memory of a clip, or ``(None, None)`` when it cannot be traced."""
-    config = handle.patcher.model.raw_config
-    try:
-        batched = sampling_memory(config, handle.dtype, branches, False, CLIP_FRAMES, latent_hw)
-        sequential = sampling_memory(config, handle.dtype, branches, True, CLIP_FRAMES, latent_hw) \
-            if branches > 1 else batched
-    except Exception as exc:  # an estimate only: sampling itself does not depend on it
-        log.warning("[%s] could not estimate the sampling memory (%s); using ComfyUI's default reserve", node, exc)
-        return None, None
-    return batched, sequential
-
-
 def _comfy_casts(layer: torch.nn.Module) -> bool:
     """Whether ComfyUI casts, streams or patches this layer's weights inside its forward (comfy.ops layers)."""
     return bool(getattr(layer, "comfy_cast_weights", False) or getattr(layer, "weight_function", None)
@@ -178,41 +164,24 @@ def _comfy_casts(layer: torch.nn.Module) -> bool:
 
 
 def model_on_device(handle: M3DDMModel, settings: SampleSettings, latent_hw: tuple[int, int], node: str):
-    """Let ComfyUI make room for the UNet and its activations and load it; returns ``(unet, settings)``.
-
-    Without ``low_vram``, the guidance branches run batched when the memory holds their activations and one
-    after another otherwise (as ComfyUI batches cond and uncond only when they fit)."""
+    """Let ComfyUI make room for the UNet and its activations and load it; returns ``(unet, settings)`` with the
+    batching the core decides from the memory (guidance branches batched when they fit, as ComfyUI batches cond
+    and uncond only when they fit; on CUDA, several ready passes per UNet call)."""
     import comfy.model_management as mm
 
-    branches = len(active_branches(settings.s1, settings.s2))
-    batched, sequential = _traced_memory(handle, branches, latent_hw, node)
-    may_batch = batched is not None and not settings.sequential and branches > 1
-    need_gb = batched.activations * MEMORY_MARGIN / 2 ** 30 if batched is not None else 0.0
-
-    def one_after_another(why: str) -> SampleSettings:
-        log.warning("[%s] %s, the %d batched guidance branches need about %.1f GB: running them one after another "
-                    "(as with low_vram)", node, why, branches, need_gb)
-        return dataclasses.replace(settings, sequential=True)
-
-    if may_batch:  # decided before loading when it can never fit: no point unloading anything for it
-        device = handle.patcher.load_device
-        room = mm.get_total_memory(device) - mm.extra_reserved_memory() - batched.weights
-        if not fits_batched(room, batched):
-            left = max(room, 0) / 2 ** 30
-            settings, may_batch = one_after_another(f"{left:.1f} GB of {device} is left next to the model"), False
-    need = sequential if settings.sequential else batched
+    device = handle.patcher.load_device
+    room = mm.get_total_memory(device) - mm.extra_reserved_memory()
+    settings, reserve, traced = reserve_for_sampling(handle.patcher.model.raw_config, handle.dtype, settings,
+                                                     latent_hw, room, device, node)
     # whole on the device where it fits (the clip loop reads every weight 50 times a clip); a dynamic-VRAM patcher
     # decides that itself and refuses to be forced
-    mm.load_models_gpu([handle.patcher], memory_required=int(need.activations * MEMORY_MARGIN) if need else 0,
-                       force_full_load=not is_dynamic(handle.patcher))
+    mm.load_models_gpu([handle.patcher], memory_required=reserve, force_full_load=not is_dynamic(handle.patcher))
     model = handle.patcher.model
     # comfy.ops layers that cast, stream or patch their weights do it in their own forward: keep that route
     model.set_conv_route("per_frame" if any(_comfy_casts(m) for m in model.modules()) else "auto")
     if model.device.type == "cpu":
         log.warning("M3DDM is sampling on the CPU: this works but is slow (minutes per 16-frame clip at full size)")
-    if batched is not None and not settings.sequential:
-        # loaded: what is free now decides how much is batched (the core's rule, as the batch command and Ray
-        # apply it): the guidance branches, and on CUDA how many ready passes share a UNet call
+    if traced and not settings.sequential:
         settings = choose_branching(model, settings, latent_hw, mm.get_free_memory(model.device), node,
                                     max_passes=default_max_passes(model.device))
     return model, settings
@@ -226,6 +195,25 @@ def oom_hint(exc: BaseException, node: str) -> BaseException:
         return type(exc)(msg)
     except Exception:  # an exception type that takes other arguments
         return RuntimeError(msg)
+
+
+def comfy_runtime(handle: M3DDMModel, node: str) -> Runtime:
+    """The pipeline's :class:`Runtime` inside ComfyUI: the model placed by its model management, finished passes
+    kept in its user directory, its progress bar with latent previews, its Cancel, and ``node`` in the log."""
+    return Runtime(place_model=lambda settings, latent_hw: model_on_device(handle, settings, latent_hw, node),
+                   store=lambda key: None if key is None else pass_store(key),
+                   progress=lambda total, done, model: progress_callback(total, model.device, done),
+                   check_interrupt=check_interrupt, name=node)
+
+
+@contextmanager
+def sampling_errors(node: str) -> Iterator[None]:
+    """Core errors named after ``node``; out of GPU memory with what to do about it."""
+    try:
+        with node_errors(node):
+            yield
+    except torch.cuda.OutOfMemoryError as exc:
+        raise oom_hint(exc, node) from exc
 
 
 def check_interrupt() -> None:

@@ -1,23 +1,17 @@
 """M3DDM Encode Global Frames, M3DDM Sample Clip and M3DDM Coarse-to-Fine Outpaint."""
 from __future__ import annotations
 
-import logging
-
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import (SCHEDULERS, SCHEDULES, STRIDE_PRESETS, Pass, SampleSettings, clip_pass, content_hash,
-                          decode_latents, encode_global_frames, encode_video, plan_video, prepare_shot, resume_key,
-                          run_pass, run_plan)
+from ..m3ddm_core import (SCHEDULERS, SCHEDULES, STRIDE_PRESETS, SampleSettings, content_hash, encode_global_frames,
+                          outpaint_clip, prepare, sample)
 
 from . import runtime
 from .layouts import (check_sd_vae, guide_latents, node_error, node_errors, parse_frame_indexes, rgb_frames,
                       text_input_problems, to_latent_dict, vae_decoder, vae_encoder)
 from .shots import FROM_CANVAS, SHOTS, resolve_cuts, shot_inputs
 from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
-
-log = logging.getLogger("M3DDM")
-
 
 def _model_vae_canvas_inputs() -> list:
     return [
@@ -61,14 +55,8 @@ def pass_inputs() -> list:
     ]
 
 
-def video_plan(node: str, num_frames: int, cuts, strides, schedule, settings: SampleSettings, shot_seeds=None):
-    """The plan of a run (checked before any encoding or model loading); a bad schedule or cut names ``node``."""
-    with node_errors(node):
-        return plan_video(num_frames, cuts, strides, schedule, settings.seed, shot_seeds)
-
-
-def sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram) -> SampleSettings:
-    return SampleSettings(steps=steps, s1=context_guidance, s2=global_guidance, scheduler=scheduler, seed=seed,
+def sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram) -> SampleSettings:
+    return SampleSettings(steps=steps, s1=context_guidance, s2=global_guidance, scheduler=scheduler,
                           sequential=low_vram)
 
 
@@ -89,42 +77,17 @@ def _check_global(global_frames, canvas, plan, node):
     return global_frames.latents
 
 
-def run_outpaint(node: str, m3ddm_model, vae, frames: torch.Tensor, plan, settings: SampleSettings, fps: float,
-                 strides, schedule: str, cuts, global_latents=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Coarse-to-fine outpainting of IMAGE ``frames`` ``[N, H, W, 3]``: ``(latents [N, 4, h, w], canvases
-    [N, ch, cw, 3])``, encoded here, sampled by :func:`sample_encoded`, decoded."""
-    n = int(frames.shape[0])
-    passes = video_plan(node, n, cuts, strides, schedule, settings)
-    encoded = encode_video(frames, n, plan, vae_encoder(vae), cuts, global_latents)
-    result, canvases = sample_encoded(node, m3ddm_model, encoded, passes, content_hash(frames), settings, fps,
-                                      strides, schedule, vae_decoder(vae))
-    return result.latents, canvases
-
-
-def sample_encoded(node: str, m3ddm_model, encoded, passes, content_id: str, settings: SampleSettings, fps: float,
-                   strides, schedule: str, decode=None):
-    """Run the plan ``passes`` over an encoded video with ComfyUI's model management, progress, interruption and a
-    resumable pass store keyed by ``content_id``; ``decode`` (optional) turns the latents into canvases before the
-    store is cleared, so a failed decode resumes from the sampled passes. Returns ``(PlanResult, canvases or
-    None)``. Errors name ``node``."""
-    model, settings = runtime.model_on_device(m3ddm_model, settings, encoded.plan.latent_hw, node)
-    store = runtime.pass_store(resume_key(content_id, encoded, model, settings, fps, strides, schedule))
-    total = len(passes)
-    resumed = [i for i in store.done() if i < total]
-    if resumed:
-        log.info("[%s] resuming an interrupted run: %d of %d passes are done (%s)", node, len(resumed), total,
-                 store.dir)
-    callback = runtime.progress_callback(max(1, total * settings.steps), model.device, len(resumed) * settings.steps)
-    try:
-        with node_errors(node):
-            result = run_plan(model, encoded, passes, fps, settings, store, callback, runtime.check_interrupt,
-                              clear_store=False)
-        canvases = None if decode is None else decode_latents(decode, result.latents)
-    except torch.cuda.OutOfMemoryError as exc:
-        raise runtime.oom_hint(exc, node) from exc
-    store.clear()
-    log.info("[%s] sampled %d of %d passes (%d resumed)", node, len(result.sampled), total, len(result.resumed))
-    return result, canvases
+def run_outpaint(node: str, m3ddm_model, vae, frames: torch.Tensor, plan, settings: SampleSettings, seed: int,
+                 fps: float, strides, schedule: str, cuts, global_latents=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coarse-to-fine outpainting of IMAGE ``frames`` ``[N, H, W, 3]`` by the core's entry: ``(latents
+    [N, 4, h, w], canvases [N, ch, cw, 3])``. Resumable: the frames' hash keys the run's pass store."""
+    with node_errors(node):  # a bad schedule or cut is refused before any encoding
+        video = prepare(frames, int(frames.shape[0]), plan, vae_encoder(vae), settings, fps, seed=seed,
+                        strides=strides, schedule=schedule, cuts=cuts, global_latents=global_latents,
+                        content=content_hash(frames))
+    with runtime.sampling_errors(node):
+        result = sample(video, runtime.comfy_runtime(m3ddm_model, node), decode=vae_decoder(vae))
+    return result.latents, result.canvases
 
 
 class M3DDMEncodeGlobalFrames(io.ComfyNode):
@@ -204,25 +167,11 @@ class M3DDMSampleClip(io.ComfyNode):
         plan = canvas.plan_for_model(m3ddm_model)
         g_latents = _check_global(global_frames, canvas, plan, cls.NODE)
         guides = guide_latents(guide, plan.latent_hw, n, cls.NODE) if guide is not None else {}
-        clip_plan = clip_pass(clip, guides)
-        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
-        # the clip's frames as a video of their own (all VAE work before the UNet is loaded), the pass renumbered
-        distinct = list(clip_plan.distinct_frames)
-        local = {f: i for i, f in enumerate(distinct)}
-        encoded = encode_video(frames[distinct], len(distinct), plan, vae_encoder(vae), global_latents=g_latents)
-        local_pass = Pass.make([local[f] for f in clip_plan.frames], clip_plan.is_guide, clip_plan.stride)
-        model, settings = runtime.model_on_device(m3ddm_model, settings, plan.latent_hw, cls.NODE)
-        shot = prepare_shot(model, encoded)
-        callback = runtime.progress_callback(steps, model.device)
-        try:
-            out = run_pass(model, shot, local_pass, {local[f]: t for f, t in guides.items() if f in local}, fps,
-                           settings, 0, callback, runtime.check_interrupt)
-        except torch.cuda.OutOfMemoryError as exc:
-            raise runtime.oom_hint(exc, cls.NODE) from exc
-        latents = {distinct[i]: t for i, t in out.items()}
-        clip_latents = torch.stack(list(latents.values()))
-        images = decode_latents(vae_decoder(vae), clip_latents)
-        return io.NodeOutput(to_latent_dict(clip_latents, list(latents)), images.to(runtime.output_device()))
+        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
+        with runtime.sampling_errors(cls.NODE):
+            out = outpaint_clip(frames, clip, plan, vae_encoder(vae), runtime.comfy_runtime(m3ddm_model, cls.NODE),
+                                settings, fps, seed, guides, g_latents, vae_decoder(vae))
+        return io.NodeOutput(to_latent_dict(out.latents, out.frames), out.canvases.to(runtime.output_device()))
 
 
 class M3DDMCoarseToFine(io.ComfyNode):
@@ -272,8 +221,8 @@ class M3DDMCoarseToFine(io.ComfyNode):
         if found and g_latents is not None:
             raise node_error(cls.NODE, "global frames cover the whole video, but this run is split into shots (each "
                                        "takes its own); disconnect global_frames or set shots to none")
-        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, seed, low_vram)
-        latents, canvases = run_outpaint(cls.NODE, m3ddm_model, vae, frames, plan, settings, fps, strides, schedule,
-                                         found, g_latents)
+        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
+        latents, canvases = run_outpaint(cls.NODE, m3ddm_model, vae, frames, plan, settings, seed, fps, strides,
+                                         schedule, found, g_latents)
         latent = to_latent_dict(latents, list(range(frames.shape[0])))
         return io.NodeOutput(canvases.to(runtime.output_device()), latent)

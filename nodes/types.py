@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import CanvasPlan
+from ..m3ddm_core import CanvasPlan, PreparedVideo
 
 M3DDMModelType = io.Custom("M3DDM_MODEL")
 M3DDMCanvasType = io.Custom("M3DDM_CANVAS")
@@ -71,15 +71,12 @@ def video_fingerprint(frames: torch.Tensor) -> str:
 @dataclass(frozen=True)
 class Keyframes:
     """A run stopped after its key frames (M3DDM Keyframe Preview), with what M3DDM Continue needs to finish it:
-    the encoded video, its plan, the settings and the pass store key; ``frames`` the key frames' indexes,
-    ``preview`` their composited frames ``[K, OH, OW, 3]`` as shown, ``canvases`` their decoded working canvases."""
+    the planned and encoded ``video`` and its pass store key; ``frames`` the key frames' indexes, ``preview``
+    their composited frames ``[K, OH, OW, 3]`` as shown, ``canvases`` their decoded working canvases."""
 
     canvas: Canvas
     plan: CanvasPlan
-    video_plan: object
-    encoded: object
-    settings: object
-    fps: float
+    video: PreparedVideo
     store_key: str
     frames: tuple
     preview: torch.Tensor

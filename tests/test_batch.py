@@ -185,7 +185,14 @@ def test_the_family_and_working_size_are_options_of_the_command(assets, tmp_path
     assert [(w["start"], w["end"]) for w in report["windows"]] == plan_windows(plan_video(12))
     assert len(report["per_frame"]["seam"]) == 12 and "proxies" in report["note"]
     assert main([*common[:-1], "130", "--out", str(tmp_path / "bad")]) == 2
-    assert "--working-size 130: use a multiple of 8" in capsys.readouterr().err
+    assert "--working-size: working size 130 must be a multiple of 8 from 64 to 1024" in capsys.readouterr().err
+    # the core's one input check: every bad argument named at once, before anything loads
+    bad = [*common[:-1], "2048", "--strides", "5,15,1", "--out", str(tmp_path / "bad")]
+    bad[bad.index("--ratio") + 1] = "9x16"
+    assert main(bad) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in err] == ["--working-size", "--ratio", "--strides"], err
+    assert not (tmp_path / "bad").exists()
 
 
 def _batch_process(args, threads: int = 1):
@@ -232,7 +239,7 @@ def test_a_batch_killed_mid_video_samples_only_the_remaining_passes_when_run_aga
     assert 3 <= kept < total and not (out / "long_9x16.mp4").exists()
 
     spec = JobSpec(str(assets / "m3ddm-nano"), str(assets / "vae"), "9:16",
-                   SampleSettings(steps=2, scheduler="ddim", seed=3), strides="15,5,1", working_size=128)
+                   SampleSettings(steps=2, scheduler="ddim"), seed=3, strides="15,5,1", working_size=128)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -240,7 +247,7 @@ def test_a_batch_killed_mid_video_samples_only_the_remaining_passes_when_run_aga
         resumed, fresh = {}, {}
         with torch.inference_mode(), caplog.at_level(logging.INFO, logger="M3DDM"):
             assert run_batch(job, [video], out, show=False, latents=resumed)[0] == [video]
-            assert f"resumed {kept} of {total} passes" in caplog.text
+            assert f"sampled {total - kept} of {total} passes ({kept} resumed)" in caplog.text
             assert not store.exists()  # removed with the video's passes once it is written
             import dataclasses
             job.spec = dataclasses.replace(spec, resume=False)

@@ -8,11 +8,12 @@ import torch
 from conftest import MICRO_CONFIG, NANO_CONFIG
 from helpers import TinyVAE, load_clip
 from m3ddm_core import SampleSettings, encode_video, plan_video, resume_key, run_plan, sampling_memory
-from m3ddm_core.pipeline.executors import (MAX_PASSES_PER_CALL, choose_branching, default_max_passes, next_batch,
+from m3ddm_core.pipeline.executors import (MAX_PASSES_PER_CALL, PlanRun, choose_branching, default_max_passes,
                                            pass_groups)
 
 # Three guidance branches, two PNDM steps: the batched UNet input interleaves clips and branches.
-SETTINGS = SampleSettings(steps=2, seed=3)
+SETTINGS = SampleSettings(steps=2)
+SEED = 3
 FRAMES, CUTS, STRIDES = 64, [30, 58], "15,5,1"  # three shots, the last one 6 frames (shorter clips)
 
 
@@ -31,7 +32,7 @@ def encoded(plan):
 
 @pytest.fixture(scope="module")
 def video_plan():
-    return plan_video(FRAMES, CUTS, STRIDES, seed=SETTINGS.seed)
+    return plan_video(FRAMES, CUTS, STRIDES, seed=SEED)
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +105,17 @@ def test_one_pass_per_call_is_the_plan_order_run(video_plan, sequential_run):
     assert SETTINGS.passes_per_call == 1 and sequential_run[1] == list(range(len(video_plan)))
 
 
-def test_next_batch_takes_ready_passes_of_one_frame_count(video_plan):
-    first = next_batch(video_plan, set(), 8)
+def test_the_first_ready_group_takes_ready_passes_of_one_frame_count(video_plan):
+    run = PlanRun(video_plan)
+    ready = run.ready(claim=False)
+    first = pass_groups(ready, 8)[0]
     assert [p.index for p in first] == [p.index for p in video_plan.passes if not p.depends]
     assert len({p.shot for p in first}) == 3  # every shot's first key-frame pass is ready at once
     assert len({len(p.clip.frames) for p in first}) == 1
-    assert next_batch(video_plan, set(), 1) == [video_plan.passes[0]]
-    done = {p.index for p in video_plan.passes}
-    assert next_batch(video_plan, done, 4) == []
+    assert pass_groups(ready, 1)[0] == [video_plan.passes[0]]
+    assert run.ready() == ready and run.ready() == []  # claimed: handed out once
+    run.done = {p.index for p in video_plan.passes}
+    assert PlanRun(video_plan).ready(claim=False) and run.ready(claim=False) == []
     groups = pass_groups(video_plan.passes, 3)
     flat = [p for g in groups for p in g]
     for count in {len(p.clip.frames) for p in video_plan.passes}:  # each frame count keeps the plan's order
@@ -121,12 +125,16 @@ def test_next_batch_takes_ready_passes_of_one_frame_count(video_plan):
     assert sorted(p.index for g in groups for p in g) == list(range(len(video_plan)))
 
 
-def test_the_resume_key_ignores_how_passes_are_batched(micro_model, encoded):
+def test_the_resume_key_ignores_how_passes_are_batched_and_reads_the_plan(micro_model, encoded, video_plan):
     keys = {resume_key("clip", encoded, micro_model, dataclasses.replace(SETTINGS, passes_per_call=k, sequential=s),
-                       16.0, STRIDES, "fixed") for k in (1, 4) for s in (False, True)}
+                       16.0, video_plan) for k in (1, 4) for s in (False, True)}
     assert len(keys) == 1
-    assert resume_key("clip", encoded, micro_model, dataclasses.replace(SETTINGS, seed=4), 16.0, STRIDES, "fixed") \
-        not in keys
+    # the plan carries the seeds: another seed, a re-rolled shot, other strides -- each another run
+    others = [plan_video(FRAMES, CUTS, STRIDES, seed=SEED + 1), plan_video(FRAMES, CUTS, STRIDES, seed=SEED,
+                                                                           shot_seeds={1: 99}),
+              plan_video(FRAMES, CUTS, "auto", seed=SEED)]
+    assert [p.passes != video_plan.passes for p in others] == [True] * 3
+    assert not {resume_key("clip", encoded, micro_model, SETTINGS, 16.0, p) for p in others} & keys
 
 
 def test_passes_per_call_follow_the_traced_memory(micro_model):

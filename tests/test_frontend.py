@@ -442,7 +442,7 @@ def test_the_review_workflow_stops_after_the_key_frames_then_renders_the_rest(se
     history, written = _run_from_page(server, page, version)
     second = server.log()[log_start:]
     assert "[M3DDM_KeyframePreview]" not in second  # not run again
-    done = re.search(r"\[M3DDM_Continue\] sampled (\d+) of (\d+) passes \((\d+) from the preview\)", second)
+    done = re.search(r"\[M3DDM_Continue\] sampled (\d+) of (\d+) passes \((\d+) resumed\)", second)
     assert done and int(done[3]) >= 1 and int(done[1]) == int(done[2]) - int(done[3]) >= 1, second[-3000:]
     assert len(written) == 1 and written[0].name.startswith("outpaint_from_keyframes"), written
     assert page.evaluate(VISIBLE_BLOCKERS_JS) == []

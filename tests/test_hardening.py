@@ -26,6 +26,7 @@ def nodes():
     ext = asyncio.run(plugin.comfy_entrypoint())
     classes = {cls.GET_SCHEMA().node_id: cls for cls in asyncio.run(ext.get_node_list())}
     classes["runtime"] = plugin.nodes.runtime
+    classes["executors"] = plugin.m3ddm_core.pipeline.executors  # the core as the nodes import it
     return classes
 
 
@@ -259,11 +260,11 @@ def test_branches_run_one_after_another_when_memory_is_short(nodes, small_video,
     if message:
         assert message in caplog.text and "[M3DDM_SampleClip]" in caplog.text
     # ComfyUI is told how much room the activations of the chosen mode need, so it can unload other models.
-    unet, runtime = model.patcher.model, nodes["runtime"]
+    unet, core = model.patcher.model, nodes["executors"]
     sequential_up_front = low_vram or message == "left next to the model"
-    expected = runtime.sampling_memory(unet.raw_config, model.dtype, 3, sequential_up_front, 16, (16, 16))
+    expected = core.sampling_memory(unet.raw_config, model.dtype, 3, sequential_up_front, 16, (16, 16))
     ours = [kw for models, kw in requested if model.patcher in models]
-    assert ours and ours[-1]["memory_required"] == int(expected.activations * runtime.MEMORY_MARGIN) > 0
+    assert ours and ours[-1]["memory_required"] == int(expected.activations * core.MEMORY_MARGIN) > 0
 
 
 def test_sampling_goes_on_when_the_memory_trace_fails(nodes, small_video, m3ddm_dir, monkeypatch, caplog):
@@ -272,7 +273,7 @@ def test_sampling_goes_on_when_the_memory_trace_fails(nodes, small_video, m3ddm_
 
     def broken(*a, **k):
         raise RuntimeError("no meta kernel for some op")
-    monkeypatch.setattr(nodes["runtime"], "sampling_memory", broken)
+    monkeypatch.setattr(nodes["executors"], "sampling_memory", broken)
     with caplog.at_level(logging.WARNING, logger="M3DDM"):
         latent, _ = run(nodes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=canvas, global_frames=g,
                         frame_indexes="0-3", **dict(SAMPLING, context_guidance=2.0, global_guidance=4.0))

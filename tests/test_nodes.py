@@ -465,7 +465,7 @@ def test_outpaint_video_node_resumes_an_interrupted_run(node_classes, models_dir
     assert "resuming an interrupted run: 2 of 3 passes are done" in caplog.text
     assert "sampled 1 of 3 passes (2 resumed)" in caplog.text
     (fresh,) = _run(node_classes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=model, vae=taesd_vae(), **inputs)
-    assert torch.equal(resumed.latents, fresh.latents)
+    assert torch.equal(resumed.outpainted.latents, fresh.outpainted.latents)
 
 
 def _two_shots():
@@ -515,7 +515,8 @@ def test_outpaint_video_node_detects_cuts_while_it_reads_the_file(node_classes, 
         (detected,) = _run(node, video=video, m3ddm_model=model, vae=taesd_vae(), **_video_inputs(shots="detect"))
     assert "2 shot(s); cuts at frames [20]" in caplog.text
     (listed,) = _run(node, video=video, m3ddm_model=model, vae=taesd_vae(), **_video_inputs(shots="list", cuts="20"))
-    assert torch.equal(detected.latents, listed.latents) and detected.latents.shape[0] == 40
+    assert torch.equal(detected.outpainted.latents, listed.outpainted.latents)
+    assert detected.outpainted.latents.shape[0] == 40
     with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintVideo\] cuts must be frame numbers"):
         _run(node, video=video, m3ddm_model=model, vae=taesd_vae(), **_video_inputs(shots="list", cuts="20s"))
 
@@ -581,11 +582,11 @@ def test_the_model_family_sets_the_preprocessing_and_the_working_size_the_canvas
     video = InputImpl.VideoFromFile(str(_source_video(tmp_path / "src.mp4", n=6)))
     (out,) = _run(node_classes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=plus, vae=vae,
                   **_video_inputs(working_size=192))
-    assert out.plan.family == "m3ddm_plus" and out.latents.shape[-2:] == (24, 24)
+    assert out.outpainted.plan.family == "m3ddm_plus" and out.outpainted.latents.shape[-2:] == (24, 24)
     # listed cuts: each shot takes its global frames from its own source frames, encoded while reading
     (shots,) = _run(node_classes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=plus, vae=vae,
                     **_video_inputs(working_size=128), shots="list", cuts="3")
-    assert shots.latents.shape == (6, 4, 16, 16)
+    assert shots.outpainted.latents.shape == (6, 4, 16, 16)
 
 
 # -- the VIDEO contract of current ComfyUI on M3DDM Outpaint Video's output ------------------------------------
@@ -665,12 +666,12 @@ def test_trimming_the_output_keeps_it_lazy_and_picks_the_frames_core_would(node_
     import importlib
 
     out = _outpainted(node_classes, tmp_path, n=20)  # 20 frames at 25 fps: frame i is shown at i/25 s
-    every = list(out.frames())
+    every = list(out.outpainted.frames())
     trimmed = out.as_trimmed(0.2, 0.4)
     assert trimmed.get_frame_count() == 10 and abs(trimmed.get_duration() - 0.4) < 1e-9
     # a view of the same latents: nothing decoded, nothing copied
-    assert trimmed.latents.untyped_storage().data_ptr() == out.latents.untyped_storage().data_ptr()
-    assert all((a == b).all() for a, b in zip(trimmed.frames(), every[5:15], strict=True))
+    assert trimmed.outpainted.latents.untyped_storage().data_ptr() == out.outpainted.latents.untyped_storage().data_ptr()
+    assert all((a == b).all() for a, b in zip(trimmed.outpainted.frames(), every[5:15], strict=True))
     assert out.as_trimmed(-0.2).get_frame_count() == 5  # counted back from the end
     assert out.as_trimmed(0.6, 1.0).get_frame_count() == 5  # what is left
     assert out.as_trimmed(0.6, 1.0, strict_duration=True) is None  # ... unless the duration is required
@@ -691,7 +692,7 @@ def test_a_trimmed_source_video_is_outpainted_only_where_it_is_trimmed(node_clas
     trimmed = src.as_trimmed(0.16, 0.4)  # core Trim Video: frames 4..13 of the file (at 25 fps)
     (out,) = _run(node_classes["M3DDM_OutpaintVideo"], video=trimmed, m3ddm_model=model, vae=taesd_vae(),
                   **_video_inputs(start_frame=2))
-    assert (out.start, out.get_frame_count()) == (6, 8)  # start_frame counts inside the trim
+    assert (out.outpainted.start, out.get_frame_count()) == (6, 8)  # start_frame counts inside the trim
     with pytest.raises(ValueError, match=r"start frame 10 is past the end: the trimmed video \(source frames "
                                          r"4-13\) has 10 frames"):
         _run(node_classes["M3DDM_OutpaintVideo"], video=trimmed, m3ddm_model=model, vae=taesd_vae(),

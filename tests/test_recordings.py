@@ -153,10 +153,12 @@ def test_video_path_matches_its_recording(nodes, tmp_path):
         (model,) = _run(nodes["M3DDM_LoadModel"], model_name="nano", dtype="fp32")
         (out,) = _run(nodes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=model, vae=taesd_vae(seed=2),
                       shots="detect", **dict(inputs, low_vram=True))
-        observed.update(latents=digest(out.latents), frames=digest(np.stack(list(out.frames()))))
+        observed.update(latents=digest(out.outpainted.latents),
+                        frames=digest(np.stack(list(out.outpainted.frames()))))
         (out,) = _run(nodes["M3DDM_OutpaintVideo"], video=video, m3ddm_model=model, vae=taesd_vae(seed=2),
                       shots="list", cuts="7", **dict(inputs, seed=9))
-        observed.update(listed_latents=digest(out.latents), listed_frames=digest(np.stack(list(out.frames()))))
+        observed.update(listed_latents=digest(out.outpainted.latents),
+                        listed_frames=digest(np.stack(list(out.outpainted.frames()))))
     check("video_path", observed)
 
 
@@ -179,7 +181,7 @@ def _batch_spec(root):
     from m3ddm_core.apps.jobs import JobSpec
     from m3ddm_core.pipeline.passes import SampleSettings
     return JobSpec(str(root / "m3ddm-nano"), str(root / "vae"), "9:16",
-                   SampleSettings(steps=2, scheduler="ddim", seed=21), strides="15,5,1", shots="detect",
+                   SampleSettings(steps=2, scheduler="ddim"), seed=21, strides="15,5,1", shots="detect",
                    dtype="fp32", device="cpu", working_size=128)
 
 

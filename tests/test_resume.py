@@ -7,7 +7,7 @@ from helpers import TinyVAE, load_clip
 from m3ddm_core import (PassStore, SampleSettings, build_unet, content_hash, model_fingerprint, outpaint_video,
                         run_key)
 
-FAST = SampleSettings(steps=1, s1=1.0, s2=1.0, seed=4)
+FAST = SampleSettings(steps=1, s1=1.0, s2=1.0)
 
 
 class Stop(Exception):
@@ -27,7 +27,7 @@ def _run(micro_model, frames, plan, store=None, stop_in_pass=None, cuts=(), seen
         if stop_in_pass is not None and sampled and sampled[-1] == stop_in_pass - 1:
             raise Stop()  # before the first step of pass ``stop_in_pass``
 
-    result = outpaint_video(micro_model, frames, plan, vae.encode, vae.decode, fps=24.0, settings=FAST, callback=callback,
+    result = outpaint_video(micro_model, frames, plan, vae.encode, vae.decode, fps=24.0, settings=FAST, seed=4, callback=callback,
                             check_interrupt=check, store=store, cuts=cuts)
     return result, sampled
 
@@ -85,7 +85,7 @@ def test_the_key_changes_with_anything_the_latents_depend_on(micro_model):
     assert run_key(**dict(base)) == key
     other = frames.clone()
     other[3, 51, 101, 0] += 0.001  # one channel of one pixel of one frame
-    for change in (dict(video=content_hash(other)), dict(settings=SampleSettings(steps=1, s1=1.0, s2=1.0, seed=5)),
+    for change in (dict(video=content_hash(other)), dict(settings=SampleSettings(steps=2, s1=1.0, s2=1.0)),
                    dict(fps=25.0), dict(strides="15,5,1"), dict(latents=torch.ones(2, 3) * 2)):
         assert run_key(**dict(base, **change)) != key, change
     torch.manual_seed(1)

@@ -62,7 +62,7 @@ def assets(tmp_path_factory):
 
 def _spec(assets) -> JobSpec:
     return JobSpec(str(assets / "m3ddm-nano"), str(assets / "vae"), "9:16",
-                   SampleSettings(steps=1, scheduler="ddim", seed=5), strides="15,5,1", working_size=128)
+                   SampleSettings(steps=1, scheduler="ddim"), seed=5, strides="15,5,1", working_size=128)
 
 
 def _videos(assets):

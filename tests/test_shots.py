@@ -8,11 +8,13 @@ import torch
 
 from helpers import TinyVAE, load_clip
 from m3ddm_core import (SampleSettings, ShotError, detect_cuts, encode_video, outpaint_video, parse_cuts,
-                        plan_passes, prepare_shot, run_pass, shot_bounds, shot_seed)
+                        plan_passes, prepare_shot, run_pass, shot_bounds)
+from m3ddm_core.pipeline.seeds import SHOT, derive_seed
 from m3ddm_core.pipeline.shots import CutDetector
 
 H, W = 120, 208
-FAST = SampleSettings(steps=1, s1=1.0, s2=1.0, seed=5)
+FAST = SampleSettings(steps=1, s1=1.0, s2=1.0)
+SEED = 5
 
 
 def _scene(seed: int, colour, size=(2 * H, 2 * W)) -> np.ndarray:
@@ -194,13 +196,12 @@ def test_user_given_cuts_are_checked_against_the_video():
     with pytest.raises(ShotError, match="separated by commas"):
         parse_cuts("20 frames", 60)
     assert shot_bounds(60, [20, 45]) == [(0, 20), (20, 45), (45, 60)] and shot_bounds(5, []) == [(0, 5)]
-    assert shot_seed(7, 0) == 7 and len({shot_seed(7, k) for k in range(4)}) == 4
 
 
 def _run(model, frames, plan, **kw):
     vae = TinyVAE()
-    settings = kw.pop("settings", FAST)
-    return outpaint_video(model, frames, plan, vae.encode, vae.decode, fps=16.0, settings=settings, **kw)
+    settings, seed = kw.pop("settings", FAST), kw.pop("seed", SEED)
+    return outpaint_video(model, frames, plan, vae.encode, vae.decode, fps=16.0, settings=settings, seed=seed, **kw)
 
 
 def test_each_shot_is_its_own_video_and_no_pass_spans_a_cut(micro_model, plan):
@@ -214,7 +215,7 @@ def test_each_shot_is_its_own_video_and_no_pass_spans_a_cut(micro_model, plan):
     assert {f for p in result.passes for f in p.frames} == set(range(45))
     # shot by shot on its own (own global frames, own schedule, seed of that shot): the same latents
     for k, (a, b) in enumerate(shot_bounds(45, cuts)):
-        alone = _run(micro_model, frames[a:b], plan, settings=SampleSettings(1, 1.0, 1.0, seed=shot_seed(5, k)))
+        alone = _run(micro_model, frames[a:b], plan, seed=derive_seed(SEED, SHOT, k))
         assert torch.equal(result.latents[a:b], alone.latents)
     whole = _run(micro_model, frames, plan)
     assert not torch.equal(whole.latents[20:], result.latents[20:])  # the cut changed what the 2nd shot saw
@@ -233,7 +234,7 @@ def test_global_frames_of_a_shot_come_only_from_that_shot(micro_model, plan):
     shot = prepare_shot(micro_model, encoded, 1)
     assert shot.prefilled.shape[0] == 15 and torch.equal(shot.prefilled[0], encoded.prefilled[25])
     # the streamed encoding cut into shots gives what encoding each shot on its own gives
-    streamed = outpaint_video(micro_model, range(40), plan, None, None, 16.0, FAST, encoded=encoded)
+    streamed = outpaint_video(micro_model, range(40), plan, None, None, 16.0, FAST, seed=SEED, encoded=encoded)
     direct = _run(micro_model, (frames * 255).round() / 255, plan, cuts=[25])
     assert torch.allclose(streamed.latents, direct.latents, atol=1e-5)
 
@@ -245,5 +246,5 @@ def test_a_one_shot_video_samples_exactly_as_the_pass_runner_did_before_shots(mi
     video = prepare_shot(micro_model, encode_video(frames, 33, plan, vae.encode))
     final = {}
     for k, p in enumerate(plan_passes(33)):
-        final.update(run_pass(micro_model, video, p, final, 16.0, FAST, k))
+        final.update(run_pass(micro_model, video, p, final, 16.0, FAST, SEED, k))
     assert torch.equal(result.latents, torch.stack([final[i] for i in range(33)]))

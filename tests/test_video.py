@@ -9,12 +9,13 @@ from m3ddm_core.pipeline.plan import pass_dependencies, plan_video
 from m3ddm_core.pipeline.schedule import plan_passes
 from m3ddm_core.pipeline.passes import prepare_shot, run_pass
 
-FAST = SampleSettings(steps=1, s1=1.0, s2=1.0, seed=1)  # one branch, one step: the plumbing, not the quality
+FAST = SampleSettings(steps=1, s1=1.0, s2=1.0)  # one branch, one step: the plumbing, not the quality
+SEED = 1
 
 
-def _run(model, frames, plan, settings=FAST, **kw):
+def _run(model, frames, plan, settings=FAST, seed=SEED, **kw):
     vae = TinyVAE()
-    result = outpaint_video(model, frames, plan, vae.encode, vae.decode, fps=16.0, settings=settings, **kw)
+    result = outpaint_video(model, frames, plan, vae.encode, vae.decode, fps=16.0, settings=settings, seed=seed, **kw)
     return result, vae
 
 
@@ -35,7 +36,7 @@ def test_same_seed_same_video_other_seed_other_video(micro_model, plan):
     frames = load_clip(20)
     a, _ = _run(micro_model, frames, plan)
     b, _ = _run(micro_model, frames, plan)
-    c, _ = _run(micro_model, frames, plan, settings=SampleSettings(steps=1, s1=1.0, s2=1.0, seed=2))
+    c, _ = _run(micro_model, frames, plan, seed=2)
     assert torch.equal(a.canvases, b.canvases)
     assert not torch.equal(a.canvases, c.canvases)
 
@@ -82,7 +83,7 @@ def test_progress_callback_covers_passes_times_steps(micro_model, plan):
 
 
 def test_guidance_defaults_run_end_to_end(micro_model, plan):
-    result, _ = _run(micro_model, load_clip(16), plan, settings=SampleSettings(steps=2, seed=3))
+    result, _ = _run(micro_model, load_clip(16), plan, settings=SampleSettings(steps=2), seed=3)
     assert torch.isfinite(result.canvases).all()
 
 
@@ -135,18 +136,16 @@ def test_passes_run_in_any_order_their_dependencies_allow_give_the_same_video(mi
     """What a scale-out relies on: a pass needs only its guides, so running the ready passes last-first (as
     another worker might) -- on an encoded video sent through pickle, as Ray ships it -- equals the plan-order
     run."""
-    import dataclasses
     import pickle
     frames = load_clip(64)
     reference, vae = _run(micro_model, frames, plan, strides="15,5,1")
     encoded = pickle.loads(pickle.dumps(encode_video(frames, 64, plan, vae.encode)))
     shot = prepare_shot(micro_model, encoded)
-    run = PlanRun(plan_video(64, (), "15,5,1", seed=FAST.seed))
+    run = PlanRun(plan_video(64, (), "15,5,1", seed=SEED))
     order = []
     while not run.complete:
         for p in reversed(run.ready()):
-            run.finish(p, run_pass(micro_model, shot, p.clip, run.guides(p), 16.0,
-                                   dataclasses.replace(FAST, seed=p.seed), p.noise_index))
+            run.finish(p, run_pass(micro_model, shot, p.clip, run.guides(p), 16.0, FAST, p.seed, p.noise_index))
             order.append(p.index)
     assert order != sorted(order)  # the order really differed
     assert torch.equal(run.result(), reference.latents)
@@ -155,18 +154,19 @@ def test_passes_run_in_any_order_their_dependencies_allow_give_the_same_video(mi
 def test_passes_sampled_again_change_only_their_frames_and_their_dependents(micro_model, plan):
     """A re-render: a pass of a finished run sampled with another seed changes the frames it writes and those of
     every pass that depends on it (their guides changed), nothing else; with its own seed, nothing changes."""
-    from m3ddm_core.pipeline.executors import dependents, rerender_seed, rerun_passes
+    from m3ddm_core.pipeline.executors import dependents, rerun_passes
+    from m3ddm_core.pipeline.seeds import RERENDER, derive_seed
     frames = load_clip(64)
     vae = TinyVAE()
     encoded = encode_video(frames, 64, plan, vae.encode)
-    vp = plan_video(64, (), "15,5,1", seed=FAST.seed)
+    vp = plan_video(64, (), "15,5,1", seed=SEED)
     reference = _run(micro_model, frames, plan, strides="15,5,1")[0].latents
     same, sampled = rerun_passes(micro_model, encoded, vp, reference, 16.0, FAST, {4: vp.passes[4].seed})
     assert torch.equal(same, reference) and sampled == sorted(dependents(vp, [4]))
     dense = [p.index for p in vp.passes if p.clip.stride == 1]
     k = dense[-2]  # the last dense window starts on a frame this one makes: one dependent
     assert dependents(vp, [k]) == {k, dense[-1]}
-    new, sampled = rerun_passes(micro_model, encoded, vp, reference, 16.0, FAST, {k: rerender_seed(vp.passes[k].seed)})
+    new, sampled = rerun_passes(micro_model, encoded, vp, reference, 16.0, FAST, {k: derive_seed(vp.passes[k].seed, RERENDER, 1)})
     assert sampled == [k, dense[-1]]
     changed = {i for i in range(64) if not torch.equal(new[i], reference[i])}
     written = {f for i in sampled for _, f in vp.passes[i].in_video.writes}
@@ -182,7 +182,7 @@ def test_key_frames_first_then_the_rest_equals_one_run(micro_model, plan, tmp_pa
     frames = load_clip(64)
     vae = TinyVAE()
     encoded = encode_video(frames, 64, plan, vae.encode, cuts=[30])
-    vp = plan_video(64, [30], "15,5,1", seed=FAST.seed)
+    vp = plan_video(64, [30], "15,5,1", seed=SEED)
     first = vp.first_level()
     assert {p.clip.stride for p in first} == {15} and {p.shot for p in first} == {0, 1}
     assert all(p.depends <= {q.index for q in first} for p in first)
@@ -199,7 +199,7 @@ def test_key_frames_first_then_the_rest_equals_one_run(micro_model, plan, tmp_pa
     with pytest.raises(ValueError, match="needed as guides"):  # its key frames are not among the passes asked for
         run_passes(micro_model, encoded, vp, [second.index], 16.0, FAST)
     # a re-roll of shot 2: its seed, its frames; shot 1 as before
-    reroll = plan_video(64, [30], "15,5,1", seed=FAST.seed, shot_seeds={1: 99})
+    reroll = plan_video(64, [30], "15,5,1", seed=SEED, shot_seeds={1: 99})
     assert {p.seed for p in reroll.passes if p.shot == 1} == {99}
     rerolled = run_plan(micro_model, encoded, reroll, 16.0, FAST)
     assert torch.equal(rerolled.latents[:30], whole.latents[:30])
@@ -212,13 +212,13 @@ def test_a_preview_never_costs_the_whole_render(micro_model, plan, tmp_path):
     first level, as before (and a video mixing both is previewed shot by shot)."""
     from m3ddm_core import PassStore
     from m3ddm_core.pipeline.executors import run_passes, run_plan
-    short = plan_video(33, [], "auto", seed=FAST.seed)
+    short = plan_video(33, [], "auto", seed=SEED)
     assert len(short.first_level()) == len(short) == 3
     assert [p.index for p in short.preview_passes()] == [0] and short.key_frames() == list(range(16))
-    longer = plan_video(120, [], "auto", seed=FAST.seed)
+    longer = plan_video(120, [], "auto", seed=SEED)
     assert short.preview_passes() != short.first_level() and longer.preview_passes() == longer.first_level()
     assert len(longer.preview_passes()) < len(longer)
-    mixed = plan_video(153, [33], "auto", seed=FAST.seed)  # a 33-frame shot, then 120 frames
+    mixed = plan_video(153, [33], "auto", seed=SEED)  # a 33-frame shot, then 120 frames
     assert [p.shot for p in mixed.preview_passes()] == [0, 1]
     frames = load_clip(33)
     vae = TinyVAE()

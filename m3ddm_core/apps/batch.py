@@ -20,6 +20,7 @@ import torch
 from ..media.video_io import CODECS
 from ..model.loader import DTYPES, WeightsError
 from ..pipeline.canvas import FAMILIES, OFFICIAL_CANVAS
+from ..pipeline.inputs import check_inputs
 from ..pipeline.passes import SampleSettings
 from ..pipeline.schedule import SCHEDULES
 from ..pipeline.schedulers import SCHEDULERS
@@ -110,9 +111,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
 
     _log_to_stderr(logging.WARNING if args.quiet else logging.INFO)
-    if args.working_size % 8 or not 64 <= args.working_size <= 1024:
-        print(f"--working-size {args.working_size}: use a multiple of 8 from 64 to 1024 (e.g. 128, 256, 512)",
-              file=sys.stderr)
+    problems = check_inputs(working_size=args.working_size, ratio=args.ratio, strides=args.strides)
+    if problems:
+        flags = {"working_size": "--working-size", "aspect_ratio": "--ratio", "strides": "--strides"}
+        for problem in problems:  # each led by the input it is about
+            name, _, why = problem.partition(": ")
+            print(f"{flags.get(name, name)}: {why}", file=sys.stderr)
         return 2
     if args.passes_per_call < 0:
         print(f"--passes-per-call {args.passes_per_call}: use 0 (auto) or a number of passes such as 2 or 4",
@@ -124,11 +128,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not videos:
         print("no videos found in " + ", ".join(map(str, args.inputs)) + not_videos, file=sys.stderr)
         return 2
-    settings = SampleSettings(steps=args.steps, s1=args.s1, s2=args.s2, scheduler=args.scheduler, seed=args.seed,
+    settings = SampleSettings(steps=args.steps, s1=args.s1, s2=args.s2, scheduler=args.scheduler,
                               sequential=args.low_vram)
     spec = JobSpec(str(args.model), str(args.vae), args.ratio, settings, args.strides, args.schedule, args.feather,
                    args.shots, args.device, args.dtype, args.codec, args.family, args.working_size, args.resume,
-                   args.qc, max(0, args.rerender_worst), args.passes_per_call)
+                   args.qc, max(0, args.rerender_worst), args.passes_per_call, args.seed)
     if args.ray:
         from .scaleout import ScaleOutError, run_batch_ray  # Ray is an optional extra: imported only when asked
         try:

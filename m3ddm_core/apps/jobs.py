@@ -21,18 +21,19 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from ..pipeline.canvas import OFFICIAL_CANVAS, CanvasPlan, plan_canvas
-from ..pipeline.encode import SD_LATENT_SCALE, EncodedVideo, encode_video
-from ..pipeline.executors import (choose_branching, default_max_passes, dependents, device_free_memory,
-                                  rerender_seed, rerun_passes, run_plan)
-from ..model.loader import DTYPES, load_unet, weights_family
-from ..pipeline.plan import VideoPlan, plan_video
-from ..pipeline.resume import PassStore, source_identity
-from ..pipeline.shots import CutDetector
-from ..media.stream import write_outpainted
-from ..pipeline.passes import SampleSettings, resume_key
-from ..media.video_io import VideoInfo, probe, read_frames, source_notes
 from ..analysis.quality import QualityReport, check_quality, finest_passes, plan_windows
+from ..media.stream import write_outpainted
+from ..media.outpainted import open_range, prepare_file
+from ..media.video_io import VideoInfo, read_frames, source_notes
+from ..model.loader import DTYPES, load_unet, weights_family
+from ..pipeline.canvas import OFFICIAL_CANVAS, CanvasPlan, plan_canvas
+from ..pipeline.encode import SD_LATENT_SCALE, EncodedVideo
+from ..pipeline.executors import choose_branching, default_max_passes, dependents, device_free_memory, rerun_passes
+from ..pipeline.outpaint import PreparedVideo, Runtime, sample
+from ..pipeline.passes import SampleSettings
+from ..pipeline.plan import VideoPlan
+from ..pipeline.resume import PassStore
+from ..pipeline.seeds import RERENDER, derive_seed
 
 log = logging.getLogger("M3DDM")
 # Stable Diffusion 1.x's VAE (AutoencoderKL), for single-file checkpoints that carry no config.
@@ -135,6 +136,7 @@ class JobSpec:
     qc: bool = False  # write a quality report (analysis/quality.py) beside each output
     rerender_worst: int = 0  # re-sample up to this many flagged windows with a derived seed, keep what scores better
     passes_per_call: int = 0  # passes sampled together at most (0: auto -- by free memory on CUDA, one elsewhere)
+    seed: int = 0  # every shot's and pass's seed derives from it (pipeline/seeds.py)
 
 
 @dataclass
@@ -182,14 +184,22 @@ def failure_reason():
 
 @dataclass
 class EncodedFile:
-    """A video file read once into its working-canvas latents, with the plan of its passes: what sampling and
-    writing need. ``resume`` is the key of its pass store (None: not resumable)."""
+    """A video file read once into its working-canvas latents, with the plan of its passes (``video``, the
+    pipeline's :class:`.pipeline.outpaint.PreparedVideo`): what sampling and writing need. ``resume`` is the key of
+    its pass store (None: not resumable)."""
 
     info: VideoInfo
     plan: CanvasPlan
-    encoded: EncodedVideo
-    video_plan: VideoPlan
+    video: PreparedVideo
     resume: Optional[str] = None
+
+    @property
+    def encoded(self) -> EncodedVideo:
+        return self.video.encoded
+
+    @property
+    def video_plan(self) -> VideoPlan:
+        return self.video.plan
 
     @property
     def cuts(self) -> list[int]:
@@ -221,25 +231,15 @@ def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> Enco
     total)``."""
     spec = job.spec
     with failure_reason():
-        info = probe(video)
+        info, _, n = open_range(video)
         for level, note in source_notes(info):
             log.log(level, "%s: %s", video.name, note)
         plan = plan_canvas((info.height, info.width), ratio=spec.ratio, even=True, family=job.family,
                            canvas_size=spec.working_size)
-        n = info.frames
-        detector = CutDetector() if spec.shots == "detect" else None
-        # without shots the plan is known now: a schedule that cannot cover the video fails before decoding
-        video_plan = None if detector else plan_video(n, (), spec.strides, spec.schedule, spec.settings.seed)
-        frames = read_frames(video, 0, n)
-        if detector is not None:
-            frames = detector.watching(frames)
-        encoded = encode_video(frames, n, plan, job.encode, cuts=detector.cuts if detector else (),
-                               on_chunk=lambda done: progress("encode", done, n))
-        if video_plan is None:
-            video_plan = plan_video(n, encoded.cuts, spec.strides, spec.schedule, spec.settings.seed)
-        key = resume_key(source_identity(video, 0, n), encoded, job.model, spec.settings, float(info.fps),
-                         spec.strides, spec.schedule) if spec.resume else None
-        return EncodedFile(info, plan, encoded, video_plan, key)
+        video_job = prepare_file(video, info, 0, n, plan, job.encode, spec.settings, seed=spec.seed,
+                                 strides=spec.strides, schedule=spec.schedule, detect_cuts=spec.shots == "detect",
+                                 resumable=spec.resume, on_chunk=lambda done: progress("encode", done, n))
+        return EncodedFile(info, plan, video_job, video_job.store_key(job.model))
 
 
 def write_file(job: Job, video: Path, out: Path, info: VideoInfo, plan: CanvasPlan, latents: torch.Tensor,
@@ -287,7 +287,7 @@ def _groups(video_plan: VideoPlan, indexes: Sequence[int]) -> list[set[int]]:
 def rerender_worst(job: Job, video: Path, out: Path, source: EncodedFile, latents: torch.Tensor,
                    report: QualityReport, count: int, progress: Progress = no_progress) -> tuple[torch.Tensor, list]:
     """Sample the ``count`` worst flagged windows of ``report`` again, each with a seed derived from its pass's
-    (:func:`.executors.rerender_seed`) and with the passes depending on it, and keep, group by group, what scores
+    (:func:`.seeds.derive_seed`, :data:`.seeds.RERENDER`) and with the passes depending on it, and keep, group by group, what scores
     better (a group: windows whose re-renders share passes, decided together so that no kept pass was guided by a
     reverted one). ``out`` is rewritten when anything is kept. Returns the final latents and one entry per
     window: its pass, seed, badness before and after, kept."""
@@ -297,7 +297,7 @@ def rerender_worst(job: Job, video: Path, out: Path, source: EncodedFile, latent
         return latents, []
     finest = finest_passes(video_plan)
     window_of = {finest[r["window"]].index: r for r in worst}
-    seeds = {i: rerender_seed(video_plan.passes[i].seed) for i in window_of}
+    seeds = {i: derive_seed(video_plan.passes[i].seed, RERENDER, 1) for i in window_of}
     with failure_reason():
         new, _ = rerun_passes(job.model, source.encoded, video_plan, latents, float(source.info.fps),
                               job_settings(job, plan), seeds)
@@ -328,6 +328,22 @@ def rerender_worst(job: Job, video: Path, out: Path, source: EncodedFile, latent
     return final, sorted(entries, key=lambda e: e["window"])
 
 
+def job_runtime(job: Job, plan: CanvasPlan, store: Optional[PassStore], report: Progress = no_progress,
+                name: str = "M3DDM") -> Runtime:
+    """The pipeline's :class:`.pipeline.outpaint.Runtime` of a job: its own model with the batching its device's
+    free memory allows (:func:`job_settings`), ``store``, and ``report("sample", steps done, total)``."""
+    def progress(total: int, done: int, model):
+        steps = [done]
+        report("sample", done, total)
+
+        def on_step(info: dict) -> None:
+            steps[0] += 1
+            report("sample", steps[0], total)
+        return on_step
+    return Runtime(lambda settings, latent_hw: (job.model, job_settings(job, plan)), lambda key: store, progress,
+                   name=name)
+
+
 def job_settings(job: Job, plan: CanvasPlan) -> SampleSettings:
     """The job's settings with the batching its device's free memory allows: up to ``spec.passes_per_call``
     passes per UNet call (auto: :func:`.executors.default_max_passes`), the guidance branches one after another
@@ -344,27 +360,10 @@ def outpaint_file(job: Job, video: Path, out: Path, progress: Optional[Progress]
     wait in ``out``'s folder until the file is written, so a killed run samples only what remains. Raises
     :class:`BatchError` with the reason."""
     report = progress or no_progress
-    spec = job.spec
     source = encode_file(job, video, report)
     store = pass_store(out.parent, source.resume)
-    steps_per_pass = spec.settings.steps
-    total = len(source.video_plan) * steps_per_pass
-    steps = {"done": 0}
-
-    def on_pass(p, resumed: bool) -> None:
-        if resumed:
-            steps["done"] += steps_per_pass
-            report("sample", steps["done"], total)
-
-    def on_step(info: dict) -> None:
-        steps["done"] += 1
-        report("sample", steps["done"], total)
     with failure_reason():
-        result = run_plan(job.model, source.encoded, source.video_plan, float(source.info.fps),
-                          job_settings(job, source.plan), store, on_step, on_pass=on_pass, clear_store=False)
-    if result.resumed:
-        log.info("%s: resumed %d of %d passes from %s", video.name, len(result.resumed), len(source.video_plan),
-                 store.dir)
+        result = sample(source.video, job_runtime(job, source.plan, store, report, video.name), keep_store=True)
     write_file(job, video, out, source.info, source.plan, result.latents, report)
     finish_store(store, out.parent)
     return finish_quality(job, video, out, source, result.latents, report)

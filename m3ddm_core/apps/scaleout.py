@@ -6,9 +6,10 @@ its passes, the driver walks that plan with :class:`m3ddm_core.pipeline.executor
 executor's state: passes resumed from the video's store in the output folder, each pass handed out as soon as the
 passes that generate its guide frames are done (the sparsest level's windows chain, the finer levels fan out),
 each result stored -- latents travel through Ray's object store, and one worker writes the file. Every pass gets
-exactly the inputs, seed and noise index the sequential executor gives it, and each worker decides batched or
-sequential guidance branches once per video, so with the same number of torch threads per process the result
-equals the in-process one bit for bit. A rerun with every output present starts no cluster.
+exactly the inputs and noise the sequential executor gives it -- each worker samples with the executor's own
+:func:`m3ddm_core.pipeline.executors.sample_ready` -- and decides batched or sequential guidance branches once per
+video; with the same number of torch threads per process and one pass per UNet call, the result equals the
+in-process one bit for bit (several passes per call round differently in the last bits). A rerun with every output present starts no cluster.
 
 A worker that dies mid-task is restarted by Ray (its models load again) and the task goes to the next free
 worker; an output file appears only once complete (:class:`m3ddm_core.media.video_io.VideoWriter`), so nothing
@@ -27,9 +28,8 @@ import torch
 
 from .jobs import (BatchLedger, EncodedFile, JobSpec, Progress, encode_file, failure_reason, finish_store,
                     finish_quality, job_settings, load_job, no_progress, outpaint_file, pass_store, write_file)
-from ..pipeline.executors import MAX_PASSES_PER_CALL, PlanRun, pass_groups
+from ..pipeline.executors import MAX_PASSES_PER_CALL, PlanRun, PreparedShots, pass_groups, sample_ready
 from ..pipeline.plan import PlannedPass
-from ..pipeline.passes import PassJob, prepare_shot, run_pass_batch
 
 RETRIES = 3  # times a task is resubmitted after its worker died
 PROBES = 300  # a worker still down after this many probes, one a second, is given up
@@ -54,7 +54,7 @@ class Worker:
         torch.set_num_threads(max(1, int(threads)))
         self.job = load_job(spec)
         self.events = events
-        self._prepared: dict = {}  # (video, shot) -> PreparedShot, for the video being sampled
+        self._shots: dict = {}  # video -> its PreparedShots, for the video being sampled
         self._settings: dict = {}  # video -> its settings: the branch decision made once per video, as in-process
 
     def pid(self) -> int:
@@ -87,24 +87,11 @@ class Worker:
         the sequential executor computes for them, with this worker's choices: guidance branches batched or
         sequential, and up to how many of the given passes share one UNet call (its free memory decides)."""
         with torch.inference_mode(), failure_reason():
-            for p, _ in passes:
-                key = (video, p.shot)
-                if key not in self._prepared:
-                    if not any(k[0] == video for k in self._prepared):
-                        self._prepared.clear()  # another video: its global tokens are not needed any more
-                        self._settings.clear()
-                    self._prepared[key] = prepare_shot(self.job.model, source.encoded, p.shot)
-            if video not in self._settings:
-                self._settings[video] = job_settings(self.job, source.plan)
-            settings = self._settings[video]
-            results: dict[int, dict] = {}
-            guides = {p.index: g for p, g in passes}
-            for group in pass_groups([p for p, _ in passes], settings.passes_per_call):
-                jobs = [PassJob(self._prepared[(video, p.shot)], p.clip, guides[p.index], p.seed, p.noise_index)
-                        for p in group]
-                for p, value in zip(group, run_pass_batch(self.job.model, jobs, float(source.info.fps), settings)):
-                    results[p.index] = value
-            return [results[p.index] for p, _ in passes]
+            if video not in self._shots:  # another video: the last one's global tokens are not needed any more
+                self._shots = {video: PreparedShots(self.job.model, source.encoded)}
+                self._settings = {video: job_settings(self.job, source.plan)}
+            return sample_ready(self.job.model, self._shots[video], [p for p, _ in passes],
+                                {p.index: g for p, g in passes}, float(source.info.fps), self._settings[video])
 
     def write(self, video: str, out: str, source: EncodedFile, latents: torch.Tensor) -> torch.Tensor:
         """Write the file, then its quality report and re-renders when asked; returns the final latents."""

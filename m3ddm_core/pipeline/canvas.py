@@ -178,6 +178,21 @@ def _pad_px(value, extent: int, name: str) -> int:
     return int(round(v * extent)) if 0 < v < 1 else int(round(v))
 
 
+# The working size (the square canvas's side): a multiple of 8 (the VAE works in 8x8 pixel blocks); 256 is what
+# M3DDM was trained at. Every front-end takes these limits (the nodes show them in their schemas).
+WORKING_SIZE_MIN, WORKING_SIZE_MAX, WORKING_SIZE_STEP = 64, 1024, 8
+
+
+def check_working_size(size: int, mode: str = "official") -> int:
+    """``size`` if it is a working size for a canvas of ``mode``, else a CanvasError saying which are."""
+    if mode == "tight" and (size < 64 or size % 64):
+        raise CanvasError(f"working size {size} must be a multiple of 64 for the tight canvas (its sides are)")
+    if size % WORKING_SIZE_STEP or not WORKING_SIZE_MIN <= size <= WORKING_SIZE_MAX:
+        raise CanvasError(f"working size {size} must be a multiple of {WORKING_SIZE_STEP} from {WORKING_SIZE_MIN} "
+                          f"to {WORKING_SIZE_MAX} (the VAE works in 8x8 pixel blocks), e.g. 128, 256 or 512")
+    return int(size)
+
+
 def plan_canvas(frame_hw: tuple[int, int], ratio: Optional[RatioSpec] = None, size: Optional[tuple[int, int]] = None,
                 padding: Optional[Sequence[float]] = None, mode: str = "official",
                 canvas_size: int = OFFICIAL_CANVAS, even: bool = False, family: str = "m3ddm") -> CanvasPlan:
@@ -193,11 +208,7 @@ def plan_canvas(frame_hw: tuple[int, int], ratio: Optional[RatioSpec] = None, si
     """
     if family not in FAMILIES:
         raise CanvasError(f"model family {family!r} is unknown; use one of {', '.join(FAMILIES)}")
-    if mode == "tight" and (canvas_size < 64 or canvas_size % 64):
-        raise CanvasError(f"canvas size {canvas_size} must be a multiple of 64 for the tight canvas (its sides are)")
-    if canvas_size < 64 or canvas_size % 8:
-        raise CanvasError(f"working size {canvas_size} must be a multiple of 8 of at least 64 (the VAE works in 8x8 "
-                          f"pixel blocks), e.g. 128, 256 or 512")
+    check_working_size(canvas_size, mode)
     h, w = int(frame_hw[0]), int(frame_hw[1])
     if h < 1 or w < 1:
         raise CanvasError(f"frame size {w}x{h} is empty")

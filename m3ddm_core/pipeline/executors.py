@@ -1,32 +1,33 @@
 """Running a :class:`.plan.VideoPlan`: the work every front-end shares, written once.
 
 :class:`PlanRun` is the state of one video's run: passes loaded from a :class:`.resume.PassStore` instead of
-sampled, the guide latents each pass needs, each finished pass saved, and which passes may start now (their guide
-frames are done). Executors only decide where a ready pass runs: :func:`run_plan` samples them one after another in
-this process (the nodes, the batch command, a Ray worker's whole video), ``scaleout`` hands them to Ray workers as
-they become ready. Both give every pass the same inputs, seed and noise, so the result is the same bit for bit.
+sampled, the guide latents each pass needs, each finished pass saved, and which passes may start now
+(:meth:`PlanRun.ready`, the one readiness rule). Executors only decide where ready passes run -- :func:`run_plan`
+samples them in this process, ``apps.scaleout`` hands them to Ray workers as they become ready -- and both sample
+with :func:`sample_ready`, so every pass gets the same inputs, seed and noise. With one pass per UNet call the
+results are equal bit for bit; passes sampled together (``passes_per_call``) differ from one at a time only by
+float rounding of the bigger batch.
 
-:func:`choose_branching` is the memory decision both make: how many ready passes share one UNet call, and the
-guidance branches batched in one call when the free memory holds their traced activations, one after another
-otherwise.
+:func:`reserve_for_sampling` (before the model is loaded) and :func:`choose_branching` (once it is) are the memory
+decision every front-end makes: how many ready passes share one UNet call, and the guidance branches batched in
+one call when the memory holds their traced activations, one after another otherwise.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import torch
 
-from .encode import EncodedVideo, EncodeFn, encode_video
+from .encode import EncodedVideo
 from .guidance import active_branches
 from .memory import MEMORY_MARGIN, fits_batched, sampling_memory
-from .plan import PlannedPass, VideoPlan, plan_video
+from .plan import PlannedPass, VideoPlan
 from .resume import PassStore
-from .schedule import CLIP_FRAMES, Pass, Strides
-from .passes import (DecodeFn, PassJob, PreparedShot, SampleSettings, decode_latents, prepare_shot,
-                     run_pass_batch)
+from .schedule import CLIP_FRAMES
+from .passes import PassJob, PreparedShot, SampleSettings, prepare_shot, run_pass_batch
 
 log = logging.getLogger("M3DDM")
 
@@ -57,11 +58,14 @@ class PlanRun:
     def complete(self) -> bool:
         return len(self.done) == len(self.plan.passes)
 
-    def ready(self) -> list[PlannedPass]:
-        """Passes not started whose guide frames are all done, in plan order (marked started)."""
+    def ready(self, claim: bool = True) -> list[PlannedPass]:
+        """Passes not done nor started whose guide frames are all done, in plan order (the one readiness rule;
+        the plan is ordered so that every pass comes after those it depends on). ``claim``: mark them started
+        (an executor that hands them out and hears back later)."""
         out = [p for p in self.plan.passes
                if p.index not in self.done and p.index not in self.started and p.depends <= self.done]
-        self.started.update(p.index for p in out)
+        if claim:
+            self.started.update(p.index for p in out)
         return out
 
     def guides(self, p: PlannedPass) -> dict[int, torch.Tensor]:
@@ -124,6 +128,32 @@ def choose_branching(model, settings: SampleSettings, latent_hw: tuple[int, int]
     return dataclasses.replace(settings, sequential=True)
 
 
+def reserve_for_sampling(config: dict, dtype: torch.dtype, settings: SampleSettings, latent_hw: tuple[int, int],
+                         room: Optional[int], device=None, where: str = "M3DDM") -> tuple[SampleSettings, int, bool]:
+    """Before the model is loaded: ``(settings, bytes, traced)`` -- the activation bytes to make room for (traced,
+    :func:`.memory.sampling_memory`, times the margin), with the guidance branches made sequential up front when
+    ``room`` (the device's memory less what is kept free; None: unknown) cannot hold the batched ones next to the
+    weights (no point unloading anything for them). ``traced`` is False when the memory could not be traced (0
+    bytes: the model manager's default reserve). Once loaded, :func:`choose_branching` decides with what is free."""
+    branches = len(active_branches(settings.s1, settings.s2))
+    try:
+        batched = sampling_memory(config, dtype, branches, False, CLIP_FRAMES, tuple(latent_hw))
+        sequential = sampling_memory(config, dtype, branches, True, CLIP_FRAMES, tuple(latent_hw)) \
+            if branches > 1 else batched
+    except Exception as exc:  # an estimate only: sampling itself does not depend on it
+        log.warning("[%s] could not estimate the sampling memory (%s); using the default reserve", where, exc)
+        return settings, 0, False
+    if room is not None and not settings.sequential and branches > 1:
+        left = room - batched.weights
+        if not fits_batched(left, batched):
+            log.warning("[%s] %.1f GB of %s is left next to the model, the %d batched guidance branches need about "
+                        "%.1f GB: running them one after another (as with low_vram)", where, max(left, 0) / 2 ** 30,
+                        device, branches, batched.activations * MEMORY_MARGIN / 2 ** 30)
+            settings = dataclasses.replace(settings, sequential=True)
+    need = sequential if settings.sequential else batched
+    return settings, int(need.activations * MEMORY_MARGIN), True
+
+
 def default_max_passes(device: torch.device) -> int:
     """How many passes to sample together at most when the user did not say: :data:`MAX_PASSES_PER_CALL` on
     CUDA, one elsewhere (on the CPU a bigger batch gains little: ``benchmarks/batched_passes.py``)."""
@@ -173,14 +203,6 @@ def run_plan(model, encoded: EncodedVideo, plan: VideoPlan, fps: float, settings
     return PlanResult(latents, run.resumed, sampled)
 
 
-def next_batch(plan: VideoPlan, done: set[int], limit: int) -> list[PlannedPass]:
-    """Up to ``limit`` passes not in ``done`` whose guide frames are all done, in plan order, of the first one's
-    frame count (:func:`pass_groups`' first group). With ``limit`` 1 this is the next pass in plan order: the plan
-    is ordered so that every pass comes after those it depends on."""
-    ready = [p for p in plan.passes if p.index not in done and p.depends <= done]
-    return pass_groups(ready, limit)[0] if ready else []
-
-
 def pass_groups(passes: Iterable[PlannedPass], size: int) -> list[list[PlannedPass]]:
     """``passes`` in order, in groups of at most ``size`` that can be sampled together (the same frame count)."""
     groups: list[list[PlannedPass]] = []
@@ -194,32 +216,65 @@ def pass_groups(passes: Iterable[PlannedPass], size: int) -> list[list[PlannedPa
     return groups
 
 
+class PreparedShots:
+    """The shots of one encoded video ready to sample (:func:`.passes.prepare_shot`: global tokens on the model's
+    device), each prepared when first needed and kept until :meth:`keep` drops it."""
+
+    def __init__(self, model, encoded: EncodedVideo):
+        self.model, self.encoded = model, encoded
+        self._shots: dict[int, PreparedShot] = {}
+
+    def __getitem__(self, shot: int) -> PreparedShot:
+        if shot not in self._shots:
+            self._shots[shot] = prepare_shot(self.model, self.encoded, shot)
+        return self._shots[shot]
+
+    def keep(self, shots: Iterable[int]) -> None:
+        """Drop the prepared shots not in ``shots`` (finished: their global tokens are not needed any more)."""
+        wanted = set(shots)
+        for shot in [s for s in self._shots if s not in wanted]:
+            del self._shots[shot]
+
+
+def sample_ready(model, shots: PreparedShots, passes: Sequence[PlannedPass],
+                 guides: Mapping[int, Mapping[int, torch.Tensor]], fps: float, settings: SampleSettings,
+                 callback=None, check_interrupt=None, seeds: Optional[Mapping[int, int]] = None,
+                 plan_size: int = 0) -> list[dict[int, torch.Tensor]]:
+    """Sample ready ``passes`` (their guides: plan index -> the guide latents, numbered within the shot), up to
+    ``settings.passes_per_call`` of the same frame count per UNet call (:func:`.passes.run_pass_batch`), each
+    with its plan's noise (``seeds``: plan index -> another shot seed, a re-render). Every executor samples with
+    this: the sequential runner here and each Ray worker. Returns each pass's latents, in the order given;
+    ``callback`` gets the step info with ``"frames"`` in video numbering, ``"pass"`` and ``"passes"``
+    (``plan_size``)."""
+    results: dict[int, dict[int, torch.Tensor]] = {}
+    for group in pass_groups(passes, settings.passes_per_call):
+        step_cb = None if callback is None else (
+            lambda info, group=group: callback(dict(info, frames=[group[info["job"]].shot_start + f
+                                                                  for f in info["frames"]],
+                                                    **{"pass": group[info["job"]].index, "passes": plan_size})))
+        jobs = [PassJob(shots[p.shot], p.clip, guides[p.index],
+                        (p.reseeded(seeds[p.index]) if p.index in (seeds or {}) else p).noise_seed) for p in group]
+        for p, latents in zip(group, run_pass_batch(model, jobs, fps, settings, step_cb, check_interrupt)):
+            results[p.index] = latents
+    return [results[p.index] for p in passes]
+
+
 def _sample_remaining(model, encoded: EncodedVideo, run: PlanRun, fps: float, settings: SampleSettings,
                       callback=None, check_interrupt=None, on_pass=None, seeds: Optional[dict] = None) -> list[int]:
-    """Sample the passes of ``run`` not done yet, each after the passes it depends on, up to
-    ``settings.passes_per_call`` of them together (:func:`.passes.run_pass_batch`; the ready passes in plan order);
-    ``seeds`` (plan index -> seed) replace the plan's seed of those passes. Returns the indexes sampled."""
+    """Sample the passes of ``run`` not done yet in this process: the first group of the ready ones
+    (:func:`pass_groups`, plan order), then again, until none is left. ``seeds`` (plan index -> shot seed) replace
+    the plan's seed of those passes. Returns the indexes sampled."""
     plan = run.plan
-    shots: dict[int, PreparedShot] = {}
+    shots = PreparedShots(model, encoded)
     sampled = []
-    limit = max(1, int(settings.passes_per_call))
     while True:
-        batch = next_batch(plan, run.done, limit)
-        if not batch:
+        ready = run.ready(claim=False)
+        if not ready:
             break
-        pending = {p.shot for p in plan.passes if p.index not in run.done}
-        for shot in [s for s in shots if s not in pending]:
-            del shots[shot]  # a finished shot: its global tokens are not needed any more
-        for shot in sorted({p.shot for p in batch} - set(shots)):
-            shots[shot] = prepare_shot(model, encoded, shot)
-        step_cb = None if callback is None else (
-            lambda info, batch=batch: callback(dict(info, frames=[batch[info["job"]].shot_start + f
-                                                                  for f in info["frames"]],
-                                                    **{"pass": batch[info["job"]].index,
-                                                       "passes": len(plan.passes)})))
-        jobs = [PassJob(shots[p.shot], p.clip, run.guides(p), (seeds or {}).get(p.index, p.seed), p.noise_index)
-                for p in batch]
-        results = run_pass_batch(model, jobs, fps, settings, step_cb, check_interrupt)
+        batch = pass_groups(ready, settings.passes_per_call)[0]
+        shots.keep(p.shot for p in plan.passes if p.index not in run.done)
+        results = sample_ready(model, shots, batch, {p.index: run.guides(p) for p in batch}, fps, settings,
+                               callback, check_interrupt, seeds, len(plan.passes))
         for p, latents in zip(batch, results):
             run.finish(p, latents)
             sampled.append(p.index)
@@ -259,15 +314,11 @@ def dependents(plan: VideoPlan, indexes) -> set[int]:
     return out
 
 
-def rerender_seed(seed: int, attempt: int = 1) -> int:
-    """The seed a pass is sampled again with: derived from its own, so a re-render is reproducible."""
-    return (int(seed) + 104_729 * int(attempt)) % (2 ** 63)
-
-
 def rerun_passes(model, encoded: EncodedVideo, plan: VideoPlan, latents: torch.Tensor, fps: float,
                  settings: SampleSettings, seeds: dict[int, int], callback=None, check_interrupt=None) \
         -> tuple[torch.Tensor, list[int]]:
-    """Sample the passes ``seeds`` (plan index -> new seed) of a finished run again, with every pass that depends
+    """Sample the passes ``seeds`` (plan index -> new shot seed, e.g. ``derive_seed(p.seed, RERENDER, 1)``) of a
+    finished run again, with every pass that depends
     on them (with its own seed: only its guides change), over the run's final ``latents`` ``[N, 4, h, w]``.
     Returns the new latents and the plan indexes sampled; nothing else changes."""
     redo = dependents(plan, seeds)
@@ -276,32 +327,3 @@ def rerun_passes(model, encoded: EncodedVideo, plan: VideoPlan, latents: torch.T
     run.done = {p.index for p in plan.passes} - redo
     sampled = _sample_remaining(model, encoded, run, fps, settings, callback, check_interrupt, seeds=seeds)
     return run.result(), sampled
-
-
-@dataclass
-class OutpaintResult:
-    canvases: Optional[torch.Tensor]  # [N, ch, cw, 3] float 0..1, the generated canvases (None: decode=None)
-    latents: torch.Tensor  # [N, 4, h, w] final latents per frame
-    passes: list[Pass]  # numbered in the video's frames
-    encoded_images: int
-    denoising_steps: int  # sampled passes x steps (each step is one UNet call, or one per branch when sequential)
-    resumed_passes: list[int] = field(default_factory=list)  # passes loaded from the store instead of sampled
-
-
-def outpaint_video(model, frames: Iterable, plan, encode: Optional[EncodeFn], decode: Optional[DecodeFn],
-                   fps: float, settings: SampleSettings = SampleSettings(), strides: Strides = "auto",
-                   schedule: str = "fixed", callback: Optional[Callable[[dict], None]] = None,
-                   check_interrupt: Optional[Callable[[], None]] = None, encoded: Optional[EncodedVideo] = None,
-                   decode_batch: int = CLIP_FRAMES, store: Optional[PassStore] = None, cuts=()) -> OutpaintResult:
-    """The whole chain for frames in memory: :func:`.encode.encode_video` (unless ``encoded`` is given, which then
-    brings its own cuts), :func:`.plan.plan_video`, :func:`run_plan`, and the canvases decoded (``decode=None``
-    leaves them undecoded). ``frames``: ``[N, H, W, 3]`` tensor/array or a sequence of frames, uint8 or float 0..1
-    (with ``encoded``, anything of the frame count). ``plan`` is the :class:`.canvas.CanvasPlan`."""
-    n = len(frames)
-    video_plan = plan_video(n, encoded.cuts if encoded is not None else cuts, strides, schedule, settings.seed)
-    if encoded is None:  # the plan is checked before any encoding
-        encoded = encode_video(frames, n, plan, encode, cuts)
-    result = run_plan(model, encoded, video_plan, fps, settings, store, callback, check_interrupt)
-    canvases = None if decode is None else decode_latents(decode, result.latents, decode_batch)
-    return OutpaintResult(canvases, result.latents, [p.in_video for p in video_plan.passes],
-                          encoded.encoded_images, len(result.sampled) * settings.steps, result.resumed)

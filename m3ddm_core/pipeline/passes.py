@@ -18,9 +18,11 @@ from einops import rearrange
 from .canvas import CanvasPlan
 from .encode import EncodedVideo
 from .guidance import clip_conditioning
+from .plan import VideoPlan
 from .resume import model_fingerprint, run_key
 from .sampler import sample_clip
-from .schedule import CLIP_FRAMES, Pass, Strides
+from .schedule import CLIP_FRAMES, Pass
+from .seeds import NOISE, derive_seed
 from .shots import shot_bounds
 
 DecodeFn = Callable[[torch.Tensor], torch.Tensor]
@@ -36,14 +38,13 @@ class SampleSettings:
     s1: float = 2.0  # context guidance: by the masked latents (the visible video)
     s2: float = 4.0  # global guidance: by the global tokens
     scheduler: str = "pndm"
-    seed: int = 0
     sequential: bool = False  # low-VRAM: one UNet call per guidance branch
     passes_per_call: int = 1  # independent passes of a video sampled together, k x branches per UNet call
 
 
-def window_noise(seed: int, index: int, shape: Sequence[int]) -> torch.Tensor:
-    """Noise for sampling pass ``index`` from a CPU generator: the same seed gives the same video on any device."""
-    gen = torch.Generator(device="cpu").manual_seed((int(seed) + 7919 * index) % (2 ** 63))
+def window_noise(noise_seed: int, shape: Sequence[int]) -> torch.Tensor:
+    """A pass's noise from a CPU generator: the same seed gives the same video on any device."""
+    gen = torch.Generator(device="cpu").manual_seed(int(noise_seed))
     return torch.randn(tuple(shape), generator=gen, dtype=torch.float32)
 
 
@@ -81,13 +82,13 @@ def prepare_shot(model, encoded: EncodedVideo, shot: int = 0) -> PreparedShot:
 @dataclass(frozen=True)
 class PassJob:
     """One pass to sample: its prepared shot, its clip (frames numbered within the shot), the guide latents it
-    needs (frame -> ``[4, h, w]``; more frames are fine), and the seed and index of its noise."""
+    needs (frame -> ``[4, h, w]``; more frames are fine), and the seed of its noise
+    (:attr:`.plan.PlannedPass.noise_seed`)."""
 
     shot: PreparedShot
     clip: Pass
     guides: Mapping[int, torch.Tensor]
-    seed: int
-    noise_index: int = 0
+    noise_seed: int
 
 
 def _pass_inputs(model, job: PassJob):
@@ -103,7 +104,7 @@ def _pass_inputs(model, job: PassJob):
                              shot.global_tokens, shot.uncond_global_tokens)
     start = rearrange(torch.stack([shot.prefilled[f] for f in p.frames]), "f c h w -> 1 c f h w").to(device)
     h, w = shot.mask.shape
-    noise = window_noise(job.seed, job.noise_index, (1, 4, len(p.frames), h, w)).to(device)
+    noise = window_noise(job.noise_seed, (1, 4, len(p.frames), h, w)).to(device)
     return start, cond, noise
 
 
@@ -113,7 +114,7 @@ def run_pass_batch(model, jobs: Sequence[PassJob], fps: float, settings: SampleS
     """Sample k independent passes of the same frame count together: every step is one UNet call over the k
     clips' branches (``settings.sequential``: one per branch). Each pass gets what :func:`run_pass` gives it alone
     -- its own noise, guides, conditioning and fps ``fps // stride`` -- so the results match one after another up
-    to float rounding of the bigger batch. ``settings.seed`` is not used: each job brings its seed.
+    to float rounding of the bigger batch.
 
     Returns, per job, the latent ``[4, h, w]`` (CPU, float32) of each distinct frame of its pass, in clip order.
     ``callback`` gets the sampler's step info once per job, with that job's ``x``/``denoised`` (``[1,4,F,h,w]``),
@@ -145,32 +146,36 @@ def run_pass_batch(model, jobs: Sequence[PassJob], fps: float, settings: SampleS
 
 
 def run_pass(model, shot: PreparedShot, p: Pass, guides: Mapping[int, torch.Tensor], fps: float,
-             settings: SampleSettings, noise_index: int = 0, callback: Optional[Callable[[dict], None]] = None,
+             settings: SampleSettings, seed: int, noise_index: int = 0,
+             callback: Optional[Callable[[dict], None]] = None,
              check_interrupt: Optional[Callable[[], None]] = None) -> dict[int, torch.Tensor]:
     """Sample one pass (frames numbered within the shot) and return the latent ``[4, h, w]`` (CPU, float32) of each
     of its distinct frames, in clip order: the pass's result at the positions of ``p.writes``, the given latent for
     its guide frames.
 
     ``guides`` maps frame index -> already generated latent (it may hold more frames than the pass uses; every
-    guide frame of ``p`` must be in it). The model is conditioned on ``fps // p.stride``; the noise comes from
-    ``window_noise(settings.seed, noise_index)``. ``callback`` gets the sampler's step info plus ``"frames"``.
+    guide frame of ``p`` must be in it). The model is conditioned on ``fps // p.stride``; the noise is that of pass
+    ``noise_index`` of a shot with seed ``seed`` (as :class:`.plan.PlannedPass` derives it). ``callback`` gets the
+    sampler's step info plus ``"frames"``.
     """
-    job = PassJob(shot, p, guides, settings.seed, noise_index)
+    job = PassJob(shot, p, guides, derive_seed(seed, NOISE, noise_index))
     return run_pass_batch(model, [job], fps, settings, callback, check_interrupt)[0]
 
 
 def resume_key(content: str, encoded: EncodedVideo, model, settings: SampleSettings, fps: float,
-               strides: Strides, schedule: str) -> str:
+               plan: VideoPlan) -> str:
     """The :class:`.resume.PassStore` key of a video run: the frames' ``content`` identity, the canvas plan, the
     VAE's latents of every shot's global frames and of the unconditional canvas, the weights, the settings, fps,
-    the schedule and the shots' cuts. ``sequential`` is left out: it changes how the branches are batched, not what
+    and the video plan -- every pass's frames, guides and noise seed, so shots, schedule, strides and seeds (a
+    re-rolled shot's too) all count. ``sequential`` is left out: it changes how the branches are batched, not what
     they compute; nor is ``passes_per_call``."""
     settings = {k: v for k, v in dataclasses.asdict(dataclasses.replace(settings, sequential=False)).items()
                 if k not in EXECUTION_ONLY}
     globals_ = encoded.global_latents[0] if len(encoded.global_latents) == 1 else torch.cat(encoded.global_latents)
     return run_key(content=content, plan=encoded.plan, global_latents=globals_, uncond_latent=encoded.uncond,
                    model=model_fingerprint(model), settings=settings,
-                   fps=float(fps), strides=strides, schedule=schedule, cuts=[int(c) for c in encoded.cuts])
+                   fps=float(fps), cuts=[int(c) for c in plan.cuts],
+                   passes=[(p.shot_start, p.clip, p.noise_seed) for p in plan.passes])
 
 
 def decode_latents(decode: DecodeFn, latents: torch.Tensor, batch: int = CLIP_FRAMES) -> torch.Tensor:

@@ -1,20 +1,23 @@
 """The plan of a video run: every sampling pass as a job, computed once and read by every executor.
 
 A video is split at its cuts into shots; each shot gets its own coarse-to-fine passes (:func:`.schedule.plan_passes`,
-numbered within the shot), its own seed (:func:`.shots.shot_seed`) and its own 16 global frames. A
+numbered within the shot), its own seed and its own 16 global frames. A
 :class:`PlannedPass` says which frames a pass samples (in the shot's and in the video's numbering), the noise it
-draws (``window_noise(seed, noise_index)``) and which earlier passes make its guide frames: what must be finished
-before it can run. The sequential runner, the Ray dispatcher, the node's progress bar and the resume store all read
+draws and which earlier passes make its guide frames: what must be finished before it can run. Every seed is
+derived from the user's by :func:`.seeds.derive_seed` here, once: the plan carries them to the executors and the
+resume key. The sequential runner, the Ray dispatcher, the node's progress bar and the resume store all read
 this one plan; no other code walks the passes.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Mapping, Optional, Sequence
 
 from .schedule import Pass, Strides, plan_passes
-from .shots import shot_bounds, shot_seed
+from .seeds import NOISE, SHOT, derive_seed
+from .shots import shot_bounds
 
 
 @dataclass(frozen=True)
@@ -24,8 +27,8 @@ class PlannedPass:
     index: its place in the plan (the resume store's key and the progress count);
     shot, shot_start: its shot and the shot's first frame;
     clip: the pass with frames numbered within the shot (what the sampler sees);
-    noise_index: its number within the shot (the sampling noise is ``window_noise(seed, noise_index)``);
-    seed: the shot's seed;
+    noise_index: its number within the shot;
+    seed: the shot's seed (its noise is drawn with :attr:`noise_seed`);
     depends: plan indexes of the passes that generate its guide frames.
     """
 
@@ -37,6 +40,15 @@ class PlannedPass:
     seed: int
     depends: frozenset
 
+    @property
+    def noise_seed(self) -> int:
+        """The seed of this pass's sampling noise."""
+        return derive_seed(self.seed, NOISE, self.noise_index)
+
+    def reseeded(self, seed: int) -> "PlannedPass":
+        """This pass with shot seed ``seed`` (a re-render of it)."""
+        return dataclasses.replace(self, seed=int(seed))
+
     @cached_property
     def in_video(self) -> Pass:
         """The pass with frames numbered in the whole video."""
@@ -45,12 +57,14 @@ class PlannedPass:
 
 @dataclass(frozen=True)
 class VideoPlan:
-    """Shots ``[(start, end), ...]`` (end exclusive) of ``num_frames`` frames split at ``cuts``, and every pass."""
+    """Shots ``[(start, end), ...]`` (end exclusive) of ``num_frames`` frames split at ``cuts``, every pass, and the
+    user's ``seed`` every pass's seed derives from."""
 
     num_frames: int
     cuts: tuple
     shots: tuple
     passes: tuple
+    seed: int = 0
 
     def __len__(self) -> int:
         return len(self.passes)
@@ -103,7 +117,7 @@ def pass_dependencies(passes: Sequence[Pass]) -> list[set[int]]:
 def plan_video(num_frames: int, cuts: Sequence[int] = (), strides: Strides = "auto", schedule: str = "fixed",
                seed: int = 0, shot_seeds: Optional[Mapping[int, int]] = None) -> VideoPlan:
     """The plan of outpainting ``num_frames`` frames split at ``cuts`` (first frames of new shots). Each shot samples
-    with :func:`.shots.shot_seed` of ``seed``, or the seed ``shot_seeds`` gives it (shot index -> seed: a re-roll).
+    with the seed derived from ``seed`` for it, or the seed ``shot_seeds`` gives it (shot index -> seed: a re-roll).
 
     Raises ValueError naming the shot when its schedule cannot cover it (e.g. a 1-frame shot, official schedule),
     and ShotError for cuts outside the video -- before anything is encoded or loaded."""
@@ -121,6 +135,6 @@ def plan_video(num_frames: int, cuts: Sequence[int] = (), strides: Strides = "au
         first = len(jobs)
         for k, (p, deps) in enumerate(zip(passes, pass_dependencies(passes))):
             jobs.append(PlannedPass(first + k, shot, start, p, k,
-                                    int((shot_seeds or {}).get(shot, shot_seed(seed, shot))),
+                                    int((shot_seeds or {}).get(shot, derive_seed(seed, SHOT, shot))),
                                     frozenset(first + d for d in deps)))
-    return VideoPlan(int(num_frames), tuple(b[0] for b in bounds[1:]), tuple(bounds), tuple(jobs))
+    return VideoPlan(int(num_frames), tuple(b[0] for b in bounds[1:]), tuple(bounds), tuple(jobs), int(seed))

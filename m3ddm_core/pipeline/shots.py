@@ -145,9 +145,3 @@ def shot_bounds(num_frames: int, cuts: Sequence[int]) -> list[tuple[int, int]]:
     """``[(start, end), ...]`` (end exclusive) of the shots that ``cuts`` split ``num_frames`` frames into."""
     edges = [0, *check_cuts(cuts, num_frames), num_frames]
     return list(zip(edges[:-1], edges[1:]))
-
-
-def shot_seed(seed: int, shot: int) -> int:
-    """The seed of shot ``shot``: the first shot keeps ``seed`` (a one-shot video samples exactly as before), the
-    others get seeds derived from it, so re-running with the same seed reproduces every shot."""
-    return int(seed) if shot == 0 else (int(seed) + 1_000_003 * shot) % (2 ** 63)

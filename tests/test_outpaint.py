@@ -1,0 +1,85 @@
+"""The core's one entry (pipeline/outpaint.py): prepare (plan, then encode) and sample (place, run, decode), with
+what a front-end lends it -- and the review gate's split into key frames, then the rest."""
+import pytest
+import torch
+
+from helpers import TinyVAE, load_clip
+from m3ddm_core import PassStore, Runtime, SampleSettings, outpaint_video, prepare, sample
+
+FAST = SampleSettings(steps=1, s1=1.0, s2=1.0)
+
+
+class Lent:
+    """A front-end's Runtime that records what the pipeline asked of it."""
+
+    def __init__(self, model, root):
+        self.model, self.root = model, root
+        self.keys, self.progress_calls, self.steps = [], [], 0
+
+    def runtime(self) -> Runtime:
+        def store(key):
+            self.keys.append(key)
+            return None if key is None else PassStore(self.root, key)
+
+        def progress(total, done, model):
+            self.progress_calls.append((total, done))
+
+            def step(info):
+                self.steps += 1
+            return step
+        return Runtime(lambda settings, hw: (self.model, settings), store, progress, name="test")
+
+
+def test_the_plan_is_checked_before_anything_is_encoded(plan):
+    vae = TinyVAE()
+    with pytest.raises(ValueError, match="shot 2 of 2"):
+        prepare(load_clip(20), 20, plan, vae.encode, FAST, 16.0, schedule="official", cuts=[19])
+    assert vae.encoded_images == 0
+
+
+def test_sample_equals_the_in_memory_chain_and_lends_the_runtime_what_it_needs(micro_model, plan, tmp_path):
+    frames = load_clip(40)
+    vae = TinyVAE()
+    video = prepare(frames, 40, plan, vae.encode, FAST, 16.0, seed=3, strides="15,5,1", content="clip")
+    lent = Lent(micro_model, tmp_path)
+    result = sample(video, lent.runtime(), decode=vae.decode)
+    reference = outpaint_video(micro_model, frames, plan, TinyVAE().encode, TinyVAE().decode, 16.0, FAST, "15,5,1",
+                               seed=3)
+    assert torch.equal(result.latents, reference.latents) and result.complete
+    assert result.canvases.shape == (40, 128, 128, 3) and result.frames == list(range(40))
+    assert lent.progress_calls == [(len(video.plan), 0)] and lent.steps == len(video.plan)
+    assert lent.keys == [result.store_key] and result.store_key == video.store_key(micro_model)
+    assert not (tmp_path / result.store_key).exists()  # the whole result exists: the store is cleared
+    # without a content identity the run is not resumable: the front-end is asked with no key
+    anonymous = prepare(frames, 40, plan, vae.encode, FAST, 16.0, seed=3, strides="15,5,1")
+    lent.keys.clear()
+    sample(anonymous, lent.runtime())
+    assert lent.keys == [None]
+
+
+def test_key_frames_first_then_the_rest_equals_one_run_and_samples_nothing_twice(micro_model, plan, tmp_path):
+    frames = load_clip(64)
+    vae = TinyVAE()
+    video = prepare(frames, 64, plan, vae.encode, FAST, 16.0, seed=5, strides="15,5,1", cuts=[30], content="c")
+    lent = Lent(micro_model, tmp_path)
+    first = video.plan.preview_passes()
+    keys = sample(video, lent.runtime(), only=first, decode=vae.decode)
+    assert keys.frames == video.plan.key_frames() and not keys.complete
+    assert keys.canvases.shape[0] == len(keys.frames) and keys.sampled == [p.index for p in first]
+    assert sorted(PassStore(tmp_path, keys.store_key).done()) == keys.sampled  # kept for the second half
+    rest = sample(video, lent.runtime())
+    assert rest.resumed == keys.sampled and sorted(rest.sampled + rest.resumed) == list(range(len(video.plan)))
+    assert lent.progress_calls[-1] == (len(video.plan), len(first))  # the bar starts where the preview left it
+    whole = outpaint_video(micro_model, frames, plan, TinyVAE().encode, None, 16.0, FAST, "15,5,1", seed=5,
+                           cuts=[30])
+    assert torch.equal(rest.latents, whole.latents)
+    assert torch.equal(rest.latents[keys.frames], keys.latents)
+
+
+def test_another_seed_or_a_re_rolled_shot_is_another_run(micro_model, plan):
+    frames = load_clip(40)
+    vae = TinyVAE()
+    make = lambda **kw: prepare(frames, 40, plan, vae.encode, FAST, 16.0, strides="15,5,1", cuts=[20],  # noqa: E731
+                                content="c", **kw).store_key(micro_model)
+    keys = {make(seed=1), make(seed=2), make(seed=1, shot_seeds={1: 7})}
+    assert len(keys) == 3 and make(seed=1) in keys
