@@ -3,13 +3,17 @@ ComfyUI layer uses.
 
 Five layers, each built only on the ones before it (tests/test_layers.py):
 ``model`` -- the 3D UNet :func:`build_unet`, strict loading :func:`load_unet`;
-``pipeline`` -- the data flow canvas :func:`plan_canvas` -> encode :func:`encode_video` (an :class:`EncodedVideo` of
-plain tensors, IMAGE batches and streamed files alike) -> plan :func:`plan_video` (every pass of every shot, once)
--> executors :func:`run_plan` (resume :class:`PassStore`, progress, interruption; each pass by :func:`run_pass`) ->
-decode :func:`decode_latents` -> :func:`composite`; :func:`outpaint_video` runs it for frames in memory; shots
-:func:`detect_cuts`, traced memory :func:`sampling_memory`;
-``media`` -- video files through PyAV (:func:`probe`, :func:`read_frames`, :class:`VideoWriter`) and the composite
-streamed into them (:func:`write_outpainted`);
+``pipeline`` -- the data flow, entered through :func:`prepare` (check the plan :func:`plan_video`, every seed
+derived by :func:`derive_seed`, then encode :func:`encode_video`: an :class:`EncodedVideo` of plain tensors, IMAGE
+batches and streamed files alike) and :func:`sample` (place the model through the front-end's :class:`Runtime`, run
+the plan :func:`run_plan` -- resumable from a :class:`PassStore`, any subset of passes, each by :func:`run_pass` --
+and decode :func:`decode_latents`) -> :func:`composite`; :func:`outpaint_clip` for one hand-picked clip,
+:func:`outpaint_video` for frames in memory; the one input check :func:`check_inputs`; shots :func:`detect_cuts`,
+traced memory :func:`sampling_memory` and the decision made from it (:func:`reserve_for_sampling`,
+:func:`choose_branching`);
+``media`` -- video files through PyAV (:func:`probe`, :func:`read_frames`, :class:`VideoWriter`), the composite
+streamed into them (:func:`write_outpainted`), and a file through the pipeline and back (:func:`open_range`,
+:func:`prepare_file`, the lazy :class:`OutpaintedFrames`);
 ``analysis`` -- what the nodes and the apps measure and show of an outpaint: the quality check without ground truth
 :func:`check_quality`, the papers' evaluation :func:`evaluate_frames`, before/after frames :func:`compare_frames`;
 ``apps`` -- the batch command and its jobs, Ray scale-out, weight conversion (no node uses them).
@@ -24,7 +28,7 @@ from .pipeline.inputs import UNKNOWN_LENGTH, check_inputs
 from .pipeline.composite import composite, output_to_canvas
 from .pipeline.encode import SD_LATENT_SCALE, EncodedVideo, encode_global_frames, encode_video, global_frame_indexes
 from .pipeline.executors import (MAX_PASSES_PER_CALL, PlanResult, PlanRun, choose_branching, default_max_passes,
-                                  reserve_for_sampling, run_passes, run_plan)
+                                  place_for_sampling, reserve_for_sampling, run_passes, run_plan)
 from .pipeline.outpaint import (Outpainted, OutpaintResult, PreparedVideo, Runtime, outpaint_clip, outpaint_video,
                                  prepare, sample)
 from .pipeline.guidance import active_branches
@@ -32,10 +36,10 @@ from .pipeline.memory import MEMORY_MARGIN, fits_batched, sampling_memory
 from .pipeline.passes import (PassJob, PreparedShot, SampleSettings, decode_latents, prepare_shot, resume_key,
                               run_pass, run_pass_batch)
 from .pipeline.plan import PlannedPass, VideoPlan, plan_video
-from .pipeline.resume import PassStore, content_hash, model_fingerprint, run_key, source_identity
+from .pipeline.resume import PassStore, content_hash, model_fingerprint, run_key, source_identity, stores_in
 from .pipeline.schedule import (CLIP_FRAMES, GLOBAL_FRAMES, SCHEDULES, STRIDE_PRESETS, Pass, clip_pass, clip_stride,
                                 plan_passes, plan_schedule)
-from .pipeline.schedulers import SCHEDULERS
+from .pipeline.noise_schedulers import SCHEDULERS
 from .pipeline.shots import CutDetector, ShotError, check_cuts, detect_cuts, parse_cuts, shot_bounds
 from .pipeline.seeds import derive_seed
 from .media.stream import composite_frames, write_outpainted
@@ -44,7 +48,7 @@ from .media.video_io import (BIT_DEPTHS, CODECS, CONTAINERS, H264_PRESETS, Audio
                              VideoInfo, VideoWriter, audio_track, check_range, colour_space_name, decoder_warning,
                              frames_in_window, probe, read_audio, read_frames, source_notes)
 from .analysis.compare import LAYOUTS, compare_frames, comparison_hw
-from .analysis.quality import QualityReport, check_quality, plan_windows, plot_report
+from .analysis.quality import QualityReport, check_quality, plan_windows, plot_report, schedule_windows
 from .analysis.evaluate import (DIRECTIONS, PAPER_MASK_RATIOS, PAPER_SIZE, Metrics, evaluate_frames,
                                 evaluation_padding, frechet_distance, generated_region, i3d_features, resize_frames)
 
@@ -53,7 +57,7 @@ __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigErr
            "M3DDMUNet", "build_unet", "FAMILIES", "OFFICIAL_CANVAS", "WORKING_SIZE_MAX", "WORKING_SIZE_MIN", "WORKING_SIZE_STEP", "UNKNOWN_LENGTH", "check_inputs", "CanvasError", "CanvasPlan", "build_canvas",
            "check_even", "parse_ratio_list", "plan_canvas", "composite", "output_to_canvas", "SD_LATENT_SCALE",
            "EncodedVideo", "encode_global_frames", "encode_video", "global_frame_indexes", "MAX_PASSES_PER_CALL",
-           "OutpaintResult", "Outpainted", "PreparedVideo", "Runtime", "prepare", "sample", "outpaint_clip", "PlanResult", "PlanRun", "choose_branching", "default_max_passes", "reserve_for_sampling", "outpaint_video",
+           "OutpaintResult", "Outpainted", "PreparedVideo", "Runtime", "prepare", "sample", "outpaint_clip", "PlanResult", "PlanRun", "choose_branching", "default_max_passes", "reserve_for_sampling", "place_for_sampling", "stores_in", "outpaint_video",
            "run_passes", "run_plan", "active_branches", "MEMORY_MARGIN", "fits_batched", "sampling_memory",
            "PassJob", "PreparedShot", "SampleSettings", "decode_latents", "prepare_shot", "resume_key", "run_pass",
            "run_pass_batch", "PlannedPass", "VideoPlan", "plan_video", "PassStore", "content_hash",
@@ -64,6 +68,6 @@ __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigErr
            "VideoWriter", "audio_track", "check_range", "decoder_warning", "BIT_DEPTHS", "CODECS", "CONTAINERS",
            "H264_PRESETS", "colour_space_name", "frames_in_window", "probe", "read_audio", "read_frames",
            "source_notes", "LAYOUTS", "compare_frames", "comparison_hw", "QualityReport", "check_quality",
-           "plan_windows", "plot_report", "DIRECTIONS", "PAPER_MASK_RATIOS", "PAPER_SIZE", "Metrics",
+           "plan_windows", "schedule_windows", "plot_report", "DIRECTIONS", "PAPER_MASK_RATIOS", "PAPER_SIZE", "Metrics",
            "evaluate_frames", "evaluation_padding", "frechet_distance", "generated_region", "i3d_features",
            "resize_frames"]

@@ -8,8 +8,9 @@ from comfy_api.latest import io
 from ..m3ddm_core import (FAMILIES, OFFICIAL_CANVAS, WORKING_SIZE_MAX, WORKING_SIZE_MIN, WORKING_SIZE_STEP,
                           CanvasError, build_canvas, check_even, global_frame_indexes, plan_canvas)
 
-from .layouts import node_error, node_errors, rgb_frames, text_input_problems
-from .shots import SHOTS, resolve_cuts, shot_inputs
+from .layouts import rgb_frames
+from .validation import node_error, node_errors, text_input_problems
+from .shot_inputs import SHOTS, resolve_cuts, shot_inputs
 from .types import Canvas, M3DDMCanvasType, video_fingerprint
 
 NODE = "M3DDM_OutpaintCanvas"

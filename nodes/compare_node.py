@@ -5,7 +5,8 @@ from comfy_api.latest import io
 
 from ..m3ddm_core import LAYOUTS, compare_frames
 
-from .layouts import node_error, node_errors, rgb_frames
+from .layouts import rgb_frames
+from .validation import node_error, node_errors
 from .types import M3DDMCanvasType
 
 NODE = "M3DDM_Compare"

@@ -6,7 +6,8 @@ from comfy_api.latest import io
 
 from ..m3ddm_core import composite
 
-from .layouts import node_error, rgb_frames
+from .layouts import rgb_frames
+from .validation import node_error
 from .types import M3DDMCanvasType, video_fingerprint
 
 NODE = "M3DDM_Composite"

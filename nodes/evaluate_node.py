@@ -10,7 +10,8 @@ from ..m3ddm_core import (DIRECTIONS, OFFICIAL_CANVAS, PAPER_SIZE, CanvasError, 
 
 from . import runtime
 from .canvas_node import working_size_input
-from .layouts import check_sd_vae, node_error, node_errors, rgb_frames
+from .layouts import check_sd_vae, rgb_frames
+from .validation import node_error, node_errors
 from .sampler_nodes import pass_inputs, run_outpaint, sampling_inputs, sampling_settings
 from .types import M3DDMModelType
 

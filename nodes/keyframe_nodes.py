@@ -17,7 +17,8 @@ from comfy_execution.graph_utils import ExecutionBlocker
 from ..m3ddm_core import composite, content_hash, output_to_canvas, prepare, sample
 
 from . import runtime
-from .layouts import node_error, node_errors, rgb_frames, to_latent_dict, vae_decoder, vae_encoder
+from .layouts import rgb_frames, to_latent_dict, vae_decoder, vae_encoder
+from .validation import node_error, node_errors
 from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings
 from .types import Keyframes, M3DDMCanvasType, M3DDMKeyframesType, M3DDMModelType
 
@@ -137,7 +138,7 @@ class M3DDMContinue(io.ComfyNode):
         if not render:  # the review gate: what depends on this node waits, without an error
             log.info("[%s] stopped for review: %d key frame(s) previewed; switch 'render' on and Run again to "
                      "sample the other %d pass(es)", CONTINUE, len(kf.frames),
-                     len(kf.video.plan) - len(runtime.pass_store(kf.store_key).done()))
+                     len(kf.video.plan) - len(kf.video.plan.preview_passes()))
             return io.NodeOutput(ExecutionBlocker(None), ExecutionBlocker(None))  # None: blocked silently
         overrides = {}
         if edited is not None:

@@ -7,10 +7,11 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import check_quality, plan_video, plan_windows, plot_report
+from ..m3ddm_core import check_quality, plot_report, schedule_windows
 
 from . import runtime
-from .layouts import node_error, node_errors, rgb_frames
+from .layouts import rgb_frames
+from .validation import node_error, node_errors
 from .sampler_nodes import pass_inputs
 from .types import M3DDMCanvasType
 
@@ -80,7 +81,7 @@ class M3DDMQualityCheck(io.ComfyNode):
             raise node_error(NODE, "connect the outpainted images with their canvas, or the video of M3DDM Outpaint "
                                    "Video")
         with node_errors(NODE):
-            windows = plan_windows(plan_video(count, cuts, strides, schedule))
+            windows = schedule_windows(count, cuts, strides, schedule)
             report = check_quality(frames, plan, cuts, windows)
         text = report.text()
         log.info("[%s] %s", NODE, text.replace("\n", " | "))

@@ -11,11 +11,10 @@ import torch
 
 import folder_paths
 
-from ..m3ddm_core import (DTYPES, FAMILIES, WEIGHT_NAMES, WEIGHT_SUFFIXES, ConfigError, PassStore, Runtime,
-                          SampleSettings, WeightsError, choose_branching, default_max_passes, detect_family, load_unet,
-                          reserve_for_sampling, sdpa_attention)
+from ..m3ddm_core import (DTYPES, FAMILIES, WEIGHT_NAMES, WEIGHT_SUFFIXES, ConfigError, Runtime, SampleSettings,
+                          WeightsError, detect_family, load_unet, place_for_sampling, sdpa_attention, stores_in)
 
-from .layouts import node_errors
+from .validation import node_errors
 from .types import M3DDMModel
 
 log = logging.getLogger("M3DDM")
@@ -169,22 +168,21 @@ def model_on_device(handle: M3DDMModel, settings: SampleSettings, latent_hw: tup
     and uncond only when they fit; on CUDA, several ready passes per UNet call)."""
     import comfy.model_management as mm
 
+    def load(reserve: int):
+        # whole on the device where it fits (the clip loop reads every weight 50 times a clip); a dynamic-VRAM
+        # patcher decides that itself and refuses to be forced
+        mm.load_models_gpu([handle.patcher], memory_required=reserve, force_full_load=not is_dynamic(handle.patcher))
+        model = handle.patcher.model
+        # comfy.ops layers that cast, stream or patch their weights do it in their own forward: keep that route
+        model.set_conv_route("per_frame" if any(_comfy_casts(m) for m in model.modules()) else "auto")
+        if model.device.type == "cpu":
+            log.warning("M3DDM is sampling on the CPU: this works but is slow (minutes per 16-frame clip at full "
+                        "size)")
+        return model
     device = handle.patcher.load_device
-    room = mm.get_total_memory(device) - mm.extra_reserved_memory()
-    settings, reserve, traced = reserve_for_sampling(handle.patcher.model.raw_config, handle.dtype, settings,
-                                                     latent_hw, room, device, node)
-    # whole on the device where it fits (the clip loop reads every weight 50 times a clip); a dynamic-VRAM patcher
-    # decides that itself and refuses to be forced
-    mm.load_models_gpu([handle.patcher], memory_required=reserve, force_full_load=not is_dynamic(handle.patcher))
-    model = handle.patcher.model
-    # comfy.ops layers that cast, stream or patch their weights do it in their own forward: keep that route
-    model.set_conv_route("per_frame" if any(_comfy_casts(m) for m in model.modules()) else "auto")
-    if model.device.type == "cpu":
-        log.warning("M3DDM is sampling on the CPU: this works but is slow (minutes per 16-frame clip at full size)")
-    if traced and not settings.sequential:
-        settings = choose_branching(model, settings, latent_hw, mm.get_free_memory(model.device), node,
-                                    max_passes=default_max_passes(model.device))
-    return model, settings
+    return place_for_sampling(handle.patcher.model.raw_config, handle.dtype, settings, latent_hw,
+                              mm.get_total_memory(device) - mm.extra_reserved_memory(), load,
+                              lambda model: mm.get_free_memory(model.device), device, node)
 
 
 def oom_hint(exc: BaseException, node: str) -> BaseException:
@@ -201,7 +199,7 @@ def comfy_runtime(handle: M3DDMModel, node: str) -> Runtime:
     """The pipeline's :class:`Runtime` inside ComfyUI: the model placed by its model management, finished passes
     kept in its user directory, its progress bar with latent previews, its Cancel, and ``node`` in the log."""
     return Runtime(place_model=lambda settings, latent_hw: model_on_device(handle, settings, latent_hw, node),
-                   store=lambda key: None if key is None else pass_store(key),
+                   store=stores_in(resume_folder()),
                    progress=lambda total, done, model: progress_callback(total, model.device, done),
                    check_interrupt=check_interrupt, name=node)
 
@@ -258,10 +256,10 @@ def count_progress(total: int) -> Callable[[int], None]:
 RESUME_FOLDER = "m3ddm_resume"
 
 
-def pass_store(key: str) -> PassStore:
+def resume_folder() -> str:
     """Where the finished passes of a run wait for a re-run: ComfyUI's user directory (its temp folder is wiped
     at every start, and a run should also resume after a crash)."""
-    return PassStore(os.path.join(folder_paths.get_user_directory(), RESUME_FOLDER), key)
+    return os.path.join(folder_paths.get_user_directory(), RESUME_FOLDER)
 
 
 def output_device():

@@ -8,9 +8,9 @@ from ..m3ddm_core import (SCHEDULERS, SCHEDULES, STRIDE_PRESETS, SampleSettings,
                           outpaint_clip, prepare, sample)
 
 from . import runtime
-from .layouts import (check_sd_vae, guide_latents, node_error, node_errors, parse_frame_indexes, rgb_frames,
-                      text_input_problems, to_latent_dict, vae_decoder, vae_encoder)
-from .shots import FROM_CANVAS, SHOTS, resolve_cuts, shot_inputs
+from .layouts import check_sd_vae, guide_latents, rgb_frames, to_latent_dict, vae_decoder, vae_encoder
+from .validation import node_error, node_errors, parse_frame_indexes, text_input_problems
+from .shot_inputs import FROM_CANVAS, SHOTS, resolve_cuts, shot_inputs
 from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
 
 def _model_vae_canvas_inputs() -> list:

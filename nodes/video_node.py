@@ -14,9 +14,10 @@ from ..m3ddm_core import (OFFICIAL_CANVAS, OutpaintedFrames, VideoFileError, ope
 
 from . import runtime
 from .canvas_node import TARGETS, plan_family, plan_for, target_inputs, working_inputs
-from .layouts import check_sd_vae, node_errors, text_input_problems, vae_decoder, vae_encoder
+from .layouts import check_sd_vae, vae_decoder, vae_encoder
+from .validation import node_errors, text_input_problems
 from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings
-from .shots import SHOTS, resolve_cuts, shot_inputs
+from .shot_inputs import SHOTS, resolve_cuts, shot_inputs
 from .types import M3DDMModelType
 
 log = logging.getLogger("M3DDM")

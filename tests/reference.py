@@ -60,7 +60,7 @@ def official_sampler_loop(model, start_latents: torch.Tensor, cond: ClipConditio
     :func:`.guidance.clip_conditioning` (guides included; its tokens are ignored); global_latents
     ``[16,4,h,w]``; noise ``[1,4,F,h,w]``. Returns the final latents ``[1,4,F,h,w]``.
     """
-    from m3ddm_core.pipeline.schedulers import make_scheduler, sampling_timesteps
+    from m3ddm_core.pipeline.noise_schedulers import make_scheduler, sampling_timesteps
 
     sched = make_scheduler("pndm")
     t_start, timesteps = sampling_timesteps(sched, steps)

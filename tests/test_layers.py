@@ -145,7 +145,7 @@ def test_the_nodes_never_use_apps():
     assert core_names("from .types import CanvasPlan\nfrom ..m3ddm_core import apps") == [("apps", "apps")]
     uses = {path.relative_to(CORE.parent).as_posix(): core_names(path.read_text())
             for path in sorted(NODES.rglob("*.py"))}
-    assert ("plan_video", "pipeline.plan") in uses["nodes/quality_node.py"]  # the scan sees the nodes
+    assert ("schedule_windows", "analysis.quality") in uses["nodes/quality_node.py"]  # the scan sees the nodes
     assert {m for found in uses.values() for _, m in found} >= {"analysis.quality", "analysis.evaluate",
                                                                 "analysis.compare"}
     unresolved = [f"{node}: {name}" for node, found in uses.items() for name, module in found if module is None]
@@ -153,6 +153,24 @@ def test_the_nodes_never_use_apps():
     apps = [f"{node} imports {name} from m3ddm_core.{module}" for node, found in uses.items()
             for name, module in found if layer(module) == "apps"]
     assert not apps, f"nodes use the apps layer: {apps}"
+
+
+# What a front-end's orchestration is made of: planning, encoding, running and storing passes, the memory decision,
+# reading files. The core's entry (pipeline/outpaint.py, media/outpainted.py) composes them; a node that imports one
+# is writing its own pipeline again.
+ORCHESTRATION = {"plan_video", "plan_passes", "encode_video", "run_plan", "run_passes", "run_pass", "run_pass_batch",
+                 "prepare_shot", "decode_latents", "PassStore", "resume_key", "run_key", "PlanRun", "choose_branching",
+                 "reserve_for_sampling", "default_max_passes", "sampling_memory", "probe", "read_frames",
+                 "check_range", "write_outpainted", "composite_frames", "CutDetector"}
+
+
+def test_the_nodes_call_the_core_entry_not_its_parts():
+    uses = {path.relative_to(CORE.parent).as_posix(): core_names(path.read_text())
+            for path in sorted(NODES.rglob("*.py"))}
+    assert ("prepare", "pipeline.outpaint") in uses["nodes/sampler_nodes.py"]
+    parts = [f"{node} imports {name}" for node, found in uses.items() for name, _ in found if name in ORCHESTRATION]
+    assert not parts, f"nodes orchestrate the pipeline themselves: {parts}"
+    assert core_names("from ..m3ddm_core import run_plan, prepare")[0][0] in ORCHESTRATION  # the check can fail
 
 
 def test_the_shipped_core_holds_no_test_oracle():

@@ -15,7 +15,7 @@ from conftest import DATA, SHARED, shared_file
 from m3ddm_core.pipeline.canvas import CanvasError, build_canvas, global_frame_pixels, plan_canvas
 from m3ddm_core.pipeline.guidance import clip_conditioning
 from m3ddm_core.pipeline.sampler import sample_clip
-from m3ddm_core.pipeline.schedulers import make_scheduler, sampling_timesteps
+from m3ddm_core.pipeline.noise_schedulers import make_scheduler, sampling_timesteps
 from m3ddm_core import global_frame_indexes
 
 PLUS = DATA / "m3ddm_plus"

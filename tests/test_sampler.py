@@ -147,7 +147,7 @@ def test_fewer_step_schedulers_run(tiny_unet, loop, scheduler):
 
 
 def test_unknown_scheduler():
-    from m3ddm_core.pipeline.schedulers import make_scheduler
+    from m3ddm_core.pipeline.noise_schedulers import make_scheduler
     with pytest.raises(ValueError, match="pndm, ddim, dpmpp_2m"):
         make_scheduler("euler")
 

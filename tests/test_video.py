@@ -1,4 +1,6 @@
 """Whole-video outpainting on a real clip: frame count, encode budget, determinism, interrupts, composite."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -111,6 +113,16 @@ def test_canvases_built_on_threads_equal_the_serial_ones_in_order(plan):
         assert np.array_equal(prefilled, ref_p) and np.array_equal(masked, ref_m)
 
 
+def _critical_path(plan) -> int:
+    """The scale-out benchmark's figure (benchmarks/scale_out.py): passes on the longest chain of dependencies."""
+    import importlib.util
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "scale_out.py"
+    spec = importlib.util.spec_from_file_location("scale_out_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.critical_path(plan)
+
+
 def test_the_dependencies_of_a_schedule_let_finer_levels_fan_out():
     passes = plan_passes(64, "15,5,1")
     deps = pass_dependencies(passes)
@@ -120,14 +132,14 @@ def test_the_dependencies_of_a_schedule_let_finer_levels_fan_out():
     # which starts on a frame its neighbour makes
     assert len(dense) == 5 and all(deps[k] <= set(range(dense[0])) for k in dense[:-1])
     assert deps[dense[-1]] == {0, 1, dense[-2]}
-    assert plan_video(64, (), "15,5,1").critical_path() == 4
+    assert _critical_path(plan_video(64, (), "15,5,1")) == 4
     # a guide made by a pass is always a dependency: every guide frame is written by one of the pass's deps
     for k, p in enumerate(passes):
         made = {f for d in deps[k] for _, f in passes[d].writes}
         assert set(p.guide_frames) <= made
     # 450 frames at 30,15,1: the sparsest level chains, the rest fans out
     big = plan_passes(450, "auto")
-    assert (len(big), plan_video(450).critical_path()) == (33, 5)
+    assert (len(big), _critical_path(plan_video(450))) == (33, 5)
     # the plan's dependencies are the schedule's, numbered in the plan
     assert [set(p.depends) for p in plan_video(64, (), "15,5,1").passes] == deps
 

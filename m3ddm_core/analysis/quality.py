@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 
 from ..pipeline.canvas import CanvasPlan
-from ..pipeline.plan import PlannedPass, VideoPlan
+from ..pipeline.plan import PlannedPass, VideoPlan, plan_video
+from ..pipeline.schedule import Strides
 from ..pipeline.shots import shot_bounds
 
 BAND = 16  # pixels of the generated and of the original band on each side of a seam (fewer where less exists)
@@ -127,6 +128,12 @@ def plan_windows(plan: VideoPlan) -> list[tuple[int, int]]:
     """``[(start, end), ...]`` (end exclusive, video frames): the frame range of every pass of each shot's finest
     level, in plan order -- the windows a re-render can sample again."""
     return [(min(p.in_video.frames), max(p.in_video.frames) + 1) for p in finest_passes(plan)]
+
+
+def schedule_windows(num_frames: int, cuts: Sequence[int] = (), strides: Strides = "auto",
+                     schedule: str = "fixed") -> list[tuple[int, int]]:
+    """:func:`plan_windows` of the run these settings make (the windows of a video outpainted with them)."""
+    return plan_windows(plan_video(num_frames, cuts, strides, schedule))
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ..pipeline.canvas import FAMILIES, OFFICIAL_CANVAS
 from ..pipeline.inputs import check_inputs
 from ..pipeline.passes import SampleSettings
 from ..pipeline.schedule import SCHEDULES
-from ..pipeline.schedulers import SCHEDULERS
+from ..pipeline.noise_schedulers import SCHEDULERS
 from .jobs import BatchError, JobSpec, load_job, run_batch
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}

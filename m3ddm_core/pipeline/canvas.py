@@ -94,13 +94,6 @@ class CanvasPlan:
         mask[y:y + h, x:x + w] = 0
         return mask
 
-    def output_box_on_canvas(self) -> tuple[float, float, float, float]:
-        """The output region in canvas coordinates ``(y, x, h, w)`` (floats)."""
-        sy, sx = self.content_box[2] / self.frame_hw[0], self.content_box[3] / self.frame_hw[1]
-        y = self.content_box[0] - self.content_out_yx[0] * sy
-        x = self.content_box[1] - self.content_out_yx[1] * sx
-        return y, x, self.output_hw[0] * sy, self.output_hw[1] * sx
-
     def to_dict(self) -> dict:
         out = {"frame_hw": list(self.frame_hw), "output_hw": list(self.output_hw),
                "content_out_yx": list(self.content_out_yx), "canvas_hw": list(self.canvas_hw),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import torch
 
@@ -152,6 +152,21 @@ def reserve_for_sampling(config: dict, dtype: torch.dtype, settings: SampleSetti
             settings = dataclasses.replace(settings, sequential=True)
     need = sequential if settings.sequential else batched
     return settings, int(need.activations * MEMORY_MARGIN), True
+
+
+def place_for_sampling(config: dict, dtype: torch.dtype, settings: SampleSettings, latent_hw: tuple[int, int],
+                       room: Optional[int], load: Callable[[int], Any], free: Callable[[Any], Optional[int]],
+                       device=None, where: str = "M3DDM") -> tuple[Any, SampleSettings]:
+    """The memory decision around a front-end's own loading: :func:`reserve_for_sampling` with ``room`` (bytes the
+    device has for the model and its activations), then ``load(bytes to make room for)`` -> the model on its
+    device, then :func:`choose_branching` with ``free(model)`` and :func:`default_max_passes`. Returns ``(model,
+    settings)``."""
+    settings, reserve, traced = reserve_for_sampling(config, dtype, settings, latent_hw, room, device, where)
+    model = load(reserve)
+    if traced and not settings.sequential:
+        settings = choose_branching(model, settings, latent_hw, free(model), where,
+                                    max_passes=default_max_passes(model.device))
+    return model, settings
 
 
 def default_max_passes(device: torch.device) -> int:

@@ -94,14 +94,6 @@ class VideoPlan:
         """The frames the preview writes (video numbering), in order."""
         return sorted({f for p in self.preview_passes() for _, f in p.in_video.writes})
 
-    def critical_path(self) -> int:
-        """Passes on the longest chain of dependencies: the wall time in passes with unlimited workers (the
-        sparsest level's windows chain; the finer levels fan out)."""
-        depth: dict[int, int] = {}
-        for p in self.passes:
-            depth[p.index] = 1 + max((depth[d] for d in p.depends), default=0)
-        return max(depth.values(), default=0)
-
 
 def pass_dependencies(passes: Sequence[Pass]) -> list[set[int]]:
     """For each pass, the earlier passes that generate its guide frames: what must finish before it can run.

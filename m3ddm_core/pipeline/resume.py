@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -67,6 +67,12 @@ def model_fingerprint(model, samples: int = 256) -> str:
         h.update(name.encode())
         h.update(_tensor_bytes(flat[::max(1, flat.numel() // samples)]))
     return h.hexdigest()
+
+
+def stores_in(root: str | os.PathLike) -> Callable[[Optional[str]], Optional[PassStore]]:
+    """What a front-end whose finished passes wait under ``root`` lends as ``Runtime.store``: the store of a
+    run's key (None for a run without one: not resumable)."""
+    return lambda key: None if key is None else PassStore(root, key)
 
 
 def run_key(**identity: Any) -> str:

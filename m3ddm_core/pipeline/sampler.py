@@ -10,7 +10,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from .guidance import ClipConditioning, GuidedDenoiser
-from .schedulers import make_scheduler, sampling_timesteps
+from .noise_schedulers import make_scheduler, sampling_timesteps
 
 StepCallback = Callable[[dict], None]
 

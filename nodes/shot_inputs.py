@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from ..m3ddm_core import ShotError, detect_cuts, parse_cuts
 
-from .layouts import node_error, node_errors
+from .validation import node_error, node_errors
 
 log = logging.getLogger("M3DDM")
 
