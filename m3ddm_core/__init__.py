@@ -20,17 +20,19 @@ streamed into them (:func:`write_outpainted`), and a file through the pipeline a
 """
 from .model.attention import sdpa_attention, softmax_attention
 from .model.config import FULL_SIZE_CONFIG, ConfigError, parse_config
-from .model.loader import DTYPES, WEIGHT_NAMES, WEIGHT_SUFFIXES, WeightsError, detect_family, load_unet, weights_family
+from .model.loader import (DTYPES, WEIGHT_NAMES, WEIGHT_SUFFIXES, WeightsError, check_dtype, detect_family, list_weights,
+                           load_unet, weights_family)
 from .model.unet3d import M3DDMUNet, build_unet
 from .pipeline.canvas import (FAMILIES, OFFICIAL_CANVAS, WORKING_SIZE_MAX, WORKING_SIZE_MIN, WORKING_SIZE_STEP,
                               CanvasError, CanvasPlan, build_canvas, check_even, parse_ratio_list, plan_canvas)
 from .pipeline.inputs import UNKNOWN_LENGTH, check_inputs
 from .pipeline.composite import composite, output_to_canvas
-from .pipeline.encode import SD_LATENT_SCALE, EncodedVideo, encode_global_frames, encode_video, global_frame_indexes
+from .pipeline.encode import (SD_LATENT_SCALE, EncodedVideo, encode_global_frames, encode_video, global_frame_indexes,
+                              preview_canvases)
 from .pipeline.executors import (MAX_PASSES_PER_CALL, PlanResult, PlanRun, choose_branching, default_max_passes,
                                   place_for_sampling, reserve_for_sampling, run_passes, run_plan)
-from .pipeline.outpaint import (Outpainted, OutpaintResult, PreparedVideo, Runtime, outpaint_clip, outpaint_video,
-                                 prepare, sample)
+from .pipeline.outpaint import (Outpainted, OutpaintResult, PreparedVideo, Runtime, encode_edits, outpaint_clip,
+                                 outpaint_video, prepare, sample)
 from .pipeline.guidance import active_branches
 from .pipeline.memory import MEMORY_MARGIN, fits_batched, sampling_memory
 from .pipeline.passes import (PassJob, PreparedShot, SampleSettings, decode_latents, prepare_shot, resume_key,
@@ -49,15 +51,15 @@ from .media.video_io import (BIT_DEPTHS, CODECS, CONTAINERS, H264_PRESETS, Audio
                              frames_in_window, probe, read_audio, read_frames, source_notes)
 from .analysis.compare import LAYOUTS, compare_frames, comparison_hw
 from .analysis.quality import QualityReport, check_quality, plan_windows, plot_report, schedule_windows
-from .analysis.evaluate import (DIRECTIONS, PAPER_MASK_RATIOS, PAPER_SIZE, Metrics, evaluate_frames,
+from .analysis.evaluate import (DIRECTIONS, EvaluationTask, evaluation_task, PAPER_MASK_RATIOS, PAPER_SIZE, Metrics, evaluate_frames,
                                 evaluation_padding, frechet_distance, generated_region, i3d_features, resize_frames)
 
 __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigError", "parse_config", "DTYPES",
-           "WEIGHT_NAMES", "WEIGHT_SUFFIXES", "WeightsError", "detect_family", "load_unet", "weights_family",
+           "WEIGHT_NAMES", "check_dtype", "list_weights", "WEIGHT_SUFFIXES", "WeightsError", "detect_family", "load_unet", "weights_family",
            "M3DDMUNet", "build_unet", "FAMILIES", "OFFICIAL_CANVAS", "WORKING_SIZE_MAX", "WORKING_SIZE_MIN", "WORKING_SIZE_STEP", "UNKNOWN_LENGTH", "check_inputs", "CanvasError", "CanvasPlan", "build_canvas",
            "check_even", "parse_ratio_list", "plan_canvas", "composite", "output_to_canvas", "SD_LATENT_SCALE",
-           "EncodedVideo", "encode_global_frames", "encode_video", "global_frame_indexes", "MAX_PASSES_PER_CALL",
-           "OutpaintResult", "Outpainted", "PreparedVideo", "Runtime", "prepare", "sample", "outpaint_clip", "PlanResult", "PlanRun", "choose_branching", "default_max_passes", "reserve_for_sampling", "place_for_sampling", "stores_in", "outpaint_video",
+           "EncodedVideo", "encode_global_frames", "encode_video", "global_frame_indexes", "preview_canvases", "MAX_PASSES_PER_CALL",
+           "OutpaintResult", "Outpainted", "PreparedVideo", "Runtime", "prepare", "sample", "outpaint_clip", "encode_edits", "PlanResult", "PlanRun", "choose_branching", "default_max_passes", "reserve_for_sampling", "place_for_sampling", "stores_in", "outpaint_video",
            "run_passes", "run_plan", "active_branches", "MEMORY_MARGIN", "fits_batched", "sampling_memory",
            "PassJob", "PreparedShot", "SampleSettings", "decode_latents", "prepare_shot", "resume_key", "run_pass",
            "run_pass_batch", "PlannedPass", "VideoPlan", "plan_video", "PassStore", "content_hash",
@@ -69,5 +71,5 @@ __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigErr
            "H264_PRESETS", "colour_space_name", "frames_in_window", "probe", "read_audio", "read_frames",
            "source_notes", "LAYOUTS", "compare_frames", "comparison_hw", "QualityReport", "check_quality",
            "plan_windows", "schedule_windows", "plot_report", "DIRECTIONS", "PAPER_MASK_RATIOS", "PAPER_SIZE", "Metrics",
-           "evaluate_frames", "evaluation_padding", "frechet_distance", "generated_region", "i3d_features",
+           "evaluate_frames", "EvaluationTask", "evaluation_task", "evaluation_padding", "frechet_distance", "generated_region", "i3d_features",
            "resize_frames"]

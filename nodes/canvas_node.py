@@ -1,12 +1,11 @@
 """M3DDM Outpaint Canvas: the target geometry of a video."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 from comfy_api.latest import io
 
 from ..m3ddm_core import (FAMILIES, OFFICIAL_CANVAS, WORKING_SIZE_MAX, WORKING_SIZE_MIN, WORKING_SIZE_STEP,
-                          CanvasError, build_canvas, check_even, global_frame_indexes, plan_canvas)
+                          CanvasError, check_even, plan_canvas, preview_canvases)
 
 from .layouts import rgb_frames
 from .validation import node_error, node_errors, text_input_problems
@@ -15,7 +14,6 @@ from .types import Canvas, M3DDMCanvasType, video_fingerprint
 
 NODE = "M3DDM_OutpaintCanvas"
 TARGETS = ["aspect ratio", "output size", "padding"]
-PREVIEW_CUTS = 16
 
 
 def target_inputs() -> list:
@@ -137,11 +135,7 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
         found = resolve_cuts(shots, cuts, frames, n, NODE)
         canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images), cuts=tuple(found),
                         follows_model=preprocessing == "auto")
-        if found:  # both sides of every cut (the first 16 cuts), to check them before sampling
-            shown = [i for c in found[:PREVIEW_CUTS] for i in (c - 1, c)]
-        else:  # at most 16 preview frames (those the global frames use): memory stays bounded for long videos
-            shown = global_frame_indexes(n) if n > 16 else range(n)
-        preview = torch.from_numpy(np.stack([build_canvas(frames[i].cpu().numpy(), plan)[0]
-                                             for i in dict.fromkeys(shown)])).float() / 255.0
+        # both sides of every cut (the first 16), or at most 16 frames: memory stays bounded for long videos
+        preview = preview_canvases(frames, plan, found)
         mask = torch.from_numpy(plan.pixel_mask()).unsqueeze(0)
         return io.NodeOutput(canvas, preview, mask, ", ".join(str(c) for c in found))

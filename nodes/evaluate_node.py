@@ -5,13 +5,12 @@ import logging
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import (DIRECTIONS, OFFICIAL_CANVAS, PAPER_SIZE, CanvasError, composite, evaluate_frames, evaluation_padding, generated_region,
-                          plan_canvas, resize_frames)
+from ..m3ddm_core import DIRECTIONS, OFFICIAL_CANVAS, composite, evaluate_frames, evaluation_task
 
 from . import runtime
 from .canvas_node import working_size_input
 from .layouts import check_sd_vae, rgb_frames
-from .validation import node_error, node_errors
+from .validation import node_errors
 from .sampler_nodes import pass_inputs, run_outpaint, sampling_inputs, sampling_settings
 from .types import M3DDMModelType
 
@@ -62,23 +61,15 @@ class M3DDMEvaluate(io.ComfyNode):
                 context_guidance, global_guidance, seed, fps, low_vram, strides, schedule,
                 working_size=OFFICIAL_CANVAS) -> io.NodeOutput:
         check_sd_vae(vae, NODE)
-        truth = rgb_frames(images, NODE).float().cpu()
-        if paper_size:
-            truth = resize_frames(truth, PAPER_SIZE)
-        hw = (int(truth.shape[1]), int(truth.shape[2]))
         with node_errors(NODE):
-            padding = evaluation_padding(hw, mask_ratio, direction)
-        left, right, top, bottom = padding
-        visible = truth[:, top:hw[0] - bottom, left:hw[1] - right].contiguous()
-        with node_errors(NODE, CanvasError, hint="; try another mask ratio"):
-            plan = plan_canvas(tuple(visible.shape[1:3]), padding=padding, canvas_size=working_size,
-                               family=m3ddm_model.family)
-        if tuple(plan.output_hw) != hw or tuple(plan.content_out_yx) != (top, left):
-            raise node_error(NODE, f"the masked frame does not map back onto {hw[1]}x{hw[0]}; try another mask ratio")
+            task = evaluation_task(rgb_frames(images, NODE), mask_ratio, direction, paper_size, working_size,
+                                   m3ddm_model.family)
+        truth, hw = task.truth, task.truth.shape[1:3]
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
-        _, canvases = run_outpaint(NODE, m3ddm_model, vae, visible, plan, settings, seed, fps, strides, schedule, [])
-        outpainted = composite(visible, canvases, plan, feather=0)
-        metrics = evaluate_frames(outpainted, truth, generated_region(hw, padding))
+        _, canvases = run_outpaint(NODE, m3ddm_model, vae, task.visible, task.plan, settings, seed, fps, strides,
+                                   schedule, [])
+        outpainted = composite(task.visible, canvases, task.plan, feather=0)
+        metrics = evaluate_frames(outpainted, truth, task.region)
         report = (f"M3DDM evaluation ({m3ddm_model.family}, working size {working_size}): {direction}, mask ratio "
                   f"{mask_ratio:g}, {hw[1]}x{hw[0]}, {scheduler} "
                   f"{steps} steps, s1 {context_guidance:g}, s2 {global_guidance:g}, seed {seed}\n" + metrics.report())

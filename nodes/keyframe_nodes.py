@@ -14,7 +14,7 @@ import re
 from comfy_api.latest import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from ..m3ddm_core import composite, content_hash, output_to_canvas, prepare, sample
+from ..m3ddm_core import composite, content_hash, encode_edits, prepare, sample
 
 from . import runtime
 from .layouts import rgb_frames, to_latent_dict, vae_decoder, vae_encoder
@@ -147,11 +147,7 @@ class M3DDMContinue(io.ComfyNode):
                 raise node_error(CONTINUE, f"edited has shape {tuple(edited.shape)}, the preview "
                                            f"{tuple(kf.preview.shape)}: give the preview's key frames, same count, "
                                            "order and size")
-            encode = vae_encoder(vae)
-            for i, f in enumerate(kf.frames):
-                if (edited[i] - kf.preview[i]).abs().max() > 1.0 / 255:
-                    canvas = output_to_canvas(edited[i], kf.plan, kf.canvases[i])
-                    overrides[f] = encode(canvas[None])[0].float().cpu()
+            overrides = encode_edits(edited, kf.preview, kf.frames, kf.plan, kf.canvases, vae_encoder(vae))
             log.info("[%s] edited key frames: %s", CONTINUE, sorted(overrides) or "none")
         with runtime.sampling_errors(CONTINUE):
             result = sample(kf.video, runtime.comfy_runtime(m3ddm_model, CONTINUE), overrides=overrides,

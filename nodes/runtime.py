@@ -11,8 +11,8 @@ import torch
 
 import folder_paths
 
-from ..m3ddm_core import (DTYPES, FAMILIES, WEIGHT_NAMES, WEIGHT_SUFFIXES, ConfigError, Runtime, SampleSettings,
-                          WeightsError, detect_family, load_unet, place_for_sampling, sdpa_attention, stores_in)
+from ..m3ddm_core import (DTYPES, FAMILIES, WEIGHT_SUFFIXES, ConfigError, Runtime, SampleSettings, WeightsError,
+                          check_dtype, detect_family, list_weights, load_unet, place_for_sampling, sdpa_attention, stores_in)
 
 from .validation import node_errors
 from .types import M3DDMModel
@@ -39,47 +39,12 @@ def register_model_folder() -> None:
             exts.extend(e for e in WEIGHT_SUFFIXES if e not in exts)
 
 
-def _checkpoints(path: str) -> list[str]:
-    """The Lightning checkpoints (``*.ckpt``) in a folder, as M3DDM+ training leaves them (last.ckpt, epoch=...)."""
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return []
-    return sorted(n for n in names if n.lower().endswith(".ckpt") and os.path.isfile(os.path.join(path, n)))
-
-
-def _is_model_dir(path: str) -> bool:
-    return any(os.path.isfile(os.path.join(path, n)) for n in WEIGHT_NAMES) or os.path.isdir(os.path.join(path, "unet"))
-
-
 def list_models() -> list[str]:
-    """Folder models (config.json + diffusion_pytorch_model.* or a unet/ subfolder), folders of training
-    checkpoints, and single weight files under every m3ddm path.
-
-    A folder of checkpoints loads last.ckpt (else the latest one) with the config.json training left beside it;
-    its files stay listed one by one too, so any epoch can be chosen. Checkpoints inside a model folder are listed
-    as well: the folder itself loads its diffusion_pytorch_model.* file.
-    """
+    """Every model under every m3ddm path (:func:`list_weights`: model folders, folders of training checkpoints,
+    single weight files), for Load M3DDM Model's list."""
     if MODEL_FOLDER not in folder_paths.folder_names_and_paths:
         register_model_folder()
-    found = set()
-    for root in folder_paths.get_folder_paths(MODEL_FOLDER):
-        if not os.path.isdir(root):
-            continue
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            rel = os.path.relpath(dirpath, root)
-            ckpts = [os.path.normpath(os.path.join(rel, c)).replace(os.sep, "/") for c in _checkpoints(dirpath)]
-            if rel != "." and _is_model_dir(dirpath):
-                found.add(rel.replace(os.sep, "/"))
-                found.update(ckpts)
-                dirnames[:] = []
-                continue
-            if rel != "." and ckpts:
-                found.add(rel.replace(os.sep, "/"))
-            for f in filenames:
-                if os.path.splitext(f)[1].lower() in WEIGHT_SUFFIXES:
-                    found.add(os.path.normpath(os.path.join(rel, f)).replace(os.sep, "/"))
-    return sorted(found)
+    return list_weights(folder_paths.get_folder_paths(MODEL_FOLDER))
 
 
 def resolve_model(name: str) -> str:
@@ -147,13 +112,8 @@ def is_dynamic(patcher) -> bool:
 
 def check_dtype_support(device: torch.device, dtype: torch.dtype, node: str) -> None:
     """Refuse a precision the device cannot compute in, before loading 2.6 GB of weights."""
-    try:
-        a = torch.ones(8, 8, device=device, dtype=dtype)
-        torch.nn.functional.conv2d(a[None, None], a[None, None, :3, :3])
-        (a @ a).sum().item()
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"[{node}] {str(dtype).replace('torch.', '')} is not supported on {device} ({exc}); "
-                         "choose dtype auto (or fp32)") from None
+    with node_errors(node):
+        check_dtype(device, dtype)
 
 
 def _comfy_casts(layer: torch.nn.Module) -> bool:

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..pipeline.canvas import CanvasError, CanvasPlan, plan_canvas
+
 PAPER_MASK_RATIOS = (0.25, 0.666)
 PAPER_SIZE = 256
 DIRECTIONS = ("horizontal", "vertical", "all sides")
@@ -58,6 +60,39 @@ def resize_frames(frames: torch.Tensor, size: int = PAPER_SIZE) -> torch.Tensor:
     mode = "area" if min(frames.shape[1:3]) >= size else "bicubic"
     kwargs = {} if mode == "area" else {"align_corners": False}
     return F.interpolate(x, size=(size, size), mode=mode, **kwargs).clamp(0, 1).permute(0, 2, 3, 1)
+
+
+@dataclass(frozen=True)
+class EvaluationTask:
+    """The papers' protocol applied to a clip: the ``truth`` ``[N, H, W, 3]`` (resized to 256x256 when asked), the
+    ``visible`` middle left after masking the border, the canvas ``plan`` that outpaints it back to the truth's
+    size, and the ``region`` ``[H, W]`` that is measured (True where generated)."""
+
+    truth: torch.Tensor
+    visible: torch.Tensor
+    plan: CanvasPlan
+    region: torch.Tensor
+
+
+def evaluation_task(frames: torch.Tensor, mask_ratio: float, direction: str = "horizontal", paper_size: bool = True,
+                    working_size: int = PAPER_SIZE, family: str = "m3ddm") -> EvaluationTask:
+    """Mask ``frames`` (``[N, H, W, 3]`` float 0..1) as the papers do -- ``mask_ratio`` of the width, the height or
+    both (``direction``) hidden at the borders -- and plan the outpainting of what is left back to the full frame.
+    Raises ValueError with what to change when the masked frame cannot map back exactly."""
+    truth = frames.float().cpu()
+    if paper_size:
+        truth = resize_frames(truth, PAPER_SIZE)
+    hw = (int(truth.shape[1]), int(truth.shape[2]))
+    padding = evaluation_padding(hw, mask_ratio, direction)
+    left, right, top, bottom = padding
+    visible = truth[:, top:hw[0] - bottom, left:hw[1] - right].contiguous()
+    try:
+        plan = plan_canvas(tuple(visible.shape[1:3]), padding=padding, canvas_size=working_size, family=family)
+    except CanvasError as exc:
+        raise ValueError(f"{exc}; try another mask ratio") from None
+    if tuple(plan.output_hw) != hw or tuple(plan.content_out_yx) != (top, left):
+        raise ValueError(f"the masked frame does not map back onto {hw[1]}x{hw[0]}; try another mask ratio")
+    return EvaluationTask(truth, visible, plan, generated_region(hw, padding))
 
 
 def lpips_weights_path() -> Path:

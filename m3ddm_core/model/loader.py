@@ -367,3 +367,55 @@ def load_unet(path: str | os.PathLike, dtype: torch.dtype = torch.float32, devic
     check_keys(expected, {k: v.shape for k, v in sd.items()}, str(weights), cfg_source)
     model.load_state_dict(sd, strict=True, assign=True)
     return model.eval().requires_grad_(False)  # an inference model: no autograd graph behind any output
+
+
+def _checkpoints(path: str) -> list[str]:
+    """The Lightning checkpoints (``*.ckpt``) in a folder, as M3DDM+ training leaves them (last.ckpt, epoch=...)."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return []
+    return sorted(n for n in names if n.lower().endswith(".ckpt") and os.path.isfile(os.path.join(path, n)))
+
+
+def _is_model_dir(path: str) -> bool:
+    return any(os.path.isfile(os.path.join(path, n)) for n in WEIGHT_NAMES) or os.path.isdir(os.path.join(path, "unet"))
+
+
+def list_weights(roots: Iterable[str | os.PathLike]) -> list[str]:
+    """What :func:`load_unet` can load under ``roots``, as paths relative to their root ("/"-separated, sorted):
+    model folders (config.json + diffusion_pytorch_model.* or a unet/ subfolder), folders of training checkpoints,
+    and single weight files.
+
+    A folder of checkpoints loads last.ckpt (else the latest one) with the config.json training left beside it;
+    its files stay listed one by one too, so any epoch can be chosen. Checkpoints inside a model folder are listed
+    as well: the folder itself loads its diffusion_pytorch_model.* file."""
+    found = set()
+    for root in roots:
+        if not os.path.isdir(root):
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            rel = os.path.relpath(dirpath, root)
+            ckpts = [os.path.normpath(os.path.join(rel, c)).replace(os.sep, "/") for c in _checkpoints(dirpath)]
+            if rel != "." and _is_model_dir(dirpath):
+                found.add(rel.replace(os.sep, "/"))
+                found.update(ckpts)
+                dirnames[:] = []
+                continue
+            if rel != "." and ckpts:
+                found.add(rel.replace(os.sep, "/"))
+            for f in filenames:
+                if os.path.splitext(f)[1].lower() in WEIGHT_SUFFIXES:
+                    found.add(os.path.normpath(os.path.join(rel, f)).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def check_dtype(device: torch.device, dtype: torch.dtype) -> None:
+    """Refuse (ValueError) a precision ``device`` cannot compute in, before gigabytes of weights are loaded."""
+    try:
+        a = torch.ones(8, 8, device=device, dtype=dtype)
+        torch.nn.functional.conv2d(a[None, None], a[None, None, :3, :3])
+        (a @ a).sum().item()
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{str(dtype).replace('torch.', '')} is not supported on {device} ({exc}); "
+                         "choose dtype auto (or fp32)") from None

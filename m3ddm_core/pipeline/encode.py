@@ -167,3 +167,17 @@ def encode_video(frames: Iterable, count: int, plan: CanvasPlan, encode: EncodeF
     uncond = uncond_latent(plan, encode)
     return EncodedVideo(plan, torch.cat(prefilled), masked_all, uncond, per_shot,
                         tuple(start for start, _ in found[1:]), images + 1)
+
+
+def preview_canvases(frames, plan: CanvasPlan, cuts: Sequence[int] = (), most: int = CLIP_FRAMES) -> torch.Tensor:
+    """The prefilled working canvases the model starts from, to check a plan before sampling: ``[k, ch, cw, 3]``
+    float 0..1 of the frames on both sides of each of the first ``most`` ``cuts``, or without cuts of up to
+    ``most`` frames spread over the video (those the global frames use). ``frames``: ``[N, H, W, 3]`` float 0..1
+    or uint8."""
+    n = len(frames)
+    if cuts:
+        shown = [i for c in list(cuts)[:most] for i in (c - 1, c)]
+    else:
+        shown = global_frame_indexes(n) if n > most else range(n)
+    canvases = [build_canvas(frame_array(frames[i]), plan)[0] for i in dict.fromkeys(shown)]
+    return torch.from_numpy(np.stack(canvases)).float() / 255.0

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import torch
 
 from .canvas import CanvasPlan
+from .composite import output_to_canvas
 from .encode import EncodedVideo, EncodeFn, encode_video
 from .executors import run_passes, run_plan
 from .passes import DecodeFn, SampleSettings, decode_latents, prepare_shot, resume_key, run_pass
@@ -193,6 +194,20 @@ def outpaint_clip(frames: torch.Tensor, indexes: Sequence[int], canvas: CanvasPl
     latents = torch.stack(list(out.values()))
     canvases = None if decode is None else decode_latents(decode, latents)
     return Outpainted(latents, [distinct[i] for i in out], canvases, sampled=[0])
+
+
+def encode_edits(edited: torch.Tensor, shown: torch.Tensor, frames: Sequence[int], canvas: CanvasPlan,
+                 canvases: torch.Tensor, encode: EncodeFn, tolerance: float = 1.0 / 255) -> dict[int, torch.Tensor]:
+    """The key frames a user changed, as latents for :func:`sample`'s ``overrides``: ``edited`` and ``shown``
+    ``[K, OH, OW, 3]`` float 0..1 (the composited key ``frames`` as previewed, and as given back), ``canvases``
+    ``[K, ch, cw, 3]`` their working canvases. A frame that differs from what was shown by more than ``tolerance``
+    is brought back onto its working canvas (:func:`.composite.output_to_canvas`) and encoded; the others are
+    kept as sampled."""
+    out = {}
+    for i, frame in enumerate(frames):
+        if (edited[i] - shown[i]).abs().max() > tolerance:
+            out[int(frame)] = encode(output_to_canvas(edited[i], canvas, canvases[i])[None])[0].float().cpu()
+    return out
 
 
 @dataclass
