@@ -20,8 +20,8 @@ streamed into them (:func:`write_outpainted`), and a file through the pipeline a
 """
 from .model.attention import sdpa_attention, softmax_attention
 from .model.config import FULL_SIZE_CONFIG, ConfigError, parse_config
-from .model.loader import (DTYPES, WEIGHT_NAMES, WEIGHT_SUFFIXES, WeightsError, check_dtype, detect_family, list_weights,
-                           load_unet, weights_family)
+from .model.loader import (DTYPES, WEIGHT_NAMES, WEIGHT_SUFFIXES, WeightsError, check_dtype, detect_family,
+                           list_weights, load_unet, weights_family)
 from .model.unet3d import M3DDMUNet, build_unet
 from .pipeline.canvas import (FAMILIES, OFFICIAL_CANVAS, WORKING_SIZE_MAX, WORKING_SIZE_MIN, WORKING_SIZE_STEP,
                               CanvasError, CanvasPlan, build_canvas, check_even, parse_ratio_list, plan_canvas)
@@ -46,30 +46,35 @@ from .pipeline.shots import CutDetector, ShotError, check_cuts, detect_cuts, par
 from .pipeline.seeds import derive_seed
 from .media.stream import composite_frames, write_outpainted
 from .media.outpainted import OutpaintedFrames, open_range, prepare_file, writer_options
-from .media.video_io import (BIT_DEPTHS, CODECS, CONTAINERS, H264_PRESETS, AudioTrack, Colour, VideoFileError,
-                             VideoInfo, VideoWriter, audio_track, check_range, colour_space_name, decoder_warning,
-                             frames_in_window, probe, read_audio, read_frames, source_notes)
+from .media.video_io import (BIT_DEPTHS, CODECS, CONTAINERS, H264_PRESETS, AudioTrack, Colour, FrameRangeError,
+                             VideoFileError, VideoInfo, VideoWriter, audio_track, check_range, colour_space_name,
+                             decoder_warning, frames_in_window, probe, read_audio, read_frames, source_notes)
 from .analysis.compare import LAYOUTS, compare_frames, comparison_hw
 from .analysis.quality import QualityReport, check_quality, plan_windows, plot_report, schedule_windows
-from .analysis.evaluate import (DIRECTIONS, EvaluationTask, evaluation_task, PAPER_MASK_RATIOS, PAPER_SIZE, Metrics, evaluate_frames,
-                                evaluation_padding, frechet_distance, generated_region, i3d_features, resize_frames)
+from .analysis.evaluate import (DIRECTIONS, PAPER_MASK_RATIOS, PAPER_SIZE, EvaluationTask, Metrics, evaluate_frames,
+                                evaluation_padding, evaluation_task, frechet_distance, generated_region, i3d_features,
+                                resize_frames)
 
 __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigError", "parse_config", "DTYPES",
-           "WEIGHT_NAMES", "check_dtype", "list_weights", "WEIGHT_SUFFIXES", "WeightsError", "detect_family", "load_unet", "weights_family",
-           "M3DDMUNet", "build_unet", "FAMILIES", "OFFICIAL_CANVAS", "WORKING_SIZE_MAX", "WORKING_SIZE_MIN", "WORKING_SIZE_STEP", "UNKNOWN_LENGTH", "check_inputs", "CanvasError", "CanvasPlan", "build_canvas",
-           "check_even", "parse_ratio_list", "plan_canvas", "composite", "output_to_canvas", "SD_LATENT_SCALE",
-           "EncodedVideo", "encode_global_frames", "encode_video", "global_frame_indexes", "preview_canvases", "MAX_PASSES_PER_CALL",
-           "OutpaintResult", "Outpainted", "PreparedVideo", "Runtime", "prepare", "sample", "outpaint_clip", "encode_edits", "PlanResult", "PlanRun", "choose_branching", "default_max_passes", "reserve_for_sampling", "place_for_sampling", "stores_in", "outpaint_video",
-           "run_passes", "run_plan", "active_branches", "MEMORY_MARGIN", "fits_batched", "sampling_memory",
-           "PassJob", "PreparedShot", "SampleSettings", "decode_latents", "prepare_shot", "resume_key", "run_pass",
+           "WEIGHT_NAMES", "check_dtype", "list_weights", "WEIGHT_SUFFIXES", "WeightsError", "detect_family",
+           "load_unet", "weights_family", "M3DDMUNet", "build_unet", "FAMILIES", "OFFICIAL_CANVAS", "WORKING_SIZE_MAX",
+           "WORKING_SIZE_MIN", "WORKING_SIZE_STEP", "UNKNOWN_LENGTH", "check_inputs", "CanvasError", "CanvasPlan",
+           "build_canvas", "check_even", "parse_ratio_list", "plan_canvas", "composite", "output_to_canvas",
+           "SD_LATENT_SCALE", "EncodedVideo", "encode_global_frames", "encode_video", "global_frame_indexes",
+           "preview_canvases", "MAX_PASSES_PER_CALL", "OutpaintResult", "Outpainted", "PreparedVideo", "Runtime",
+           "prepare", "sample", "outpaint_clip", "encode_edits", "PlanResult", "PlanRun", "choose_branching",
+           "default_max_passes", "reserve_for_sampling", "place_for_sampling", "stores_in", "outpaint_video",
+           "run_passes", "run_plan", "active_branches", "MEMORY_MARGIN", "fits_batched", "sampling_memory", "PassJob",
+           "PreparedShot", "SampleSettings", "decode_latents", "prepare_shot", "resume_key", "run_pass",
            "run_pass_batch", "PlannedPass", "VideoPlan", "plan_video", "PassStore", "content_hash",
            "model_fingerprint", "run_key", "source_identity", "CLIP_FRAMES", "GLOBAL_FRAMES", "SCHEDULES",
            "STRIDE_PRESETS", "Pass", "clip_pass", "clip_stride", "plan_passes", "plan_schedule", "SCHEDULERS",
            "CutDetector", "ShotError", "check_cuts", "detect_cuts", "parse_cuts", "shot_bounds", "derive_seed",
-           "composite_frames", "write_outpainted", "OutpaintedFrames", "open_range", "prepare_file", "writer_options", "AudioTrack", "Colour", "VideoFileError", "VideoInfo",
-           "VideoWriter", "audio_track", "check_range", "decoder_warning", "BIT_DEPTHS", "CODECS", "CONTAINERS",
-           "H264_PRESETS", "colour_space_name", "frames_in_window", "probe", "read_audio", "read_frames",
-           "source_notes", "LAYOUTS", "compare_frames", "comparison_hw", "QualityReport", "check_quality",
-           "plan_windows", "schedule_windows", "plot_report", "DIRECTIONS", "PAPER_MASK_RATIOS", "PAPER_SIZE", "Metrics",
-           "evaluate_frames", "EvaluationTask", "evaluation_task", "evaluation_padding", "frechet_distance", "generated_region", "i3d_features",
+           "composite_frames", "write_outpainted", "OutpaintedFrames", "open_range", "prepare_file", "writer_options",
+           "AudioTrack", "Colour", "VideoFileError", "FrameRangeError", "VideoInfo", "VideoWriter", "audio_track",
+           "check_range", "decoder_warning", "BIT_DEPTHS", "CODECS", "CONTAINERS", "H264_PRESETS", "colour_space_name",
+           "frames_in_window", "probe", "read_audio", "read_frames", "source_notes", "LAYOUTS", "compare_frames",
+           "comparison_hw", "QualityReport", "check_quality", "plan_windows", "schedule_windows", "plot_report",
+           "DIRECTIONS", "PAPER_MASK_RATIOS", "PAPER_SIZE", "Metrics", "evaluate_frames", "EvaluationTask",
+           "evaluation_task", "evaluation_padding", "frechet_distance", "generated_region", "i3d_features",
            "resize_frames"]

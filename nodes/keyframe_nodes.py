@@ -96,7 +96,7 @@ class M3DDMKeyframePreview(io.ComfyNode):
         if len(first) < len(video.plan.first_level()):
             log.info("[%s] a short video: its sparsest level is every frame, so the preview is each shot's first "
                      "clip, not the whole render", PREVIEW)
-        state = Keyframes(canvas, plan, video, keys.store_key, tuple(keys.frames), preview, keys.canvases, feather)
+        state = Keyframes(canvas, plan, video, tuple(keys.frames), preview, keys.canvases, feather)
         return io.NodeOutput(preview.to(runtime.output_device()), ", ".join(map(str, keys.frames)), state)
 
 

@@ -71,13 +71,12 @@ def video_fingerprint(frames: torch.Tensor) -> str:
 @dataclass(frozen=True)
 class Keyframes:
     """A run stopped after its key frames (M3DDM Keyframe Preview), with what M3DDM Continue needs to finish it:
-    the planned and encoded ``video`` and its pass store key; ``frames`` the key frames' indexes, ``preview``
-    their composited frames ``[K, OH, OW, 3]`` as shown, ``canvases`` their decoded working canvases."""
+    the planned and encoded ``video`` (its pass store key follows from it); ``frames`` the key frames' indexes,
+    ``preview`` their composited frames ``[K, OH, OW, 3]`` as shown, ``canvases`` their decoded working canvases."""
 
     canvas: Canvas
     plan: CanvasPlan
     video: PreparedVideo
-    store_key: str
     frames: tuple
     preview: torch.Tensor
     canvases: torch.Tensor

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from comfy_api.latest import Input, Types, io
 
-from ..m3ddm_core import (OFFICIAL_CANVAS, OutpaintedFrames, VideoFileError, open_range, prepare_file, sample,
-                          source_notes, writer_options)
+from ..m3ddm_core import (OFFICIAL_CANVAS, FrameRangeError, OutpaintedFrames, VideoFileError, open_range,
+                          prepare_file, sample, source_notes, writer_options)
 
 from . import runtime
 from .canvas_node import TARGETS, plan_family, plan_for, target_inputs, working_inputs
@@ -88,7 +88,7 @@ class OutpaintedVideo(Input.Video):
         if newer:  # a later core asking for more than this pack knows: written without it, and said so
             log.warning("[%s] Save Video passed %s, which this version of the pack does not know: ignored", NODE,
                         ", ".join(f"{k}={v!r}" for k, v in newer.items()))
-        with node_errors(NODE, hint=" on Save Video"):
+        with node_errors(NODE, prefix="Save Video: "):
             options = writer_options(_option(format), _option(codec), bit_depth, crf, color_space, preset,
                                      self.outpainted.info.colour)
         count = self.outpainted.count
@@ -153,7 +153,9 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         check_sd_vae(vae, NODE)
         source = video.get_stream_source()
         trim = getattr(video, "get_active_trim_window", lambda: None)()  # current ComfyUI's Video Slice; 0.3.75: none
-        with node_errors(NODE, VideoFileError):
+        with node_errors(NODE, VideoFileError, hint=". Load another video"), \
+                node_errors(NODE, FrameRangeError, hint=". Change start_frame / frame_count (or the Video Slice before "
+                                                        "this node)"):
             info, start, count = open_range(source, start_frame, frame_count, trim)
         for level, note in source_notes(info):
             log.log(level, "[%s] %s", NODE, note)

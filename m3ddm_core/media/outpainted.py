@@ -24,7 +24,7 @@ from ..pipeline.passes import DecodeFn, SampleSettings
 from ..pipeline.resume import source_identity
 from ..pipeline.schedule import Strides
 from .stream import UpscaleFn, composite_frames, write_outpainted
-from .video_io import (BIT_DEPTHS, CONTAINERS, H264_PRESETS, Colour, Source, VideoFileError, VideoInfo, check_range,
+from .video_io import (BIT_DEPTHS, CONTAINERS, H264_PRESETS, Colour, FrameRangeError, Source, VideoInfo, check_range,
                        colour_space_name, frames_in_window, probe, read_audio, read_frames)
 
 
@@ -32,14 +32,15 @@ def open_range(source: Source, start_frame: int = 0, frame_count: int = 0,
                trim: Optional[tuple[float, float]] = None) -> tuple[VideoInfo, int, int]:
     """``(info, start, count)``: the file probed and the frames to use -- ``frame_count`` from ``start_frame`` (0:
     to the end), counted inside ``trim`` = ``(start seconds, duration seconds)`` when the video is trimmed (as
-    ComfyUI's Video Slice leaves it). Raises VideoFileError saying what to change."""
+    ComfyUI's Video Slice leaves it). Raises VideoFileError for a file that cannot be read, FrameRangeError (one)
+    for frames it does not have."""
     info = probe(source)
     window = None
     if trim is not None and (trim[0] or trim[1]):
         window = frames_in_window(info, 0, info.frames, trim[0], trim[1])
         if window is None:
-            raise VideoFileError(f"the video is trimmed to {trim[0]:g} s + {trim[1]:g} s, where the source "
-                                 f"({info.duration:.3f} s) shows no frame: change the trim")
+            raise FrameRangeError(f"the video is trimmed to {trim[0]:g} s + {trim[1]:g} s, where the source "
+                                  f"({info.duration:.3f} s) shows no frame: trim it to a part the source has")
     start, count = check_range(info, start_frame, frame_count, window)
     return info, start, count
 

@@ -38,6 +38,11 @@ class VideoFileError(ValueError):
     """A video that cannot be read as asked (no video stream, no frames, a range past the end, corrupt data)."""
 
 
+class FrameRangeError(VideoFileError):
+    """Frames asked for that the video does not have (a start past the end, a count running past it, a trim that
+    shows nothing): the file is fine, the range is not."""
+
+
 # AVCOL_SPC values (what a stream is tagged with) -> the matrix swscale converts with; other values (unspecified,
 # RGB, YCgCo...) are read as players assume an untagged source.
 _SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
@@ -284,14 +289,14 @@ def check_range(info: VideoInfo, start: int, count: int, window: Optional[tuple[
     ``window``: ``(first, frames)`` of the source the video is trimmed to (e.g. by ComfyUI's Video Slice); ``start``
     counts from its first frame."""
     if start < 0 or count < 0:
-        raise VideoFileError(f"start frame ({start}) and frame count ({count}) must not be negative")
+        raise FrameRangeError(f"start frame ({start}) and frame count ({count}) must not be negative")
     first, frames = window or (0, info.frames)
     what = "the video has" if window is None else f"the trimmed video (source frames {first}-{first + frames - 1}) has"
     if start >= frames:
-        raise VideoFileError(f"start frame {start} is past the end: {what} {frames} frames (0-{frames - 1})")
+        raise FrameRangeError(f"start frame {start} is past the end: {what} {frames} frames (0-{frames - 1})")
     available = frames - start
     if count > available:
-        raise VideoFileError(f"{count} frames from frame {start} run past the end: only {available} remain "
+        raise FrameRangeError(f"{count} frames from frame {start} run past the end: only {available} remain "
                              f"(set frame count to 0 for 'to the end')")
     return first + start, count or available
 

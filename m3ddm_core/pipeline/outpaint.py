@@ -91,35 +91,31 @@ def prepare(frames: Iterable, num_frames: int, canvas: CanvasPlan, encode: Encod
             fps: float, *, seed: int = 0, strides: Strides = "auto", schedule: str = "fixed", cuts: Sequence[int] = (),
             detect_cuts: bool = False, shot_seeds: Optional[Mapping[int, int]] = None,
             global_latents: Optional[torch.Tensor] = None, content: Optional[str] = None,
-            on_chunk: Optional[Callable[[int], None]] = None,
-            on_plan: Optional[Callable[[VideoPlan], None]] = None) -> PreparedVideo:
+            on_chunk: Optional[Callable[[int], None]] = None) -> PreparedVideo:
     """Plan and encode ``num_frames`` frames (a ``[N, H, W, 3]`` batch or an iterator such as a file being read,
     uint8 or float 0..1) for ``canvas``.
 
     The plan (every pass of every shot, its seeds derived from ``seed``, a shot re-rolled by ``shot_seeds``) is made
     before anything is encoded, so a schedule that cannot cover the video fails at once -- unless ``detect_cuts``:
-    then the cuts are found in the same pass over the frames as the encoding and the plan follows it. ``on_plan``
-    sees the plan as soon as it exists; ``on_chunk(frames done)`` reports the encoding."""
+    then the cuts are found in the same pass over the frames as the encoding and the plan follows it.
+    ``on_chunk(frames done)`` reports the encoding."""
     detector = CutDetector() if detect_cuts else None
     plan = None if detector else plan_video(num_frames, cuts, strides, schedule, seed, shot_seeds)
-    if plan is not None and on_plan is not None:
-        on_plan(plan)
     if detector is not None:
         frames = detector.watching(frames)
     encoded = encode_video(frames, num_frames, canvas, encode, detector.cuts if detector else plan.cuts,
                            global_latents, on_chunk=on_chunk)
     if plan is None:
         plan = plan_video(num_frames, encoded.cuts, strides, schedule, seed, shot_seeds)
-        if on_plan is not None:
-            on_plan(plan)
     return PreparedVideo(encoded, plan, settings, float(fps), content)
 
 
 @dataclass
 class Outpainted:
-    """What :func:`sample` gives: ``latents`` ``[k, 4, h, w]`` of ``frames`` (video numbering; every frame unless
-    a subset of passes was asked for), their decoded working canvases ``[k, ch, cw, 3]`` float 0..1 (None without
-    a decoder), the passes loaded from the store and those sampled (plan indexes), and the store's key."""
+    """What :func:`sample` gives: ``latents`` ``[k, 4, h, w]`` of ``frames`` (video numbering; every frame when
+    ``complete``, else those a subset of passes wrote), their decoded working canvases ``[k, ch, cw, 3]`` float
+    0..1 (None without a decoder), the passes loaded from the store and those sampled (plan indexes), and the
+    store's key."""
 
     latents: torch.Tensor
     frames: list[int]
@@ -127,10 +123,7 @@ class Outpainted:
     resumed: list[int] = field(default_factory=list)
     sampled: list[int] = field(default_factory=list)
     store_key: Optional[str] = None
-
-    @property
-    def complete(self) -> bool:
-        return self.frames == list(range(len(self.frames)))
+    complete: bool = True
 
 
 def sample(video: PreparedVideo, runtime: Runtime, *, only: Optional[Sequence[PlannedPass]] = None,
@@ -145,6 +138,8 @@ def sample(video: PreparedVideo, runtime: Runtime, *, only: Optional[Sequence[Pl
     pass writes for those frames, so every later pass is guided by them. The store is cleared once the whole
     result exists and is decoded, unless ``keep_store`` (the caller clears it once its file is written)."""
     plan = video.plan
+    if only is not None and (not only or overrides):
+        raise ValueError("sample(only=...) takes at least one pass and no overrides (edits apply to a whole run)")
     model, settings = runtime.place_model(video.settings, video.encoded.plan.latent_hw)
     key = video.store_key(model, settings)
     store = runtime.store(key)
@@ -169,7 +164,7 @@ def sample(video: PreparedVideo, runtime: Runtime, *, only: Optional[Sequence[Pl
     if store is not None and only is None and not keep_store:
         store.clear()
     log.info("[%s] sampled %d of %d passes (%d resumed)", runtime.name, len(sampled), len(chosen), len(resumed))
-    return Outpainted(latents, frames, canvases, list(resumed), list(sampled), key)
+    return Outpainted(latents, frames, canvases, list(resumed), list(sampled), key, complete=only is None)
 
 
 def outpaint_clip(frames: torch.Tensor, indexes: Sequence[int], canvas: CanvasPlan, encode: EncodeFn,
@@ -193,7 +188,7 @@ def outpaint_clip(frames: torch.Tensor, indexes: Sequence[int], canvas: CanvasPl
                    runtime.progress(settings.steps, 0, model), runtime.check_interrupt)
     latents = torch.stack(list(out.values()))
     canvases = None if decode is None else decode_latents(decode, latents)
-    return Outpainted(latents, [distinct[i] for i in out], canvases, sampled=[0])
+    return Outpainted(latents, [distinct[i] for i in out], canvases, sampled=[0], complete=False)
 
 
 def encode_edits(edited: torch.Tensor, shown: torch.Tensor, frames: Sequence[int], canvas: CanvasPlan,
