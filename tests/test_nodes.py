@@ -148,7 +148,7 @@ def test_where_the_device_allows_coarse_to_fine_samples_ready_passes_together(no
                     low_vram=False, strides="15,5,1", schedule="fixed")
     c2f = node_classes["M3DDM_CoarseToFine"]
     _, one = _run(c2f, m3ddm_model=model, vae=vae, canvas=canvas, **sampling)
-    monkeypatch.setattr(plugin.nodes.runtime, "default_max_passes", lambda device: 2)
+    monkeypatch.setattr(plugin.m3ddm_core.pipeline.executors, "default_max_passes", lambda device: 2)
     unet = model.patcher.model
     sizes = []
     hook = unet.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
