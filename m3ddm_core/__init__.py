@@ -2,13 +2,13 @@
 ComfyUI layer uses.
 
 Five layers, each built only on the ones before it (tests/test_layers.py):
-``model`` -- the 3D UNet :func:`build_unet`, strict loading :func:`load_unet`;
+``model`` -- the 3D UNet :func:`build_unet`, strict loading :func:`load_unet` (every front-end's :func:`load_model`);
 ``pipeline`` -- the data flow, entered through :func:`prepare` (check the plan :func:`plan_video`, every seed
 derived by :func:`derive_seed`, then encode :func:`encode_video`: an :class:`EncodedVideo` of plain tensors, IMAGE
 batches and streamed files alike) and :func:`sample` (place the model through the front-end's :class:`Runtime`, run
 the plan :func:`run_plan` -- resumable from a :class:`PassStore`, any subset of passes, each by :func:`run_pass` --
 and decode :func:`decode_latents`) -> :func:`composite`; :func:`outpaint_clip` for one hand-picked clip,
-:func:`outpaint_video` for frames in memory; the one input check :func:`check_inputs`; shots :func:`detect_cuts`,
+:func:`outpaint_video` for frames in memory; the one input check :func:`check_inputs` and what a front-end offers, :data:`CHOICES`; shots :func:`detect_cuts`,
 traced memory :func:`sampling_memory` and the decision made from it (:func:`reserve_for_sampling`,
 :func:`choose_branching`);
 ``media`` -- video files through PyAV (:func:`probe`, :func:`read_frames`, :class:`VideoWriter`), the composite
@@ -20,12 +20,13 @@ streamed into them (:func:`write_outpainted`), and a file through the pipeline a
 """
 from .model.attention import sdpa_attention, softmax_attention
 from .model.config import FULL_SIZE_CONFIG, ConfigError, parse_config
-from .model.loader import (DTYPES, WEIGHT_NAMES, WEIGHT_SUFFIXES, WeightsError, check_dtype, detect_family,
-                           list_weights, load_unet, weights_family)
+from .model.loader import (DTYPES, FAMILIES, WEIGHT_NAMES, WEIGHT_SUFFIXES, LoadedModel, WeightsError, check_dtype,
+                           detect_family, list_weights, load_model, load_unet, weights_family)
 from .model.unet3d import M3DDMUNet, build_unet
-from .pipeline.canvas import (FAMILIES, OFFICIAL_CANVAS, WORKING_SIZE_MAX, WORKING_SIZE_MIN, WORKING_SIZE_STEP,
-                              CanvasError, CanvasPlan, build_canvas, check_even, parse_ratio_list, plan_canvas)
-from .pipeline.inputs import UNKNOWN_LENGTH, check_inputs
+from .pipeline.canvas import (OFFICIAL_CANVAS, TARGETS, WORKING_SIZES, CanvasError, CanvasPlan, build_canvas,
+                              check_even, parse_ratio_list, plan_canvas, plan_target)
+from .pipeline.inputs import (CHOICES, SHOT_MODES, UNKNOWN_LENGTH, Choices, check_inputs, parse_frame_indexes,
+                              parse_shot_seeds, resolve_cuts)
 from .pipeline.composite import composite, output_to_canvas
 from .pipeline.encode import (SD_LATENT_SCALE, EncodedVideo, encode_global_frames, encode_video, global_frame_indexes,
                               preview_canvases)
@@ -57,8 +58,9 @@ from .analysis.evaluate import (DIRECTIONS, PAPER_MASK_RATIOS, PAPER_SIZE, Evalu
 
 __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigError", "parse_config", "DTYPES",
            "WEIGHT_NAMES", "check_dtype", "list_weights", "WEIGHT_SUFFIXES", "WeightsError", "detect_family",
-           "load_unet", "weights_family", "M3DDMUNet", "build_unet", "FAMILIES", "OFFICIAL_CANVAS", "WORKING_SIZE_MAX",
-           "WORKING_SIZE_MIN", "WORKING_SIZE_STEP", "UNKNOWN_LENGTH", "check_inputs", "CanvasError", "CanvasPlan",
+           "load_unet", "load_model", "LoadedModel", "weights_family", "M3DDMUNet", "build_unet", "FAMILIES",
+           "OFFICIAL_CANVAS", "TARGETS", "WORKING_SIZES", "plan_target", "CHOICES", "Choices", "SHOT_MODES",
+           "UNKNOWN_LENGTH", "check_inputs", "parse_frame_indexes", "parse_shot_seeds", "resolve_cuts", "CanvasError", "CanvasPlan",
            "build_canvas", "check_even", "parse_ratio_list", "plan_canvas", "composite", "output_to_canvas",
            "SD_LATENT_SCALE", "EncodedVideo", "encode_global_frames", "encode_video", "global_frame_indexes",
            "preview_canvases", "MAX_PASSES_PER_CALL", "OutpaintResult", "Outpainted", "PreparedVideo", "Runtime",

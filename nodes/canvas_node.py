@@ -4,16 +4,15 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import (FAMILIES, OFFICIAL_CANVAS, WORKING_SIZE_MAX, WORKING_SIZE_MIN, WORKING_SIZE_STEP,
-                          CanvasError, check_even, plan_canvas, preview_canvases)
+from ..m3ddm_core import CHOICES, plan_target, preview_canvases
 
 from .layouts import rgb_frames
 from .validation import node_error, node_errors, text_input_problems
-from .shot_inputs import SHOTS, resolve_cuts, shot_inputs
+from .shot_inputs import SHOTS, find_cuts, shot_inputs
 from .types import Canvas, M3DDMCanvasType, video_fingerprint
 
 NODE = "M3DDM_OutpaintCanvas"
-TARGETS = ["aspect ratio", "output size", "padding"]
+TARGETS = list(CHOICES.targets)
 
 
 def target_inputs() -> list:
@@ -41,7 +40,7 @@ def target_inputs() -> list:
     ]
 
 
-PREPROCESSING = ["auto", *FAMILIES]
+PREPROCESSING = ["auto", *CHOICES.families]
 
 
 def working_inputs() -> list:
@@ -60,8 +59,9 @@ def working_inputs() -> list:
 
 def working_size_input(tooltip: str):
     """The working size, within the core's limits."""
-    return io.Int.Input("working_size", default=OFFICIAL_CANVAS, min=WORKING_SIZE_MIN, max=WORKING_SIZE_MAX,
-                        step=WORKING_SIZE_STEP, optional=True, tooltip=tooltip)
+    sizes = CHOICES.working_sizes
+    return io.Int.Input("working_size", default=CHOICES.working_size, min=sizes[0], max=sizes[-1], step=sizes.step,
+                        optional=True, tooltip=tooltip)
 
 
 def plan_family(preprocessing: str, node: str, model=None) -> str:
@@ -75,18 +75,13 @@ def plan_family(preprocessing: str, node: str, model=None) -> str:
 
 def plan_for(frame_hw: tuple[int, int], node: str, target, aspect_ratio, width, height, pad_left, pad_right,
              pad_top, pad_bottom, canvas_mode, video: bool = False, family: str = "m3ddm",
-             working_size: int = OFFICIAL_CANVAS):
-    """The canvas plan of the target inputs, or a node-named error. ``video``: the output becomes a video file,
-    so a ratio target is rounded up to even sides and an odd size or padding is refused with what to change."""
-    kwargs = {"aspect ratio": {"ratio": aspect_ratio}, "output size": {"size": (height, width)},
-              "padding": {"padding": (pad_left, pad_right, pad_top, pad_bottom)}}.get(target)
-    if kwargs is None:
-        raise node_error(node, f"target {target!r} is unknown; choose one of {', '.join(TARGETS)}")
-    with node_errors(node, CanvasError):
-        plan = plan_canvas(frame_hw, mode=canvas_mode, even=video, family=family, canvas_size=working_size, **kwargs)
-        if video:
-            check_even(plan)
-        return plan
+             working_size: int = CHOICES.working_size):
+    """The core's :func:`plan_target` of the target inputs, or a node-named error (``video``: the output becomes a
+    video file, so its sides must be even)."""
+    with node_errors(node):
+        return plan_target(frame_hw, target, ratio=aspect_ratio, size=(height, width),
+                           padding=(pad_left, pad_right, pad_top, pad_bottom), mode=canvas_mode,
+                           canvas_size=working_size, family=family, video=video)
 
 
 class M3DDMOutpaintCanvas(io.ComfyNode):
@@ -126,13 +121,13 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
     @classmethod
     def execute(cls, images, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
                 canvas_mode, shots="none", cuts="", preprocessing="auto",
-                working_size=OFFICIAL_CANVAS) -> io.NodeOutput:
+                working_size=CHOICES.working_size) -> io.NodeOutput:
         frames = rgb_frames(images, NODE)
         hw = (int(frames.shape[1]), int(frames.shape[2]))
         plan = plan_for(hw, NODE, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
                         canvas_mode, family=plan_family(preprocessing, NODE), working_size=working_size)
         n = int(frames.shape[0])
-        found = resolve_cuts(shots, cuts, frames, n, NODE)
+        found = find_cuts(shots, cuts, frames, n, NODE)
         canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images), cuts=tuple(found),
                         follows_model=preprocessing == "auto")
         # both sides of every cut (the first 16), or at most 16 frames: memory stays bounded for long videos

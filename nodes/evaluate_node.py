@@ -5,7 +5,7 @@ import logging
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import DIRECTIONS, OFFICIAL_CANVAS, composite, evaluate_frames, evaluation_task
+from ..m3ddm_core import CHOICES, DIRECTIONS, composite, evaluate_frames, evaluation_task
 
 from . import runtime
 from .canvas_node import working_size_input
@@ -59,7 +59,7 @@ class M3DDMEvaluate(io.ComfyNode):
     @classmethod
     def execute(cls, images, m3ddm_model, vae, mask_ratio, direction, paper_size, scheduler, steps,
                 context_guidance, global_guidance, seed, fps, low_vram, strides, schedule,
-                working_size=OFFICIAL_CANVAS) -> io.NodeOutput:
+                working_size=CHOICES.working_size) -> io.NodeOutput:
         check_sd_vae(vae, NODE)
         with node_errors(NODE):
             task = evaluation_task(rgb_frames(images, NODE), mask_ratio, direction, paper_size, working_size,

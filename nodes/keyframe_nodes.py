@@ -9,12 +9,11 @@ canvas, encoded, and guides every later pass.
 from __future__ import annotations
 
 import logging
-import re
 
 from comfy_api.latest import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from ..m3ddm_core import composite, content_hash, encode_edits, prepare, sample
+from ..m3ddm_core import composite, content_hash, encode_edits, parse_shot_seeds, prepare, sample
 
 from . import runtime
 from .layouts import rgb_frames, to_latent_dict, vae_decoder, vae_encoder
@@ -25,22 +24,6 @@ from .types import Keyframes, M3DDMCanvasType, M3DDMKeyframesType, M3DDMModelTyp
 log = logging.getLogger("M3DDM")
 PREVIEW = "M3DDM_KeyframePreview"
 CONTINUE = "M3DDM_Continue"
-
-
-def parse_shot_seeds(text: str, shots: int, node: str) -> dict[int, int]:
-    """``"2:1234, 3:7"`` (shot numbers from 1) -> ``{1: 1234, 2: 7}`` (shot indexes from 0)."""
-    out = {}
-    for part in re.split(r"[,;\s]+", text.strip()):
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+):(\d+)", part)
-        if m is None:
-            raise node_error(node, f"shot_seeds {text!r}: write shot:seed pairs such as 2:1234, 3:7")
-        shot, seed = int(m[1]), int(m[2])
-        if not 1 <= shot <= shots:
-            raise node_error(node, f"shot_seeds: shot {shot} does not exist (this video has {shots} shot(s))")
-        out[shot - 1] = seed
-    return out
 
 
 class M3DDMKeyframePreview(io.ComfyNode):
@@ -81,8 +64,8 @@ class M3DDMKeyframePreview(io.ComfyNode):
         frames = rgb_frames(canvas.frames, PREVIEW)
         plan = canvas.plan_for_model(m3ddm_model)
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
-        seeds = parse_shot_seeds(shot_seeds or "", len(canvas.cuts) + 1, PREVIEW)
         with node_errors(PREVIEW):
+            seeds = parse_shot_seeds(shot_seeds or "", len(canvas.cuts) + 1)
             # a Coarse-to-Fine run of the same inputs: its store is the one Continue (or Coarse-to-Fine) resumes
             video = prepare(frames, int(frames.shape[0]), plan, vae_encoder(vae), settings, fps, seed=seed,
                             strides=strides, schedule=schedule, cuts=canvas.cuts, shot_seeds=seeds,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import DTYPES, FAMILIES
+from ..m3ddm_core import CHOICES
 
 from . import runtime
 from .types import M3DDMModelType
@@ -24,9 +24,9 @@ class LoadM3DDMModel(io.ComfyNode):
             inputs=[
                 io.Combo.Input("model_name", options=runtime.list_models(),
                                tooltip="A folder or file under models/m3ddm (or an m3ddm path in extra_model_paths.yaml)."),
-                io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
+                io.Combo.Input("dtype", options=["auto", *CHOICES.dtypes], default="auto",
                                tooltip="Weight and compute precision. auto: fp16/bf16 on GPUs that support it, fp32 on the CPU."),
-                io.Combo.Input("family", options=["auto", *FAMILIES], default="auto", optional=True,
+                io.Combo.Input("family", options=["auto", *CHOICES.families], default="auto", optional=True,
                                tooltip="The model family, which sets how frames are preprocessed (canvas resize, global "
                                        "frames). auto: what the weights say (an M3DDM+ checkpoint, a converted file's "
                                        "marker, 'm3ddm_family' in config.json, or 'plus' in the name; else M3DDM)."),

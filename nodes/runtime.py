@@ -11,8 +11,8 @@ import torch
 
 import folder_paths
 
-from ..m3ddm_core import (DTYPES, FAMILIES, WEIGHT_SUFFIXES, ConfigError, Runtime, SampleSettings, WeightsError,
-                          check_dtype, detect_family, list_weights, load_unet, place_for_sampling, sdpa_attention, stores_in)
+from ..m3ddm_core import CHOICES, Runtime, SampleSettings, list_weights, load_model as load_weights, place_for_sampling, \
+    stores_in
 
 from .validation import node_errors
 from .types import M3DDMModel
@@ -27,16 +27,16 @@ def register_model_folder() -> None:
     default = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
     entry = folder_paths.folder_names_and_paths.get(MODEL_FOLDER)
     if entry is None:
-        folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([default], set(WEIGHT_SUFFIXES))
+        folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([default], set(CHOICES.weight_suffixes))
         return
     paths, exts = entry
     if default not in paths:
         paths.append(default)
     if exts:  # an empty container means "every file"; keep that
         if isinstance(exts, set):
-            exts.update(WEIGHT_SUFFIXES)
+            exts.update(CHOICES.weight_suffixes)
         else:
-            exts.extend(e for e in WEIGHT_SUFFIXES if e not in exts)
+            exts.extend(e for e in CHOICES.weight_suffixes if e not in exts)
 
 
 def list_models() -> list[str]:
@@ -64,37 +64,27 @@ def comfy_attention(q, k, v, heads):
 
 
 def load_model(name: str, dtype_name: str, family: str = "auto") -> M3DDMModel:
-    """Load ``name`` from models/m3ddm in ``dtype_name``; ``family`` auto takes the weights' family
-    (:func:`detect_family`), m3ddm / m3ddm_plus override it."""
+    """Load ``name`` from models/m3ddm in ``dtype_name`` (auto: ComfyUI's choice for the device) by the core's
+    :func:`load_model`; ``family`` auto takes the weights' family, m3ddm / m3ddm_plus override it."""
     import comfy.model_management as mm
-    import comfy.model_patcher
     import comfy.ops
 
     path = resolve_model(name)
     device, offload = mm.get_torch_device(), mm.unet_offload_device()
-    node = "M3DDM_LoadModel"
-    if dtype_name == "auto":
-        dtype = mm.unet_dtype(device, model_params=1_300_000_000,
-                              supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
-    else:
-        dtype = DTYPES[dtype_name]
-        if device.type == "cpu" and dtype == torch.float16:
-            log.warning("M3DDM: fp16 on the CPU is slow; bf16 or fp32 are faster there")
-    check_dtype_support(device, dtype, node)
-    # ComfyUI's attention backends pay off on GPUs; on the CPU its sub-quadratic kernel is ~10x slower than SDPA.
-    attention = comfy_attention if device.type != "cpu" else sdpa_attention
-    with node_errors(node, WeightsError, ConfigError):
-        model = load_unet(path, dtype=dtype, device=offload, ops=comfy.ops.disable_weight_init, attention=attention)
-        found, why = detect_family(path)
-    if family == "auto":
-        family, why = found, f"from {why}"
-    elif family not in FAMILIES:
-        raise ValueError(f"[{node}] family {family!r} is unknown; choose auto, {', '.join(FAMILIES)}")
-    else:
-        why = "chosen on the node" + (f"; the weights say {found}" if found != family else "")
-    patcher = model_patcher_class()(model, load_device=device, offload_device=offload)
-    log.info("M3DDM: loaded %s as %s (load device %s), family %s (%s)", name, dtype, device, family, why)
-    return M3DDMModel(patcher=patcher, name=name, dtype=dtype, family=family)
+    dtype = dtype_name if dtype_name != "auto" else mm.unet_dtype(
+        device, model_params=1_300_000_000, supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
+    if dtype_name == "fp16" and device.type == "cpu":
+        log.warning("M3DDM: fp16 on the CPU is slow; bf16 or fp32 are faster there")
+    # ComfyUI's attention backends pay off on GPUs; on the CPU its sub-quadratic kernel is ~10x slower than the
+    # core's default (SDPA)
+    attention = {"attention": comfy_attention} if device.type != "cpu" else {}
+    with node_errors("M3DDM_LoadModel"):
+        loaded = load_weights(path, dtype, offload, family, compute_device=device, ops=comfy.ops.disable_weight_init,
+                              **attention)
+    patcher = model_patcher_class()(loaded.unet, load_device=device, offload_device=offload)
+    log.info("M3DDM: loaded %s as %s (load device %s), family %s (%s)", name, loaded.unet.dtype, device,
+             loaded.family, loaded.why)
+    return M3DDMModel(patcher=patcher, name=name, dtype=loaded.unet.dtype, family=loaded.family)
 
 
 def model_patcher_class() -> type:
@@ -108,12 +98,6 @@ def model_patcher_class() -> type:
 def is_dynamic(patcher) -> bool:
     """Whether ``patcher`` streams weights to the GPU itself (dynamic VRAM): it refuses a forced full load."""
     return bool(getattr(patcher, "is_dynamic", lambda: False)())
-
-
-def check_dtype_support(device: torch.device, dtype: torch.dtype, node: str) -> None:
-    """Refuse a precision the device cannot compute in, before loading 2.6 GB of weights."""
-    with node_errors(node):
-        check_dtype(device, dtype)
 
 
 def _comfy_casts(layer: torch.nn.Module) -> bool:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import (SCHEDULERS, SCHEDULES, STRIDE_PRESETS, SampleSettings, content_hash, encode_global_frames,
-                          outpaint_clip, prepare, sample)
+from ..m3ddm_core import (CHOICES, SampleSettings, content_hash, encode_global_frames, outpaint_clip,
+                          parse_frame_indexes, prepare, sample)
 
 from . import runtime
 from .layouts import check_sd_vae, guide_latents, rgb_frames, to_latent_dict, vae_decoder, vae_encoder
-from .validation import node_error, node_errors, parse_frame_indexes, text_input_problems
-from .shot_inputs import FROM_CANVAS, SHOTS, resolve_cuts, shot_inputs
+from .validation import node_error, node_errors, text_input_problems
+from .shot_inputs import FROM_CANVAS, SHOTS, find_cuts, shot_inputs
 from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
 
 def _model_vae_canvas_inputs() -> list:
@@ -24,7 +24,7 @@ def _model_vae_canvas_inputs() -> list:
 def sampling_inputs(fps: bool = True) -> list:
     """The sampler's inputs; ``fps=False`` leaves out the fps input (a VIDEO brings its own)."""
     inputs = [
-        io.Combo.Input("scheduler", options=list(SCHEDULERS), default="pndm",
+        io.Combo.Input("scheduler", options=list(CHOICES.schedulers), default="pndm",
                        tooltip="pndm: the official sampler (50 steps). ddim / dpmpp_2m: usable with fewer steps (20-25)."),
         io.Int.Input("steps", default=50, min=1, max=1000, tooltip="Denoising steps per 16-frame clip."),
         io.Float.Input("context_guidance", default=2.0, min=0.0, max=20.0, step=0.1,
@@ -46,10 +46,10 @@ def sampling_inputs(fps: bool = True) -> list:
 def pass_inputs() -> list:
     """Strides and schedule of a coarse-to-fine run (shared with M3DDM Outpaint Video)."""
     return [
-        io.Combo.Input("strides", options=["auto", *STRIDE_PRESETS], default="auto",
+        io.Combo.Input("strides", options=list(CHOICES.strides), default="auto",
                        tooltip="Frame intervals of the passes, coarse to fine. auto: dense below 50 frames, "
                                "15,5,1 up to 226 frames, 30,15,1 beyond (the paper's choice for long videos)."),
-        io.Combo.Input("schedule", options=list(SCHEDULES), default="fixed",
+        io.Combo.Input("schedule", options=list(CHOICES.schedules), default="fixed",
                        tooltip="fixed: every frame generated once, nothing past the end. official: the "
                                "official code's windows (for comparisons)."),
     ]
@@ -163,7 +163,8 @@ class M3DDMSampleClip(io.ComfyNode):
         check_sd_vae(vae, cls.NODE)
         frames = rgb_frames(canvas.frames, cls.NODE)
         n = frames.shape[0]
-        clip = parse_frame_indexes(frame_indexes, n, cls.NODE)
+        with node_errors(cls.NODE):
+            clip = parse_frame_indexes(frame_indexes, n)
         plan = canvas.plan_for_model(m3ddm_model)
         g_latents = _check_global(global_frames, canvas, plan, cls.NODE)
         guides = guide_latents(guide, plan.latent_hw, n, cls.NODE) if guide is not None else {}
@@ -215,7 +216,7 @@ class M3DDMCoarseToFine(io.ComfyNode):
         check_sd_vae(vae, cls.NODE)
         frames = rgb_frames(canvas.frames, cls.NODE)
         n = int(frames.shape[0])
-        found = list(canvas.cuts) if shots == FROM_CANVAS else resolve_cuts(shots, cuts, frames, n, cls.NODE)
+        found = list(canvas.cuts) if shots == FROM_CANVAS else find_cuts(shots, cuts, frames, n, cls.NODE)
         plan = canvas.plan_for_model(m3ddm_model)
         g_latents = _check_global(global_frames, canvas, plan, cls.NODE)
         if found and g_latents is not None:

@@ -7,13 +7,13 @@ from typing import Iterable
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import ShotError, detect_cuts, parse_cuts
+from ..m3ddm_core import CHOICES, resolve_cuts
 
-from .validation import node_error, node_errors
+from .validation import node_errors
 
 log = logging.getLogger("M3DDM")
 
-SHOTS = ["none", "detect", "list"]
+SHOTS = list(CHOICES.shots)
 FROM_CANVAS = "canvas"
 
 
@@ -33,17 +33,12 @@ def shot_inputs(from_canvas: bool = False) -> list:
     ]
 
 
-def resolve_cuts(shots: str, cuts: str, frames: Iterable, num_frames: int, node: str) -> list[int]:
-    """The cuts of ``frames`` (``num_frames`` of them) as the inputs ask: none, detected, or parsed from ``cuts``.
+def find_cuts(shots: str, cuts: str, frames: Iterable, num_frames: int, node: str) -> list[int]:
+    """The cuts of ``frames`` (``num_frames`` of them) as the inputs ask (the core's :func:`resolve_cuts`), logged;
     ``frames`` is only read for ``detect``."""
-    if shots == "none":
-        return []
-    with node_errors(node, ShotError, hint=". Fix the cuts list (first frames of new shots, e.g. 120, 348)"):
-        if shots == "list":
-            found = parse_cuts(cuts, num_frames)
-        elif shots == "detect":
-            found = detect_cuts(frames)
-        else:
-            raise node_error(node, f"shots {shots!r} is unknown; choose one of {', '.join(SHOTS)}")
-    log.info("[%s] %d shot(s); cuts at frames %s", node, len(found) + 1, found or "none")
+    with node_errors(node, hint=". Fix the cuts list (first frames of new shots, e.g. 120, 348)" if shots == "list"
+                     else ""):
+        found = resolve_cuts(shots, cuts, frames, num_frames)
+    if shots != "none":
+        log.info("[%s] %d shot(s); cuts at frames %s", node, len(found) + 1, found or "none")
     return found

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from comfy_api.latest import Input, Types, io
 
-from ..m3ddm_core import (OFFICIAL_CANVAS, FrameRangeError, OutpaintedFrames, VideoFileError, open_range,
+from ..m3ddm_core import (CHOICES, FrameRangeError, OutpaintedFrames, VideoFileError, open_range,
                           prepare_file, sample, source_notes, writer_options)
 
 from . import runtime
@@ -17,7 +17,7 @@ from .canvas_node import TARGETS, plan_family, plan_for, target_inputs, working_
 from .layouts import check_sd_vae, vae_decoder, vae_encoder
 from .validation import node_errors, text_input_problems
 from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings
-from .shot_inputs import SHOTS, resolve_cuts, shot_inputs
+from .shot_inputs import SHOTS, find_cuts, shot_inputs
 from .types import M3DDMModelType
 
 log = logging.getLogger("M3DDM")
@@ -149,7 +149,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
     def execute(cls, video, m3ddm_model, vae, target, aspect_ratio, width, height, pad_left, pad_right, pad_top,
                 pad_bottom, canvas_mode, scheduler, steps, context_guidance, global_guidance, seed, low_vram, strides,
                 schedule, feather, start_frame, frame_count, shots="none", cuts="", preprocessing="auto",
-                working_size=OFFICIAL_CANVAS, upscale_model=None) -> io.NodeOutput:
+                working_size=CHOICES.working_size, upscale_model=None) -> io.NodeOutput:
         check_sd_vae(vae, NODE)
         source = video.get_stream_source()
         trim = getattr(video, "get_active_trim_window", lambda: None)()  # current ComfyUI's Video Slice; 0.3.75: none
@@ -170,7 +170,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         with node_errors(NODE), node_errors(NODE, VideoFileError, prefix="reading the video failed: "):
             video_job = prepare_file(source, info, start, count, plan, vae_encoder(vae), settings, seed=seed,
                                      strides=strides, schedule=schedule, detect_cuts=detect,
-                                     cuts=() if detect else resolve_cuts(shots, cuts, (), count, NODE),
+                                     cuts=() if detect else find_cuts(shots, cuts, (), count, NODE),
                                      on_chunk=runtime.count_progress(count))
         if detect:
             log.info("[%s] %d shot(s); cuts at frames %s", NODE, len(video_job.plan.shots),

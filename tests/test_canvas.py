@@ -128,3 +128,23 @@ def test_pixel_mask_is_the_complement_of_the_content_box():
     mask = plan.pixel_mask()
     y, x, h, w = plan.content_box
     assert mask.sum() == mask.size - h * w and mask[y:y + h, x:x + w].max() == 0
+
+
+def test_a_target_choice_plans_as_that_target_alone():
+    from m3ddm_core import TARGETS, plan_target
+
+    given = dict(ratio="9:16", size=(720, 640), padding=(10, 10, 0, 0))
+    for target, kwargs in zip(TARGETS, ({"ratio": "9:16"}, {"size": (720, 640)}, {"padding": (10, 10, 0, 0)})):
+        assert plan_target((360, 640), target, **given) == plan_canvas((360, 640), **kwargs), target
+    with pytest.raises(CanvasError, match="target 'square' is unknown; choose one of aspect ratio, output size"):
+        plan_target((360, 640), "square", **given)
+
+
+def test_a_video_target_has_even_sides_or_says_which_to_change():
+    from m3ddm_core import plan_target
+
+    oh, ow = plan_target((179, 321), "aspect ratio", ratio="9:16", video=True).output_hw
+    assert oh % 2 == ow % 2 == 0 and ow >= 321 and abs(ow / oh - 9 / 16) < 2 / oh  # rounded up to even sides
+    with pytest.raises(CanvasError, match="video encoders need even sides: make the output width"):
+        plan_target((360, 640), "padding", padding=(3, 0, 0, 0), video=True)
+    assert plan_target((360, 640), "padding", padding=(3, 0, 0, 0)).output_hw == (360, 643)  # an image: fine

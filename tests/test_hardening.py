@@ -27,6 +27,7 @@ def nodes():
     classes = {cls.GET_SCHEMA().node_id: cls for cls in asyncio.run(ext.get_node_list())}
     classes["runtime"] = plugin.nodes.runtime
     classes["executors"] = plugin.m3ddm_core.pipeline.executors  # the core as the nodes import it
+    classes["core"] = plugin.m3ddm_core
     return classes
 
 
@@ -90,9 +91,10 @@ def test_pickle_with_objects_is_refused_and_not_executed(nodes, m3ddm_dir):
     assert not marker.exists()
 
 
-def test_unsupported_dtype_on_the_device(nodes):
-    with pytest.raises(ValueError, match=r"\[M3DDM_LoadModel\] float8_e4m3fn is not supported on cpu.*choose dtype auto"):
-        nodes["runtime"].check_dtype_support(torch.device("cpu"), torch.float8_e4m3fn, "M3DDM_LoadModel")
+def test_unsupported_dtype_on_the_device_is_refused_before_any_weight_is_read(nodes, tmp_path):
+    # the path does not exist: the refusal comes before the weights are looked for
+    with pytest.raises(ValueError, match=r"float8_e4m3fn is not supported on cpu.*choose dtype auto"):
+        nodes["core"].load_model(tmp_path / "absent", torch.float8_e4m3fn)
 
 
 # -- frames ----------------------------------------------------------------------------------------------------

@@ -368,3 +368,20 @@ def test_model_list_shows_checkpoint_folders(tmp_path, plus_reference, micro_sta
         folder_paths.folder_names_and_paths.pop("m3ddm", None)
         if saved is not None:
             folder_paths.folder_names_and_paths["m3ddm"] = saved
+
+
+def test_load_model_takes_the_family_from_the_weights_or_as_given(tmp_path, micro_state_dict):
+    from m3ddm_core import load_model
+
+    plain = _write_folder(tmp_path / "M3DDM", micro_state_dict)
+    plus = _write_folder(tmp_path / "M3DDM-Plus", micro_state_dict)
+    auto = load_model(plain, "bf16")
+    assert (auto.family, auto.why) == ("m3ddm", "from no M3DDM+ marker, checkpoint layout or name")
+    _assert_weights_equal(auto.unet, micro_state_dict, torch.bfloat16)
+    assert load_model(plus, torch.float32).family == "m3ddm_plus"  # 'plus' in the name
+    given = load_model(plus, torch.float32, family="m3ddm")
+    assert (given.family, given.why) == ("m3ddm", "chosen; the weights say m3ddm_plus")
+    for bad, message in (({"family": "sd15"}, "family 'sd15' is unknown; choose auto, m3ddm, m3ddm_plus"),
+                         ({"dtype": "fp8"}, "dtype 'fp8' is unknown; choose auto, fp16, bf16, fp32")):
+        with pytest.raises(WeightsError, match=message):
+            load_model(**{"path": plain, "dtype": torch.float32, **bad})

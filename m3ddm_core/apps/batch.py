@@ -18,12 +18,9 @@ from typing import Optional, Sequence
 import torch
 
 from ..media.video_io import CODECS
-from ..model.loader import DTYPES, WeightsError
-from ..pipeline.canvas import FAMILIES, OFFICIAL_CANVAS
-from ..pipeline.inputs import check_inputs
+from ..model.loader import WeightsError
+from ..pipeline.inputs import CHOICES, check_inputs
 from ..pipeline.passes import SampleSettings
-from ..pipeline.schedule import SCHEDULES
-from ..pipeline.noise_schedulers import SCHEDULERS
 from .jobs import BatchError, JobSpec, load_job, run_batch
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
@@ -64,21 +61,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--vae", required=True, type=Path,
                     help="SD 1.x VAE: a single file (e.g. vae-ft-mse-840000-ema-pruned.safetensors) or a diffusers folder")
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--scheduler", default="pndm", choices=list(SCHEDULERS))
+    ap.add_argument("--scheduler", default="pndm", choices=CHOICES.schedulers)
     ap.add_argument("--s1", type=float, default=2.0, help="context guidance")
     ap.add_argument("--s2", type=float, default=4.0, help="global-frame guidance")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--strides", default="auto", help="auto, or coarse-to-fine strides such as 15,5,1")
-    ap.add_argument("--schedule", default="fixed", choices=list(SCHEDULES))
+    ap.add_argument("--schedule", default="fixed", choices=CHOICES.schedules)
     ap.add_argument("--shots", default="none", choices=["none", "detect"], help="outpaint each shot on its own")
     ap.add_argument("--feather", type=int, default=8)
     ap.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), or a torch device")
-    ap.add_argument("--dtype", default="auto", choices=["auto", *DTYPES])
-    ap.add_argument("--family", default="auto", choices=["auto", *FAMILIES],
+    ap.add_argument("--dtype", default="auto", choices=["auto", *CHOICES.dtypes])
+    ap.add_argument("--family", default="auto", choices=["auto", *CHOICES.families],
                     help="preprocessing of the model family: auto (what the weights say: a Lightning checkpoint or "
                          "a marked file is M3DDM+), m3ddm (OpenCV resize, masked global frames) or m3ddm_plus "
                          "(antialiased resize, whole frames as global frames)")
-    ap.add_argument("--working-size", type=int, default=OFFICIAL_CANVAS,
+    ap.add_argument("--working-size", type=int, default=CHOICES.working_size,
                     help="side of the square working canvas, a multiple of 8 (M3DDM+'s output_size; 256 as trained)")
     ap.add_argument("--codec", default="h264", choices=sorted(CODECS),
                     help="h264 (plays everywhere up to 4096x2304) or hevc (smaller files; 8K TVs decode larger frames)")

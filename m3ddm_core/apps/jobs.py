@@ -25,7 +25,7 @@ from ..analysis.quality import QualityReport, check_quality, finest_passes, plan
 from ..media.stream import write_outpainted
 from ..media.outpainted import open_range, prepare_file
 from ..media.video_io import VideoInfo, read_frames, source_notes
-from ..model.loader import DTYPES, load_unet, weights_family
+from ..model.loader import load_model
 from ..pipeline.canvas import OFFICIAL_CANVAS, CanvasPlan, plan_canvas
 from ..pipeline.encode import SD_LATENT_SCALE, EncodedVideo
 from ..pipeline.executors import choose_branching, default_max_passes, dependents, device_free_memory, rerun_passes
@@ -153,13 +153,11 @@ class Job:
 def load_job(spec: JobSpec) -> Job:
     """Load the models of ``spec`` (raises :class:`.loader.WeightsError`, :class:`BatchError` or OSError)."""
     device = pick_device(spec.device)
-    dtype = DTYPES.get(
-        spec.dtype, torch.float16 if device.type == "cuda" else torch.float32)
-    model = load_unet(Path(spec.model), dtype=dtype, device=device)
-    vae = load_vae(Path(spec.vae), device, torch.float32 if device.type == "cpu" else dtype)
+    dtype = spec.dtype if spec.dtype != "auto" else torch.float16 if device.type == "cuda" else torch.float32
+    loaded = load_model(Path(spec.model), dtype, device, spec.family)
+    vae = load_vae(Path(spec.vae), device, torch.float32 if device.type == "cpu" else loaded.unet.dtype)
     encode, decode = vae_functions(vae)
-    family = weights_family(Path(spec.model)) if spec.family == "auto" else spec.family
-    return Job(spec, model, encode, decode, family)
+    return Job(spec, loaded.unet, encode, decode, loaded.family)
 
 
 Progress = Callable[[str, int, int], None]

@@ -13,6 +13,7 @@ import os
 import pickle
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
@@ -367,6 +368,35 @@ def load_unet(path: str | os.PathLike, dtype: torch.dtype = torch.float32, devic
     check_keys(expected, {k: v.shape for k, v in sd.items()}, str(weights), cfg_source)
     model.load_state_dict(sd, strict=True, assign=True)
     return model.eval().requires_grad_(False)  # an inference model: no autograd graph behind any output
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded UNet and the family whose preprocessing it samples with (``why``: what decided it)."""
+
+    unet: M3DDMUNet
+    family: str
+    why: str
+
+
+def load_model(path: str | os.PathLike, dtype: torch.dtype | str, device="cpu", family: str = "auto",
+               compute_device=None, ops=None, attention: AttentionFn = sdpa_attention) -> LoadedModel:
+    """Every front-end's model loading: ``dtype`` (or its name in :data:`DTYPES`) refused before any weight is read
+    where ``compute_device`` (default ``device``) cannot compute in it (:func:`check_dtype`), the weights loaded
+    strictly (:func:`load_unet`, onto ``device``), and the family: ``auto`` from the weights
+    (:func:`detect_family`), or the one given (the weights' own is named in ``why`` when it differs)."""
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise WeightsError(f"dtype {dtype!r} is unknown; choose auto, {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
+    check_dtype(torch.device(compute_device if compute_device is not None else device), dtype)
+    if family != "auto" and family not in FAMILIES:
+        raise WeightsError(f"family {family!r} is unknown; choose auto, {', '.join(FAMILIES)}")
+    unet = load_unet(path, dtype=dtype, device=device, ops=ops, attention=attention)
+    found, rule = detect_family(path)
+    if family == "auto":
+        return LoadedModel(unet, found, f"from {rule}")
+    return LoadedModel(unet, family, "chosen" + (f"; the weights say {found}" if found != family else ""))
 
 
 def _checkpoints(path: str) -> list[str]:

@@ -31,8 +31,9 @@ from typing import Optional, Sequence, Union
 import cv2
 import numpy as np
 
+from ..model.loader import FAMILIES
+
 OFFICIAL_CANVAS = 256
-FAMILIES = ("m3ddm", "m3ddm_plus")
 TELEA_RADIUS = 5
 LATENT_FACTOR = 8
 MIN_CONTENT_PX = 16  # two latent pixels: less than that leaves the model nothing to extend
@@ -173,16 +174,16 @@ def _pad_px(value, extent: int, name: str) -> int:
 
 # The working size (the square canvas's side): a multiple of 8 (the VAE works in 8x8 pixel blocks); 256 is what
 # M3DDM was trained at. Every front-end takes these limits (the nodes show them in their schemas).
-WORKING_SIZE_MIN, WORKING_SIZE_MAX, WORKING_SIZE_STEP = 64, 1024, 8
+WORKING_SIZES = range(64, 1024 + 1, 8)  # multiples of 8 (the VAE's 8x8 pixel blocks)
 
 
 def check_working_size(size: int, mode: str = "official") -> int:
     """``size`` if it is a working size for a canvas of ``mode``, else a CanvasError saying which are."""
     if mode == "tight" and (size < 64 or size % 64):
         raise CanvasError(f"working size {size} must be a multiple of 64 for the tight canvas (its sides are)")
-    if size % WORKING_SIZE_STEP or not WORKING_SIZE_MIN <= size <= WORKING_SIZE_MAX:
-        raise CanvasError(f"working size {size} must be a multiple of {WORKING_SIZE_STEP} from {WORKING_SIZE_MIN} "
-                          f"to {WORKING_SIZE_MAX} (the VAE works in 8x8 pixel blocks), e.g. 128, 256 or 512")
+    if size not in WORKING_SIZES:
+        raise CanvasError(f"working size {size} must be a multiple of {WORKING_SIZES.step} from {WORKING_SIZES[0]} "
+                          f"to {WORKING_SIZES[-1]} (the VAE works in 8x8 pixel blocks), e.g. 128, 256 or 512")
     return int(size)
 
 
@@ -235,6 +236,25 @@ def plan_canvas(frame_hw: tuple[int, int], ratio: Optional[RatioSpec] = None, si
                           f"canvas (less than {MIN_CONTENT_PX} px on a side): the target adds far more border than the "
                           "model can extend from. Use a smaller padding or a ratio closer to the frame's.")
     return CanvasPlan((h, w), (oh, ow), (cy, cx), canvas, box, mode, family)
+
+
+TARGETS = ("aspect ratio", "output size", "padding")  # how a front-end's user gives the output
+
+
+def plan_target(frame_hw: tuple[int, int], target: str, *, ratio: Optional[RatioSpec] = None,
+                size: Optional[tuple[int, int]] = None, padding: Optional[Sequence[float]] = None,
+                mode: str = "official", canvas_size: int = OFFICIAL_CANVAS, family: str = "m3ddm",
+                video: bool = False) -> CanvasPlan:
+    """:func:`plan_canvas` for the target a user chose (one of :data:`TARGETS`; the other two are ignored).
+    ``video``: the output becomes a video file, so a ratio's output is rounded up to even sides and an odd size
+    or padding is refused with what to change (:func:`check_even`)."""
+    given = {"aspect ratio": {"ratio": ratio}, "output size": {"size": size}, "padding": {"padding": padding}}
+    if target not in given:
+        raise CanvasError(f"target {target!r} is unknown; choose one of {', '.join(TARGETS)}")
+    plan = plan_canvas(frame_hw, mode=mode, canvas_size=canvas_size, even=video, family=family, **given[target])
+    if video:
+        check_even(plan)
+    return plan
 
 
 def odd_side(hw: tuple[int, int]) -> Optional[str]:

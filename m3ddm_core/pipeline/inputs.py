@@ -3,20 +3,46 @@ command's arguments, :func:`.outpaint.prepare`) calls :func:`check_inputs` with 
 nodes advertise the limits here in their schemas instead of restating them."""
 from __future__ import annotations
 
-from typing import Optional
+import re
+from dataclasses import dataclass
+from itertools import chain, islice
+from typing import Iterable, Optional
 
-from .canvas import CanvasError, check_working_size, parse_ratio_list
-from .schedule import SCHEDULES, Strides, parse_strides
-from .shots import ShotError, parse_cuts
+from ..model.loader import DTYPES, FAMILIES, WEIGHT_SUFFIXES
+from .canvas import OFFICIAL_CANVAS, TARGETS, WORKING_SIZES, CanvasError, check_working_size, parse_ratio_list
+from .noise_schedulers import SCHEDULERS
+from .schedule import CLIP_FRAMES, SCHEDULES, STRIDE_PRESETS, Strides, parse_strides
+from .shots import ShotError, detect_cuts, parse_cuts
 
 # A length no video reaches: where the frames are not known yet (a prompt being queued), only the form of an
 # input that counts frames is checked.
 UNKNOWN_LENGTH = 2 ** 31
+SHOT_MODES = ("none", "detect", "list")  # one shot, cuts found, cuts given
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What a front-end offers its user, each list from the module that defines it: the nodes' combos and limits
+    and the batch command's choices read them here instead of restating them."""
+
+    schedulers: tuple[str, ...] = tuple(SCHEDULERS)
+    schedules: tuple[str, ...] = tuple(SCHEDULES)
+    strides: tuple[str, ...] = ("auto", *STRIDE_PRESETS)
+    targets: tuple[str, ...] = TARGETS
+    shots: tuple[str, ...] = SHOT_MODES
+    families: tuple[str, ...] = FAMILIES
+    dtypes: tuple[str, ...] = tuple(DTYPES)
+    weight_suffixes: tuple[str, ...] = WEIGHT_SUFFIXES
+    working_sizes: range = WORKING_SIZES
+    working_size: int = OFFICIAL_CANVAS  # the default: as M3DDM was trained
+
+
+CHOICES = Choices()
 
 
 def check_inputs(*, working_size: Optional[int] = None, canvas_mode: str = "official", ratio: Optional[str] = None,
                  cuts: Optional[str] = None, num_frames: Optional[int] = None, strides: Optional[Strides] = None,
-                 schedule: Optional[str] = None) -> list[str]:
+                 schedule: Optional[str] = None, frame_indexes: Optional[str] = None) -> list[str]:
     """The problems of these inputs, one message each, led by the input's name (``"working_size: ..."``); empty:
     all fine. Inputs not known yet are None; ``cuts`` (text: first frames of new shots) are checked against
     ``num_frames`` when it is known."""
@@ -43,4 +69,64 @@ def check_inputs(*, working_size: Optional[int] = None, canvas_mode: str = "offi
             problems.append(f"strides: {exc}")
     if schedule is not None and schedule not in SCHEDULES:
         problems.append(f"schedule: {schedule!r} is unknown; use {' or '.join(SCHEDULES)}")
+    if frame_indexes is not None:
+        try:
+            parse_frame_indexes(frame_indexes, num_frames)
+        except ValueError as exc:
+            problems.append(f"frame_indexes: {exc}")
     return problems
+
+
+def resolve_cuts(mode: str, cuts: str, frames: Iterable, num_frames: int) -> list[int]:
+    """The cuts (first frames of new shots) a shots ``mode`` of :data:`SHOT_MODES` asks for: none, found in
+    ``frames`` (read only then), or parsed from the ``cuts`` text; a :class:`.shots.ShotError` says what is
+    wrong with a list."""
+    if mode == "none":
+        return []
+    if mode == "list":
+        return parse_cuts(cuts, num_frames)
+    if mode == "detect":
+        return detect_cuts(frames)
+    raise ShotError(f"shots {mode!r} is unknown; choose one of {', '.join(SHOT_MODES)}")
+
+
+def parse_frame_indexes(text: str, num_frames: Optional[int] = None) -> list[int]:
+    """A hand-picked clip: ``"0-15"``, ``"0,2,4"`` or ``"32-47"`` -> 16 frame indexes (fewer are padded with the
+    last, as the official code pads clips; empty: the first 16 frames). ``num_frames`` None: only the form is
+    checked (the frames are not known yet). ValueError says what is wrong."""
+    n = UNKNOWN_LENGTH if num_frames is None else num_frames
+    out: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            a, b = (int(x) for x in part.split("-", 1)) if "-" in part else (int(part), int(part))
+        except ValueError:
+            raise ValueError(f"frame indexes {text!r} must look like 0-15 or 0,2,4,6") from None
+        outside = list(islice(chain(range(a, min(b, -1) + 1), range(max(a, n), b + 1)), 5))
+        if outside and num_frames is not None:
+            raise ValueError(f"frame indexes {outside} are outside the video (0..{n - 1})")
+        if len(out) + b - a + 1 > CLIP_FRAMES:  # refused before a long range is listed
+            raise ValueError(f"{len(out) + b - a + 1} frame indexes given; one clip holds at most {CLIP_FRAMES} "
+                             "(whole videos are outpainted coarse to fine)")
+        out.extend(range(a, b + 1))
+    if not out:
+        out = list(range(min(CLIP_FRAMES, n)))
+    return out + [out[-1]] * (CLIP_FRAMES - len(out))
+
+
+def parse_shot_seeds(text: str, shots: int) -> dict[int, int]:
+    """Re-rolled shots: ``"2:1234, 3:7"`` (shot numbers from 1, as a user counts) -> ``{1: 1234, 2: 7}`` (shot
+    indexes from 0, as :func:`.plan.plan_video` takes them)."""
+    out = {}
+    for part in re.split(r"[,;\s]+", text.strip()):
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d+):(\d+)", part)
+        if m is None:
+            raise ValueError(f"shot_seeds {text!r}: write shot:seed pairs such as 2:1234, 3:7")
+        shot, seed = int(m[1]), int(m[2])
+        if not 1 <= shot <= shots:
+            raise ValueError(f"shot_seeds: shot {shot} does not exist (this video has {shots} shot(s))")
+        out[shot - 1] = seed
+    return out
