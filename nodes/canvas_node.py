@@ -7,8 +7,8 @@ from comfy_api.latest import io
 from ..m3ddm_core import CHOICES, plan_target, preview_canvases
 
 from .layouts import rgb_frames
-from .validation import node_error, node_errors, text_input_problems
-from .shot_inputs import SHOTS, find_cuts, shot_inputs
+from .validation import node_error, node_errors, text_input_problem
+from .shot_inputs import find_cuts, shot_inputs
 from .types import Canvas, M3DDMCanvasType, video_fingerprint
 
 NODE = "M3DDM_OutpaintCanvas"
@@ -114,9 +114,8 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, target=None, aspect_ratio=None, shots=None, cuts=None) -> bool | str:
-        return text_input_problems(aspect_ratio=aspect_ratio, target=target, targets=TARGETS, shots=shots,
-                                   shot_options=SHOTS, cuts=cuts)
+    def validate_inputs(cls, aspect_ratio=None) -> bool | str:
+        return text_input_problem("aspect_ratio", aspect_ratio)
 
     @classmethod
     def execute(cls, images, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,

@@ -9,8 +9,8 @@ from ..m3ddm_core import (CHOICES, SampleSettings, content_hash, encode_global_f
 
 from . import runtime
 from .layouts import check_sd_vae, guide_latents, rgb_frames, to_latent_dict, vae_decoder, vae_encoder
-from .validation import node_error, node_errors, text_input_problems
-from .shot_inputs import FROM_CANVAS, SHOTS, find_cuts, shot_inputs
+from .validation import node_error, node_errors, text_input_problem
+from .shot_inputs import FROM_CANVAS, find_cuts, shot_inputs
 from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
 
 def _model_vae_canvas_inputs() -> list:
@@ -155,7 +155,7 @@ class M3DDMSampleClip(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, frame_indexes=None) -> bool | str:
-        return text_input_problems(frame_indexes=frame_indexes)
+        return text_input_problem("frame_indexes", frame_indexes)
 
     @classmethod
     def execute(cls, m3ddm_model, vae, canvas, global_frames, frame_indexes, scheduler, steps, context_guidance,
@@ -207,8 +207,8 @@ class M3DDMCoarseToFine(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, shots=None, cuts=None) -> bool | str:
-        return text_input_problems(shots=shots, shot_options=[FROM_CANVAS, *SHOTS], cuts=cuts)
+    def validate_inputs(cls, cuts=None) -> bool | str:
+        return text_input_problem("cuts", cuts)
 
     @classmethod
     def execute(cls, m3ddm_model, vae, canvas, scheduler, steps, context_guidance, global_guidance, seed, fps,

@@ -1,5 +1,5 @@
-"""What ComfyUI shows when an input is wrong: core errors named after the node, and the queue-time check of the
-text inputs (the core's :func:`check_inputs` plus the nodes' own combos and frame lists)."""
+"""What ComfyUI shows when an input is wrong: core errors named after the node, and the queue-time check of a text
+input (the core's :func:`check_inputs`)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -25,18 +25,17 @@ def node_errors(node: str, *kinds: type[BaseException], prefix: str = "", hint: 
         raise node_error(node, f"{prefix}{exc}{hint}") from None
 
 
-def text_input_problems(aspect_ratio=None, target=None, targets=(), shots=None, shot_options=(), cuts=None,
-                        frame_indexes=None) -> bool | str:
-    """``True``, or what is wrong with the text inputs that can be checked before any frame exists: ComfyUI calls
-    a node's ``validate_inputs`` when the prompt is queued, so a typo fails before any upstream node runs. Inputs
-    fed by a link arrive as None and are checked when the node runs. ComfyUI leaves the combo inputs a
-    ``validate_inputs`` names (``target``, ``shots``) to it: they are checked here against ``targets`` and
-    ``shot_options``."""
-    problems = []
-    for name, value, options in (("target", target, targets), ("shots", shots, shot_options)):
-        if value is not None and options and value not in options:
-            problems.append(f"{name}: {value!r} is not one of {', '.join(options)}")
-    problems += check_inputs(ratio=aspect_ratio if isinstance(aspect_ratio, str) and target in (None, "aspect ratio")
-                             else None, cuts=cuts if isinstance(cuts, str) and shots == "list" else None,
-                             frame_indexes=frame_indexes if isinstance(frame_indexes, str) else None)
-    return "; ".join(problems) or True
+CHECKED_AT_QUEUE = {"aspect_ratio": "ratio", "cuts": "cuts", "frame_indexes": "frame_indexes"}  # -> check_inputs
+
+
+def text_input_problem(name: str, value) -> bool | str:
+    """``True``, or what is wrong with the text input ``name`` (one of :data:`CHECKED_AT_QUEUE`) by the core's
+    :func:`check_inputs`: ComfyUI calls a node's ``validate_inputs`` when the prompt is queued, so a typo fails
+    before any upstream node runs. ComfyUI files what it returns under every input the method takes, so each
+    node's takes the one text input worth checking that early (the message then appears once, under it); the
+    others are checked when the node runs, as is an input fed by a link (None here) and what needs the frames (a
+    cut past the end)."""
+    if not isinstance(value, str):
+        return True
+    problems = check_inputs(**{CHECKED_AT_QUEUE[name]: value})
+    return problems[0].removeprefix(f"{name}: ") if problems else True

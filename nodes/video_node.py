@@ -13,11 +13,11 @@ from ..m3ddm_core import (CHOICES, FrameRangeError, OutpaintedFrames, VideoFileE
                           prepare_file, sample, source_notes, writer_options)
 
 from . import runtime
-from .canvas_node import TARGETS, plan_family, plan_for, target_inputs, working_inputs
+from .canvas_node import plan_family, plan_for, target_inputs, working_inputs
 from .layouts import check_sd_vae, vae_decoder, vae_encoder
-from .validation import node_errors, text_input_problems
+from .validation import node_errors, text_input_problem
 from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings
-from .shot_inputs import SHOTS, find_cuts, shot_inputs
+from .shot_inputs import find_cuts, shot_inputs
 from .types import M3DDMModelType
 
 log = logging.getLogger("M3DDM")
@@ -141,9 +141,8 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, target=None, aspect_ratio=None, shots=None, cuts=None) -> bool | str:
-        return text_input_problems(aspect_ratio=aspect_ratio, target=target, targets=TARGETS, shots=shots,
-                                   shot_options=SHOTS, cuts=cuts)
+    def validate_inputs(cls, aspect_ratio=None) -> bool | str:
+        return text_input_problem("aspect_ratio", aspect_ratio)
 
     @classmethod
     def execute(cls, video, m3ddm_model, vae, target, aspect_ratio, width, height, pad_left, pad_right, pad_top,

@@ -449,3 +449,39 @@ def test_the_review_workflow_stops_after_the_key_frames_then_renders_the_rest(se
     assert len(written) == 1 and written[0].name.startswith("outpaint_from_keyframes"), written
     assert page.evaluate(VISIBLE_BLOCKERS_JS) == []
     assert _drop_back(page, written[0]) == sorted(n["type"] for n in workflow["nodes"])  # the video gives the graph
+
+
+def test_a_typo_in_a_text_input_gets_one_message_and_runs_nothing(server, page, frontend):
+    """A user types 9/16 for the aspect ratio and presses Run: the page reports it once (not once per input of
+    the node), names the input, and nothing is queued."""
+    comfy, version, root = frontend
+    workflow = json.loads((REPO / "workflows" / "m3ddm_short_clip_16x9_to_9x16.json").read_text())
+    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
+    page.wait_for_timeout(1000)
+    changed = page.evaluate(SET_WIDGETS_JS, [dict(TEST_MODELS, M3DDM_OutpaintCanvas={"aspect_ratio": "9/16"}),
+                                             _plumbing(frontend)])
+    assert "M3DDM_OutpaintCanvas.aspect_ratio" in changed, changed
+    before = set(server.get("/history"))
+    page.evaluate("() => window.app.extensionManager.command.execute('Comfy.QueuePrompt')")
+    page.wait_for_function(f"() => ({VISIBLE_BLOCKERS_JS})().some(b => b.includes('aspect_ratio'))", timeout=60_000)
+    page.wait_for_timeout(1000)  # everything the page reports has arrived
+    shown = page.evaluate(VISIBLE_BLOCKERS_JS)
+    assert " ".join(shown).count("aspect_ratio") == 1, shown  # one report, naming the input
+    details = page.get_by_text("View details")  # 1.58.1's toast opens its list of the rejected inputs
+    if details.count():
+        details.first.click()
+        page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / f"typo_{comfy}_{version}.png"), timeout=120_000)
+    text = page.evaluate("() => document.body.innerText")
+    listed = re.findall(r"M3DDM Outpaint Canvas - (\w+)", text)
+    if listed:  # 1.48 and later list each rejected input (the message is the entry's tooltip)
+        assert listed == ["aspect_ratio"], text[-2000:]
+    else:  # 1.32.9 shows the messages
+        assert text.count("not of the form W:H") == 1, text[-2000:]
+    queue = server.get("/queue")
+    assert set(server.get("/history")) == before and not queue["queue_running"] and not queue["queue_pending"]
+    # leave a clean page for the next test (not every version closes its error dialog on Escape)
+    page.reload(wait_until="load", timeout=120_000)
+    page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120_000)
+    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", EMPTY_WORKFLOW)
+    page.wait_for_timeout(1500)

@@ -166,28 +166,24 @@ def test_where_the_device_allows_coarse_to_fine_samples_ready_passes_together(no
 
 
 def test_text_inputs_are_checked_when_the_prompt_is_queued(node_classes):
-    """validate_inputs: a typo in a text input fails before any upstream node runs; what needs the frames (a cut
+    """validate_inputs: a typo in a text input fails before any upstream node runs, and each node's method takes
+    only that input (ComfyUI files the message under every input the method takes); what needs the frames (a cut
     past the end) and linked inputs (None at validation) wait for the run."""
-    canvas = node_classes["M3DDM_OutpaintCanvas"]
-    assert canvas.validate_inputs(target="aspect ratio", aspect_ratio="9:16", shots="list", cuts="12, 40") is True
-    problem = canvas.validate_inputs(target="aspect ratio", aspect_ratio="16/9", shots="list", cuts="12, x")
-    assert "aspect_ratio" in problem and "W:H" in problem and "cuts" in problem
-    assert canvas.validate_inputs(target="output size", aspect_ratio="16/9") is True  # not used with that target
-    assert canvas.validate_inputs(target="aspect ratio", aspect_ratio=None) is True  # linked
-    assert canvas.validate_inputs(target="aspect ratio", aspect_ratio="9:16", shots="list", cuts="100000") is True
-    clip = node_classes["M3DDM_SampleClip"]
+    import inspect
+
+    canvas, video = node_classes["M3DDM_OutpaintCanvas"], node_classes["M3DDM_OutpaintVideo"]
+    clip, c2f = node_classes["M3DDM_SampleClip"], node_classes["M3DDM_CoarseToFine"]
+    for cls, name in ((canvas, "aspect_ratio"), (video, "aspect_ratio"), (clip, "frame_indexes"), (c2f, "cuts")):
+        assert list(inspect.signature(cls.validate_inputs).parameters) == [name], cls
+        assert cls.validate_inputs(**{name: None}) is True  # linked: checked when the node runs
+    assert canvas.validate_inputs(aspect_ratio="9:16") is True
+    assert canvas.validate_inputs(aspect_ratio="16/9").startswith("aspect ratio '16/9' is not of the form W:H")
+    assert "not of the form W:H" in video.validate_inputs(aspect_ratio="9/16")
     assert clip.validate_inputs(frame_indexes="0,15,30") is True
     assert "must look like 0-15" in clip.validate_inputs(frame_indexes="0-x")
     assert "at most 16" in clip.validate_inputs(frame_indexes="0-99999999")  # refused without listing them
-    c2f = node_classes["M3DDM_CoarseToFine"]
-    assert c2f.validate_inputs(shots="canvas", cuts="junk") is True  # the cuts box is not used then
-    assert "cuts" in c2f.validate_inputs(shots="list", cuts="junk")
-    video = node_classes["M3DDM_OutpaintVideo"]
-    assert "cuts" in video.validate_inputs(target="aspect ratio", aspect_ratio="9:16", shots="list", cuts="1;;x")
-    # combos a validate_inputs names are left to it by ComfyUI: checked against their options
-    assert "target: 'ratio' is not one of" in canvas.validate_inputs(target="ratio", aspect_ratio="9:16")
-    assert "shots: 'canvas' is not one of none, detect, list" in video.validate_inputs(shots="canvas", cuts="")
-    assert "shots: 'all'" in c2f.validate_inputs(shots="all", cuts="")
+    assert c2f.validate_inputs(cuts="12, 40") is True and c2f.validate_inputs(cuts="100000") is True
+    assert "first frames of new shots" in c2f.validate_inputs(cuts="1;;x")
 
 
 @pytest.mark.parametrize("comfy_attr, value", [("comfy_cast_weights", True), ("weight_function", [lambda w: w]),

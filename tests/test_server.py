@@ -120,7 +120,8 @@ def test_bad_input_is_an_execution_error_naming_our_node_and_the_server_lives_on
     status, body = server.queue(typo)
     assert status == 400, body
     reasons = body["node_errors"][canvas_id]["errors"]
-    assert any("aspect_ratio" in r["details"] and "not of the form W:H" in r["details"] for r in reasons), reasons
+    assert len(reasons) == 1 and reasons[0]["extra_info"]["input_name"] == "aspect_ratio", reasons  # once, under it
+    assert reasons[0]["details"].startswith("aspect_ratio - aspect ratio '16/9' is not of the form W:H"), reasons
     # a prompt missing a required input is refused at validation, naming the node
     broken = load_prompt("m3ddm_long_video_coarse_to_fine.json", object_info, "M3DDM Coarse-to-Fine Outpaint")
     canvas_id = next(k for k, v in broken.items() if v["class_type"] == "M3DDM_OutpaintCanvas")
