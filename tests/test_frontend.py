@@ -337,6 +337,59 @@ def test_workflow_is_all_in_view_at_1600x1000_when_loaded(server, page, frontend
     assert overlapping == []
 
 
+THUMBNAIL_JS = """async (url) => {
+    const r = await fetch(url);
+    const blob = await r.blob();
+    const size = r.ok ? await createImageBitmap(blob).then(b => [b.width, b.height], () => null) : null;
+    return {status: r.status, type: r.headers.get('content-type'), bytes: blob.size, size};
+}"""
+TEMPLATE_SEARCH = "[role=dialog] input[type=text], .p-dialog input[type=text], [role=dialog] input[type=search]"
+
+
+def test_the_template_browser_shows_each_workflow_with_its_thumbnail(server, page, frontend):
+    """Workflow -> Browse Templates, searched for "m3ddm" as a user would: the frontend lists the pack's templates
+    (ComfyUI's /workflow_templates: the workflows/ folder) and asks for each one's picture at
+    api/workflow_templates/<pack>/<name>.jpg, which the server answers (200) with the shipped JPEG
+    (scripts/build_thumbnails.py; its content is checked in tests/test_package.py)."""
+    comfy, version, root = frontend
+    stems = {p.stem for p in WORKFLOWS}
+    listing = server.get("/workflow_templates")
+    packs = [pack for pack, names in listing.items() if set(names) == stems]
+    assert len(packs) == 1, listing
+    expected = {f"/api/workflow_templates/{packs[0]}/{stem}.jpg" for stem in stems}
+    requested = {}
+
+    def seen(response):
+        path = urlparse(response.url).path
+        if path in expected:
+            requested[path] = response.status
+
+    page.on("response", seen)
+    try:
+        page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", EMPTY_WORKFLOW)
+        page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+        search = page.locator(TEMPLATE_SEARCH).first
+        search.wait_for(state="visible", timeout=30_000)
+        search.fill("m3ddm")
+        for _ in range(60):
+            if set(requested) >= expected:
+                break
+            page.wait_for_timeout(500)
+        page.wait_for_timeout(1000)  # the pictures drawn
+        page.screenshot(path=str(ARTIFACTS / f"templates_{comfy}_{version}.png"), timeout=120_000)
+        fetched = {path: page.evaluate(THUMBNAIL_JS, path) for path in sorted(expected)}
+    finally:
+        page.remove_listener("response", seen)
+        # Not every version closes the dialog on Escape (1.32.9 does not): start the page again instead.
+        page.reload(wait_until="load", timeout=120_000)
+        page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120_000)
+    assert requested == {path: 200 for path in expected}, f"thumbnails the template browser asked for: {requested}"
+    for path, got in fetched.items():
+        local = REPO / "workflows" / Path(path).name
+        assert got == {"status": 200, "type": "image/jpeg", "bytes": local.stat().st_size, "size": [320, 320]}, \
+            (path, got)
+
+
 # What the page changes before it queues a workflow: the test models the server has (tests/comfy_env.py) and
 # plumbing settings (a 128 canvas, two steps, one guidance branch), set on the widgets as a user would; a seed of
 # each ComfyUI + frontend pair's own, so that no pair's prompt is answered from the server's cache of another's.
