@@ -293,7 +293,8 @@ NODES_IN_VIEW_JS = """() => {
             const x = box[0] + 2 + (box[2] - box[0] - 4) * i / 6, y = box[1] + 2 + (box[3] - box[1] - 4) * j / 6;
             const e = document.elementFromPoint(x, y);
             if (e === el || (e && e.closest(own))) continue;
-            covered.push(`(${Math.round(x)}, ${Math.round(y)}): ` + (e ? `${e.tagName}.${e.className}`.slice(0, 80) : 'nothing'));
+            const what = e ? `${e.tagName}.${e.className}`.slice(0, 80) : 'nothing';
+            covered.push(`(${Math.round(x)}, ${Math.round(y)}): ${what}`);
         }
         return {id: String(n.id), type: n.type, title: n.title, box: box.map(v => Math.round(v)), inside, covered};
     });
