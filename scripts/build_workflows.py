@@ -51,11 +51,62 @@ OUTPUT_NAMES = {"GetVideoComponents": ["images", "audio", "fps"], "M3DDM_Outpain
 WIDGET_TYPES = {"fps": "FLOAT"}  # widgets that are fed by a link in these workflows
 
 
-def build(spec: list[dict], note: str) -> dict:
+# Layout. A node's "pos" is (column, band): columns are 360 canvas units apart; band 0 (the inputs and loaders,
+# top left) and band 1 (sampling and outputs, below it), where nodes of one column stack in the order listed.
+# Heights are those the frontends draw the nodes at (their widgets' height; the title bar of 30 is above pos): the
+# saved size is what the node gets, so the saved view below frames the whole graph.
+COLUMN, GAP, TITLE = 360, 40, 30
+WIDTH = 320
+HEIGHTS = {"LoadVideo": 260, "M3DDM_OutpaintCanvas": 406, "M3DDM_CoarseToFine": 382, "M3DDM_OutpaintVideo": 694,
+           "M3DDM_KeyframePreview": 362, "M3DDM_SampleClip": 330, "SaveVideo": 106, "M3DDM_QualityCheck": 122,
+           "M3DDM_Compare": 122}
+# The saved view (extra.ds): the graph's bounds fitted into this part of a 1600x1000 window (x0, y0, x1, y1 in
+# screen pixels): right of the side bar; below the tabs, the breadcrumb and the Run bar (and 1.32.9's 40-px banner
+# above them); left of the minimap and zoom controls in the bottom right corner. tests/test_frontend.py checks that
+# every node is in view, uncovered, when the workflow is loaded at 1600x1000.
+VIEW = (80, 145, 1320, 930)
+
+
+def layout(spec: list[dict], sizes: dict) -> dict:
+    """Node id -> [x, y] from each node's (column, band) and the heights of the nodes above it."""
+    pos, bottom = {}, {}
+    band_top = [40, None]
+    for band in (0, 1):
+        if band == 1:
+            band_top[1] = max(bottom.values()) + GAP + TITLE
+            bottom = {}
+        for n in spec:
+            col, b = n["pos"]
+            if b != band:
+                continue
+            y = bottom.get(col, band_top[band] - GAP - TITLE) + GAP + TITLE
+            pos[n["id"]] = [40 + COLUMN * col, y]
+            bottom[col] = y + sizes[n["id"]][1]
+    return pos
+
+
+def view(nodes: list[dict]) -> dict:
+    """extra.ds: the scale and offset (screen = (graph + offset) * scale) that show all of the nodes in VIEW."""
+    x0 = min(n["pos"][0] for n in nodes)
+    y0 = min(n["pos"][1] for n in nodes) - TITLE
+    x1 = max(n["pos"][0] + n["size"][0] for n in nodes)
+    y1 = max(n["pos"][1] + n["size"][1] for n in nodes)
+    vx0, vy0, vx1, vy1 = VIEW
+    scale = min(1.0, (vx1 - vx0) / (x1 - x0), (vy1 - vy0) / (y1 - y0))
+    scale = int(scale * 100) / 100  # round down: two decimals, as the zoom control shows it
+    cx, cy = (vx0 + vx1) / 2 / scale - (x0 + x1) / 2, (vy0 + vy1) / 2 / scale - (y0 + y1) / 2
+    return {"scale": scale, "offset": [round(cx, 1), round(cy, 1)]}
+
+
+def build(spec: list[dict], note: str, note_pos: tuple, note_size: tuple) -> dict:
     nodes, links = [], []
     by_id = {n["id"]: n for n in spec}
     outputs = {n["id"]: [{"name": (OUTPUT_NAMES.get(n["type"]) or [t] * 9)[i], "type": t, "links": [], "slot_index": i}
                          for i, t in enumerate(SOCKETS[n["type"]][1])] for n in spec}
+    note_spec = {"id": 100, "type": "Note", "pos": note_pos}
+    sizes = {n["id"]: list(n.get("size", (WIDTH, HEIGHTS.get(n["type"], 120)))) for n in spec}
+    sizes[100] = list(note_size)
+    positions = layout([*spec, note_spec], sizes)
     for order, n in enumerate(spec):
         inputs = []
         for name, kind in SOCKETS[n["type"]][0]:
@@ -70,24 +121,24 @@ def build(spec: list[dict], note: str) -> dict:
             entry["link"] = link_id
             outputs[src][slot]["links"].append(link_id)
             links.append([link_id, src, slot, n["id"], inputs.index(entry), kind])
-        col, row = n["pos"]
-        node = {"id": n["id"], "type": n["type"], "pos": [40 + 380 * col, 40 + 440 * row], "size": [320, 120],
+        node = {"id": n["id"], "type": n["type"], "pos": positions[n["id"]], "size": sizes[n["id"]],
                 "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs[n["id"]],
                 "properties": {"Node name for S&R": n["type"]}, "widgets_values": n.get("widgets", [])}
         if "title" in n:
             node["title"] = n["title"]
         nodes.append(node)
-    nodes.append({"id": 100, "type": "Note", "pos": [40, 960], "size": [700, 160], "flags": {}, "order": len(spec),
-                  "mode": 0, "inputs": [], "outputs": [], "properties": {}, "widgets_values": [note]})
+    nodes.append({"id": 100, "type": "Note", "pos": positions[100], "size": sizes[100], "flags": {},
+                  "order": len(spec), "mode": 0, "inputs": [], "outputs": [], "properties": {},
+                  "widgets_values": [note]})
     return {"last_node_id": 100, "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [],
-            "config": {}, "extra": {"ds": {"scale": 0.7, "offset": [40, 160]}}, "version": 0.4}
+            "config": {}, "extra": {"ds": view(nodes)}, "version": 0.4}
 
 
 COMMON = [
     {"id": 1, "type": "LoadVideo", "title": "Load Video", "pos": (0, 0), "widgets": [CLIP, "image"]},
     {"id": 2, "type": "GetVideoComponents", "title": "Get Video Components", "pos": (1, 0), "links": {"video": (1, 0)}},
-    {"id": 3, "type": "M3DDM_LoadModel", "title": "Load M3DDM Model", "pos": (0, 1), "widgets": [MODEL, "auto", "auto"]},
-    {"id": 4, "type": "VAELoader", "title": "Load VAE", "pos": (1, 1), "widgets": [VAE]},
+    {"id": 3, "type": "M3DDM_LoadModel", "title": "Load M3DDM Model", "pos": (1, 0), "widgets": [MODEL, "auto", "auto"]},
+    {"id": 4, "type": "VAELoader", "title": "Load VAE", "pos": (1, 0), "widgets": [VAE]},
 ]
 
 
@@ -100,17 +151,17 @@ def canvas(node_id, src, ratio, pos, shots="none"):
 SHORT = COMMON + [
     {"id": 5, "type": "ImageFromBatch", "title": "First 16 frames", "pos": (2, 0), "links": {"image": (2, 0)},
      "widgets": [0, 16]},
-    canvas(6, (5, 0), "9:16", (3, 0)),
-    {"id": 7, "type": "M3DDM_EncodeGlobalFrames", "title": "M3DDM Encode Global Frames", "pos": (3, 1),
+    canvas(6, (5, 0), "9:16", (2, 0)),
+    {"id": 7, "type": "M3DDM_EncodeGlobalFrames", "title": "M3DDM Encode Global Frames", "pos": (3, 0),
      "links": {"vae": (4, 0), "canvas": (6, 0), "m3ddm_model": (3, 0)}},
-    {"id": 8, "type": "M3DDM_SampleClip", "title": "M3DDM Sample Clip", "pos": (4, 0),
+    {"id": 8, "type": "M3DDM_SampleClip", "title": "M3DDM Sample Clip", "pos": (0, 1),
      "links": {"m3ddm_model": (3, 0), "vae": (4, 0), "canvas": (6, 0), "global_frames": (7, 0), "fps": (2, 2)},
      "widgets": ["0-15", *SAMPLING]},
-    {"id": 9, "type": "M3DDM_Composite", "title": "M3DDM Composite", "pos": (5, 0),
+    {"id": 9, "type": "M3DDM_Composite", "title": "M3DDM Composite", "pos": (1, 1),
      "links": {"images": (5, 0), "generated": (8, 1), "canvas": (6, 0)}, "widgets": [8]},
-    {"id": 10, "type": "CreateVideo", "title": "Create Video", "pos": (6, 0), "links": {"images": (9, 0), "fps": (2, 2)},
+    {"id": 10, "type": "CreateVideo", "title": "Create Video", "pos": (2, 1), "links": {"images": (9, 0), "fps": (2, 2)},
      "widgets": [24.0]},
-    {"id": 11, "type": "SaveVideo", "title": "Save Video", "pos": (7, 0), "links": {"video": (10, 0)},
+    {"id": 11, "type": "SaveVideo", "title": "Save Video", "pos": (3, 1), "links": {"video": (10, 0)},
      "widgets": ["m3ddm/short_clip_9x16", "auto", "auto"]},
 ]
 
@@ -122,42 +173,42 @@ COARSE_TO_FINE = {"id": 6, "type": "M3DDM_CoarseToFine", "title": "M3DDM Coarse-
 def composite_and_save(generated: tuple, col: int, prefix: str) -> list[dict]:
     """Composite the whole video at native resolution and save it as mp4 with the source audio."""
     return [
-        {"id": 7, "type": "M3DDM_Composite", "title": "M3DDM Composite", "pos": (col, 0),
+        {"id": 7, "type": "M3DDM_Composite", "title": "M3DDM Composite", "pos": (col, 1),
          "links": {"images": (2, 0), "generated": generated, "canvas": (5, 0)}, "widgets": [8]},
-        {"id": 8, "type": "CreateVideo", "title": "Create Video", "pos": (col + 1, 0),
+        {"id": 8, "type": "CreateVideo", "title": "Create Video", "pos": (col + 1, 1),
          "links": {"images": (7, 0), "audio": (2, 1), "fps": (2, 2)}, "widgets": [24.0]},
-        {"id": 9, "type": "SaveVideo", "title": "Save Video", "pos": (col + 2, 0), "links": {"video": (8, 0)},
+        {"id": 9, "type": "SaveVideo", "title": "Save Video", "pos": (col + 2, 1), "links": {"video": (8, 0)},
          "widgets": [prefix, "auto", "auto"]},
     ]
 
 
 LONG = COMMON + [
-    canvas(5, (2, 0), "9:16", (2, 0), shots="detect"), COARSE_TO_FINE, *composite_and_save((6, 0), 4, "m3ddm/outpaint"),
-    {"id": 10, "type": "M3DDM_Compare", "title": "M3DDM Compare", "pos": (5, 1),
+    canvas(5, (2, 0), "9:16", (2, 0), shots="detect"), COARSE_TO_FINE, *composite_and_save((6, 0), 1, "m3ddm/outpaint"),
+    {"id": 10, "type": "M3DDM_Compare", "title": "M3DDM Compare", "pos": (1, 1),
      "links": {"images": (2, 0), "outpainted": (7, 0), "canvas": (5, 0)}, "widgets": ["auto", 16]},
-    {"id": 11, "type": "CreateVideo", "title": "Create Video (comparison)", "pos": (6, 1),
+    {"id": 11, "type": "CreateVideo", "title": "Create Video (comparison)", "pos": (2, 1),
      "links": {"images": (10, 0), "audio": (2, 1), "fps": (2, 2)}, "widgets": [24.0]},
-    {"id": 12, "type": "SaveVideo", "title": "Save Video (comparison)", "pos": (7, 1), "links": {"video": (11, 0)},
+    {"id": 12, "type": "SaveVideo", "title": "Save Video (comparison)", "pos": (3, 1), "links": {"video": (11, 0)},
      "widgets": ["m3ddm/outpaint_comparison", "auto", "auto"]},
 ]
 
 UPSCALE = COMMON + [
     canvas(5, (2, 0), "9:16", (2, 0)),
     COARSE_TO_FINE,
-    {"id": 10, "type": "UpscaleModelLoader", "title": "Load Upscale Model", "pos": (3, 1),
+    {"id": 10, "type": "UpscaleModelLoader", "title": "Load Upscale Model", "pos": (3, 0),
      "widgets": ["RealESRGAN_x4plus.safetensors"]},
-    {"id": 11, "type": "ImageUpscaleWithModel", "title": "Upscale Image (using Model)", "pos": (4, 1),
+    {"id": 11, "type": "ImageUpscaleWithModel", "title": "Upscale Image (using Model)", "pos": (0, 1),
      "links": {"upscale_model": (10, 0), "image": (6, 0)}},
-    *composite_and_save((11, 0), 5, "m3ddm/outpaint_upscaled"),
+    *composite_and_save((11, 0), 1, "m3ddm/outpaint_upscaled"),
 ]
 
 STREAMING = [
     COMMON[0], COMMON[2], COMMON[3],
-    {"id": 5, "type": "M3DDM_OutpaintVideo", "title": "M3DDM Outpaint Video", "pos": (1, 0),
+    {"id": 5, "type": "M3DDM_OutpaintVideo", "title": "M3DDM Outpaint Video", "pos": (2, 0),
      "links": {"video": (1, 0), "m3ddm_model": (3, 0), "vae": (4, 0)},
      "widgets": ["aspect ratio", "9:16", 1920, 1080, 0.0, 0.0, 0.0, 0.0, "official",
                  *[v for i, v in enumerate(SAMPLING) if i != 6], "auto", "fixed", 8, 0, 0, "detect", "", "auto", 256]},
-    {"id": 6, "type": "SaveVideo", "title": "Save Video", "pos": (2, 0), "links": {"video": (5, 0)},
+    {"id": 6, "type": "SaveVideo", "title": "Save Video", "pos": (3, 0), "links": {"video": (5, 0)},
      "widgets": ["m3ddm/outpaint_streamed", "auto", "auto"]},
 ]
 
@@ -166,14 +217,15 @@ KEYFRAMES = COMMON + [
     {"id": 6, "type": "M3DDM_KeyframePreview", "title": "M3DDM Keyframe Preview", "pos": (3, 0),
      "links": {"m3ddm_model": (3, 0), "vae": (4, 0), "canvas": (5, 0), "fps": (2, 2)},
      "widgets": [*SAMPLING, "auto", "fixed", 8, ""]},
-    {"id": 10, "type": "PreviewImage", "title": "Preview Image (key frames: judge, then continue)", "pos": (3, 1),
+    {"id": 10, "type": "PreviewImage", "title": "Preview Image (key frames: judge, then continue)", "pos": (3, 0),
+     "size": (400, 120),
      "links": {"images": (6, 0)}},
-    {"id": 11, "type": "M3DDM_Continue", "title": "M3DDM Continue", "pos": (4, 0),
+    {"id": 11, "type": "M3DDM_Continue", "title": "M3DDM Continue", "pos": (0, 1),
      "links": {"keyframes": (6, 2), "m3ddm_model": (3, 0), "vae": (4, 0)}, "widgets": [False]},
-    *composite_and_save((11, 0), 5, "m3ddm/outpaint_from_keyframes"),
-    {"id": 12, "type": "M3DDM_QualityCheck", "title": "M3DDM Quality Check", "pos": (5, 1),
+    *composite_and_save((11, 0), 1, "m3ddm/outpaint_from_keyframes"),
+    {"id": 12, "type": "M3DDM_QualityCheck", "title": "M3DDM Quality Check", "pos": (2, 1),
      "links": {"images": (7, 0), "canvas": (5, 0)}, "widgets": ["auto", "fixed"]},
-    {"id": 13, "type": "PreviewImage", "title": "Preview Image (quality plot)", "pos": (6, 1),
+    {"id": 13, "type": "PreviewImage", "title": "Preview Image (quality plot)", "pos": (3, 1),
      "links": {"images": (12, 2)}},
 ]
 
@@ -202,7 +254,12 @@ WORKFLOWS = {
                                               "result (seam, flicker, colour drift) without ground truth."),
 }
 
+# Where each workflow's Note goes ((column, band), size): under Load Video, or where band 1 has room.
+NOTES = {"m3ddm_long_video_coarse_to_fine.json": ((0, 1), (320, 312))}
+NOTE_DEFAULT = ((0, 0), (320, 230))
+
 if __name__ == "__main__":
     for name, (spec, note) in WORKFLOWS.items():
-        (OUT / name).write_text(json.dumps(build(spec, note), indent=1) + "\n")
+        note_pos, note_size = NOTES.get(name, NOTE_DEFAULT)
+        (OUT / name).write_text(json.dumps(build(spec, note, note_pos, note_size), indent=1) + "\n")
         print("wrote", OUT / name)

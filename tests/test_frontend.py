@@ -274,6 +274,123 @@ def test_workflow_loads_in_the_real_frontend(server, page, frontend, path):
     assert unexpected == [], f"requests the {comfy} ComfyUI failed: {unexpected}"
 
 
+# A newcomer's first look: the loaded workflow on a 1600x1000 screen, as its saved view (extra.ds) shows it. Each
+# node's box on screen (graph coordinates through the canvas's ds: screen = (graph + offset) * scale, the title bar
+# of LiteGraph.NODE_TITLE_HEIGHT above pos included) must lie in the window, and a 7x7 grid of points over it must
+# hit the canvas (or the node's own DOM widgets: the video preview, the Note's text), not the side bar, the tabs,
+# the Run bar, a banner or the minimap drawn over the canvas.
+NODES_IN_VIEW_JS = """() => {
+    const c = window.app.canvas, ds = c.ds, el = c.canvas, r = el.getBoundingClientRect();
+    const W = window.innerWidth, H = window.innerHeight, T = window.LiteGraph.NODE_TITLE_HEIGHT;
+    const own = '.dom-widget, .dom-widget-container, .comfy-multiline-input, video, textarea';
+    const nodes = (window.app.graph.nodes ?? window.app.graph._nodes).map(n => {
+        const sx = x => r.left + (x + ds.offset[0]) * ds.scale, sy = y => r.top + (y + ds.offset[1]) * ds.scale;
+        const box = [sx(n.pos[0]), sy(n.pos[1] - T), sx(n.pos[0] + n.size[0]), sy(n.pos[1] + n.size[1])];
+        const inside = box[0] >= Math.max(0, r.left) && box[1] >= Math.max(0, r.top)
+            && box[2] <= Math.min(W, r.right) && box[3] <= Math.min(H, r.bottom);
+        const covered = [];
+        for (let i = 0; i <= 6; i++) for (let j = 0; j <= 6; j++) {
+            const x = box[0] + 2 + (box[2] - box[0] - 4) * i / 6, y = box[1] + 2 + (box[3] - box[1] - 4) * j / 6;
+            const e = document.elementFromPoint(x, y);
+            if (e === el || (e && e.closest(own))) continue;
+            const what = e ? `${e.tagName}.${e.className}`.slice(0, 80) : 'nothing';
+            covered.push(`(${Math.round(x)}, ${Math.round(y)}): ${what}`);
+        }
+        return {id: String(n.id), type: n.type, title: n.title, box: box.map(v => Math.round(v)), inside, covered};
+    });
+    return {window: [W, H], scale: ds.scale, offset: [...ds.offset], nodes};
+}"""
+OUTPUT_NODES = {"SaveVideo", "PreviewImage", "CreateVideo"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_is_all_in_view_at_1600x1000_when_loaded(server, page, frontend, path):
+    """Issue 32: "The Save Video and Create Video nodes sit off-screen at 1600 px wide". Loaded as a user loads it,
+    at 1600x1000, every node (the outputs included) is on screen and uncovered without panning, no two overlap,
+    and the saved zoom keeps the titles readable (>= 0.6). A screenshot per workflow is kept."""
+    comfy, version, root = frontend
+    workflow = json.loads(path.read_text())
+    size = page.viewport_size
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    try:
+        page.wait_for_timeout(500)  # the canvas follows the window's size
+        page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / f"layout_1600x1000_{comfy}_{version}_{path.stem}.png"), timeout=120_000)
+        view = page.evaluate(NODES_IN_VIEW_JS)
+    finally:
+        page.set_viewport_size(size)
+    assert view["window"] == [1600, 1000]
+    saved = workflow["extra"]["ds"]
+    assert view["scale"] == pytest.approx(saved["scale"]) and view["offset"] == pytest.approx(saved["offset"]), \
+        f"the saved view was not restored: {view['scale']} {view['offset']}"
+    assert view["scale"] >= 0.6, "titles too small to read at the saved zoom"
+    nodes = view["nodes"]
+    assert sorted(n["id"] for n in nodes) == sorted(str(n["id"]) for n in workflow["nodes"])
+    assert {n["type"] for n in nodes} & OUTPUT_NODES
+    out_of_view = [f"{n['title']} ({n['type']}) at {n['box']}: " + ("outside the window" if not n["inside"] else
+                   f"covered at {n['covered'][:3]}") for n in nodes if not n["inside"] or n["covered"]]
+    assert out_of_view == [], f"{len(out_of_view)} of {len(nodes)} nodes not in view at 1600x1000:\n" + \
+        "\n".join(out_of_view)
+    overlapping = [(a["title"], b["title"]) for i, a in enumerate(nodes) for b in nodes[i + 1:]
+                   if a["box"][0] < b["box"][2] and b["box"][0] < a["box"][2]
+                   and a["box"][1] < b["box"][3] and b["box"][1] < a["box"][3]]
+    assert overlapping == []
+
+
+THUMBNAIL_JS = """async (url) => {
+    const r = await fetch(url);
+    const blob = await r.blob();
+    const size = r.ok ? await createImageBitmap(blob).then(b => [b.width, b.height], () => null) : null;
+    return {status: r.status, type: r.headers.get('content-type'), bytes: blob.size, size};
+}"""
+TEMPLATE_SEARCH = "[role=dialog] input[type=text], .p-dialog input[type=text], [role=dialog] input[type=search]"
+
+
+def test_the_template_browser_shows_each_workflow_with_its_thumbnail(server, page, frontend):
+    """Workflow -> Browse Templates, searched for "m3ddm" as a user would: the frontend lists the pack's templates
+    (ComfyUI's /workflow_templates: the workflows/ folder) and asks for each one's picture at
+    api/workflow_templates/<pack>/<name>.jpg, which the server answers (200) with the shipped JPEG
+    (scripts/build_thumbnails.py; its content is checked in tests/test_package.py)."""
+    comfy, version, root = frontend
+    stems = {p.stem for p in WORKFLOWS}
+    listing = server.get("/workflow_templates")
+    packs = [pack for pack, names in listing.items() if set(names) == stems]
+    assert len(packs) == 1, listing
+    expected = {f"/api/workflow_templates/{packs[0]}/{stem}.jpg" for stem in stems}
+    requested = {}
+
+    def seen(response):
+        path = urlparse(response.url).path
+        if path in expected:
+            requested[path] = response.status
+
+    page.on("response", seen)
+    try:
+        page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", EMPTY_WORKFLOW)
+        page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+        search = page.locator(TEMPLATE_SEARCH).first
+        search.wait_for(state="visible", timeout=30_000)
+        search.fill("m3ddm")
+        for _ in range(60):
+            if set(requested) >= expected:
+                break
+            page.wait_for_timeout(500)
+        page.wait_for_timeout(1000)  # the pictures drawn
+        page.screenshot(path=str(ARTIFACTS / f"templates_{comfy}_{version}.png"), timeout=120_000)
+        fetched = {path: page.evaluate(THUMBNAIL_JS, path) for path in sorted(expected)}
+    finally:
+        page.remove_listener("response", seen)
+        # Not every version closes the dialog on Escape (1.32.9 does not): start the page again instead.
+        page.reload(wait_until="load", timeout=120_000)
+        page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120_000)
+    assert requested == {path: 200 for path in expected}, f"thumbnails the template browser asked for: {requested}"
+    for path, got in fetched.items():
+        local = REPO / "workflows" / Path(path).name
+        assert got == {"status": 200, "type": "image/jpeg", "bytes": local.stat().st_size, "size": [320, 320]}, \
+            (path, got)
+
+
 # What the page changes before it queues a workflow: the test models the server has (tests/comfy_env.py) and
 # plumbing settings (a 128 canvas, two steps, one guidance branch), set on the widgets as a user would; a seed of
 # each ComfyUI + frontend pair's own, so that no pair's prompt is answered from the server's cache of another's.

@@ -94,6 +94,55 @@ def test_the_archive_has_what_comfyui_loads(archive):
         assert on_disk <= files, f"missing from the archive: {sorted(on_disk - files)}"
     # the workflows' Load Video node refers to the demo clip
     assert "workflows/media/m3ddm_demo_clip.mp4" in files
+    # and each workflow's template thumbnail (the picture Browse Templates shows) ships beside it
+    thumbnails = {p.with_suffix(".jpg").relative_to(REPO).as_posix() for p in (REPO / "workflows").glob("*.json")}
+    assert thumbnails <= files, f"missing from the archive: {sorted(thumbnails - files)}"
+
+
+def _thumbnails_script():
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import build_thumbnails
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    return build_thumbnails
+
+
+@pytest.mark.parametrize("workflow", sorted((REPO / "workflows").glob("*.json")), ids=lambda p: p.stem)
+def test_each_workflow_has_a_before_after_thumbnail_of_the_demo_clip(workflow):
+    """The template browser asks for workflows/<name>.jpg (the frontend's thumbnail URL for a custom node's
+    template; tests/test_frontend.py fetches it through the server). It is a small JPEG of the script's size whose
+    "before" picture is the clip's frame and whose "after" picture is the frame on the workflow's output canvas
+    (9:16: taller than wide) with a filled border, not a placeholder; and it is what scripts/build_thumbnails.py
+    makes of the workflow now (rerun the script after changing a workflow's target)."""
+    import json
+    import cv2
+    import numpy as np
+    thumbs = _thumbnails_script()
+    path = workflow.with_suffix(".jpg")
+    assert path.is_file(), f"no thumbnail {path.name}: python scripts/build_thumbnails.py"
+    assert path.stat().st_size < 60 * 1024
+    with Image.open(path) as im:
+        assert im.format == "JPEG" and im.size == thumbs.SIZE, (im.format, im.size)
+        image = np.asarray(im.convert("RGB")).astype(np.float32)
+    frame = thumbs.read_frame()
+    spec = thumbs.target(json.loads(workflow.read_text()))
+    after = thumbs.outpaint_prefill(frame, spec)
+    (bx, by, bw, bh), (ax, ay, aw, ah) = thumbs.boxes(frame.shape[:2], after.shape[:2])
+    before = image[by:by + bh, bx:bx + bw]
+    expected = cv2.resize(frame, (bw, bh), interpolation=cv2.INTER_AREA).astype(np.float32)
+    assert np.abs(before - expected).mean() < 4, "the 'before' picture is not the clip's frame"
+    # not a gradient or a flat fill: the frame's detail (a smooth ramp would leave most of this unexplained)
+    assert before.std() > 30 and np.abs(before - before.mean(axis=(0, 1))).mean() > 20
+    shown = image[ay:ay + ah, ax:ax + aw]
+    assert (aw, ah) != (bw, bh)
+    if spec.get("ratio") == "9:16":
+        assert ah > aw, "the 'after' picture is not portrait"
+    # the border (above and below the frame's band) is filled with the frame's colours, not left black
+    border = shown[: ah // 6]
+    assert border.mean() > 25 and border.std() > 5
+    assert np.abs(image - thumbs.thumbnail(json.loads(workflow.read_text()), frame).astype(np.float32)).mean() < 3, \
+        "the thumbnail is out of date: python scripts/build_thumbnails.py"
 
 
 def _ruff(select: str, files: list[str]) -> None:
