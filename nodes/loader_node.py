@@ -35,5 +35,13 @@ class LoadM3DDMModel(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, model_name=None) -> bool | str:
+        """A missing model is named when the prompt is queued, with the other missing models of the workflow (core
+        loaders' combos), not after them at run time."""
+        if not isinstance(model_name, str) or model_name in runtime.list_models():  # the list ComfyUI checks
+            return True
+        return runtime.missing_model(model_name)
+
+    @classmethod
     def execute(cls, model_name: str, dtype: str, family: str = "auto") -> io.NodeOutput:
         return io.NodeOutput(runtime.load_model(model_name, dtype, family))

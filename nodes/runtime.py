@@ -47,15 +47,29 @@ def list_models() -> list[str]:
     return list_weights(folder_paths.get_folder_paths(MODEL_FOLDER))
 
 
-def resolve_model(name: str) -> str:
+def find_model(name: str) -> str | None:
+    """The path of ``name`` in the m3ddm model folders, or None (also for a name that leads out of them)."""
     for root in folder_paths.get_folder_paths(MODEL_FOLDER):
-        path = os.path.join(root, name)
-        if os.path.exists(path):
+        path = os.path.normpath(os.path.join(root, name))
+        if os.path.commonpath([os.path.abspath(root), os.path.abspath(path)]) == os.path.abspath(root) \
+                and os.path.exists(path):
             return path
+    return None
+
+
+def missing_model(name: str) -> str:
+    """What to do when ``name`` is not in the m3ddm model folders: where they are and where to get the weights."""
     roots = ", ".join(folder_paths.get_folder_paths(MODEL_FOLDER))
-    raise FileNotFoundError(f"[M3DDM_LoadModel] '{name}' is not in the M3DDM model folders ({roots}). Download the "
-                            "UNet folder of alimama-creative/M3DDM-Video-Outpainting from Hugging Face (config.json + "
-                            "diffusion_pytorch_model.bin) and put it there, then refresh the node list.")
+    return (f"'{name}' is not in the M3DDM model folders ({roots}). Download the UNet folder of "
+            "alimama-creative/M3DDM-Video-Outpainting from Hugging Face (config.json + diffusion_pytorch_model.bin) "
+            "and put it there, then refresh the node list (R); or pick a model the list offers.")
+
+
+def resolve_model(name: str) -> str:
+    path = find_model(name)
+    if path is None:
+        raise FileNotFoundError(f"[M3DDM_LoadModel] {missing_model(name)}")
+    return path
 
 
 def comfy_attention(q, k, v, heads):

@@ -1,9 +1,10 @@
 """The main job: outpaint the shipped clip with workflow (d) (or (b)) through a real, headless ComfyUI server.
 
 Uses the real weights when they are installed (models/m3ddm/M3DDM-Video-Outpainting and the SD1.5 VAE
-models/vae/vae-ft-mse-840000-ema-pruned.safetensors, in ComfyUI's models folder); otherwise a small
-random-weight M3DDM of the same architecture and a random TAESD VAE, and it says so loudly (the new border is
-then noise). Shows the progress (passes x steps, with an ETA) in the terminal; writes the mp4 into ./output/ and
+models/vae/vae-ft-mse-840000-ema-pruned.safetensors, in ComfyUI's models folder, .comfyui/models); otherwise a
+small random-weight M3DDM of the same architecture and a random TAESD VAE, and it says so loudly (the new border is
+then noise). Those stay in the models folder as 'm3ddm-random-DEMO' and 'taesd', so the UI the demo installed
+(scripts/open_ui.py) has a model to pick right away. Shows the progress (passes x steps, with an ETA) in the terminal; writes the mp4 into ./output/ and
 prints its path.
 """
 from __future__ import annotations
@@ -30,20 +31,31 @@ WORKFLOWS = {"video": (REPO / "workflows" / "m3ddm_long_video_streaming.json", "
 CLIP = REPO / "workflows" / "media" / "m3ddm_demo_clip.mp4"
 REAL_MODEL = "M3DDM-Video-Outpainting"
 REAL_VAE = "vae-ft-mse-840000-ema-pruned.safetensors"
-RANDOM_MODEL = "m3ddm-random-demo"
+RANDOM_MODEL = "m3ddm-random-DEMO"
 # The ComfyUI the demo runs (scripts/setup_env.sh installs it): the current release
 COMFY_DIR = Path(os.environ.get("M3DDM_COMFYUI_DIR", REPO / ".comfyui" / "0.33.0"))
+UI_PORT = 8188  # ComfyUI's usual address
 RANDOM_CONFIG = {"block_out_channels": [32, 64, 64, 64], "norm_num_groups": 8}
 
 
-def write_random_models(models: Path) -> None:
+def ensure_demo_models(models: Path) -> list[str]:
+    """The demo's random-weight model (``models/m3ddm/m3ddm-random-DEMO``) and TAESD pair (``models/vae_approx``,
+    which core Load VAE offers as 'taesd'), each written only where absent (a real TAESD is never replaced):
+    what was written."""
     from m3ddm_core import FULL_SIZE_CONFIG
     sys.path.insert(0, str(COMFY_DIR))
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
     from random_weights import write_random_m3ddm, write_random_taesd
-    write_random_m3ddm(models / "m3ddm" / RANDOM_MODEL, dict(FULL_SIZE_CONFIG, **RANDOM_CONFIG))
-    write_random_taesd(models)
+    written = []
+    if not (models / "m3ddm" / RANDOM_MODEL / "config.json").is_file():
+        write_random_m3ddm(models / "m3ddm" / RANDOM_MODEL, dict(FULL_SIZE_CONFIG, **RANDOM_CONFIG))
+        written.append(f"m3ddm/{RANDOM_MODEL}")
+    taesd = [models / "vae_approx" / f"taesd_{part}.safetensors" for part in ("encoder", "decoder")]
+    if not any(p.exists() for p in taesd):
+        write_random_taesd(models)
+        written.append("vae_approx/taesd_{encoder,decoder}.safetensors")
+    return written
 
 
 def banner(lines: list[str]) -> None:
@@ -112,8 +124,7 @@ def main() -> int:
         model_name, vae_name, steps = REAL_MODEL, REAL_VAE, args.steps or 50
         print(f"M3DDM demo: real weights from {models}")
     else:
-        models = work / "models"
-        write_random_models(models)
+        ensure_demo_models(models)
         model_name, vae_name, steps = RANDOM_MODEL, "taesd", args.steps or 4
         banner(["NO M3DDM WEIGHTS FOUND -- RUNNING A SMALL RANDOM-WEIGHT MODEL.",
                 "The pipeline runs for real, but the new border is meaningless (noise or flat colour).",
@@ -158,6 +169,8 @@ def main() -> int:
     print(f"wrote {dst} ({time.time() - t0:.0f} s, {steps} steps, workflow {workflow.name})")
     if not real:
         banner(["Reminder: RANDOM WEIGHTS were used; the border in the video is meaningless."])
+    print(f"Open the UI: .venv/bin/python scripts/open_ui.py, then http://127.0.0.1:{UI_PORT} -- Workflow > Browse "
+          f"Templates > ComfyUI-M3DDM; pick {model_name} in Load M3DDM Model and {vae_name} in Load VAE.")
     return 0
 
 

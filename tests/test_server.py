@@ -122,6 +122,16 @@ def test_bad_input_is_an_execution_error_naming_our_node_and_the_server_lives_on
     reasons = body["node_errors"][canvas_id]["errors"]
     assert len(reasons) == 1 and reasons[0]["extra_info"]["input_name"] == "aspect_ratio", reasons  # once, under it
     assert reasons[0]["details"].startswith("aspect_ratio - aspect ratio '16/9' is not of the form W:H"), reasons
+    # every missing model of a workflow is named at once, when the prompt is queued, ours with where to get it
+    missing = load_prompt("m3ddm_long_video_coarse_to_fine.json", object_info, "M3DDM Coarse-to-Fine Outpaint",
+                          {"Load M3DDM Model": {"model_name": "M3DDM-Video-Outpainting"},
+                           "Load VAE": {"vae_name": "another-vae.safetensors"}})  # not among the placeholders
+    status, body = server.queue(missing)
+    assert status == 400, body
+    errors = {missing[k]["class_type"]: v["errors"] for k, v in body["node_errors"].items()}
+    assert set(errors) == {"M3DDM_LoadModel", "VAELoader"}, errors
+    assert len(errors["M3DDM_LoadModel"]) == 1 and "Hugging Face" in errors["M3DDM_LoadModel"][0]["details"]
+    assert errors["M3DDM_LoadModel"][0]["extra_info"]["input_name"] == "model_name"
     # a prompt missing a required input is refused at validation, naming the node
     broken = load_prompt("m3ddm_long_video_coarse_to_fine.json", object_info, "M3DDM Coarse-to-Fine Outpaint")
     canvas_id = next(k for k, v in broken.items() if v["class_type"] == "M3DDM_OutpaintCanvas")

@@ -1,0 +1,53 @@
+"""Open the ComfyUI the main command installed (.comfyui/0.33.0), with this plugin, for a browser.
+
+It serves http://127.0.0.1:8188 (``--port``) with the models in .comfyui/models (the demo's 'm3ddm-random-DEMO'
+and 'taesd' are written there when no M3DDM model is; real weights go beside them, see the README's Models) and the
+demo clip in its input folder, so every shipped workflow runs as it is: Workflow > Browse Templates >
+ComfyUI-M3DDM, pick the models, Run. Ctrl-C stops it. ComfyUI uses the GPU when there is one (``--cpu``: never).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from comfy_harness import ComfyServer  # noqa: E402
+from run_demo import CLIP, COMFY_DIR, UI_PORT, ensure_demo_models  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, default=UI_PORT)
+    ap.add_argument("--models", default=str(REPO / ".comfyui" / "models"), help="ComfyUI models folder")
+    ap.add_argument("--cpu", action="store_true", help="run on the CPU even where there is a GPU")
+    args = ap.parse_args()
+    from m3ddm_core import list_weights
+
+    models = Path(args.models)
+    server = ComfyServer(sys.executable, COMFY_DIR, REPO / ".comfyui" / "ui", port=args.port, cpu=args.cpu)
+    server.prepare(models)
+    if not list_weights([models / "m3ddm"]):
+        print("no M3DDM model yet: writing the demo's random-weight one:", ", ".join(ensure_demo_models(models)))
+    if not (server.input / CLIP.name).exists():
+        shutil.copy(CLIP, server.input / CLIP.name)
+    print(f"starting ComfyUI {COMFY_DIR.name} (log: {server.log_path}) ...", flush=True)
+    server.start()
+    print(f"ComfyUI is at {server.base} -- Workflow > Browse Templates > ComfyUI-M3DDM; models: {models} "
+          f"(M3DDM: {', '.join(list_weights([models / 'm3ddm']))}); outputs: {server.output}. Ctrl-C stops it.",
+          flush=True)
+    try:
+        server.proc.wait()
+    except KeyboardInterrupt:
+        print("stopping ComfyUI")
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
