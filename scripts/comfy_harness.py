@@ -33,12 +33,15 @@ class ComfyServer:
     ComfyUI's ``--front-end-root``, which overrides ``--front-end-version`` and needs no network.
     ``user_directory``: where the server keeps user data (frontend settings, saved workflows) instead of the shared
     ``<comfy_dir>/user``; passed as ``--user-directory``, so that a fresh folder gives a first-visit user.
-    ``port``: a fixed port (default: a free one); ``cpu``: ComfyUI's ``--cpu`` (off: it picks the GPU if any).
+    ``port``: a fixed port (default: a free one); ``cpu``: ComfyUI's ``--cpu`` (off: it picks the GPU if any);
+    ``extra_args``: more of ComfyUI's command-line options.
     """
 
     def __init__(self, python: str, comfy_dir: Path, workdir: Path, front_end_root: Optional[Path] = None,
-                 user_directory: Optional[Path] = None, port: Optional[int] = None, cpu: bool = True):
+                 user_directory: Optional[Path] = None, port: Optional[int] = None, cpu: bool = True,
+                 extra_args: tuple[str, ...] = ()):
         self.python, self.comfy_dir, self.workdir, self.cpu = python, Path(comfy_dir), Path(workdir), cpu
+        self.extra_args = list(extra_args)
         self.front_end_root = Path(front_end_root).resolve() if front_end_root is not None else None
         self.user_directory = Path(user_directory).resolve() if user_directory is not None else None
         self.port = port or free_port()
@@ -70,7 +73,7 @@ class ComfyServer:
     def start(self, timeout: float = 300) -> None:
         cmd = [self.python, "main.py", *(["--cpu"] if self.cpu else []), "--listen", "127.0.0.1", "--port", str(self.port),
                "--disable-auto-launch", "--output-directory", str(self.output), "--input-directory", str(self.input),
-               "--extra-model-paths-config", str(self.workdir / "extra_model_paths.yaml")]
+               "--extra-model-paths-config", str(self.workdir / "extra_model_paths.yaml"), *self.extra_args]
         if self.front_end_root is not None:
             if not (self.front_end_root / "index.html").is_file():
                 raise FileNotFoundError(f"no frontend web root (index.html) at {self.front_end_root}")

@@ -3,7 +3,8 @@
 It serves http://127.0.0.1:8188 (``--port``) with the models in .comfyui/models (the demo's 'm3ddm-random-DEMO'
 and 'taesd' are written there when no M3DDM model is; real weights go beside them, see the README's Models) and the
 demo clip in its input folder, so every shipped workflow runs as it is: Workflow > Browse Templates >
-ComfyUI-M3DDM, pick the models, Run. Ctrl-C stops it. ComfyUI uses the GPU when there is one (``--cpu``: never).
+ComfyUI-M3DDM, pick the models, Run. Ctrl-C stops it. ComfyUI uses the GPU when there is one (``--cpu``: never)
+and shows latent previews while M3DDM samples (``--preview-method auto``).
 """
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def main() -> int:
     from m3ddm_core import list_weights
 
     models = Path(args.models)
-    server = ComfyServer(sys.executable, COMFY_DIR, REPO / ".comfyui" / "ui", port=args.port, cpu=args.cpu)
+    # latent previews while sampling (ComfyUI's default is none; the frontend's settings can change it per run)
+    server = ComfyServer(sys.executable, COMFY_DIR, REPO / ".comfyui" / "ui", port=args.port, cpu=args.cpu,
+                         extra_args=("--preview-method", "auto"))
     server.prepare(models)
     if not list_weights([models / "m3ddm"]):
         print("no M3DDM model yet: writing the demo's random-weight one:", ", ".join(ensure_demo_models(models)))
