@@ -66,15 +66,21 @@ def banner(lines: list[str]) -> None:
     print("!" * width + "\n", flush=True)
 
 
-def watch_progress(base_url: str, client_id: str, stop: threading.Event, names: dict) -> None:
-    """Print ComfyUI's progress messages for our prompt as one updating terminal line per phase, with an ETA
-    (M3DDM Outpaint Video: frames encoded, then passes x steps sampled; Save Video: frames written)."""
+# What each progress bar of a node counts, in the order the node reports them
+PHASES = {"M3DDM_OutpaintVideo": ("encode", "sample"), "M3DDM_CoarseToFine": ("sample",),
+          "SaveVideo": ("write",)}
+
+
+def watch_progress(base_url: str, client_id: str, stop: threading.Event, nodes: dict) -> None:
+    """Print ComfyUI's progress messages for our prompt (``nodes``: id -> (title, class type)) as one updating
+    terminal line per phase, labelled with what it counts (encode: frames, sample: passes x steps, write: frames)
+    and with its own ETA."""
     import asyncio
 
     import aiohttp
 
     async def listen():
-        started = None
+        started, seen = None, {}
         async with aiohttp.ClientSession() as session:
             async with session.ws_connect(f"{base_url.replace('http', 'ws', 1)}/ws?clientId={client_id}") as ws:
                 while not stop.is_set():
@@ -90,15 +96,19 @@ def watch_progress(base_url: str, client_id: str, stop: threading.Event, names: 
                     if event.get("type") != "progress":
                         continue
                     value, total = event["data"]["value"], event["data"]["max"]
-                    node = names.get(str(event["data"].get("node")), "")
+                    node_id = str(event["data"].get("node"))
+                    title, kind = nodes.get(node_id, ("", ""))
                     now = time.time()
-                    if started is None or value < started[2] or total != started[3]:  # a new phase
-                        started = (now, value, value, total)
-                    started = (*started[:2], value, total)
+                    if started is None or value < started[2] or total != started[3] or node_id != started[4]:
+                        started = (now, value, value, total, node_id)  # a new phase
+                        seen[node_id] = seen.get(node_id, -1) + 1
+                    phases = PHASES.get(kind, ())
+                    label = f"{title}: {phases[seen[node_id]]}" if seen[node_id] < len(phases) else title
+                    started = (*started[:2], value, total, node_id)
                     rate = (value - started[1]) / (now - started[0]) if now > started[0] and value > started[1] else 0
                     eta = f"ETA {((total - value) / rate):5.0f} s" if rate else "ETA    ? s"
                     bar = "#" * int(30 * value / max(total, 1))
-                    print(f"\r  {node:<22} [{bar:<30}] {value}/{total}  {eta}", end="", flush=True)
+                    print(f"\r  {label:<30} [{bar:<30}] {value}/{total}  {eta}", end="", flush=True)
                     if value >= total:
                         print(flush=True)
     try:
@@ -145,8 +155,8 @@ def main() -> int:
         graph = json.loads(workflow.read_text())
         prompt = workflow_to_api(graph, server.get("/object_info"), overrides)
         client_id, stop = uuid.uuid4().hex, threading.Event()
-        names = {k: v.get("_meta", {}).get("title", v["class_type"]) for k, v in prompt.items()}
-        watcher = threading.Thread(target=watch_progress, args=(server.base, client_id, stop, names), daemon=True)
+        nodes = {k: (v.get("_meta", {}).get("title", v["class_type"]), v["class_type"]) for k, v in prompt.items()}
+        watcher = threading.Thread(target=watch_progress, args=(server.base, client_id, stop, nodes), daemon=True)
         watcher.start()
         time.sleep(0.5)  # connected before the first progress message
         print(f"running workflow {workflow.name} ({steps} steps per pass) ...", flush=True)
