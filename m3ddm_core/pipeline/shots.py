@@ -39,6 +39,8 @@ RATIO = 3.0  # a cut's score over its neighbours' mean (PySceneDetect's default)
 WINDOW = 2  # neighbours on each side; with 1, animation on twos (every other score 0) would cut all through a pan
 FLASH_BACK = 0.5  # a frame within this share of the jump from one before the jump: the scene came back, a flash
 SEARCH = 3  # px at half size around each guess of the camera's shift: finds the shift to 1 px (see _best_shift)
+JOLT = 0.1  # share of the width by which the camera's shift may change between frame pairs where it was still
+SWAY = 2.0  # ... plus this many times the shift around it (shake and whip pans change it by about their size)
 MIN_OVERLAP = 0.4  # least share of the frame two shifted frames must share to be compared
 _RATE = Fraction(30)  # the detector wants timecodes; only frame numbers matter here
 
@@ -100,64 +102,103 @@ def _shift_cost(a: np.ndarray, b: np.ndarray, dx: int, dy: int) -> float:
     return float(cv2.absdiff(x, y).mean())
 
 
-def _best_shift(prev: _Frame, cur: _Frame, guess: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+def _extent(shift: tuple[int, int]) -> int:
+    return max(abs(shift[0]), abs(shift[1]))
+
+
+def _follows(shift: tuple[int, int], around: Sequence[tuple[int, int]], width: int) -> bool:
+    """Whether ``shift`` can be the camera's: within ``JOLT`` of the width plus ``SWAY`` times the largest of the
+    shifts ``around`` it (the frame pairs before and after) of one of them. A pan, a whip pan or shake changes its
+    shift from one frame pair to the next by at most about its own size; at a cut the best shift is wherever the two
+    shots happen to look alike (one set seen by two cameras: the person on the left in one shot lines up with the
+    person on the right in the other), however still the camera is on both sides of it."""
+    reach = JOLT * width + SWAY * max(_extent(s) for s in around)
+    return min(_extent((shift[0] - s[0], shift[1] - s[1])) for s in around) <= reach
+
+
+def _best_shift(prev: _Frame, cur: _Frame, guesses: Sequence[tuple[int, int]],
+                around: Optional[Sequence[tuple[int, int]]] = None) -> tuple[int, int]:
     """The camera's shift from ``prev`` to ``cur`` in full-size px (content moved by ``(dx, dy)``): phase
     correlation at quarter size (robust to noise and motion blur, but biased towards 0 by up to a fifth), then
-    a search of +-SEARCH px at half size around it, around ``guess`` (the last shift: pans are steady) and
-    around no shift; then +-1 px at full size."""
+    a search of +-SEARCH px at half size around it and around each of ``guesses``; then +-1 px at full size. With
+    ``around``, the phase correlation's shift is searched only where it :func:`_follows` those shifts."""
     (qx, qy), _ = cv2.phaseCorrelate(prev.levels[2], cur.levels[2],
                                      cv2.createHanningWindow(prev.levels[2].shape[::-1], cv2.CV_32F))
+    centres = {(round(g[0] / 2), round(g[1] / 2)) for g in guesses}
+    found = (round(4 * qx), round(4 * qy))
+    if around is None or _follows(found, around, prev.hsv.shape[1]):
+        centres.add((round(found[0] / 2), round(found[1] / 2)))
     a, b = prev.levels[1], cur.levels[1]
-    best = (float("inf"), 0, 0)
-    for cx, cy in {(round(2 * qx), round(2 * qy)), (round(guess[0] / 2), round(guess[1] / 2)), (0, 0)}:
+    tried: dict[tuple[int, int], float] = {}
+    for cx, cy in centres:
         for dx in range(cx - SEARCH, cx + SEARCH + 1):
             for dy in range(cy - SEARCH, cy + SEARCH + 1):
-                best = min(best, (_shift_cost(a, b, dx, dy), dx, dy))
+                if (dx, dy) not in tried:
+                    tried[dx, dy] = _shift_cost(a, b, dx, dy)
+    best = min(tried, key=lambda k: (tried[k], k))
     a, b = prev.levels[0], cur.levels[0]
-    return min((_shift_cost(a, b, 2 * best[1] + dx, 2 * best[2] + dy), 2 * best[1] + dx, 2 * best[2] + dy)
+    return min((_shift_cost(a, b, 2 * best[0] + dx, 2 * best[1] + dy), 2 * best[0] + dx, 2 * best[1] + dy)
                for dx in (-1, 0, 1) for dy in (-1, 0, 1))[1:]
 
 
-def _motion_score(prev: _Frame, cur: _Frame, guess: tuple[int, int] = (0, 0)) -> tuple[float, tuple[int, int]]:
-    """The content score of ``cur`` after the camera's motion since ``prev`` is taken out (0-255), and that
-    shift: the smaller of the plain score and the softened frames' score over their overlap at the best shift.
-    A pan or shake, however fast, is explained by the shift (1-13 in constructed edits); a cut is not (13-100)."""
-    plain = float(cv2.absdiff(prev.hsv, cur.hsv).mean())
-    dx, dy = _best_shift(prev, cur, guess)
-    x, y = _overlap(prev.soft, cur.soft, dx, dy)
-    return min(plain, float(cv2.absdiff(x, y).mean())), (dx, dy)
+def _residual(prev: _Frame, cur: _Frame, shift: tuple[int, int]) -> float:
+    """The softened frames' content score over their overlap at ``shift`` (inf: too little overlap)."""
+    return _shift_cost(prev.soft, cur.soft, *shift)
 
 
-def _is_flash(before: Sequence[_Frame], after: Sequence[_Frame]) -> bool:
-    """Whether the jump from ``before[-1]`` to ``after[0]`` comes back: some frame of ``after`` (the candidate and
-    the ``FLASH`` frames past it) is close to some frame of ``before`` (the ``FLASH + 1`` frames before it),
-    camera motion taken out. A flash, its way in and its way out, looks like a cut to the detector (two spikes
-    that stand out from the scores around them); a cut never comes back."""
-    jump = _motion_score(before[-1], after[0])[0]
-    return min(_motion_score(b, a)[0] for b in before for a in after) < FLASH_BACK * jump
+class _Pair:
+    """Two frames in a row as the detector measures them: the ``plain`` content score, the camera's ``shift`` and
+    the ``moved`` score (:func:`_residual` at that shift); ``score`` is set once the shift after it is known."""
+
+    def __init__(self, prev: Optional[_Frame], cur: _Frame, guess: tuple[int, int]):
+        self.score: Optional[float] = None
+        if prev is None:
+            self.plain, self.moved, self.shift = 0.0, 0.0, (0, 0)
+            return
+        self.plain = float(cv2.absdiff(prev.hsv, cur.hsv).mean())
+        self.shift = _best_shift(prev, cur, (guess, (0, 0)))
+        self.moved = _residual(prev, cur, self.shift)
+
+
+def _motion_score(prev: _Frame, cur: _Frame, pair: _Pair, before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The content score of ``cur`` after the camera's motion since ``prev`` is taken out (0-255): the smaller of the
+    plain score and the softened frames' score over their overlap at the camera's shift. That shift is the best
+    one (``pair.shift``) where it :func:`_follows` the shifts ``before`` and ``after`` it, else the better of
+    those two (the camera moved as it did around the pair). A pan or shake, however fast, is explained by the
+    shift (1-13 in constructed edits); a cut is not (13-100)."""
+    if _follows(pair.shift, (before, after), prev.hsv.shape[1]):
+        return min(pair.plain, pair.moved)
+    return min(pair.plain, _residual(prev, cur, before), _residual(prev, cur, after))
+
+
+def _is_flash(before: Sequence[_Frame], after: Sequence[_Frame], motions: Sequence[tuple[int, int]],
+              jump: float) -> bool:
+    """Whether the jump from ``before[-1]`` to ``after[0]`` (its score ``jump``) comes back: some frame of
+    ``after`` (the candidate and the ``FLASH`` frames past it) is close to some frame of ``before`` (the
+    ``FLASH + 1`` frames before it), where the camera went on moving by one of ``motions`` a frame (its shift just
+    before the jump and just after it: one of them is the flash's own when the candidate is its way in or out). A
+    flash, its way in and its way out, looks like a cut to the detector (two spikes that stand out from the scores
+    around them); a cut never comes back."""
+    for i, b in enumerate(before):
+        for j, a in enumerate(after, len(before)):
+            expected = [((j - i) * m[0], (j - i) * m[1]) for m in motions]
+            if _residual(b, a, _best_shift(b, a, expected, expected)) < FLASH_BACK * jump:
+                return True
+    return False
 
 
 @lru_cache(maxsize=None)
 def _compensated_detector():
-    """PySceneDetect's ``AdaptiveDetector`` scoring each frame by :func:`_motion_score` instead of the plain
-    content score (a class made on first use: scenedetect is imported only when cuts are detected)."""
+    """PySceneDetect's ``AdaptiveDetector`` scoring each frame by its ``score`` attribute, set by the caller
+    (:func:`_motion_score`) before each frame, instead of the plain content score (a class made on first use:
+    scenedetect is imported only when cuts are detected)."""
     from scenedetect import AdaptiveDetector
 
     class MotionCompensatedDetector(AdaptiveDetector):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self._previous: Optional[_Frame] = None
-            self._shift = (0, 0)
-            self.prepared: Optional[_Frame] = None  # the frame's _Frame, when the caller made one already
-
+        score = 0.0
 
         def _calculate_frame_score(self, timecode, frame_img: np.ndarray) -> float:
-            frame = self.prepared if self.prepared is not None else _Frame(frame_img)
-            previous, self._previous = self._previous, frame
-            if previous is None:
-                return 0.0
-            score, self._shift = _motion_score(previous, frame, self._shift)
-            return score
+            return self.score
 
     return MotionCompensatedDetector
 
@@ -166,8 +207,9 @@ class CutDetector:
     """Feed frames one at a time (e.g. while a file streams in); :meth:`cuts` gives the first frame of every new
     shot. ``threshold`` is the least content score of a cut (0-255, default ``MIN_SCORE``; lower finds more
     cuts); its motion-compensated score must also reach ``MIN_MOTION`` and stand out ``RATIO`` times from the
-    compensated scores around it, and shots are at least ``min_shot`` frames. Memory is flat: the detector keeps the last ``2 * (FLASH + 1)`` shrunk frames, and
-    a cut is known ``FLASH`` frames after it."""
+    compensated scores around it, and shots are at least ``min_shot`` frames. Memory is flat: the detector keeps
+    the last ``2 * (FLASH + 1)`` shrunk frames, and a cut is known ``FLASH`` frames after it (a frame's score waits
+    for the next frame's shift; the adaptive detector then waits ``WINDOW`` frames more)."""
 
     def __init__(self, threshold: Optional[float] = None, min_shot: int = MIN_SHOT):
         from scenedetect.common import FrameTimecode
@@ -180,6 +222,7 @@ class CutDetector:
             min_content_val=MIN_MOTION)
         self._threshold = MIN_SCORE if threshold is None else float(threshold)
         self._recent: deque[_Frame] = deque(maxlen=2 * (FLASH + 1))  # frames t-2*FLASH-1 .. t
+        self._pairs: deque[_Pair] = deque(maxlen=2 * (FLASH + 1))  # _pairs[k]: recent[k - 1] -> recent[k]
         self._pending: list[int] = []  # candidates waiting for the FLASH frames after them
         self._found: list[int] = []
         self._min_shot = int(min_shot)
@@ -187,10 +230,20 @@ class CutDetector:
 
     def feed(self, frame) -> None:
         small = _small_bgr(frame)
-        self._recent.append(_Frame(small))
-        self._detector.prepared = self._recent[-1]
-        self._pending += [t.frame_num for t in self._detector.process_frame(self._timecode(self.frames, _RATE),
-                                                                             small)]
+        current = _Frame(small)
+        previous = self._recent[-1] if self._recent else None
+        self._pairs.append(_Pair(previous, current, self._pairs[-1].shift if self._pairs else (0, 0)))
+        self._recent.append(current)
+        if self.frames >= 1:  # the frame before this one: its score now that the shift after it is known
+            pairs, recent = self._pairs, self._recent
+            pair = pairs[-2]
+            if self.frames == 1:
+                pair.score = 0.0
+            else:
+                pair.score = _motion_score(recent[-3], recent[-2], pair, pairs[-3].shift, pairs[-1].shift)
+            self._detector.score = pair.score
+            self._pending += [t.frame_num for t in self._detector.process_frame(
+                self._timecode(self.frames - 1, _RATE), small)]
         while self._pending and self._pending[0] + FLASH <= self.frames:
             self._judge(self._pending.pop(0))
         self.frames += 1
@@ -198,11 +251,15 @@ class CutDetector:
     def _judge(self, cut: int) -> None:
         """Keep candidate ``cut`` unless it is a flash or too close to the cut before it (frames up to
         ``cut + FLASH`` are in)."""
-        recent = list(self._recent)
+        recent, pairs = list(self._recent), list(self._pairs)
         split = len(recent) - 1 - (self.frames - cut)  # recent[split] is the candidate's first frame
-        plain = float(cv2.absdiff(recent[split - 1].hsv, recent[split].hsv).mean()) if split > 0 else 0.0
-        if plain >= self._threshold and cut - (self._found[-1] if self._found else 0) >= self._min_shot \
-                and not _is_flash(recent[max(0, split - FLASH - 1):split], recent[split:split + FLASH + 1]):
+        if split <= 0:
+            return
+        pair = pairs[split]
+        motions = (pairs[split - 1].shift, pairs[split + 1].shift)  # the camera's shifts before and after the jump
+        if pair.plain >= self._threshold and cut - (self._found[-1] if self._found else 0) >= self._min_shot \
+                and not _is_flash(recent[max(0, split - FLASH - 1):split], recent[split:split + FLASH + 1], motions,
+                                  pair.score):
             self._found.append(cut)
 
     def watching(self, frames: Iterable) -> Iterator:
