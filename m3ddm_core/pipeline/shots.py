@@ -15,8 +15,14 @@ flash) is not a cut, and shots are at least ``MIN_SHOT`` frames long.
 Issue 33: a cut into or out of fast motion does not stand out from the plain scores around it, so every score is
 now taken after the camera's motion is taken out (:func:`_motion_score`: the best global shift, phase correlation
 then a small search, on softened frames); a pan, whip pan or shake is explained by the shift, a cut is not. The
-shortest shot kept is ``MIN_SHOT`` = 4 frames (0.13-0.17 s, as short as music videos and trailers cut): a jump
-that comes back within ``FLASH`` = 3 frames is a flash, not a shot. ``benchmarks/cuts.py`` measures it.
+best shift is trusted only where the camera's motion in the frame pairs before and after it could make it
+(:func:`_follows`): at a cut between two cameras on one set it lines up whatever looks alike (the person on the
+left in one shot with the person on the right in the other) while the camera stands still on both sides, so there
+the frames are compared where the camera was going. The flash test, likewise, looks for the way back where the
+camera went on moving, not at any shift. The shortest shot kept is ``MIN_SHOT`` = 4 frames (0.13-0.17 s, as short
+as music videos and trailers cut): a jump that comes back within ``FLASH`` = 3 frames is a flash, not a shot. Not
+found: a jump of the framing by less than ``JOLT`` of the width (a jump cut with the camera nudged looks like a
+bump of the camera). ``benchmarks/cuts.py`` measures it.
 """
 from __future__ import annotations
 
@@ -84,6 +90,11 @@ class _Frame:
         self.levels = (grey, half, quarter)
 
 
+def _mean_change(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two arrays of one shape per value (one OpenCV call, no array in between)."""
+    return cv2.norm(a, b, cv2.NORM_L1) / a.size
+
+
 def _overlap(a: np.ndarray, b: np.ndarray, dx: int, dy: int) -> tuple[np.ndarray, np.ndarray]:
     """The parts of ``a`` and ``b`` (same shape) that show the same place when ``b``'s content is ``a``'s moved by
     ``(dx, dy)`` px."""
@@ -99,7 +110,7 @@ def _shift_cost(a: np.ndarray, b: np.ndarray, dx: int, dy: int) -> float:
     if min(w - abs(dx), h - abs(dy)) <= 0 or (w - abs(dx)) * (h - abs(dy)) < MIN_OVERLAP * w * h:
         return float("inf")
     x, y = _overlap(a, b, dx, dy)
-    return float(cv2.absdiff(x, y).mean())
+    return _mean_change(x, y)
 
 
 def _extent(shift: tuple[int, int]) -> int:
@@ -155,7 +166,7 @@ class _Pair:
         if prev is None:
             self.plain, self.moved, self.shift = 0.0, 0.0, (0, 0)
             return
-        self.plain = float(cv2.absdiff(prev.hsv, cur.hsv).mean())
+        self.plain = _mean_change(prev.hsv, cur.hsv)
         self.shift = _best_shift(prev, cur, (guess, (0, 0)))
         self.moved = _residual(prev, cur, self.shift)
 
