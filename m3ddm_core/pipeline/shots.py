@@ -46,7 +46,7 @@ WINDOW = 2  # neighbours on each side; with 1, animation on twos (every other sc
 FLASH_BACK = 0.5  # a frame within this share of the jump from one before the jump: the scene came back, a flash
 SEARCH = 3  # px at half size around each guess of the camera's shift: finds the shift to 1 px (see _best_shift)
 JOLT = 0.1  # share of the width by which the camera's shift may change between frame pairs where it was still
-SWAY = 2.0  # ... plus this many times the shift around it (shake and whip pans change it by about their size)
+SWAY = 3.0  # ... plus this many times the shift around it (shake reverses it: up to 2.2x in constructed edits)
 MIN_OVERLAP = 0.4  # least share of the frame two shifted frames must share to be compared
 _RATE = Fraction(30)  # the detector wants timecodes; only frame numbers matter here
 
@@ -117,27 +117,31 @@ def _extent(shift: tuple[int, int]) -> int:
     return max(abs(shift[0]), abs(shift[1]))
 
 
-def _follows(shift: tuple[int, int], around: Sequence[tuple[int, int]], width: int) -> bool:
-    """Whether ``shift`` can be the camera's: within ``JOLT`` of the width plus ``SWAY`` times the largest of the
-    shifts ``around`` it (the frame pairs before and after) of one of them. A pan, a whip pan or shake changes its
-    shift from one frame pair to the next by at most about its own size; at a cut the best shift is wherever the two
-    shots happen to look alike (one set seen by two cameras: the person on the left in one shot lines up with the
-    person on the right in the other), however still the camera is on both sides of it."""
-    reach = JOLT * width + SWAY * max(_extent(s) for s in around)
+def _reach(around: Sequence[tuple[int, int]], width: int) -> float:
+    """How far the camera's shift can be from the shifts ``around`` it (the frame pairs before and after): ``JOLT``
+    of the width plus ``SWAY`` times the largest of them. A pan or a whip pan changes its shift from one frame pair
+    to the next by at most about its own size, shake by about twice (it turns back: +61 px after -30); at a cut the best shift is wherever the two shots happen
+    to look alike (one set seen by two cameras: the person on the left in one shot lines up with the person on the
+    right in the other), however still the camera is on both sides of it."""
+    return JOLT * width + SWAY * max(_extent(s) for s in around)
+
+
+def _follows(shift: tuple[int, int], around: Sequence[tuple[int, int]], reach: float) -> bool:
+    """Whether ``shift`` is within ``reach`` of one of the shifts ``around`` it."""
     return min(_extent((shift[0] - s[0], shift[1] - s[1])) for s in around) <= reach
 
 
 def _best_shift(prev: _Frame, cur: _Frame, guesses: Sequence[tuple[int, int]],
-                around: Optional[Sequence[tuple[int, int]]] = None) -> tuple[int, int]:
+                reach: Optional[float] = None) -> tuple[int, int]:
     """The camera's shift from ``prev`` to ``cur`` in full-size px (content moved by ``(dx, dy)``): phase
     correlation at quarter size (robust to noise and motion blur, but biased towards 0 by up to a fifth), then
     a search of +-SEARCH px at half size around it and around each of ``guesses``; then +-1 px at full size. With
-    ``around``, the phase correlation's shift is searched only where it :func:`_follows` those shifts."""
+    ``reach``, the phase correlation's shift is searched only where it is within ``reach`` of a guess."""
     (qx, qy), _ = cv2.phaseCorrelate(prev.levels[2], cur.levels[2],
                                      cv2.createHanningWindow(prev.levels[2].shape[::-1], cv2.CV_32F))
     centres = {(round(g[0] / 2), round(g[1] / 2)) for g in guesses}
     found = (round(4 * qx), round(4 * qy))
-    if around is None or _follows(found, around, prev.hsv.shape[1]):
+    if reach is None or _follows(found, guesses, reach):
         centres.add((round(found[0] / 2), round(found[1] / 2)))
     a, b = prev.levels[1], cur.levels[1]
     tried: dict[tuple[int, int], float] = {}
@@ -176,8 +180,8 @@ def _motion_score(prev: _Frame, cur: _Frame, pair: _Pair, before: tuple[int, int
     plain score and the softened frames' score over their overlap at the camera's shift. That shift is the best
     one (``pair.shift``) where it :func:`_follows` the shifts ``before`` and ``after`` it, else the better of
     those two (the camera moved as it did around the pair). A pan or shake, however fast, is explained by the
-    shift (1-13 in constructed edits); a cut is not (13-100)."""
-    if _follows(pair.shift, (before, after), prev.hsv.shape[1]):
+    shift (1-13 in constructed edits); a cut is not (13-100). See :func:`_reach`."""
+    if _follows(pair.shift, (before, after), _reach((before, after), prev.hsv.shape[1])):
         return min(pair.plain, pair.moved)
     return min(pair.plain, _residual(prev, cur, before), _residual(prev, cur, after))
 
@@ -186,14 +190,17 @@ def _is_flash(before: Sequence[_Frame], after: Sequence[_Frame], motions: Sequen
               jump: float) -> bool:
     """Whether the jump from ``before[-1]`` to ``after[0]`` (its score ``jump``) comes back: some frame of
     ``after`` (the candidate and the ``FLASH`` frames past it) is close to some frame of ``before`` (the
-    ``FLASH + 1`` frames before it), where the camera went on moving by one of ``motions`` a frame (its shift just
+    ``FLASH + 1`` frames before it) at most ``FLASH + 1`` frames away, where the camera went on moving by one of ``motions`` a frame (its shift just
     before the jump and just after it: one of them is the flash's own when the candidate is its way in or out). A
     flash, its way in and its way out, looks like a cut to the detector (two spikes that stand out from the scores
     around them); a cut never comes back."""
+    reach = _reach(motions, before[0].hsv.shape[1])  # how far the camera may have strayed, as in _motion_score
     for i, b in enumerate(before):
         for j, a in enumerate(after, len(before)):
+            if not 2 <= j - i <= FLASH + 1:  # 1: the jump itself; a flash of n frames leaves n + 1 frames apart
+                continue
             expected = [((j - i) * m[0], (j - i) * m[1]) for m in motions]
-            if _residual(b, a, _best_shift(b, a, expected, expected)) < FLASH_BACK * jump:
+            if _residual(b, a, _best_shift(b, a, expected, reach)) < FLASH_BACK * jump:
                 return True
     return False
 
