@@ -275,6 +275,9 @@ def test_fast_pans_whip_pans_and_shake_are_one_shot():
         frames = film(picture(21, WARM), path, 40, seed=2)
         assert detect_cuts(frames) == []
     assert detect_cuts(film(picture(22, GREY), whip(0.35), 40, seed=3)) == []
+    # at the real detection width (256 px): violent shake turns its shift back by twice its size (+61 px after -30)
+    shake = film(picture(317, WARM), handheld(11, 8, 0.5), 60, seed=11)
+    assert detect_cuts([cv2.resize(f, (640, 360), interpolation=cv2.INTER_LINEAR) for f in shake]) == []
 
 
 def test_flashes_of_1_to_3_frames_are_not_cuts():
@@ -284,3 +287,6 @@ def test_flashes_of_1_to_3_frames_are_not_cuts():
         for kind in ("white", "lit"):
             for n in (1, 2, 3):
                 assert detect_cuts(flash(frames, 20, kind, n)) == [], (kind, n)
+    # at the real detection width: the way out of a flash in a pan comes back where the camera went on moving
+    frames = flash(film(picture(202, WARM), pan(0.08), 60, seed=200), 25, "lit", 1)
+    assert detect_cuts([cv2.resize(f, (640, 360), interpolation=cv2.INTER_LINEAR) for f in frames]) == []
