@@ -120,9 +120,9 @@ def _extent(shift: tuple[int, int]) -> int:
 def _reach(around: Sequence[tuple[int, int]], width: int) -> float:
     """How far the camera's shift can be from the shifts ``around`` it (the frame pairs before and after): ``JOLT``
     of the width plus ``SWAY`` times the largest of them. A pan or a whip pan changes its shift from one frame pair
-    to the next by at most about its own size, shake by about twice (it turns back: +61 px after -30); at a cut the best shift is wherever the two shots happen
-    to look alike (one set seen by two cameras: the person on the left in one shot lines up with the person on the
-    right in the other), however still the camera is on both sides of it."""
+    to the next by at most about its own size, shake by about twice (it turns back: +61 px after -30); at a cut the
+    best shift is wherever the two shots happen to look alike (one set seen by two cameras: the person on the left
+    in one shot lines up with the person on the right in the other), however still the camera is on both sides."""
     return JOLT * width + SWAY * max(_extent(s) for s in around)
 
 
@@ -190,10 +190,10 @@ def _is_flash(before: Sequence[_Frame], after: Sequence[_Frame], motions: Sequen
               jump: float) -> bool:
     """Whether the jump from ``before[-1]`` to ``after[0]`` (its score ``jump``) comes back: some frame of
     ``after`` (the candidate and the ``FLASH`` frames past it) is close to some frame of ``before`` (the
-    ``FLASH + 1`` frames before it) at most ``FLASH + 1`` frames away, where the camera went on moving by one of ``motions`` a frame (its shift just
-    before the jump and just after it: one of them is the flash's own when the candidate is its way in or out). A
-    flash, its way in and its way out, looks like a cut to the detector (two spikes that stand out from the scores
-    around them); a cut never comes back."""
+    ``FLASH + 1`` frames before it) at most ``FLASH + 1`` frames away, where the camera went on moving by one of
+    ``motions`` a frame (its shift just before the jump and just after it: one of them is the flash's own when the
+    candidate is its way in or out). A flash, its way in and its way out, looks like a cut to the detector (two
+    spikes that stand out from the scores around them); a cut never comes back."""
     reach = _reach(motions, before[0].hsv.shape[1])  # how far the camera may have strayed, as in _motion_score
     for i, b in enumerate(before):
         for j, a in enumerate(after, len(before)):
