@@ -72,14 +72,13 @@ def test_the_threshold_decides_and_shots_shorter_than_the_minimum_are_not_split(
 
 
 def test_a_cut_too_close_to_the_end_does_not_leave_a_shot_shorter_than_the_minimum():
-    # PySceneDetect applies the minimum only between cuts: a cut 4 frames before the end made a 4-frame last shot
+    # PySceneDetect applies the minimum only between cuts: a cut 3 frames before the end made a 3-frame last shot
     tail = _edited([40, 30, 4], [(120, 120, 120), (40, 90, 200), (250, 220, 30)])
-    assert detect_cuts(tail, min_shot=2) == [40, 70]  # the detector does find the late cut ...
-    assert detect_cuts(tail) == [40]  # ... which the minimum (15) folds into the shot before it
-    assert detect_cuts(tail, min_shot=4) == [40, 70]  # a last shot of exactly the minimum stays
-    assert detect_cuts(tail, min_shot=5) == [40]
+    assert detect_cuts(tail) == [40, 70]  # a last shot of exactly the minimum (4) stays ...
+    assert detect_cuts(tail, min_shot=5) == [40]  # ... a shorter one joins the shot before it
+    assert detect_cuts(tail[:-1]) == [40]
     detector = CutDetector()
-    for f in tail:
+    for f in tail[:-1]:
         detector.feed(f)
     assert detector.cuts() == [40] and detector.cuts() == [40]  # asking twice gives the same answer
 
@@ -248,3 +247,46 @@ def test_a_one_shot_video_samples_exactly_as_the_pass_runner_did_before_shots(mi
     for k, p in enumerate(plan_passes(33)):
         final.update(run_pass(micro_model, video, p, final, 16.0, FAST, SEED, k))
     assert torch.equal(result.latents, torch.stack([final[i] for i in range(33)]))
+
+
+# constructed edits (tests/constructed_edits.py): the true cuts are where the edit joined its shots
+def test_a_cut_into_and_out_of_a_fast_pan_is_found():
+    from constructed_edits import GREEN, WARM, WARM2, Shot, assemble, pan, still
+    into = assemble("calm, calm, then a fast pan", "", [Shot(1, WARM, still(), 25), Shot(2, WARM2, still(), 25),
+                                                         Shot(3, WARM, pan(0.15), 30)])
+    assert into.cuts == [25, 50] and detect_cuts(into.frames) == into.cuts
+    out = assemble("fast pan, then calm", "", [Shot(4, GREEN, pan(-0.2, 0.03), 25), Shot(5, GREEN, still(), 25)])
+    assert detect_cuts(out.frames) == out.cuts == [25]
+    assert _content_detector_cuts(into.frames) != into.cuts  # what the detectors alone missed (issue 33)
+
+
+def test_a_4_frame_shot_is_a_shot():
+    from constructed_edits import BLUE, GREY, GREY2, Shot, assemble, pan, still
+    edit = assemble("4-frame shots", "", [Shot(11, GREY, still(), 20), Shot(12, BLUE, still(), 4),
+                                          Shot(13, GREY2, pan(0.1), 4), Shot(14, GREY, still(), 20)])
+    assert edit.cuts == [20, 24, 28] and detect_cuts(edit.frames) == edit.cuts
+    assert detect_cuts(edit.frames, min_shot=5) == [20, 28]  # a larger minimum still merges them
+
+
+def test_fast_pans_whip_pans_and_shake_are_one_shot():
+    from constructed_edits import GREY, WARM, film, handheld, pan, picture, whip
+    for path in (pan(0.1), pan(0.25, 0.05), lambda i: pan(0.15)(max(0, i - 15)), whip(0.35), whip(0.5, 8),
+                 handheld(1, 8, 0.5)):
+        frames = film(picture(21, WARM), path, 40, seed=2)
+        assert detect_cuts(frames) == []
+    assert detect_cuts(film(picture(22, GREY), whip(0.35), 40, seed=3)) == []
+    # at the real detection width (256 px): violent shake turns its shift back by twice its size (+61 px after -30)
+    shake = film(picture(317, WARM), handheld(311, 8, 0.5), 60, seed=310)
+    assert detect_cuts([cv2.resize(f, (640, 360), interpolation=cv2.INTER_LINEAR) for f in shake]) == []
+
+
+def test_flashes_of_1_to_3_frames_are_not_cuts():
+    from constructed_edits import WARM, film, flash, pan, picture, still
+    for path in (still(), pan(0.08)):
+        frames = film(picture(31, WARM), path, 40, seed=4)
+        for kind in ("white", "lit"):
+            for n in (1, 2, 3):
+                assert detect_cuts(flash(frames, 20, kind, n)) == [], (kind, n)
+    # at the real detection width: the way out of a flash in a pan comes back where the camera went on moving
+    frames = flash(film(picture(202, WARM), pan(0.08), 60, seed=200), 25, "lit", 1)
+    assert detect_cuts([cv2.resize(f, (640, 360), interpolation=cv2.INTER_LINEAR) for f in frames]) == []
