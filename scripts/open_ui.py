@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -26,20 +27,28 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=UI_PORT)
     ap.add_argument("--models", default=str(REPO / ".comfyui" / "models"), help="ComfyUI models folder")
     ap.add_argument("--cpu", action="store_true", help="run on the CPU even where there is a GPU")
+    ap.add_argument("--workdir", default=str(REPO / ".comfyui" / "ui"),
+                    help="its input, output and user folders (settings, saved workflows, interrupted runs)")
     args = ap.parse_args()
     from m3ddm_core import list_weights
 
     models = Path(args.models)
     # latent previews while sampling (ComfyUI's default is none; the frontend's settings can change it per run)
-    server = ComfyServer(sys.executable, COMFY_DIR, REPO / ".comfyui" / "ui", port=args.port, cpu=args.cpu,
-                         extra_args=("--preview-method", "auto"))
+    workdir = Path(args.workdir)
+    server = ComfyServer(sys.executable, COMFY_DIR, workdir, user_directory=workdir / "user", port=args.port,
+                         cpu=args.cpu, extra_args=("--preview-method", "auto"))
     server.prepare(models)
     if not list_weights([models / "m3ddm"]):
         print("no M3DDM model yet: writing the demo's random-weight one:", ", ".join(ensure_demo_models(models)))
     if not (server.input / CLIP.name).exists():
         shutil.copy(CLIP, server.input / CLIP.name)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a kill stops ComfyUI too (the finally below)
     print(f"starting ComfyUI {COMFY_DIR.name} (log: {server.log_path}) ...", flush=True)
-    server.start()
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
     print(f"ComfyUI is at {server.base} -- Workflow > Browse Templates > ComfyUI-M3DDM; models: {models} "
           f"(M3DDM: {', '.join(list_weights([models / 'm3ddm']))}); outputs: {server.output}. Ctrl-C stops it.",
           flush=True)

@@ -602,3 +602,76 @@ def test_a_typo_in_a_text_input_gets_one_message_and_runs_nothing(server, page, 
     page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120_000)
     page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", EMPTY_WORKFLOW)
     page.wait_for_timeout(1500)
+
+
+def test_the_readme_from_the_main_command_to_the_ui(browser, tmp_path):
+    """What the README tells a newcomer, in the UI the main command installed: scripts/open_ui.py (on a models
+    folder with nothing in it yet, so it writes the demo's models, as the main command leaves them), the address it
+    prints, Browse Templates -> ComfyUI-M3DDM -> workflow (e), m3ddm-random-DEMO and taesd picked, Run: the key
+    frames only; 'render' on, Run: the video; the video dropped back gives the graph; a typo in it gets one message.
+    (Plumbing settings -- a 128 canvas, two steps, one guidance branch -- keep it short.)"""
+    import subprocess
+    import time
+
+    from comfy_harness import ComfyServer
+    port, work = free_port(), tmp_path / "ui"
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "open_ui.py"), "--port", str(port), "--cpu",
+                             "--models", str(tmp_path / "models"), "--workdir", str(work)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, M3DDM_COMFYUI_DIR=str(COMFY_DIR)))
+    ui = ComfyServer(sys.executable, COMFY_DIR, work, port=port)  # its HTTP API and folders
+    ctx = None
+    try:
+        said, t0 = [], time.time()
+        while not any("ComfyUI is at" in line for line in said):
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "".join(said) + ui.log()[-3000:]
+            said.append(line)
+            assert time.time() - t0 < 300, "".join(said)
+        assert f"http://127.0.0.1:{port}" in said[-1] and "m3ddm-random-DEMO" in said[-1], said
+        ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
+        page = ctx.new_page()
+        page.goto(ui.base, wait_until="load", timeout=120_000)
+        page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120_000)
+        version = page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__")
+        search = page.locator(TEMPLATE_SEARCH).first
+        if not search.is_visible():  # the first visit opens the template browser by itself
+            page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+        search.wait_for(state="visible", timeout=30_000)
+        page.get_by_text("ComfyUI-M3DDM", exact=True).first.click()  # the pack's templates, under Extensions
+        page.get_by_text("m3ddm_keyframes_preview_continue", exact=True).first.click()
+        page.wait_for_function("() => (window.app.graph.nodes ?? window.app.graph._nodes)"
+                               ".some(n => n.type === 'M3DDM_KeyframePreview')", timeout=30_000)
+        page.wait_for_timeout(1000)
+        models = {"M3DDM_LoadModel": {"model_name": "m3ddm-random-DEMO"}, "VAELoader": {"vae_name": "taesd"}}
+        plumbing = dict(PLUMBING, strides="15,5,1")
+        del plumbing["render"]  # as shipped: the review gate closed
+        page.evaluate(SET_WIDGETS_JS, [models, plumbing])
+        history, written = _run_from_page(ui, page, version)
+        assert written == [] and "[M3DDM_Continue] stopped for review" in ui.log(), ui.log()[-3000:]
+        assert len([f for out in history["outputs"].values() for f in out.get("images", [])]) == 4  # key frames
+        assert page.evaluate(SET_WIDGETS_JS, [{}, {"render": True}]) == ["M3DDM_Continue.render"]
+        history, written = _run_from_page(ui, page, version)
+        assert len(written) == 1 and written[0].name.startswith("outpaint_from_keyframes"), written
+        page.screenshot(path=str(ARTIFACTS / f"readme_{version}_rendered.png"), timeout=120_000)
+        graph = _drop_back(page, written[0])
+        assert "M3DDM_KeyframePreview" in graph and "M3DDM_Continue" in graph, graph
+        page.evaluate(SET_WIDGETS_JS, [{"M3DDM_OutpaintCanvas": {"aspect_ratio": "9/16"}}, {}])
+        before = set(ui.get("/history"))
+        page.evaluate("() => window.app.extensionManager.command.execute('Comfy.QueuePrompt')")
+        page.wait_for_function(f"() => ({VISIBLE_BLOCKERS_JS})().some(b => b.includes('aspect_ratio'))",
+                               timeout=60_000)
+        page.wait_for_timeout(1000)
+        shown = page.evaluate(VISIBLE_BLOCKERS_JS)
+        assert " ".join(shown).count("aspect_ratio") == 1 and set(ui.get("/history")) == before, shown
+        page.screenshot(path=str(ARTIFACTS / f"readme_{version}_typo.png"), timeout=120_000)
+    finally:
+        if ctx is not None:
+            ctx.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        ui.proc = None
+        _keep_log(ui, "comfyui_readme_ui_server.log")
