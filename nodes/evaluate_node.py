@@ -5,7 +5,7 @@ import logging
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import CHOICES, DIRECTIONS, composite, evaluate_frames, evaluation_task
+from ..m3ddm_core import CHOICES, DIRECTIONS, evaluation_task
 
 from . import runtime
 from .canvas_node import working_size_input
@@ -68,8 +68,7 @@ class M3DDMEvaluate(io.ComfyNode):
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
         _, canvases = run_outpaint(NODE, m3ddm_model, vae, task.visible, task.plan, settings, seed, fps, strides,
                                    schedule, [])
-        outpainted = composite(task.visible, canvases, task.plan, feather=0)
-        metrics = evaluate_frames(outpainted, truth, task.region)
+        outpainted, metrics = task.score(canvases)
         report = (f"M3DDM evaluation ({m3ddm_model.family}, working size {working_size}): {direction}, mask ratio "
                   f"{mask_ratio:g}, {hw[1]}x{hw[0]}, {scheduler} "
                   f"{steps} steps, s1 {context_guidance:g}, s2 {global_guidance:g}, seed {seed}\n" + metrics.report())

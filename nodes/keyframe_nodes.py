@@ -13,7 +13,7 @@ import logging
 from comfy_api.latest import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from ..m3ddm_core import composite, content_hash, encode_edits, parse_shot_seeds, prepare, sample
+from ..m3ddm_core import composite, encode_edits, parse_shot_seeds, prepare, sample
 
 from . import runtime
 from .layouts import rgb_frames, to_latent_dict, vae_decoder, vae_encoder
@@ -69,7 +69,7 @@ class M3DDMKeyframePreview(io.ComfyNode):
             # a Coarse-to-Fine run of the same inputs: its store is the one Continue (or Coarse-to-Fine) resumes
             video = prepare(frames, int(frames.shape[0]), plan, vae_encoder(vae), settings, fps, seed=seed,
                             strides=strides, schedule=schedule, cuts=canvas.cuts, shot_seeds=seeds,
-                            content=content_hash(frames))
+                            resumable=True)
         first = video.plan.preview_passes()
         with runtime.sampling_errors(PREVIEW):
             keys = sample(video, runtime.comfy_runtime(m3ddm_model, PREVIEW), only=first, decode=vae_decoder(vae))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import (CHOICES, SampleSettings, content_hash, encode_global_frames, outpaint_clip,
+from ..m3ddm_core import (CHOICES, SampleSettings, encode_global_frames, outpaint_clip,
                           parse_frame_indexes, prepare, sample)
 
 from . import runtime
@@ -84,7 +84,7 @@ def run_outpaint(node: str, m3ddm_model, vae, frames: torch.Tensor, plan, settin
     with node_errors(node):  # a bad schedule or cut is refused before any encoding
         video = prepare(frames, int(frames.shape[0]), plan, vae_encoder(vae), settings, fps, seed=seed,
                         strides=strides, schedule=schedule, cuts=cuts, global_latents=global_latents,
-                        content=content_hash(frames))
+                        resumable=True)
     with runtime.sampling_errors(node):
         result = sample(video, runtime.comfy_runtime(m3ddm_model, node), decode=vae_decoder(vae))
     return result.latents, result.canvases

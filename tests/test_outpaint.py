@@ -83,3 +83,15 @@ def test_another_seed_or_a_re_rolled_shot_is_another_run(micro_model, plan):
                                 content="c", **kw).store_key(micro_model)
     keys = {make(seed=1), make(seed=2), make(seed=1, shot_seeds={1: 7})}
     assert len(keys) == 3 and make(seed=1) in keys
+
+
+def test_a_resumable_batch_is_keyed_by_its_frames(plan):
+    frames = load_clip(20)
+    vae = TinyVAE()
+    from m3ddm_core import content_hash
+    hashed = prepare(frames, 20, plan, vae.encode, FAST, 16.0, resumable=True)
+    assert hashed.content == content_hash(frames)
+    assert prepare(frames.flip(0), 20, plan, vae.encode, FAST, 16.0, resumable=True).content != hashed.content
+    assert prepare(frames, 20, plan, vae.encode, FAST, 16.0).content is None  # not resumable: no store
+    with pytest.raises(ValueError, match="give an iterator's identity as content"):
+        prepare(iter(frames), 20, plan, vae.encode, FAST, 16.0, resumable=True)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..pipeline.canvas import CanvasError, CanvasPlan, plan_canvas
+from ..pipeline.composite import composite
 
 PAPER_MASK_RATIOS = (0.25, 0.666)
 PAPER_SIZE = 256
@@ -72,6 +73,12 @@ class EvaluationTask:
     visible: torch.Tensor
     plan: CanvasPlan
     region: torch.Tensor
+
+    def score(self, canvases: torch.Tensor, lpips: bool = True) -> tuple[torch.Tensor, "Metrics"]:
+        """The outpainted clip (``canvases``: the working canvases sampled for ``visible`` with ``plan``, put back
+        around it without feathering, as the papers measure) and its :func:`evaluate_frames` metrics."""
+        outpainted = composite(self.visible, canvases, self.plan, feather=0)
+        return outpainted, evaluate_frames(outpainted, self.truth, self.region, lpips=lpips)
 
 
 def evaluation_task(frames: torch.Tensor, mask_ratio: float, direction: str = "horizontal", paper_size: bool = True,

@@ -23,7 +23,7 @@ from .encode import EncodedVideo, EncodeFn, encode_video
 from .executors import run_passes, run_plan
 from .passes import DecodeFn, SampleSettings, decode_latents, prepare_shot, resume_key, run_pass
 from .plan import PlannedPass, VideoPlan, plan_video
-from .resume import PassStore
+from .resume import PassStore, content_hash
 from .schedule import CLIP_FRAMES, Pass, Strides, clip_pass
 from .shots import CutDetector
 
@@ -90,21 +90,29 @@ class PreparedVideo:
 def prepare(frames: Iterable, num_frames: int, canvas: CanvasPlan, encode: EncodeFn, settings: SampleSettings,
             fps: float, *, seed: int = 0, strides: Strides = "auto", schedule: str = "fixed", cuts: Sequence[int] = (),
             detect_cuts: bool = False, shot_seeds: Optional[Mapping[int, int]] = None,
-            global_latents: Optional[torch.Tensor] = None, content: Optional[str] = None,
-            on_chunk: Optional[Callable[[int], None]] = None) -> PreparedVideo:
+            global_latents: Optional[torch.Tensor] = None, content: Optional[str] = None, resumable: bool = False,
+            on_chunk: Optional[Callable[[int], None]] = None, groups: Optional[Sequence[int]] = None) -> PreparedVideo:
     """Plan and encode ``num_frames`` frames (a ``[N, H, W, 3]`` batch or an iterator such as a file being read,
     uint8 or float 0..1) for ``canvas``.
 
     The plan (every pass of every shot, its seeds derived from ``seed``, a shot re-rolled by ``shot_seeds``) is made
     before anything is encoded, so a schedule that cannot cover the video fails at once -- unless ``detect_cuts``:
     then the cuts are found in the same pass over the frames as the encoding and the plan follows it.
-    ``on_chunk(frames done)`` reports the encoding."""
+    ``content`` identifies the frames for the resume key (a file's identity); ``resumable`` with a frame batch and
+    no ``content``: the batch's hash does. ``on_chunk(frames done)`` reports the encoding. ``groups``: returning
+    camera set-ups (for each shot, the first shot of its set-up) share their global frames and their seed."""
+    if resumable and content is None:
+        if not isinstance(frames, torch.Tensor):
+            raise ValueError("prepare(resumable=True) hashes a frame batch; give an iterator's identity as content")
+        content = content_hash(frames)
+    if detect_cuts and groups is not None:
+        raise ValueError("returning set-ups name shots: give the cuts with them, not cuts to detect")
     detector = CutDetector() if detect_cuts else None
-    plan = None if detector else plan_video(num_frames, cuts, strides, schedule, seed, shot_seeds)
+    plan = None if detector else plan_video(num_frames, cuts, strides, schedule, seed, shot_seeds, groups)
     if detector is not None:
         frames = detector.watching(frames)
     encoded = encode_video(frames, num_frames, canvas, encode, detector.cuts if detector else plan.cuts,
-                           global_latents, on_chunk=on_chunk)
+                           global_latents, on_chunk=on_chunk, groups=groups)
     if plan is None:
         plan = plan_video(num_frames, encoded.cuts, strides, schedule, seed, shot_seeds)
     return PreparedVideo(encoded, plan, settings, float(fps), content)
