@@ -48,12 +48,15 @@ def open_range(source: Source, start_frame: int = 0, frame_count: int = 0,
 def prepare_file(source: Source, info: VideoInfo, start: int, count: int, canvas: CanvasPlan, encode: EncodeFn,
                  settings: SampleSettings, *, seed: int = 0, strides: Strides = "auto", schedule: str = "fixed",
                  cuts: Sequence[int] = (), detect_cuts: bool = False, resumable: bool = True,
-                 on_chunk: Optional[Callable[[int], None]] = None) -> PreparedVideo:
+                 on_chunk: Optional[Callable[[int], None]] = None,
+                 groups: Optional[Sequence[int]] = None) -> PreparedVideo:
     """Frames ``start .. start+count-1`` of ``source`` planned and encoded as they stream in (cuts detected on the
-    way when ``detect_cuts``); ``resumable``: the file's identity keys the run's pass store."""
+    way when ``detect_cuts``); ``resumable``: the file's identity keys the run's pass store; ``groups``: returning
+    camera set-ups (:func:`.pipeline.outpaint.prepare`)."""
     return prepare(read_frames(source, start, count), count, canvas, encode, settings, info.fps, seed=seed,
                    strides=strides, schedule=schedule, cuts=cuts, detect_cuts=detect_cuts,
-                   content=source_identity(source, start, count) if resumable else None, on_chunk=on_chunk)
+                   content=source_identity(source, start, count) if resumable else None, on_chunk=on_chunk,
+                   groups=groups)
 
 
 def writer_options(container: str = "auto", codec: str = "auto", bit_depth: Optional[int] = None,

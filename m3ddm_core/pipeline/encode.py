@@ -23,7 +23,7 @@ import torch
 from .canvas import CanvasPlan, build_canvas, global_frame_pixels
 from .heap import release_freed_memory
 from .schedule import CLIP_FRAMES, GLOBAL_FRAMES
-from .shots import shot_bounds
+from .shots import check_setups, shot_bounds
 
 EncodeFn = Callable[[torch.Tensor], torch.Tensor]
 SD_LATENT_SCALE = 0.18215  # Stable Diffusion 1.x's VAE latents are scaled by it before the UNet sees them
@@ -112,9 +112,25 @@ def chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
+def shot_global_frames(count: int, cuts: Sequence[int] = (), groups: Optional[Sequence[int]] = None) \
+        -> list[list[int]]:
+    """For each shot of ``count`` frames split at ``cuts``, the 16 video frames its global frames come from:
+    ``linspace`` over the shot -- or, for the shots of one camera set-up (``groups``, see
+    :func:`.shots.check_setups`), over all of that set-up's shots together, so a returning set-up sees the same
+    global frames as its earlier shots."""
+    bounds = shot_bounds(count, cuts)
+    groups = check_setups(groups, len(bounds))
+    members: dict[int, list[int]] = {}
+    for shot, (start, end) in enumerate(bounds):
+        members.setdefault(groups[shot], []).extend(range(start, end))
+    picked = {g: [frames[i] for i in global_frame_indexes(len(frames))] for g, frames in members.items()}
+    return [picked[g] for g in groups]
+
+
 def encode_video(frames: Iterable, count: int, plan: CanvasPlan, encode: EncodeFn, cuts: Cuts = (),
                  global_latents: Optional[torch.Tensor] = None, batch: int = CLIP_FRAMES,
-                 on_chunk: Optional[Callable[[int], None]] = None) -> EncodedVideo:
+                 on_chunk: Optional[Callable[[int], None]] = None,
+                 groups: Optional[Sequence[int]] = None) -> EncodedVideo:
     """Build and encode both canvases of ``count`` frames (``[H, W, 3]`` uint8 or float 0..1; a ``[N, H, W, 3]``
     tensor, an array, or an iterator such as a file being read) as they arrive, ``batch`` frames at a time, and the
     global frames of every shot on the way. ``on_chunk(done)`` reports progress.
@@ -123,14 +139,15 @@ def encode_video(frames: Iterable, count: int, plan: CanvasPlan, encode: EncodeF
     while the file is read). Each shot's global frames are frames ``linspace`` over the shot: the masked canvases
     (M3DDM, no extra encode), or the source frames squashed to the working size (M3DDM+), encoded as they pass
     (every frame's when the cuts are known only at the end). ``global_latents`` ``[16, 4, gh, gw]`` (M3DDM Encode
-    Global Frames) replace the global frames of a one-shot video.
+    Global Frames) replace the global frames of a one-shot video. ``groups``: shots of one camera set-up share
+    their global frames (:func:`shot_global_frames`).
     """
     if count < 1:
         raise ValueError("the video has no frames")
     if callable(cuts):
         squash = set(range(count))
     else:
-        squash = {start + i for start, end in shot_bounds(count, cuts) for i in global_frame_indexes(end - start)}
+        squash = {i for shot in shot_global_frames(count, cuts, groups) for i in shot}
     if plan.family != "m3ddm_plus" or global_latents is not None:
         squash = set()
     prefilled: list[torch.Tensor] = []
@@ -162,8 +179,8 @@ def encode_video(frames: Iterable, count: int, plan: CanvasPlan, encode: EncodeF
             raise ValueError("global frames given for the whole video, but it is split into shots (each takes its own)")
         per_shot = (global_latents,)
     else:
-        per_shot = tuple(torch.stack([squashed[start + i] if squash else masked_all[start + i]
-                                      for i in global_frame_indexes(end - start)]) for start, end in found)
+        sources = shot_global_frames(count, [start for start, _ in found[1:]], groups)
+        per_shot = tuple(torch.stack([squashed[i] if squash else masked_all[i] for i in shot]) for shot in sources)
     uncond = uncond_latent(plan, encode)
     return EncodedVideo(plan, torch.cat(prefilled), masked_all, uncond, per_shot,
                         tuple(start for start, _ in found[1:]), images + 1)

@@ -17,7 +17,7 @@ from typing import Mapping, Optional, Sequence
 
 from .schedule import Pass, Strides, plan_passes
 from .seeds import NOISE, SHOT, derive_seed
-from .shots import shot_bounds
+from .shots import check_setups, shot_bounds
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,16 @@ class PlannedPass:
 
 @dataclass(frozen=True)
 class VideoPlan:
-    """Shots ``[(start, end), ...]`` (end exclusive) of ``num_frames`` frames split at ``cuts``, every pass, and the
-    user's ``seed`` every pass's seed derives from."""
+    """Shots ``[(start, end), ...]`` (end exclusive) of ``num_frames`` frames split at ``cuts``, every pass, the
+    user's ``seed`` every pass's seed derives from, and ``groups``: for each shot, the first shot of its camera
+    set-up (itself, unless the set-up returns)."""
 
     num_frames: int
     cuts: tuple
     shots: tuple
     passes: tuple
     seed: int = 0
+    groups: tuple = ()
 
     def __len__(self) -> int:
         return len(self.passes)
@@ -107,15 +109,20 @@ def pass_dependencies(passes: Sequence[Pass]) -> list[set[int]]:
 
 
 def plan_video(num_frames: int, cuts: Sequence[int] = (), strides: Strides = "auto", schedule: str = "fixed",
-               seed: int = 0, shot_seeds: Optional[Mapping[int, int]] = None) -> VideoPlan:
+               seed: int = 0, shot_seeds: Optional[Mapping[int, int]] = None,
+               groups: Optional[Sequence[int]] = None) -> VideoPlan:
     """The plan of outpainting ``num_frames`` frames split at ``cuts`` (first frames of new shots). Each shot samples
     with the seed derived from ``seed`` for it, or the seed ``shot_seeds`` gives it (shot index -> seed: a re-roll).
+    ``groups`` (see :func:`.shots.check_setups`): a returning camera set-up samples with its first shot's seed (a
+    re-roll of that shot re-rolls its returns too, unless they are re-rolled themselves).
 
     Raises ValueError naming the shot when its schedule cannot cover it (e.g. a 1-frame shot, official schedule),
     and ShotError for cuts outside the video -- before anything is encoded or loaded."""
     if num_frames < 1:
         raise ValueError("the video has no frames")
     bounds = shot_bounds(num_frames, cuts)
+    setups = check_setups(groups, len(bounds))
+    seeds = dict(shot_seeds or {})
     jobs: list[PlannedPass] = []
     for shot, (start, end) in enumerate(bounds):
         try:
@@ -126,7 +133,8 @@ def plan_video(num_frames: int, cuts: Sequence[int] = (), strides: Strides = "au
             raise ValueError(f"shot {shot + 1} of {len(bounds)} (frames {start}-{end - 1}): {exc}") from None
         first = len(jobs)
         for k, (p, deps) in enumerate(zip(passes, pass_dependencies(passes))):
-            jobs.append(PlannedPass(first + k, shot, start, p, k,
-                                    int((shot_seeds or {}).get(shot, derive_seed(seed, SHOT, shot))),
-                                    frozenset(first + d for d in deps)))
-    return VideoPlan(int(num_frames), tuple(b[0] for b in bounds[1:]), tuple(bounds), tuple(jobs), int(seed))
+            own = setups[shot]
+            shot_seed = seeds.get(shot, seeds.get(own, derive_seed(seed, SHOT, own)))
+            jobs.append(PlannedPass(first + k, shot, start, p, k, int(shot_seed), frozenset(first + d for d in deps)))
+    return VideoPlan(int(num_frames), tuple(b[0] for b in bounds[1:]), tuple(bounds), tuple(jobs), int(seed),
+                     tuple(setups))

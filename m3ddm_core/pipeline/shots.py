@@ -329,3 +329,18 @@ def shot_bounds(num_frames: int, cuts: Sequence[int]) -> list[tuple[int, int]]:
     """``[(start, end), ...]`` (end exclusive) of the shots that ``cuts`` split ``num_frames`` frames into."""
     edges = [0, *check_cuts(cuts, num_frames), num_frames]
     return list(zip(edges[:-1], edges[1:]))
+
+
+def check_setups(groups: Optional[Sequence[int]], shots: int) -> list[int]:
+    """``groups[shot]``: the first shot of the camera set-up each shot shows (a returning set-up names its earlier
+    shot; None: every shot its own) -> that list, or a ShotError saying what is wrong."""
+    if groups is None:
+        return list(range(shots))
+    groups = [int(g) for g in groups]
+    if len(groups) != shots:
+        raise ShotError(f"{len(groups)} set-up groups given for {shots} shot(s)")
+    for shot, first in enumerate(groups):
+        if not 0 <= first <= shot or groups[first] != first:
+            raise ShotError(f"shot {shot + 1} returns to shot {first + 1}, which is not an earlier shot that starts "
+                            "its own set-up")
+    return groups

@@ -1,0 +1,74 @@
+"""Returning camera set-ups (issue 33): shots of one set-up (an interview's A -> B -> A') share their global frames
+and their seed, through the plan (pipeline/plan.py), the encoding (pipeline/encode.py) and the entry
+(pipeline/outpaint.py); without set-ups every shot keeps its own, as before."""
+import pytest
+import torch
+
+from helpers import TinyVAE, load_clip
+from m3ddm_core import SampleSettings, ShotError, global_frame_indexes, plan_video, prepare
+from m3ddm_core.pipeline.encode import shot_global_frames
+
+FAST = SampleSettings(steps=1, s1=1.0, s2=1.0)
+CUTS = [20, 40]  # 60 frames: A 0-19, B 20-39, A' 40-59
+
+
+def test_without_set_ups_each_shot_takes_its_global_frames_from_itself():
+    bounds = [(0, 20), (20, 40), (40, 60)]
+    expected = [[start + i for i in global_frame_indexes(end - start)] for start, end in bounds]
+    assert shot_global_frames(60, CUTS) == expected == shot_global_frames(60, CUTS, [0, 1, 2])
+
+
+def test_a_returning_set_up_takes_its_global_frames_from_all_of_its_shots():
+    a, b, a2 = shot_global_frames(60, CUTS, [0, 1, 0])
+    assert a == a2 and len(a) == 16
+    assert a[0] == 0 and a[-1] == 59 and all(f < 20 or f >= 40 for f in a)  # spread over A and A', never B
+    assert any(f < 20 for f in a) and any(f >= 40 for f in a)
+    assert b == [20 + i for i in global_frame_indexes(20)]
+
+
+@pytest.mark.parametrize("groups, message", [([0, 1], "2 set-up groups given for 3 shot"),
+                                             ([0, 2, 2], "shot 2 returns to shot 3"),
+                                             ([0, 1, 3], "shot 3 returns to shot 4"),
+                                             ([1, 1, 1], "shot 1 returns to shot 2")])
+def test_set_ups_that_do_not_fit_the_shots_say_what_is_wrong(groups, message):
+    with pytest.raises(ShotError, match=message):
+        plan_video(60, CUTS, "15,5,1", groups=groups)
+
+
+def test_a_returning_set_up_samples_with_its_first_shots_seed():
+    own = plan_video(60, CUTS, "15,5,1", seed=9)
+    grouped = plan_video(60, CUTS, "15,5,1", seed=9, groups=[0, 1, 0])
+    seeds = {p.shot: p.seed for p in grouped.passes}
+    assert seeds[2] == seeds[0] != seeds[1] and seeds[1] == {p.shot: p.seed for p in own.passes}[1]
+    assert [p.noise_seed for p in grouped.shot_passes(2)] == [p.noise_seed for p in grouped.shot_passes(0)]
+    assert own.groups == (0, 1, 2) and grouped.groups == (0, 1, 0)
+    rerolled = plan_video(60, CUTS, "15,5,1", seed=9, groups=[0, 1, 0], shot_seeds={0: 5})
+    assert {p.shot: p.seed for p in rerolled.passes} == {0: 5, 1: seeds[1], 2: 5}  # a re-roll re-rolls the return
+    apart = plan_video(60, CUTS, "15,5,1", seed=9, groups=[0, 1, 0], shot_seeds={2: 6})
+    assert {p.shot: p.seed for p in apart.passes} == {0: seeds[0], 1: seeds[1], 2: 6}
+
+
+def test_the_entry_encodes_one_set_of_global_frames_per_set_up(plan):
+    frames = load_clip(60)
+    vae = TinyVAE()
+    plain = prepare(frames, 60, plan, vae.encode, FAST, 16.0, strides="15,5,1", cuts=CUTS)
+    grouped = prepare(frames, 60, plan, vae.encode, FAST, 16.0, strides="15,5,1", cuts=CUTS, groups=[0, 1, 0])
+    g = grouped.encoded.global_latents
+    assert torch.equal(g[0], g[2]) and torch.equal(g[1], plain.encoded.global_latents[1])
+    union = shot_global_frames(60, CUTS, [0, 1, 0])[0]
+    assert torch.equal(g[0], torch.stack([plain.encoded.masked[i] for i in union]))  # M3DDM: the masked canvases
+    assert torch.equal(grouped.encoded.masked, plain.encoded.masked)  # the clips' own conditioning is unchanged
+    with pytest.raises(ValueError, match="give the cuts with them"):
+        prepare(frames, 60, plan, vae.encode, FAST, 16.0, detect_cuts=True, groups=[0, 1, 0])
+
+
+def test_m3ddm_plus_encodes_only_the_set_ups_global_frames_once_each(plan):
+    import dataclasses
+
+    plus = dataclasses.replace(plan, family="m3ddm_plus")
+    frames, vae = load_clip(60), TinyVAE()
+    grouped = prepare(frames, 60, plus, vae.encode, FAST, 16.0, strides="15,5,1", cuts=CUTS, groups=[0, 1, 0])
+    g = grouped.encoded.global_latents
+    assert torch.equal(g[0], g[2]) and not torch.equal(g[0], g[1])
+    # two canvases per frame, the squashed frames of two sets of 16 (A+A', B), the black canvas
+    assert vae.encoded_images == 2 * 60 + 32 + 1
