@@ -11,8 +11,8 @@ import torch
 
 import folder_paths
 
-from ..m3ddm_core import CHOICES, Runtime, SampleSettings, list_weights, load_model as load_weights, place_for_sampling, \
-    stores_in
+from ..m3ddm_core import (CHOICES, Runtime, SampleSettings, list_weights, load_model as load_weights,
+                          place_for_sampling, stores_in)
 
 from .validation import node_errors
 from .types import M3DDMModel
