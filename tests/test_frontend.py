@@ -243,8 +243,7 @@ def test_the_blocker_check_sees_dialogs_and_toasts(server, page):
 def test_workflow_loads_in_the_real_frontend(server, page, frontend, path):
     comfy, version, root = frontend
     workflow = json.loads(path.read_text())
-    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
-    page.wait_for_timeout(1500)
+    _load_graph(page, workflow)
     page.screenshot(path=str(ARTIFACTS / f"frontend_{version}_{path.stem}.png"), timeout=120_000)
     types = sorted({n["type"] for n in workflow["nodes"]})
     missing = page.evaluate("(types) => types.filter(t => !window.LiteGraph.registered_node_types[t])", types)
@@ -314,8 +313,7 @@ def test_workflow_is_all_in_view_at_1600x1000_when_loaded(server, page, frontend
     page.set_viewport_size({"width": 1600, "height": 1000})
     try:
         page.wait_for_timeout(500)  # the canvas follows the window's size
-        page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
-        page.wait_for_timeout(1500)
+        _load_graph(page, workflow)
         page.screenshot(path=str(ARTIFACTS / f"layout_1600x1000_{comfy}_{version}_{path.stem}.png"), timeout=120_000)
         view = page.evaluate(NODES_IN_VIEW_JS)
     finally:
@@ -424,6 +422,23 @@ EXPECTED_VIDEOS = {"m3ddm_short_clip_16x9_to_9x16": {"short_clip_9x16": (16, (20
                    "m3ddm_keyframes_preview_continue": {"outpaint_from_keyframes": (33, (208, 370), 1)}}
 
 
+GRAPH_NODES_JS = "() => (window.app.graph.nodes ?? window.app.graph._nodes).length"
+
+
+def _load_graph(page, workflow: dict) -> None:
+    """Load ``workflow`` as a dropped file is loaded and wait until the page shows its nodes. Just after a page
+    reload the frontend may still restore its last workflow over one loaded too early: then it is loaded again."""
+    want = len(workflow["nodes"])
+    for _ in range(3):
+        page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
+        page.wait_for_timeout(1000)
+        if page.evaluate(GRAPH_NODES_JS) == want:
+            page.wait_for_timeout(500)
+            if page.evaluate(GRAPH_NODES_JS) == want:  # and nothing replaced it since
+                return
+    pytest.fail(f"the page shows {page.evaluate(GRAPH_NODES_JS)} nodes after loading a workflow of {want}")
+
+
 def _videos(output: Path) -> set[Path]:
     return {p for p in output.rglob("*.mp4") if not p.name.startswith(".")}
 
@@ -471,8 +486,7 @@ def test_workflow_queued_from_the_frontend_writes_its_videos(server, page, front
     comfy, version, root = frontend
     assert set(EXPECTED_VIDEOS) == {p.stem for p in WORKFLOWS}, "add the new workflow's videos to EXPECTED_VIDEOS"
     workflow = json.loads(path.read_text())
-    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
-    page.wait_for_timeout(1000)
+    _load_graph(page, workflow)
     changed = page.evaluate(SET_WIDGETS_JS, [TEST_MODELS, _plumbing(frontend)])
     assert any(c.endswith(".model_name") for c in changed) and any(c.endswith(".steps") for c in changed), changed
     history, written = _run_from_page(server, page, version)
@@ -512,8 +526,7 @@ def test_save_video_options_chosen_in_the_frontend_reach_the_streamed_output(ser
     if comfy == "floor":
         pytest.skip("ComfyUI 0.3.75's Save Video has no encoding options (a plain codec combo)")
     workflow = json.loads((REPO / "workflows" / "m3ddm_long_video_streaming.json").read_text())
-    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
-    page.wait_for_timeout(1000)
+    _load_graph(page, workflow)
     page.evaluate(SET_WIDGETS_JS, [TEST_MODELS, _plumbing(frontend)])
     widgets = page.evaluate(SAVE_VIDEO_CHOICES_JS, ["h264", "re-encode", 30])
     assert ["codec.encoding.crf", 30] in widgets, widgets
@@ -540,8 +553,7 @@ def test_the_review_workflow_stops_after_the_key_frames_then_renders_the_rest(se
     workflow = json.loads((REPO / "workflows" / "m3ddm_keyframes_preview_continue.json").read_text())
     cont = next(n for n in workflow["nodes"] if n["type"] == "M3DDM_Continue")
     assert cont["widgets_values"] == [False], "the shipped review gate is closed"
-    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
-    page.wait_for_timeout(1000)
+    _load_graph(page, workflow)
     gate = dict(_plumbing(frontend), strides="15,5,1")  # three levels on the 33-frame clip: key frames 0, 15, 30, 32
     del gate["render"]
     page.evaluate(SET_WIDGETS_JS, [TEST_MODELS, gate])
@@ -573,8 +585,7 @@ def test_a_typo_in_a_text_input_gets_one_message_and_runs_nothing(server, page, 
     the node), names the input, and nothing is queued."""
     comfy, version, root = frontend
     workflow = json.loads((REPO / "workflows" / "m3ddm_short_clip_16x9_to_9x16.json").read_text())
-    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
-    page.wait_for_timeout(1000)
+    _load_graph(page, workflow)
     changed = page.evaluate(SET_WIDGETS_JS, [dict(TEST_MODELS, M3DDM_OutpaintCanvas={"aspect_ratio": "9/16"}),
                                              _plumbing(frontend)])
     assert "M3DDM_OutpaintCanvas.aspect_ratio" in changed, changed
