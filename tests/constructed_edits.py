@@ -3,13 +3,15 @@
 Every shot is a camera moving over a large procedural picture (smooth noise at several scales around a palette
 colour, with a few soft blobs standing in for objects), seen through a ``W`` x ``H`` window with sensor noise. The
 edit's true cuts are known because the edit is assembled from the shots: ``Edit.cuts`` are the first frames of
-every new shot, ``Edit.transitions`` the ``(first, last)`` frames of every dissolve or fade (one transition each).
+every new shot, ``Edit.transitions`` the ``(first, last)`` frames of every dissolve or fade (one transition each),
+``Edit.gradual`` the same as :class:`Gradual` parts (a fade is a fade out and a fade in) with the true share of the
+incoming picture in every blended frame, ``Edit.groups`` the camera set-up of every shot (interview edits).
 All frames are ``[H, W, 3]`` uint8 RGB; everything is seeded.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -20,6 +22,15 @@ NOISE = 3.0  # sensor noise (std, 0-255)
 Path = Callable[[int], tuple[float, float, float, float]]  # frame i -> camera x, y (px), angle (deg), blur (px)
 
 
+class Gradual(NamedTuple):
+    """A true gradual transition: frames ``start`` .. ``end - 1`` blended; ``weights[k]``: the share of the
+    incoming picture (black for a fade out) in frame ``start + k``, 0..1."""
+    start: int
+    end: int
+    kind: str  # "dissolve", "fade_out" or "fade_in"
+    weights: tuple[float, ...]
+
+
 @dataclass
 class Edit:
     name: str
@@ -27,6 +38,8 @@ class Edit:
     frames: list[np.ndarray]
     cuts: list[int] = field(default_factory=list)
     transitions: list[tuple[int, int]] = field(default_factory=list)
+    gradual: list[Gradual] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)  # per shot: the index of the first shot of its set-up
 
 
 def picture(seed: int, colour: Sequence[float], size: tuple[int, int] = (3 * H, 6 * W),
@@ -49,22 +62,27 @@ def picture(seed: int, colour: Sequence[float], size: tuple[int, int] = (3 * H, 
     return img
 
 
-def film(pic: np.ndarray, path: Path, n: int, seed: int) -> list[np.ndarray]:
+def film(pic: np.ndarray, path: Path, n: int, seed: int, zoom: float = 1.0,
+         light: Callable[[int], tuple[float, float]] = lambda i: (1.0, 0.0)) -> list[np.ndarray]:
     """``n`` frames of a camera following ``path`` over ``pic`` (wrapping around it), with motion blur along the
-    pan and fresh sensor noise every frame."""
+    pan and fresh sensor noise every frame; ``zoom`` > 1 narrows the view, ``light(i)`` = (gain, offset) of the
+    picture in frame ``i`` (a lighting change)."""
     rng = np.random.default_rng(seed)
     ph, pw = pic.shape[:2]
     frames = []
     for i in range(n):
         x, y, angle, blur = path(i)
         # frame pixel -> picture pixel: turned by angle about the frame's centre, moved by (x, y); the picture tiles
-        m = cv2.getRotationMatrix2D((W / 2, H / 2), angle, 1.0)
+        m = cv2.getRotationMatrix2D((W / 2, H / 2), angle, 1.0 / zoom)
         m[:, 2] += (x % pw, y % ph)
         frame = cv2.warpAffine(pic, m, (W, H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_WRAP)
         if blur >= 2:
             k = int(round(blur))
             frame = cv2.blur(frame, (k, 1))
+        gain, offset = light(i)
+        if (gain, offset) != (1.0, 0.0):
+            frame = frame * gain + offset
         frame = frame + rng.normal(0, NOISE, frame.shape).astype(np.float32)
         frames.append(np.clip(frame, 0, 255).astype(np.uint8))
     return frames
@@ -120,26 +138,35 @@ class Shot:
     n: int
 
 
-def assemble(name: str, category: str, shots: Sequence[Shot], dissolve: int = 0, fade: int = 0) -> Edit:
+def assemble(name: str, category: str, shots: Sequence[Shot], dissolve: int = 0, fade: int = 0,
+             black: int = 0) -> Edit:
     """Shots one after the other: hard cuts, or dissolves of ``dissolve`` frames (shot A's last frames blended into
-    shot B's first), or fades of ``fade`` frames to black and back. Ground truth from the assembly."""
+    shot B's first), or fades of ``fade`` frames to black and back (``black`` frames of black between the fade out
+    and the fade in). Ground truth from the assembly."""
     frames: list[np.ndarray] = []
     edit = Edit(name, category, frames)
     for k, shot in enumerate(shots):
         shot_frames = film(picture(shot.pic, shot.colour), shot.path, shot.n, seed=1000 + shot.pic)
         if k and dissolve:
             start = len(frames) - dissolve
+            weights = tuple((j + 1) / (dissolve + 1) for j in range(dissolve))
             for j in range(dissolve):
-                frames[start + j] = blend(frames[start + j], shot_frames[j], (j + 1) / (dissolve + 1))
+                frames[start + j] = blend(frames[start + j], shot_frames[j], weights[j])
             edit.transitions.append((start, start + dissolve - 1))
+            edit.gradual.append(Gradual(start, start + dissolve, "dissolve", weights))
             shot_frames = shot_frames[dissolve:]
         elif k and fade:
             half = fade // 2
             start = len(frames) - half
+            weights = tuple((j + 1) / (half + 1) for j in range(half))
             for j in range(half):
-                frames[start + j] = blend(frames[start + j], np.zeros_like(frames[0]), (j + 1) / (half + 1))
-                shot_frames[j] = blend(np.zeros_like(frames[0]), shot_frames[j], (j + 1) / (half + 1))
-            edit.transitions.append((start, start + 2 * half - 1))
+                frames[start + j] = blend(frames[start + j], np.zeros_like(frames[0]), weights[j])
+                shot_frames[j] = blend(np.zeros_like(frames[0]), shot_frames[j], weights[j])
+            # with a hold of black the fade in starts after it (the hold: frames of no shot, pure black)
+            frames += [np.zeros_like(frames[0])] * black
+            edit.transitions.append((start, start + 2 * half + black - 1))
+            edit.gradual.append(Gradual(start, start + half, "fade_out", weights))
+            edit.gradual.append(Gradual(start + half + black, start + 2 * half + black, "fade_in", weights))
         elif k:
             edit.cuts.append(len(frames))
         frames += shot_frames
@@ -223,6 +250,83 @@ def transition_edits(seed: int = 0) -> list[Edit]:
     ]
 
 
+def more_transition_edits(seed: int = 0) -> list[Edit]:
+    """Gradual transitions beyond ``transition_edits``: a short dissolve of one palette, a dissolve while both shots
+    move, and fades through a hold of black."""
+    s = 10 * seed + 500
+    return [
+        assemble(f"dissolve 5 one palette {seed}", "dissolves",
+                 [Shot(s + 1, GREY, still(), 30), Shot(s + 2, GREY2, still(), 30)], dissolve=5),
+        assemble(f"dissolve 12 both moving {seed}", "dissolves",
+                 [Shot(s + 3, GREEN, pan(0.03), 40), Shot(s + 4, BLUE, handheld(s, 2.0, 0.1), 40)], dissolve=12),
+        assemble(f"fade 16 through black {seed}", "fades",
+                 [Shot(s + 5, WARM, still(), 40), Shot(s + 6, GREY, still(), 40)], fade=16, black=6),
+        assemble(f"fade 10 through black, moving {seed}", "fades",
+                 [Shot(s + 7, BLUE, pan(0.04), 40), Shot(s + 8, WARM2, handheld(s + 1), 40)], fade=10, black=3),
+    ]
+
+
+def lighting_edits(seed: int = 0) -> list[Edit]:
+    """One shot each, no transition: the light changes slowly (a cloud, a dimmer), down to 40% or up to 130% of
+    the picture's brightness, or by an offset, on a still and a panning camera; none of it reaches black."""
+    s = 10 * seed + 600
+
+    def ramp(lo: float, hi: float, offset: float = 0.0, start: int = 10, length: int = 30):
+        def light(i: int) -> tuple[float, float]:
+            t = min(1.0, max(0.0, (i - start) / length))
+            return lo + (hi - lo) * t, offset * t
+        return light
+
+    return [
+        Edit(f"dimming to 40% {seed}", "lighting ramps (no transition)",
+             film(picture(s + 1, GREY), still(), 60, s, light=ramp(1.0, 0.4))),
+        Edit(f"brightening {seed}", "lighting ramps (no transition)",
+             film(picture(s + 2, BLUE), still(), 60, s, light=ramp(0.8, 1.3, length=20))),
+        Edit(f"light offset {seed}", "lighting ramps (no transition)",
+             film(picture(s + 3, WARM), still(), 60, s, light=ramp(1.0, 1.0, offset=-60))),
+        Edit(f"dimming in a pan {seed}", "lighting ramps (no transition)",
+             film(picture(s + 4, GREEN), pan(0.05), 60, s, light=ramp(1.1, 0.45, length=25))),
+    ]
+
+
+def interview_edits(seed: int = 0) -> list[Edit]:
+    """Interview-style edits of set-ups A, B, A', B', C with known groups ``[0, 1, 0, 1, 4]``: A' is A reframed
+    (a few px over, zoomed 4-7%) under other light with new noise; B is another arrangement in A's palette (another
+    picture of the same colour), C another set. The same with every set-up in one palette (``[0, 1, 0, 1, 4]``
+    too: C is a third arrangement)."""
+    s = 10 * seed + 700
+    rng = np.random.default_rng(s)
+
+    def setup(pic: int, colour, n: int, dx: float = 0.0, dy: float = 0.0, zoom: float = 1.0,
+              light: tuple[float, float] = (1.0, 0.0), moving: bool = False) -> list[np.ndarray]:
+        base = handheld(pic, 1.5, 0.1) if moving else still(0.5)
+        path = lambda i: (lambda x, y, a, b: (x + dx, y + dy, a, b))(*base(i))  # noqa: E731
+        return film(picture(pic, colour), path, n, seed=int(rng.integers(1 << 30)), zoom=zoom, light=lambda i: light)
+
+    edits = []
+    for name, colours in (("interview", (WARM, WARM, WARM, GREEN)), ("interview one palette", (WARM,) * 4)):
+        a, b, c = s + 1, s + 2, s + 3
+        shots = [setup(a, colours[0], 30),
+                 setup(b, colours[1], 24, moving=True),
+                 setup(a, colours[2], 28, dx=rng.uniform(3, 6), dy=rng.uniform(-4, 4),
+                       zoom=rng.uniform(1.04, 1.07), light=(rng.uniform(0.85, 0.95), rng.uniform(-8, 8))),
+                 setup(b, colours[1], 22, dx=rng.uniform(-6, -3), zoom=rng.uniform(0.94, 0.97),
+                       light=(rng.uniform(1.05, 1.12), 0.0)),
+                 setup(c, colours[3], 26)]
+        frames = [f for shot in shots for f in shot]
+        cuts = list(np.cumsum([len(shot) for shot in shots[:-1]]))
+        edits.append(Edit(f"{name} {seed}", "interviews", frames, cuts=[int(c) for c in cuts],
+                          groups=[0, 1, 0, 1, 4]))
+        s += 5
+    return edits
+
+
 def all_edits(seeds: Sequence[int] = (0, 1, 2)) -> list[Edit]:
     return [e for seed in seeds for make in (hard_cut_edits, short_shot_edits, flash_edits, motion_edits,
                                               transition_edits) for e in make(seed)]
+
+
+def transition_benchmark_edits(seeds: Sequence[int] = (0, 1, 2)) -> list[Edit]:
+    """``all_edits`` (the cut benchmark's, unchanged) plus more dissolves and fades, lighting ramps and interviews."""
+    return all_edits(seeds) + [e for seed in seeds for make in (more_transition_edits, lighting_edits,
+                                                                 interview_edits) for e in make(seed)]

@@ -1,0 +1,124 @@
+"""Returning set-ups (issue 33): the shots of an edit that show the same camera set-up (an interview's A camera,
+cut back to after the B camera), grouped by how alike their frames look.
+
+Not yet wired into the pipeline. The intended rule: a returning shot is conditioned on the first shot of its group
+(shared global frames, and/or guide frames taken from that shot's generated border), so the border it invents
+matches the one already shown.
+
+**The similarity.** Each shot keeps ``REPS`` grey thumbnails ``THUMB`` px wide (blurred by ``BLUR`` px): its third
+frame (past a blended frame after the cut), the frame at the largest power of two into it (between its middle and
+its end) and its last. Two shots' similarity is the best normalised cross-correlation of a thumbnail of one with a
+thumbnail of the other over shifts of up to ``SHIFT`` px (about a tenth of the width): normalising (each
+thumbnail less its mean, over its spread) takes out a lighting change, the shifts and the blur a reframing (a few
+px, a zoom of a few percent), while two set-ups of one palette arranged differently do not correlate (colour is
+not compared at all). A shot joins the earliest group whose shots (the first and the latest of each kept) reach
+``SAME`` with it, else starts its own; its group's id is the index of the group's first shot, so A, B, A' gives
+``[0, 1, 0]``. Memory: ``REPS`` thumbnails of the shot being read, and of at most two shots per group.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from .shots import _small_bgr
+
+THUMB = 32  # px: thumbnail width; the height follows the aspect ratio
+BLUR = 1.0  # px (of the thumbnail): a zoom of a few percent moves the edges by less
+SHIFT = 3  # px (of the thumbnail): the largest reframing compared, about a tenth of the width
+MIN_OVERLAP = 0.6  # least share of the thumbnail compared at a shift
+REPS = 3  # thumbnails kept per shot
+SAME = 0.7  # least similarity of two shots of one set-up (interview edits: one set-up 0.95-0.99, others 0.04-0.51)
+
+
+def _thumb(frame) -> np.ndarray:
+    """``[H, W, 3]`` frame (uint8, or float 0..1) -> ``[h, THUMB]`` float32 grey thumbnail, blurred."""
+    small = _small_bgr(frame)
+    h, w = small.shape[:2]
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    thumb = cv2.resize(grey, (THUMB, max(1, round(h * THUMB / w))), interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(thumb.astype(np.float32), (0, 0), BLUR)
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised cross-correlation of two arrays of one shape (0 where either is flat)."""
+    a, b = a - a.mean(), b - b.mean()
+    norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / norm) if norm > 1e-6 else 0.0
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Best normalised cross-correlation of thumbnails ``a`` and ``b`` (``[h, w]``) over shifts of up to
+    ``SHIFT`` px, on their overlap (-1..1)."""
+    h, w = a.shape
+    best = -1.0
+    for dy in range(-SHIFT, SHIFT + 1):
+        for dx in range(-SHIFT, SHIFT + 1):
+            if (h - abs(dy)) * (w - abs(dx)) < MIN_OVERLAP * h * w:
+                continue
+            x = a[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+            y = b[max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)]
+            best = max(best, _ncc(x, y))
+    return best
+
+
+def shot_similarity(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+    """Similarity of two shots by their kept thumbnails: the best of any pair."""
+    return max(similarity(x, y) for x in a for y in b)
+
+
+class ShotGrouper:
+    """Feed an edit's frames one at a time with its ``cuts``; :meth:`finish` gives a group id per shot."""
+
+    def __init__(self, cuts: Sequence[int], same: float = SAME):
+        self._cuts = sorted({int(c) for c in cuts} - {0})
+        self._same = float(same)
+        self._groups: list[tuple[int, list[list[np.ndarray]]]] = []  # (id, [first shot's reps, latest's])
+        self._ids: list[int] = []
+        self._reps: dict[str, np.ndarray] = {}
+        self._start = 0
+        self.frames = 0
+
+    def feed(self, frame) -> None:
+        if self._cuts and self.frames == self._cuts[0]:
+            self._close()
+            self._cuts.pop(0)
+            self._start = self.frames
+        k = self.frames - self._start
+        thumb = _thumb(frame)  # every frame: the last one kept is the shot's last
+        if k <= 2:
+            self._reps["first"] = thumb  # the third frame (or the last of a shorter shot)
+        if k >= 4 and k & (k - 1) == 0:
+            self._reps["middle"] = thumb
+        self._reps["last"] = thumb
+        self.frames += 1
+
+    def _close(self) -> None:
+        """Group the shot just read."""
+        if not self._reps:
+            return
+        reps = list({id(v): v for v in self._reps.values()}.values())
+        self._reps = {}
+        shot = len(self._ids)
+        for gid, kept in self._groups:
+            if max(shot_similarity(reps, r) for r in kept) >= self._same:
+                self._ids.append(gid)
+                kept[1:] = [reps]  # the first shot and the latest: a set-up that drifts is still followed
+                return
+        self._ids.append(shot)
+        self._groups.append((shot, [reps]))
+
+    def finish(self) -> list[int]:
+        self._close()
+        return list(self._ids)
+
+
+def group_shots(frames: Iterable, cuts: Sequence[int], same: Optional[float] = None) -> list[int]:
+    """A group id per shot (``len(cuts) + 1`` of them, in order): the index of the first shot of the same camera
+    set-up. ``frames``: ``[N, H, W, 3]`` tensor/array or any iterable of ``[H, W, 3]`` frames, uint8 or float 0..1;
+    ``cuts``: first frames of new shots (as ``detect_cuts`` gives them)."""
+    grouper = ShotGrouper(cuts, SAME if same is None else same)
+    for frame in frames:
+        grouper.feed(frame)
+    return grouper.finish()

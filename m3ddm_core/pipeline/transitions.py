@@ -1,0 +1,310 @@
+"""Gradual transitions (issue 33): dissolves and fades found in an edited video, with the share of the incoming
+picture in every blended frame, and the rule that blends the outpainted borders in step with the picture.
+
+Not yet wired into the pipeline: ``detect_cuts`` still marks each dissolve or fade with one cut (at 160x90 and
+640x360 in the constructed edits: somewhere in the blend, or at the first frame of a fade in), and the plan,
+encoding and nodes know nothing of transitions. This module gives the integrator the pieces.
+
+**Detection.** Every frame is shrunk to a ``THUMB`` px wide colour thumbnail (small camera moves and noise average
+out). A dissolve of ``A`` (the last frame before it) into ``B`` (the first frame after it) makes every blended frame
+``t`` close to ``(1 - w_t) A + w_t B`` with ``w_t`` rising from 0 to 1; ``w_t`` is the least-squares fit on the
+thumbnails and the fit's residual (relative to ``|B - A|²``) says whether the frame is such a blend. A dissolve is
+kept where every frame between ``A`` and ``B`` fits (residual at most ``FIT``), the weights rise by at most ``STEP``
+a frame (a hard cut jumps by 1), and ``A`` and ``B`` are two pictures: they differ (``SEPARATION``), neither is dark
+or flat (then it is a fade, or a flash), and their structure (thumbnails less their mean, over their spread) does not
+correlate by ``SAME`` or more (a lighting change of one picture fits a blend of its ends exactly). A fade out is a
+dissolve into black (``B = 0``): ``w_t = 1 - <t, A> / |A|²``; it must reach black (``w`` of at least ``DEPTH`` and
+mean brightness at most ``BLACK`` of 255: a dimmer that stops short of black is a lighting change), and every frame
+not yet black must still show ``A``'s structure (correlation with the frame before it at least ``KEEP``: the first frame
+of the fade in that follows it is as dark, but shows the next shot). A fade in is the same, from black to ``B``. Pans and shake do not
+fit a blend of their ends (the middle of a pan is neither end), a flash fails the steps or the correlation.
+
+Frames stream (:class:`TransitionDetector`): the thumbnails of the last ``max_length + HOLD + 2`` frames and their
+dot products are kept, so all fits for a new last frame come from a small Gram matrix; a transition is reported
+``HOLD`` frames after its end (or at :meth:`TransitionDetector.finish`).
+
+**The rule (for the integrator).** A dissolve's blended frames belong to both shots: each side outpaints them
+conditioned on its own shot (shot A's pass runs on through ``end - 1``, shot B's starts at ``start``), and the output
+border of frame ``t`` is ``(1 - w_t) * border_A(t) + w_t * border_B(t)``, ``w_t`` the picture's measured share of
+the incoming shot (:func:`blend_borders`). A fade is a dissolve to or from black: a fade out's border is
+``(1 - w_t) * border_A(t)`` (black as the incoming border), a fade in's ``w_t * border_B(t)``; frames of black between
+them belong to no shot and stay black. ``benchmarks/transitions.py`` measures detection and weights.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from .shots import _small_bgr
+
+THUMB = 32  # px: thumbnail width; the height follows the aspect ratio
+COARSE = 8  # px: the width of the grey thumbnail that compares structure (a drift of a tenth of the width: 1 px)
+MAX_LENGTH = 60  # frames: the longest transition found (2 s at 30 fps)
+MIN_LENGTH = 2  # frames: the shortest (one blended frame is a frame-rate conversion's, see shots.py)
+HOLD = 4  # frames after a transition's end before it is reported (the end is the last frame that fits)
+FIT = 0.08  # most residual of a blended frame's fit, over |B - A|^2
+STEP = 0.4  # most rise of the weight from one frame to the next (a hard cut: 1)
+BACK = 0.06  # most fall of the weight from one frame to the next (noise, motion)
+EDGE = 0.03  # weights within this of 0 or 1 are the shots' own frames, not blended
+SEPARATION = 8.0  # least RMS difference of A and B (0-255): two pictures, not one shot's noise
+SAME = 0.5  # least structure correlation of A and B that makes them one picture (relit, moved a little)
+FLAT = 4.0  # std (0-255) under which a thumbnail is flat (white, black, a card)
+BLACK = 30.0  # most mean brightness (0-255) of a fade's black end
+DEPTH = 0.75  # least share of black at a fade's black end
+KEEP = 0.5  # least structure correlation with its shot of a frame of a fade (not yet black)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Frames ``start`` .. ``end - 1`` blended; ``kind``: ``"dissolve"``, ``"fade_out"`` (into black) or
+    ``"fade_in"`` (out of black); ``weights[k]``: the incoming picture's share in frame ``start + k`` (0..1,
+    non-decreasing; black is the incoming picture of a fade out)."""
+    start: int
+    end: int
+    kind: str
+    weights: tuple[float, ...]
+
+    def weight(self, frame: int) -> float:
+        """The incoming share at ``frame``: 0 before the transition, 1 from ``end`` on."""
+        if frame < self.start:
+            return 0.0
+        if frame >= self.end:
+            return 1.0
+        return self.weights[frame - self.start]
+
+
+def transition_at(transitions: Sequence[Transition], frame: int) -> Optional[Transition]:
+    """The transition whose blended frames hold ``frame``, if any."""
+    return next((t for t in transitions if t.start <= frame < t.end), None)
+
+
+def blend_borders(transition: Transition, frame: int, border_before=None, border_after=None, black: float = 0.0):
+    """The output border of ``frame`` under the rule of the module docstring: ``(1 - w) * border_before + w *
+    border_after``, ``w`` = ``transition.weight(frame)``; ``border_before`` is the outgoing shot's outpainting of
+    the frame (``None`` for a fade in: black), ``border_after`` the incoming shot's (``None`` for a fade out). Any
+    arrays or tensors of one shape (e.g. ``[H, W, 3]`` 0..1); ``black``: black's value in their range (-1 for
+    latents' pixel range -1..1)."""
+    w = transition.weight(frame)
+    if border_before is None and border_after is None:
+        raise ValueError("blend_borders needs at least one shot's border")
+    before = border_after * 0 + black if border_before is None else border_before
+    after = border_before * 0 + black if border_after is None else border_after
+    return before * (1 - w) + after * w
+
+
+def cuts_in(cuts: Sequence[int], transitions: Sequence[Transition]) -> list[int]:
+    """The cuts that mark a transition (a cut from its first blended frame to one past its end): the ones the
+    integrator replaces by the transition."""
+    return [c for c in cuts if any(t.start <= c <= t.end for t in transitions)]
+
+
+def _thumbs(frame) -> tuple[np.ndarray, np.ndarray]:
+    """``[H, W, 3]`` frame (uint8, or float 0..1 array/tensor) -> (flat float64 colour thumbnail ``THUMB`` px
+    wide, 0..255; flat grey thumbnail ``COARSE`` px wide less its mean, over its norm (zeros where flat))."""
+    small = _small_bgr(frame)
+    h, w = small.shape[:2]
+    thumb = cv2.resize(small, (THUMB, max(1, round(h * THUMB / w))), interpolation=cv2.INTER_AREA)
+    grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY).astype(np.float64)
+    coarse = cv2.resize(grey, (COARSE, max(1, round(h * COARSE / w))), interpolation=cv2.INTER_AREA).ravel()
+    coarse -= coarse.mean()
+    norm = np.linalg.norm(coarse)
+    # noise floor: below 0.25 of 255 per value the structure is noise (a black frame, a white card)
+    coarse = coarse / norm if norm > 0.25 * np.sqrt(coarse.size) else np.zeros_like(coarse)
+    return thumb.astype(np.float64).ravel(), coarse
+
+
+class TransitionDetector:
+    """Feed frames one at a time; :meth:`finish` gives the transitions in order. Memory is flat: the thumbnails
+    of the last ``max_length + HOLD + 2`` frames (7 KB each) and their dot products."""
+
+    def __init__(self, cuts: Sequence[int] = (), max_length: int = MAX_LENGTH):
+        self._keep = int(max_length) + HOLD + 2
+        self._max = int(max_length)
+        self._cuts = sorted(int(c) for c in cuts)
+        self._thumbs: deque[np.ndarray] = deque()
+        self._coarse: deque[np.ndarray] = deque()
+        self._gram = np.zeros((0, 0))
+        self._found: list[Transition] = []
+        self._event: Optional[tuple[str, int, int]] = None  # the transition being followed: kind, start, end
+        self.frames = 0
+
+    # --- the Gram matrix of the kept thumbnails: every fit below is a few of its entries
+    def feed(self, frame) -> None:
+        x, coarse = _thumbs(frame)
+        if len(self._thumbs) == self._keep:
+            self._thumbs.popleft()
+            self._coarse.popleft()
+            self._gram = self._gram[1:, 1:]
+        self._thumbs.append(x)
+        self._coarse.append(coarse)
+        row = np.array([float(x @ y) for y in self._thumbs])
+        n = len(self._thumbs)
+        gram = np.empty((n, n))
+        gram[:-1, :-1] = self._gram
+        gram[-1, :] = gram[:, -1] = row
+        self._gram = gram
+        self.frames += 1
+        self._look()
+
+    def _index(self, frame: int) -> int:
+        return frame - (self.frames - len(self._thumbs))
+
+    def _stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per kept thumbnail: mean (0-255), std, and the structure correlation matrix (``[n, n]``, of the coarse
+        grey thumbnails: a drift, a lighting change or a fade keeps it, another picture does not; 0 where flat)."""
+        t = np.stack(self._thumbs)
+        mean = t.mean(1)
+        std = t.std(1)
+        coarse = np.stack(self._coarse)
+        return mean, std, coarse @ coarse.T
+
+    def _candidates(self, last: int) -> list[tuple[str, int, int]]:
+        """Transitions that fit with the kept frame ``last`` (an index into the kept ones) as their end: (kind,
+        first blended frame, end), absolute frame numbers, ends trimmed to the frames that are blended."""
+        g = self._gram
+        mean, std, corr = self._stats()
+        d = len(self._thumbs[0])
+        base = self.frames - len(self._thumbs)
+        dark = (mean <= BLACK) | (std < FLAT)
+        found = []
+        for a in range(max(0, last - self._max - 1), last - MIN_LENGTH):
+            ts = np.arange(a + 1, last)
+            # dissolve from A = a to B = last
+            dd = g[last, last] - 2 * g[a, last] + g[a, a]
+            if not dark[a] and not dark[last] and dd / d >= SEPARATION ** 2 and corr[a, last] < SAME:
+                w = (g[ts, last] - g[ts, a] - g[a, last] + g[a, a]) / dd
+                res = (g[ts, ts] - 2 * g[ts, a] + g[a, a] - w * w * dd) / dd
+                span = self._trim(w, a)
+                if span and res.max() <= FIT and self._rises(w):
+                    found.append(("dissolve", *span))
+            # fade out from A = a into black, reaching it at `last` (weights of frames a+1 .. last)
+            aa = g[a, a]
+            if not dark[a]:
+                ts1 = np.arange(a + 1, last + 1)
+                w = 1 - g[ts1, a] / aa
+                res = (g[ts1, ts1] - g[ts1, a] ** 2 / aa) / aa
+                # each frame not yet black shows the one before it (a chain: the camera may move in a fade)
+                shows = (w >= 1 - EDGE) | (corr[ts1, ts1 - 1] >= KEEP)
+                if w[-1] >= DEPTH and mean[last] <= BLACK and res.max() <= FIT and shows.all() \
+                        and self._rises(np.append(w, 1.0)):
+                    span = self._trim(w, a)  # black frames (w ~ 1) at its end are left out
+                    if span:
+                        found.append(("fade_out", *span))
+            # fade in from black at a into B = last (weights of frames a .. last-1)
+            bb = g[last, last]
+            if not dark[last] and mean[a] <= BLACK:
+                ts0 = np.arange(a, last)
+                w = g[ts0, last] / bb
+                res = (g[ts0, ts0] - g[ts0, last] ** 2 / bb) / bb
+                shows = (w <= EDGE) | (corr[ts0, ts0 + 1] >= KEEP)
+                if w[0] <= 1 - DEPTH and res.max() <= FIT and shows.all() and self._rises(np.append(0.0, w)):
+                    span = self._trim(w, a - 1)  # black frames (w ~ 0) at its start are left out
+                    if span:
+                        found.append(("fade_in", *span))
+        out = []
+        for kind, s, e in found:
+            s, e = s + base, e + base
+            # a known hard cut may lie in a transition (a detector marking it) but not between it and its ends
+            anchor_a, anchor_b = s - 1, e
+            if not any(anchor_a < c < s or e < c <= anchor_b for c in self._cuts):
+                out.append((kind, s, e))
+        return out
+
+    @staticmethod
+    def _rises(w: np.ndarray) -> bool:
+        """Weights from 0 (the frame before) to 1 (the frame after), rising by at most ``STEP`` a frame."""
+        steps = np.diff(np.concatenate(([0.0], w, [1.0])))
+        return bool(steps.max() <= STEP and steps.min() >= -BACK and w.min() >= -BACK and w.max() <= 1 + BACK)
+
+    @staticmethod
+    def _trim(w: np.ndarray, a: int) -> Optional[tuple[int, int]]:
+        """Weights ``w`` of kept frames ``a + 1`` ..: the blended ones (kept indexes, end exclusive), the shots'
+        own frames (within ``EDGE`` of 0 at the start, of 1 at the end) left out; None if fewer than
+        ``MIN_LENGTH``."""
+        inside = np.flatnonzero((w > EDGE) & (w < 1 - EDGE))
+        if len(inside) < MIN_LENGTH:
+            return None
+        return a + 1 + int(inside[0]), a + 2 + int(inside[-1])
+
+    def _look(self) -> None:
+        """Follow the transition that fits with the newest frame as its end; report it once it stops fitting or
+        ``HOLD`` frames have passed its end."""
+        last = len(self._thumbs) - 1
+        found = self._candidates(last) if last >= MIN_LENGTH + 1 else []
+        if found:
+            # the longest of the ones ending here (the earliest start: trimmed to the blended frames anyway)
+            kind, s, e = min(found, key=lambda k: (k[1], -k[2]))
+            if self._event is None or self._event[0] == kind and s < self._event[2]:
+                self._event = (kind, min(s, self._event[1]) if self._event else s, e)
+            elif self._event[0] == "dissolve" and kind != "dissolve" and s < self._event[2]:
+                self._event = (kind, s, e)  # a fade's first frames also fit a dissolve into a darker frame
+            else:
+                self._report()
+                self._event = (kind, s, e)
+        if self._event and (not found or self.frames - 1 - self._event[2] >= HOLD):
+            self._report()
+
+    def _report(self) -> None:
+        if self._event is None:
+            return
+        kind, s, e = self._event
+        self._event = None
+        s, e = self._refine(kind, s, e)
+        if self._found and s < self._found[-1].end:
+            if kind == "dissolve" or self._found[-1].kind != "dissolve":
+                return  # overlaps the one reported before it
+            self._found.pop()  # a fade's first frames fit a dissolve into a darker frame: the fade it is
+        if self._index(s - 1) < 0:
+            return
+        self._found.append(Transition(s, e, kind, self._weights(kind, s, e)))
+
+    def _refine(self, kind: str, s: int, e: int) -> tuple[int, int]:
+        """Ends of the blend from a line through the weights of its middle (0.15..0.85): where it leaves 0 and
+        reaches 1 (the shots' own frames drift a little, which trimming at ``EDGE`` takes for blending)."""
+        lo = max(s, self.frames - len(self._thumbs) + 1)
+        w = np.array(self._weights(kind, lo, e, clip=False))
+        frames = np.arange(lo, lo + len(w))
+        middle = (w > 0.15) & (w < 0.85)
+        if middle.sum() < 2:
+            return s, e
+        slope, icpt = np.polyfit(frames[middle], w[middle], 1)
+        if slope <= 0:
+            return s, e
+        start, end = round(-icpt / slope) + 1, round((1 - icpt) / slope)
+        # only ever narrowed (the detector's ends are the last frames that fit)
+        start, end = max(s, start), min(e, end)
+        return (start, end) if end - start >= MIN_LENGTH else (s, e)
+
+    def _weights(self, kind: str, s: int, e: int, clip: bool = True) -> tuple[float, ...]:
+        """The incoming share of frames ``s`` .. ``e - 1``: the fit against the frames on either side (black
+        for a fade's), clipped to 0..1 and made non-decreasing."""
+        thumbs = [self._thumbs[self._index(f)] for f in range(s - 1, min(e, self.frames - 1) + 1)]
+        a, frames = thumbs[0], np.stack(thumbs[1:e - s + 1])
+        b = thumbs[-1] if len(thumbs) == e - s + 2 else frames[-1]
+        if kind == "fade_out":
+            b = np.zeros_like(a)
+        if kind == "fade_in":
+            a = np.zeros_like(b)
+        w = (frames - a) @ (b - a) / max(float((b - a) @ (b - a)), 1e-9)
+        if not clip:
+            return tuple(float(v) for v in w)
+        return tuple(float(v) for v in np.maximum.accumulate(np.clip(w, 0.0, 1.0)))
+
+    def finish(self) -> list[Transition]:
+        """The transitions found, in order (reports the one still followed)."""
+        self._report()
+        return list(self._found)
+
+
+def detect_transitions(frames: Iterable, cuts: Sequence[int] = (), max_length: int = MAX_LENGTH) -> list[Transition]:
+    """Dissolves and fades in ``frames`` (``[N, H, W, 3]`` tensor/array or any iterable of ``[H, W, 3]`` frames,
+    uint8 or float 0..1). ``cuts``: hard cuts already known (e.g. ``detect_cuts``'s): a transition never reaches
+    across one to its ends (one inside it is a detector marking it, see :func:`cuts_in`)."""
+    detector = TransitionDetector(cuts, max_length)
+    for frame in frames:
+        detector.feed(frame)
+    return detector.finish()
