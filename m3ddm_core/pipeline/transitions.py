@@ -1,9 +1,12 @@
 """Gradual transitions (issue 33): dissolves and fades found in an edited video, with the share of the incoming
 picture in every blended frame, and the rule that blends the outpainted borders in step with the picture.
 
-Not yet wired into the pipeline: ``detect_cuts`` still marks each dissolve or fade with one cut (at 160x90 and
-640x360 in the constructed edits: somewhere in the blend, or at the first frame of a fade in), and the plan,
-encoding and nodes know nothing of transitions. This module gives the integrator the pieces.
+Not yet wired into the pipeline: the plan, encoding and nodes know nothing of transitions. ``detect_cuts`` marks
+a fade with a cut at the fade in's first frame (fade out straight into fade in: one cut, at the end of the fade
+out) and, where black is held between them, also at the first black frame (the hold becomes a shot); it marks no
+dissolve (constructed edits, 160x90). :func:`cuts_in` gives those cuts: the integrator replaces them by the
+transitions. Not found: a dissolve while a picture moves by more than about 3% of the width a frame (the fit
+against fixed ends fails; the constructed 20-frame dissolve out of a 5%-a-frame pan is missed).
 
 **Detection.** Every frame is shrunk to a ``THUMB`` px wide colour thumbnail (small camera moves and noise average
 out). A dissolve of ``A`` (the last frame before it) into ``B`` (the first frame after it) makes every blended frame
