@@ -18,9 +18,10 @@ or flat (then it is a fade, or a flash), and their structure (thumbnails less th
 correlate by ``SAME`` or more (a lighting change of one picture fits a blend of its ends exactly). A fade out is a
 dissolve into black (``B = 0``): ``w_t = 1 - <t, A> / |A|²``; it must reach black (``w`` of at least ``DEPTH`` and
 mean brightness at most ``BLACK`` of 255: a dimmer that stops short of black is a lighting change), and every frame
-not yet black must still show ``A``'s structure (correlation with the frame before it at least ``KEEP``: the first frame
-of the fade in that follows it is as dark, but shows the next shot). A fade in is the same, from black to ``B``. Pans and shake do not
-fit a blend of their ends (the middle of a pan is neither end), a flash fails the steps or the correlation.
+not yet black must still show ``A``'s structure (correlation with the frame before it at least ``KEEP``: the
+first frame of the fade in that follows it is as dark, but shows the next shot). A fade in is the same, from black
+to ``B``. Pans and shake do not fit a blend of their ends (the middle of a pan is neither end), a flash fails the
+steps or the correlation.
 
 Frames stream (:class:`TransitionDetector`): the thumbnails of the last ``max_length + HOLD + 2`` frames and their
 dot products are kept, so all fits for a new last frame come from a small Gram matrix; a transition is reported
