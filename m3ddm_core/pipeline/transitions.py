@@ -1,9 +1,12 @@
 """Gradual transitions (issue 33): dissolves and fades found in an edited video, with the share of the incoming
 picture in every blended frame, and the rule that blends the outpainted borders in step with the picture.
 
-Not yet wired into the pipeline: ``detect_cuts`` still marks each dissolve or fade with one cut (at 160x90 and
-640x360 in the constructed edits: somewhere in the blend, or at the first frame of a fade in), and the plan,
-encoding and nodes know nothing of transitions. This module gives the integrator the pieces.
+Not yet wired into the pipeline: the plan, encoding and nodes know nothing of transitions. ``detect_cuts`` marks
+a fade with a cut at the fade in's first frame (fade out straight into fade in: one cut, at the end of the fade
+out) and, where black is held between them, also at the first black frame (the hold becomes a shot); it marks no
+dissolve (constructed edits, 160x90). :func:`cuts_in` gives those cuts: the integrator replaces them by the
+transitions. Not found: a dissolve while a picture moves by more than about 3% of the width a frame (the fit
+against fixed ends fails; the constructed 20-frame dissolve out of a 5%-a-frame pan is missed).
 
 **Detection.** Every frame is shrunk to a ``THUMB`` px wide colour thumbnail (small camera moves and noise average
 out). A dissolve of ``A`` (the last frame before it) into ``B`` (the first frame after it) makes every blended frame
@@ -15,9 +18,10 @@ or flat (then it is a fade, or a flash), and their structure (thumbnails less th
 correlate by ``SAME`` or more (a lighting change of one picture fits a blend of its ends exactly). A fade out is a
 dissolve into black (``B = 0``): ``w_t = 1 - <t, A> / |A|²``; it must reach black (``w`` of at least ``DEPTH`` and
 mean brightness at most ``BLACK`` of 255: a dimmer that stops short of black is a lighting change), and every frame
-not yet black must still show ``A``'s structure (correlation with the frame before it at least ``KEEP``: the first frame
-of the fade in that follows it is as dark, but shows the next shot). A fade in is the same, from black to ``B``. Pans and shake do not
-fit a blend of their ends (the middle of a pan is neither end), a flash fails the steps or the correlation.
+not yet black must still show ``A``'s structure (correlation with the frame before it at least ``KEEP``: the
+first frame of the fade in that follows it is as dark, but shows the next shot). A fade in is the same, from black
+to ``B``. Pans and shake do not fit a blend of their ends (the middle of a pan is neither end), a flash fails the
+steps or the correlation.
 
 Frames stream (:class:`TransitionDetector`): the thumbnails of the last ``max_length + HOLD + 2`` frames and their
 dot products are kept, so all fits for a new last frame come from a small Gram matrix; a transition is reported
