@@ -26,14 +26,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from constructed_edits import transition_benchmark_edits  # noqa: E402
 from m3ddm_core.pipeline.setups import group_shots  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cuts import prf  # noqa: E402  (precision, recall, F1: one definition for both benchmarks)
 from m3ddm_core.pipeline.shots import detect_cuts  # noqa: E402
 from m3ddm_core.pipeline.transitions import detect_transitions  # noqa: E402
-
-
-def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
-    p = tp / (tp + fp) if tp + fp else 1.0
-    r = tp / (tp + fn) if tp + fn else 1.0
-    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
 def main() -> None:
