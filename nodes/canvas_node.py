@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import CHOICES, plan_target, preview_canvases
+from ..m3ddm_core import CHOICES, plan_target, preview_canvases, setup_labels
 
 from .layouts import rgb_frames
 from .validation import node_error, node_errors, text_input_problem
-from .shot_inputs import find_cuts, shot_inputs
+from .shot_inputs import find_cuts, find_setups, setups_input, shot_inputs
 from .types import Canvas, M3DDMCanvasType, video_fingerprint
 
 NODE = "M3DDM_OutpaintCanvas"
@@ -101,6 +101,7 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
                 *target_inputs(),
                 *shot_inputs(),
                 *working_inputs(),
+                setups_input(),
             ],
             outputs=[
                 M3DDMCanvasType.Output(display_name="canvas", tooltip="Geometry + source frames for the M3DDM nodes."),
@@ -110,6 +111,9 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
                 io.Mask.Output(display_name="mask", tooltip="Working-canvas mask, 1 = generated, 0 = source content."),
                 io.String.Output(display_name="cuts", tooltip="The cuts found or given (first frames of new shots, "
                                                               "e.g. 40, 73; empty: one shot)."),
+                io.String.Output(display_name="setups", tooltip="Each shot's camera set-up, e.g. A B A (shots 1 and 3 "
+                                                                "share their border); copy it into setups to change "
+                                                                "it."),
             ],
         )
 
@@ -119,17 +123,19 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
 
     @classmethod
     def execute(cls, images, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
-                canvas_mode, shots="none", cuts="", preprocessing="auto",
-                working_size=CHOICES.working_size) -> io.NodeOutput:
+                canvas_mode, shots="none", cuts="", preprocessing="auto", working_size=CHOICES.working_size,
+                setups="auto") -> io.NodeOutput:
         frames = rgb_frames(images, NODE)
         hw = (int(frames.shape[1]), int(frames.shape[2]))
         plan = plan_for(hw, NODE, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
                         canvas_mode, family=plan_family(preprocessing, NODE), working_size=working_size)
         n = int(frames.shape[0])
         found = find_cuts(shots, cuts, frames, n, NODE)
+        groups = find_setups(setups, frames, found, NODE)
         canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images), cuts=tuple(found),
-                        follows_model=preprocessing == "auto")
+                        groups=None if groups is None else tuple(groups), follows_model=preprocessing == "auto")
         # both sides of every cut (the first 16), or at most 16 frames: memory stays bounded for long videos
         preview = preview_canvases(frames, plan, found)
         mask = torch.from_numpy(plan.pixel_mask()).unsqueeze(0)
-        return io.NodeOutput(canvas, preview, mask, ", ".join(str(c) for c in found))
+        labels = setup_labels(groups if groups is not None else range(len(found) + 1))
+        return io.NodeOutput(canvas, preview, mask, ", ".join(str(c) for c in found), labels)

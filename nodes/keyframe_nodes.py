@@ -13,7 +13,7 @@ import logging
 from comfy_api.latest import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from ..m3ddm_core import composite, encode_edits, parse_shot_seeds, prepare, sample
+from ..m3ddm_core import composite, encode_edits, parse_shot_seeds, prepare, sample, shot_summary
 
 from . import runtime
 from .layouts import rgb_frames, to_latent_dict, vae_decoder, vae_encoder
@@ -55,6 +55,10 @@ class M3DDMKeyframePreview(io.ComfyNode):
                 io.String.Output(display_name="frame_numbers",
                                  tooltip="Which frame of the video each key frame is, in order."),
                 M3DDMKeyframesType.Output(display_name="keyframes", tooltip="For M3DDM Continue."),
+                io.String.Output(display_name="shots",
+                                 tooltip="Each shot's frames, camera set-up and key frames, e.g. 'shot 1 A: frames "
+                                         "0-39, key frames 0, 15, 30, 39'. Shots with one letter share their border; "
+                                         "split or join them with setups on M3DDM Outpaint Canvas."),
             ],
         )
 
@@ -69,7 +73,7 @@ class M3DDMKeyframePreview(io.ComfyNode):
             # a Coarse-to-Fine run of the same inputs: its store is the one Continue (or Coarse-to-Fine) resumes
             video = prepare(frames, int(frames.shape[0]), plan, vae_encoder(vae), settings, fps, seed=seed,
                             strides=strides, schedule=schedule, cuts=canvas.cuts, shot_seeds=seeds,
-                            resumable=True)
+                            resumable=True, groups=canvas.groups)
         first = video.plan.preview_passes()
         with runtime.sampling_errors(PREVIEW):
             keys = sample(video, runtime.comfy_runtime(m3ddm_model, PREVIEW), only=first, decode=vae_decoder(vae))
@@ -80,7 +84,9 @@ class M3DDMKeyframePreview(io.ComfyNode):
             log.info("[%s] a short video: its sparsest level is every frame, so the preview is each shot's first "
                      "clip, not the whole render", PREVIEW)
         state = Keyframes(canvas, plan, video, tuple(keys.frames), preview, keys.canvases, feather)
-        return io.NodeOutput(preview.to(runtime.output_device()), ", ".join(map(str, keys.frames)), state)
+        shots = shot_summary(video.plan, keys.frames)
+        log.info("[%s] %s", PREVIEW, shots.replace("\n", "; "))
+        return io.NodeOutput(preview.to(runtime.output_device()), ", ".join(map(str, keys.frames)), state, shots)
 
 
 class M3DDMContinue(io.ComfyNode):

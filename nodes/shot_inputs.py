@@ -7,7 +7,7 @@ from typing import Iterable
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import CHOICES, resolve_cuts
+from ..m3ddm_core import CHOICES, resolve_cuts, resolve_setups, setup_labels
 
 from .validation import node_errors
 
@@ -21,7 +21,9 @@ def shot_inputs(from_canvas: bool = False) -> list:
     """``shots`` (how the video is split into shots) and ``cuts`` (the list, when given by hand).
     ``from_canvas`` adds the option (and default) of following the connected canvas."""
     options = [FROM_CANVAS, *SHOTS] if from_canvas else SHOTS
-    canvas_tip = " canvas: as decided on the M3DDM Outpaint Canvas (its preview shows the cuts)." if from_canvas else ""
+    canvas_tip = (" canvas: as decided on the M3DDM Outpaint Canvas (its preview shows the cuts, its setups who "
+                  "shares a border); with detect or list here, returning set-ups are grouped automatically."
+                  if from_canvas else "")
     return [
         io.Combo.Input("shots", options=options, default=options[0],
                        tooltip="Edited videos: outpaint each shot as its own video (own global frames and key frames, "
@@ -33,6 +35,17 @@ def shot_inputs(from_canvas: bool = False) -> list:
     ]
 
 
+def setups_input():
+    """How shots of one camera set-up are grouped (Outpaint Canvas and Outpaint Video; the last widget, so that
+    workflows saved before it keep their widget values)."""
+    return io.String.Input("setups", default="auto", optional=True,
+                           tooltip="With shots, returning camera set-ups (an interview's A, B, A cameras): shots of "
+                                   "one set-up share their global frames and seed, so the border invented for a room "
+                                   "stays the same when the edit comes back to it. auto: grouped by how alike the "
+                                   "shots look. none: every shot its own. Or one label per shot to split or join "
+                                   "them by hand, e.g. A B A C.")
+
+
 def find_cuts(shots: str, cuts: str, frames: Iterable, num_frames: int, node: str) -> list[int]:
     """The cuts of ``frames`` (``num_frames`` of them) as the inputs ask (the core's :func:`resolve_cuts`), logged;
     ``frames`` is only read for ``detect``."""
@@ -42,3 +55,13 @@ def find_cuts(shots: str, cuts: str, frames: Iterable, num_frames: int, node: st
     if shots != "none":
         log.info("[%s] %d shot(s); cuts at frames %s", node, len(found) + 1, found or "none")
     return found
+
+
+def find_setups(setups: str, frames: Iterable, cuts: list[int], node: str):
+    """The set-up group of every shot (None: each its own) as ``setups`` asks (the core's :func:`resolve_setups`),
+    logged; ``frames`` is only read for ``auto`` with cuts."""
+    with node_errors(node, hint=""):
+        groups = resolve_setups(setups, frames, cuts)
+    if groups is not None:
+        log.info("[%s] camera set-ups of the %d shots: %s", node, len(groups), setup_labels(groups))
+    return groups

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from comfy_api.latest import io
@@ -38,6 +39,7 @@ class Canvas:
     frames: torch.Tensor  # IMAGE [N, H, W, C] as the user gave it
     video_id: str  # fingerprint of the frames: catches a canvas or global frames from another video
     cuts: tuple[int, ...] = ()  # first frames of new shots (M3DDM Outpaint Canvas's shots input)
+    groups: Optional[tuple[int, ...]] = None  # each shot's camera set-up (its setups input); None: each its own
     follows_model: bool = False  # preprocessing "auto": the plan takes the model's family where it is sampled
 
     def plan_for_model(self, model: "M3DDMModel") -> CanvasPlan:

@@ -9,15 +9,15 @@ import numpy as np
 import torch
 from comfy_api.latest import Input, Types, io
 
-from ..m3ddm_core import (CHOICES, FrameRangeError, OutpaintedFrames, VideoFileError, open_range,
-                          prepare_file, sample, source_notes, writer_options)
+from ..m3ddm_core import (CHOICES, FrameRangeError, OutpaintedFrames, VideoFileError, open_range, parse_setups,
+                          prepare_file, sample, setup_labels, source_notes, writer_options)
 
 from . import runtime
 from .canvas_node import plan_family, plan_for, target_inputs, working_inputs
 from .layouts import check_sd_vae, vae_decoder, vae_encoder
 from .validation import node_errors, text_input_problem
 from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings
-from .shot_inputs import find_cuts, shot_inputs
+from .shot_inputs import find_cuts, setups_input, shot_inputs
 from .types import M3DDMModelType
 
 log = logging.getLogger("M3DDM")
@@ -132,6 +132,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
                              tooltip="How many frames from start_frame; 0 = to the end of the video."),
                 *shot_inputs(),
                 *working_inputs(),
+                setups_input(),
                 io.UpscaleModel.Input("upscale_model", optional=True,
                                       tooltip="Optional: applied to the generated canvases, a few frames at a time, "
                                               "before compositing (sharper borders on large outputs)."),
@@ -148,7 +149,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
     def execute(cls, video, m3ddm_model, vae, target, aspect_ratio, width, height, pad_left, pad_right, pad_top,
                 pad_bottom, canvas_mode, scheduler, steps, context_guidance, global_guidance, seed, low_vram, strides,
                 schedule, feather, start_frame, frame_count, shots="none", cuts="", preprocessing="auto",
-                working_size=CHOICES.working_size, upscale_model=None) -> io.NodeOutput:
+                working_size=CHOICES.working_size, setups="auto", upscale_model=None) -> io.NodeOutput:
         check_sd_vae(vae, NODE)
         source = video.get_stream_source()
         trim = getattr(video, "get_active_trim_window", lambda: None)()  # current ComfyUI's Video Slice; 0.3.75: none
@@ -170,10 +171,12 @@ class M3DDMOutpaintVideo(io.ComfyNode):
             video_job = prepare_file(source, info, start, count, plan, vae_encoder(vae), settings, seed=seed,
                                      strides=strides, schedule=schedule, detect_cuts=detect,
                                      cuts=() if detect else find_cuts(shots, cuts, (), count, NODE),
-                                     on_chunk=runtime.count_progress(count))
+                                     on_chunk=runtime.count_progress(count), groups=parse_setups(setups))
         if detect:
             log.info("[%s] %d shot(s); cuts at frames %s", NODE, len(video_job.plan.shots),
                      list(video_job.plan.cuts) or "none")
+        if len(video_job.plan.shots) > 1:
+            log.info("[%s] camera set-ups: %s", NODE, setup_labels(video_job.plan.groups))
         with runtime.sampling_errors(NODE):
             result = sample(video_job, runtime.comfy_runtime(m3ddm_model, NODE))
         return io.NodeOutput(OutpaintedVideo(OutpaintedFrames(source, info, start, count, plan, result.latents,

@@ -21,7 +21,7 @@ SOCKETS = {
     "ImageFromBatch": ([("image", "IMAGE")], ["IMAGE"]),
     "VAELoader": ([], ["VAE"]),
     "M3DDM_LoadModel": ([], ["M3DDM_MODEL"]),
-    "M3DDM_OutpaintCanvas": ([("images", "IMAGE")], ["M3DDM_CANVAS", "IMAGE", "MASK", "STRING"]),
+    "M3DDM_OutpaintCanvas": ([("images", "IMAGE")], ["M3DDM_CANVAS", "IMAGE", "MASK", "STRING", "STRING"]),
     "M3DDM_EncodeGlobalFrames": ([("vae", "VAE"), ("canvas", "M3DDM_CANVAS"), ("m3ddm_model", "M3DDM_MODEL")],
                                  ["M3DDM_GLOBAL"]),
     "M3DDM_SampleClip": ([("m3ddm_model", "M3DDM_MODEL"), ("vae", "VAE"), ("canvas", "M3DDM_CANVAS"),
@@ -38,15 +38,15 @@ SOCKETS = {
     "PreviewImage": ([("images", "IMAGE")], []),
     "M3DDM_Compare": ([("images", "IMAGE"), ("outpainted", "IMAGE"), ("canvas", "M3DDM_CANVAS")], ["IMAGE"]),
     "M3DDM_KeyframePreview": ([("m3ddm_model", "M3DDM_MODEL"), ("vae", "VAE"), ("canvas", "M3DDM_CANVAS")],
-                              ["IMAGE", "STRING", "M3DDM_KEYFRAMES"]),
+                              ["IMAGE", "STRING", "M3DDM_KEYFRAMES", "STRING"]),
     "M3DDM_Continue": ([("keyframes", "M3DDM_KEYFRAMES"), ("m3ddm_model", "M3DDM_MODEL"), ("vae", "VAE"),
                         ("edited", "IMAGE")], ["IMAGE", "LATENT"]),
     "M3DDM_QualityCheck": ([("images", "IMAGE"), ("canvas", "M3DDM_CANVAS"), ("video", "VIDEO")],
                            ["STRING", "STRING", "IMAGE"]),
 }
-OUTPUT_NAMES = {"GetVideoComponents": ["images", "audio", "fps"], "M3DDM_OutpaintCanvas": ["canvas", "preview", "mask", "cuts"],
+OUTPUT_NAMES = {"GetVideoComponents": ["images", "audio", "fps"], "M3DDM_OutpaintCanvas": ["canvas", "preview", "mask", "cuts", "setups"],
                 "M3DDM_SampleClip": ["latent", "generated"], "M3DDM_CoarseToFine": ["generated", "latent"],
-                "M3DDM_KeyframePreview": ["key_frames", "frame_numbers", "keyframes"],
+                "M3DDM_KeyframePreview": ["key_frames", "frame_numbers", "keyframes", "shots"],
                 "M3DDM_Continue": ["generated", "latent"], "M3DDM_QualityCheck": ["report", "report_json", "plot"]}
 WIDGET_TYPES = {"fps": "FLOAT"}  # widgets that are fed by a link in these workflows
 
@@ -57,8 +57,8 @@ WIDGET_TYPES = {"fps": "FLOAT"}  # widgets that are fed by a link in these workf
 # saved size is what the node gets, so the saved view below frames the whole graph.
 COLUMN, GAP, TITLE = 360, 40, 30
 WIDTH = 320
-HEIGHTS = {"LoadVideo": 260, "M3DDM_OutpaintCanvas": 406, "M3DDM_CoarseToFine": 382, "M3DDM_OutpaintVideo": 694,
-           "M3DDM_KeyframePreview": 362, "M3DDM_SampleClip": 330, "SaveVideo": 106, "M3DDM_QualityCheck": 122,
+HEIGHTS = {"LoadVideo": 260, "M3DDM_OutpaintCanvas": 450, "M3DDM_CoarseToFine": 382, "M3DDM_OutpaintVideo": 718,
+           "M3DDM_KeyframePreview": 382, "M3DDM_SampleClip": 330, "SaveVideo": 106, "M3DDM_QualityCheck": 122,
            "M3DDM_Compare": 122}
 # The saved view (extra.ds): the graph's bounds fitted into this part of a 1600x1000 window (x0, y0, x1, y1 in
 # screen pixels): right of the side bar; below the tabs, the breadcrumb and the Run bar (and 1.32.9's 40-px banner
@@ -145,7 +145,7 @@ COMMON = [
 def canvas(node_id, src, ratio, pos, shots="none"):
     return {"id": node_id, "type": "M3DDM_OutpaintCanvas", "title": "M3DDM Outpaint Canvas", "pos": pos,
             "links": {"images": src},
-            "widgets": ["aspect ratio", ratio, 1920, 1080, 0.0, 0.0, 0.0, 0.0, "official", shots, "", "auto", 256]}
+            "widgets": ["aspect ratio", ratio, 1920, 1080, 0.0, 0.0, 0.0, 0.0, "official", shots, "", "auto", 256, "auto"]}
 
 
 SHORT = COMMON + [
@@ -207,7 +207,7 @@ STREAMING = [
     {"id": 5, "type": "M3DDM_OutpaintVideo", "title": "M3DDM Outpaint Video", "pos": (2, 0),
      "links": {"video": (1, 0), "m3ddm_model": (3, 0), "vae": (4, 0)},
      "widgets": ["aspect ratio", "9:16", 1920, 1080, 0.0, 0.0, 0.0, 0.0, "official",
-                 *[v for i, v in enumerate(SAMPLING) if i != 6], "auto", "fixed", 8, 0, 0, "detect", "", "auto", 256]},
+                 *[v for i, v in enumerate(SAMPLING) if i != 6], "auto", "fixed", 8, 0, 0, "detect", "", "auto", 256, "auto"]},
     {"id": 6, "type": "SaveVideo", "title": "Save Video", "pos": (3, 0), "links": {"video": (5, 0)},
      "widgets": ["m3ddm/outpaint_streamed", "auto", "auto"]},
 ]

@@ -1,5 +1,6 @@
 """The headless batch command: files and folders in, one whole mp4 out per video, failures summarized, re-runs
 skip finished outputs; local VAE files in diffusers or original (LDM) format."""
+import dataclasses
 import re
 import sys
 from fractions import Fraction
@@ -294,3 +295,26 @@ def test_the_worst_windows_are_rendered_again_and_kept_only_where_they_score_bet
     untouched = sorted(set(range(20)) - touched)
     assert untouched and torch.equal(again[video][untouched], plain[video][untouched])
     assert not list((tmp_path / "again").glob(".*rerender*"))  # the trial file is gone
+
+
+def test_detected_shots_of_one_camera_set_up_are_grouped_while_the_file_streams_in(assets, tmp_path):
+    """The batch command (and Ray, which encodes through the same encode_file) groups returning set-ups as the
+    nodes do: --setups auto (the default) groups an interview's A, B, A' in the pass that reads the file and finds
+    its cuts; none keeps every shot its own; a label per shot decides by hand."""
+    from constructed_edits import H, W, interview_edits
+    from m3ddm_core.apps.jobs import JobSpec, encode_file, load_job
+    from m3ddm_core.pipeline.passes import SampleSettings
+
+    edit = interview_edits(0)[0]
+    video = tmp_path / "interview.mp4"
+    with VideoWriter(video, Fraction(25), W, H, crf=10) as writer:
+        for start in (0, edit.cuts[0], edit.cuts[1]):
+            for frame in edit.frames[start:start + 8]:
+                writer.write(frame)
+    spec = JobSpec(str(assets / "m3ddm-nano"), str(assets / "vae"), "9:16", SampleSettings(steps=1),
+                   shots="detect", working_size=128, resume=False)
+    job = load_job(spec)
+    for setups, groups in (("auto", (0, 1, 0)), ("none", (0, 1, 2)), ("A B B", (0, 1, 1))):
+        job = dataclasses.replace(job, spec=dataclasses.replace(spec, setups=setups))
+        plan = encode_file(job, video).video.plan
+        assert plan.cuts == (8, 16) and plan.groups == groups, setups

@@ -106,7 +106,7 @@ def test_zero_frames(nodes):
 @pytest.mark.parametrize("channels", [1, 4])
 def test_grayscale_and_rgba_frames_work_and_keep_their_channels(nodes, channels):
     frames = torch.rand(2, 40, 72, channels, generator=torch.Generator().manual_seed(channels))
-    canvas, preview, _, _ = run(nodes["M3DDM_OutpaintCanvas"], images=frames, **CANVAS)
+    canvas, preview, _, _, _ = run(nodes["M3DDM_OutpaintCanvas"], images=frames, **CANVAS)
     assert preview.shape[-1] == 3
     out, = run(nodes["M3DDM_Composite"], images=frames, generated=torch.rand(2, 256, 256, 3), canvas=canvas, feather=4)
     y, x = canvas.plan.content_out_yx
@@ -116,7 +116,7 @@ def test_grayscale_and_rgba_frames_work_and_keep_their_channels(nodes, channels)
 @pytest.mark.parametrize("hw", [(8, 12), (16, 16), (15, 33), (2160, 3840)])
 def test_tiny_odd_and_4k_frames(nodes, hw):
     frames = torch.rand(1, *hw, 3, generator=torch.Generator().manual_seed(1))
-    canvas, preview, mask, _ = run(nodes["M3DDM_OutpaintCanvas"], images=frames, **CANVAS)
+    canvas, preview, mask, _, _ = run(nodes["M3DDM_OutpaintCanvas"], images=frames, **CANVAS)
     out, = run(nodes["M3DDM_Composite"], images=frames, generated=preview, canvas=canvas, feather=8)
     y, x = canvas.plan.content_out_yx
     assert torch.equal(out[:, y:y + hw[0], x:x + hw[1]], frames)
@@ -124,7 +124,7 @@ def test_tiny_odd_and_4k_frames(nodes, hw):
 
 def test_long_video_preview_is_bounded(nodes):
     frames = torch.rand(300, 24, 40, 3)
-    canvas, preview, _, _ = run(nodes["M3DDM_OutpaintCanvas"], images=frames, **CANVAS)
+    canvas, preview, _, _, _ = run(nodes["M3DDM_OutpaintCanvas"], images=frames, **CANVAS)
     assert canvas.num_frames == 300 and preview.shape[0] == 16
 
 
@@ -145,7 +145,7 @@ def test_bad_targets(nodes, change, message):
 # -- guides, canvases, runs ------------------------------------------------------------------------------------
 def _video(nodes, working_size: int):
     frames = load_clip(6)
-    canvas, _, _, _ = run(nodes["M3DDM_OutpaintCanvas"], images=frames, working_size=working_size, **CANVAS)
+    canvas, _, _, _, _ = run(nodes["M3DDM_OutpaintCanvas"], images=frames, working_size=working_size, **CANVAS)
     vae = taesd_vae()
     g, = run(nodes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=canvas)
     return frames, canvas, vae, g
@@ -297,6 +297,6 @@ def test_cpu_run_says_it_will_be_slow_and_works(nodes, small_video, m3ddm_dir, c
 def test_bad_strides_name_the_node(nodes, video, m3ddm_dir):
     frames, canvas, vae, _ = video
     with pytest.raises(ValueError, match=r"\[M3DDM_CoarseToFine\] the official schedule never generates"):
-        one, _, _, _ = run(nodes["M3DDM_OutpaintCanvas"], images=frames[:1], **CANVAS)
+        one, _, _, _, _ = run(nodes["M3DDM_OutpaintCanvas"], images=frames[:1], **CANVAS)
         run(nodes["M3DDM_CoarseToFine"], m3ddm_model=_loaded(nodes, m3ddm_dir), vae=vae, canvas=one, strides="auto",
             schedule="official", **SAMPLING)

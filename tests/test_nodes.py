@@ -96,7 +96,7 @@ def test_whole_chain_on_a_real_clip(node_classes, models_dir):
     frames = load_clip(5)
     original = frames.clone()
     vae = taesd_vae()
-    canvas, preview, mask, cuts = _run(node_classes["M3DDM_OutpaintCanvas"], images=frames, target="aspect ratio",
+    canvas, preview, mask, cuts, _ = _run(node_classes["M3DDM_OutpaintCanvas"], images=frames, target="aspect ratio",
                                  aspect_ratio="9:16", width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0,
                                  pad_bottom=0.0, canvas_mode="official")
     assert preview.shape == (5, 256, 256, 3) and mask.shape == (1, 256, 256)
@@ -237,7 +237,7 @@ def test_keyframe_preview_then_continue_equals_coarse_to_fine_and_an_edit_guides
     frames = load_clip(40)
     sampling = dict(scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=8, fps=24.0,
                     low_vram=False, strides="15,5,1", schedule="fixed")
-    preview, numbers, state = _run(node_classes["M3DDM_KeyframePreview"], m3ddm_model=model, vae=vae, canvas=canvas,
+    preview, numbers, state, shots = _run(node_classes["M3DDM_KeyframePreview"], m3ddm_model=model, vae=vae, canvas=canvas,
                                    feather=8, **sampling)
     keys = [int(x) for x in numbers.split(", ")]
     assert keys[0] == 0 and keys[1] == 15 and preview.shape == (len(keys), *canvas.plan.output_hw, 3)
@@ -276,8 +276,8 @@ def test_bad_ratio_error_names_the_node(node_classes):
 def test_global_frames_from_another_video_are_refused(node_classes):
     canvas_kw = dict(target="aspect ratio", aspect_ratio="9:16", width=0, height=0, pad_left=0.0, pad_right=0.0,
                      pad_top=0.0, pad_bottom=0.0, canvas_mode="official")
-    a, _, _, _ = _run(node_classes["M3DDM_OutpaintCanvas"], images=load_clip(3), **canvas_kw)
-    b, _, _, _ = _run(node_classes["M3DDM_OutpaintCanvas"], images=load_clip(3).flip(0), **canvas_kw)
+    a, _, _, _, _ = _run(node_classes["M3DDM_OutpaintCanvas"], images=load_clip(3), **canvas_kw)
+    b, _, _, _, _ = _run(node_classes["M3DDM_OutpaintCanvas"], images=load_clip(3).flip(0), **canvas_kw)
     (g,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=taesd_vae(), canvas=a)
     with pytest.raises(ValueError, match=r"\[M3DDM_SampleClip\] the global frames were encoded for another video"):
         _run(node_classes["M3DDM_SampleClip"], m3ddm_model=None, vae=taesd_vae(), canvas=b, global_frames=g,
@@ -312,7 +312,7 @@ def test_sample_clip_key_frames_equal_the_first_coarse_to_fine_pass(node_classes
     (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
     frames = load_clip(76)
     vae = taesd_vae()
-    canvas, _, _, _ = _canvas(node_classes, frames)
+    canvas, _, _, _, _ = _canvas(node_classes, frames)
     (global_frames,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=canvas)
     sampling = dict(scheduler="ddim", steps=2, context_guidance=1.0, global_guidance=1.0, seed=5, fps=24.0,
                     low_vram=False)
@@ -480,7 +480,7 @@ def _canvas(node_classes, frames, **shots):
 def test_shots_are_previewed_on_the_canvas_and_followed_by_coarse_to_fine(node_classes, models_dir):
     (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
     frames, vae = _two_shots(), taesd_vae()
-    canvas, preview, _, cuts = _canvas(node_classes, frames, shots="detect", cuts="")
+    canvas, preview, _, cuts, _ = _canvas(node_classes, frames, shots="detect", cuts="")
     assert cuts == "20" and canvas.cuts == (20,)
     assert preview.shape == (2, 128, 128, 3)  # the frames on both sides of the cut
     sampling = dict(scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=3, fps=16.0,
@@ -492,7 +492,7 @@ def test_shots_are_previewed_on_the_canvas_and_followed_by_coarse_to_fine(node_c
     _, later = _run(c2f, m3ddm_model=model, vae=vae, canvas=canvas, shots="list", cuts="25", **sampling)
     assert torch.equal(followed["samples"], listed["samples"]) and not torch.equal(listed["samples"], later["samples"])
     assert not torch.equal(followed["samples"], single["samples"])
-    plain, _, _, none = _canvas(node_classes, frames, shots="none", cuts="")
+    plain, _, _, none, _ = _canvas(node_classes, frames, shots="none", cuts="")
     assert none == "" and plain.cuts == ()
     with pytest.raises(ValueError, match=r"\[M3DDM_CoarseToFine\] cut \[40\] outside the video's frames 1..39"):
         _run(c2f, m3ddm_model=model, vae=vae, canvas=plain, shots="list", cuts="40", **sampling)
@@ -500,6 +500,38 @@ def test_shots_are_previewed_on_the_canvas_and_followed_by_coarse_to_fine(node_c
     with pytest.raises(ValueError, match=r"\[M3DDM_CoarseToFine\] global frames cover the whole video"):
         _run(c2f, m3ddm_model=model, vae=vae, canvas=canvas, shots="canvas", cuts="", global_frames=global_frames,
              **sampling)
+
+
+def test_returning_set_ups_are_grouped_on_the_canvas_shown_by_the_preview_and_changed_by_hand(node_classes,
+                                                                                              models_dir):
+    """An interview cut A, B, A': the canvas groups the returning set-up (setups auto, the default) and says so;
+    the Keyframe Preview lists each shot with its set-up and samples A' with A's seed and global frames; setups
+    given by hand split or join shots, and a list of the wrong length is refused naming the node."""
+    import numpy as np
+    from constructed_edits import interview_edits
+
+    edit = interview_edits(0)[0]
+    a, b, a2 = (np.stack(edit.frames[s:s + 8]) for s in (0, edit.cuts[0], edit.cuts[1]))
+    frames = torch.from_numpy(np.concatenate([a, b, a2])).float() / 255.0
+    canvas, _, _, cuts, setups = _canvas(node_classes, frames, shots="list", cuts="8, 16")
+    assert (cuts, setups, canvas.groups) == ("8, 16", "A B A", (0, 1, 0))
+    split, _, _, _, labels = _canvas(node_classes, frames, shots="list", cuts="8, 16", setups="a b c")
+    assert split.groups == (0, 1, 2) and labels == "A B C"
+    apart, _, _, _, labels = _canvas(node_classes, frames, shots="list", cuts="8, 16", setups="none")
+    assert apart.groups is None and labels == "A B C"
+    with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintCanvas\] setups 'A B' labels 2 shot\(s\), the video has 3"):
+        _canvas(node_classes, frames, shots="list", cuts="8, 16", setups="A B")
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    sampling = dict(scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=3, fps=16.0,
+                    low_vram=False, strides="auto", schedule="fixed", feather=8)
+    preview = node_classes["M3DDM_KeyframePreview"]
+    _, numbers, state, shots = _run(preview, m3ddm_model=model, vae=taesd_vae(), canvas=canvas, **sampling)
+    assert shots.splitlines() == [f"shot {k + 1} {label}: frames {8 * k}-{8 * k + 7}, key frames "
+                                  + ", ".join(map(str, range(8 * k, 8 * k + 8))) for k, label in enumerate("ABA")]
+    plan = state.video.plan
+    assert plan.groups == (0, 1, 0) and plan.shot_passes(2)[0].seed == plan.shot_passes(0)[0].seed
+    g = state.video.encoded.global_latents
+    assert torch.equal(g[0], g[2]) and not torch.equal(g[0], g[1])
 
 
 def test_outpaint_video_node_detects_cuts_while_it_reads_the_file(node_classes, models_dir, tmp_path, caplog):
@@ -554,7 +586,7 @@ def test_the_model_family_sets_the_preprocessing_and_the_working_size_the_canvas
     (plain,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
     assert forced.family == "m3ddm_plus" and plain.family == "m3ddm"
     frames, vae = load_clip(6), taesd_vae()
-    canvas, preview, mask, _ = _canvas(node_classes, frames, preprocessing="auto", working_size=128)
+    canvas, preview, mask, _, _ = _canvas(node_classes, frames, preprocessing="auto", working_size=128)
     assert preview.shape == (6, 128, 128, 3) and mask.shape == (1, 128, 128) and canvas.follows_model
     assert canvas.plan_for_model(plus).family == "m3ddm_plus" and canvas.plan_for_model(plain).family == "m3ddm"
     sampling = dict(scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=2.0, seed=3, fps=16.0,
@@ -564,7 +596,7 @@ def test_the_model_family_sets_the_preprocessing_and_the_working_size_the_canvas
     _, as_m3ddm = _run(c2f, m3ddm_model=plain, vae=vae, canvas=canvas, **sampling)
     assert as_plus["samples"].shape[-2:] == (16, 16)
     assert not torch.equal(as_plus["samples"], as_m3ddm["samples"])  # other global frames, same weights
-    pinned, _, _, _ = _canvas(node_classes, frames, preprocessing="m3ddm_plus", working_size=128)
+    pinned, _, _, _, _ = _canvas(node_classes, frames, preprocessing="m3ddm_plus", working_size=128)
     _, pinned_plus = _run(c2f, m3ddm_model=plain, vae=vae, canvas=pinned, **sampling)
     assert torch.equal(pinned_plus["samples"], as_plus["samples"])  # the canvas's choice overrides the model's
     (global_frames,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=canvas)  # auto: M3DDM's

@@ -4,9 +4,14 @@ and their seed, through the plan (pipeline/plan.py), the encoding (pipeline/enco
 import pytest
 import torch
 
+import numpy as np
+
+from constructed_edits import H, W, all_edits, interview_edits
 from helpers import TinyVAE, load_clip
-from m3ddm_core import SampleSettings, ShotError, global_frame_indexes, plan_video, prepare
+from m3ddm_core import (SampleSettings, ShotError, global_frame_indexes, parse_setups, plan_canvas, plan_video,
+                        prepare, resolve_setups, setup_labels)
 from m3ddm_core.pipeline.encode import shot_global_frames
+from m3ddm_core.pipeline.shots import CutDetector
 
 FAST = SampleSettings(steps=1, s1=1.0, s2=1.0)
 CUTS = [20, 40]  # 60 frames: A 0-19, B 20-39, A' 40-59
@@ -58,7 +63,7 @@ def test_the_entry_encodes_one_set_of_global_frames_per_set_up(plan):
     union = shot_global_frames(60, CUTS, [0, 1, 0])[0]
     assert torch.equal(g[0], torch.stack([plain.encoded.masked[i] for i in union]))  # M3DDM: the masked canvases
     assert torch.equal(grouped.encoded.masked, plain.encoded.masked)  # the clips' own conditioning is unchanged
-    with pytest.raises(ValueError, match="give the cuts with them"):
+    with pytest.raises(ShotError, match="3 set-up groups given for 1 shot"):  # checked once the cuts are found
         prepare(frames, 60, plan, vae.encode, FAST, 16.0, detect_cuts=True, groups=[0, 1, 0])
 
 
@@ -72,3 +77,69 @@ def test_m3ddm_plus_encodes_only_the_set_ups_global_frames_once_each(plan):
     assert torch.equal(g[0], g[2]) and not torch.equal(g[0], g[1])
     # two canvases per frame, the squashed frames of two sets of 16 (A+A', B), the black canvas
     assert vae.encoded_images == 2 * 60 + 32 + 1
+
+
+def test_a_cut_is_known_within_the_detectors_latency():
+    """What lets set-ups be grouped in the same pass as the cuts are found: no cut turns up before a frame the
+    detector called settled, and none of those is dropped at the end."""
+    for edit in all_edits((0,)) + interview_edits(0):
+        detector = CutDetector()
+        for frame in edit.frames:
+            settled, known = detector.settled, len(detector.found())
+            detector.feed(frame)
+            assert all(c >= settled for c in detector.found()[known:]), edit.name
+        final = detector.cuts()
+        assert [c for c in detector.found() if c < detector.settled] == [c for c in final if c < detector.settled]
+
+
+def _interview():
+    edit = interview_edits(0)[0]
+    return edit, torch.from_numpy(np.stack(edit.frames)), plan_canvas((H, W), ratio="9:16", canvas_size=128)
+
+
+@pytest.mark.parametrize("family", ["m3ddm", "m3ddm_plus"])
+def test_set_ups_are_grouped_in_the_same_pass_over_the_frames_as_the_cuts_are_found(family):
+    """prepare(detect_cuts=True, groups="auto") reads a stream once and gives what the cuts and groups given by
+    hand give: the plan, the seeds, every shot's global frames."""
+    import dataclasses
+
+    edit, frames, plan = _interview()
+    plan = dataclasses.replace(plan, family=family)
+    n, truth = len(edit.frames), tuple(edit.groups)
+    args = (n, plan, TinyVAE().encode, FAST, 16.0)
+    streamed = prepare(iter(edit.frames), *args, strides="15,5,1", detect_cuts=True, groups="auto")
+    given = prepare(frames, *args, strides="15,5,1", cuts=edit.cuts, groups=list(truth))
+    known_cuts = prepare(frames, *args, strides="15,5,1", cuts=edit.cuts, groups="auto")
+    apart = prepare(frames, *args, strides="15,5,1", cuts=edit.cuts)
+    assert streamed.plan.cuts == tuple(edit.cuts) and streamed.plan.groups == truth == known_cuts.plan.groups
+    for video in (streamed, known_cuts):
+        assert video.plan == given.plan
+        for mine, theirs in zip(video.encoded.global_latents, given.encoded.global_latents):
+            assert torch.equal(mine, theirs)
+    assert apart.plan.groups == (0, 1, 2, 3, 4) and apart.plan != given.plan  # without: each shot its own
+
+
+def test_auto_set_ups_of_unlike_shots_change_nothing():
+    """Shots of different set-ups (and a single shot) come out of "auto" exactly as without set-ups."""
+    edit, frames, plan = _interview()
+    a, c = edit.cuts[0], edit.cuts[-1]
+    frames = torch.cat([frames[:a], frames[c:]])  # set-ups A and C
+    n, vae = len(frames), TinyVAE()
+    for cuts in ([], [a]):
+        plain = prepare(frames, n, plan, vae.encode, FAST, 16.0, strides="15,5,1", cuts=cuts)
+        auto = prepare(frames, n, plan, vae.encode, FAST, 16.0, strides="15,5,1", cuts=cuts, groups="auto")
+        assert auto.plan == plain.plan and auto.plan.groups == tuple(range(len(cuts) + 1))
+        assert all(torch.equal(x, y) for x, y in zip(auto.encoded.global_latents, plain.encoded.global_latents))
+        assert torch.equal(auto.encoded.prefilled, plain.encoded.prefilled)
+
+
+def test_set_ups_as_a_user_writes_them():
+    assert parse_setups("auto") == "auto" and parse_setups("") is None and parse_setups("None") is None
+    assert parse_setups("A B A C") == [0, 1, 0, 3] == parse_setups("a, b, a, c", 4) == parse_setups("1;2;1;9")
+    assert setup_labels([0, 1, 0, 3]) == "A B A C" and parse_setups(setup_labels([0, 1, 1, 0, 4])) == [0, 1, 1, 0, 4]
+    with pytest.raises(ValueError, match="labels 2 shot\\(s\\), the video has 3: give one label per shot"):
+        parse_setups("A B", 3)
+    edit, frames, _ = _interview()
+    assert resolve_setups("auto", frames, edit.cuts) == edit.groups
+    assert resolve_setups("auto", frames, []) is None and resolve_setups("none", frames, edit.cuts) is None
+    assert resolve_setups("A B C D A", frames, edit.cuts) == [0, 1, 2, 3, 0]  # a user's split and join win

@@ -68,6 +68,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--strides", default="auto", help="auto, or coarse-to-fine strides such as 15,5,1")
     ap.add_argument("--schedule", default="fixed", choices=CHOICES.schedules)
     ap.add_argument("--shots", default="none", choices=["none", "detect"], help="outpaint each shot on its own")
+    ap.add_argument("--setups", default="auto",
+                    help="with --shots detect: shots of one camera set-up share their border: auto (grouped by how "
+                         "alike they look), none, or one label per shot such as 'A B A'"),
     ap.add_argument("--feather", type=int, default=8)
     ap.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), or a torch device")
     ap.add_argument("--dtype", default="auto", choices=["auto", *CHOICES.dtypes])
@@ -129,7 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                               sequential=args.low_vram)
     spec = JobSpec(str(args.model), str(args.vae), args.ratio, settings, args.strides, args.schedule, args.feather,
                    args.shots, args.device, args.dtype, args.codec, args.family, args.working_size, args.resume,
-                   args.qc, max(0, args.rerender_worst), args.passes_per_call, args.seed)
+                   args.qc, max(0, args.rerender_worst), args.passes_per_call, args.seed, args.setups)
     if args.ray:
         from .scaleout import ScaleOutError, run_batch_ray  # Ray is an optional extra: imported only when asked
         try:

@@ -28,6 +28,7 @@ from ..media.video_io import VideoInfo, read_frames, source_notes
 from ..model.loader import load_model
 from ..pipeline.canvas import OFFICIAL_CANVAS, CanvasPlan, plan_canvas
 from ..pipeline.encode import SD_LATENT_SCALE, EncodedVideo
+from ..pipeline.inputs import parse_setups, setup_labels
 from ..pipeline.executors import choose_branching, default_max_passes, dependents, device_free_memory, rerun_passes
 from ..pipeline.outpaint import PreparedVideo, Runtime, sample
 from ..pipeline.passes import SampleSettings
@@ -137,6 +138,7 @@ class JobSpec:
     rerender_worst: int = 0  # re-sample up to this many flagged windows with a derived seed, keep what scores better
     passes_per_call: int = 0  # passes sampled together at most (0: auto -- by free memory on CUDA, one elsewhere)
     seed: int = 0  # every shot's and pass's seed derives from it (pipeline/seeds.py)
+    setups: str = "auto"  # returning camera set-ups of detected shots: auto, none, or a label per shot (A B A)
 
 
 @dataclass
@@ -236,7 +238,11 @@ def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> Enco
                            canvas_size=spec.working_size)
         video_job = prepare_file(video, info, 0, n, plan, job.encode, spec.settings, seed=spec.seed,
                                  strides=spec.strides, schedule=spec.schedule, detect_cuts=spec.shots == "detect",
-                                 resumable=spec.resume, on_chunk=lambda done: progress("encode", done, n))
+                                 resumable=spec.resume, on_chunk=lambda done: progress("encode", done, n),
+                                 groups=parse_setups(spec.setups))
+        if len(video_job.plan.shots) > 1:
+            log.info("%s: %d shots, cuts at %s, camera set-ups %s", video.name, len(video_job.plan.shots),
+                     list(video_job.plan.cuts), setup_labels(video_job.plan.groups))
         return EncodedFile(info, plan, video_job, video_job.store_key(job.model))
 
 

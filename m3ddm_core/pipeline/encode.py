@@ -130,7 +130,7 @@ def shot_global_frames(count: int, cuts: Sequence[int] = (), groups: Optional[Se
 def encode_video(frames: Iterable, count: int, plan: CanvasPlan, encode: EncodeFn, cuts: Cuts = (),
                  global_latents: Optional[torch.Tensor] = None, batch: int = CLIP_FRAMES,
                  on_chunk: Optional[Callable[[int], None]] = None,
-                 groups: Optional[Sequence[int]] = None) -> EncodedVideo:
+                 groups: Optional[Sequence[int] | Callable[[], Sequence[int]]] = None) -> EncodedVideo:
     """Build and encode both canvases of ``count`` frames (``[H, W, 3]`` uint8 or float 0..1; a ``[N, H, W, 3]``
     tensor, an array, or an iterator such as a file being read) as they arrive, ``batch`` frames at a time, and the
     global frames of every shot on the way. ``on_chunk(done)`` reports progress.
@@ -140,11 +140,11 @@ def encode_video(frames: Iterable, count: int, plan: CanvasPlan, encode: EncodeF
     (M3DDM, no extra encode), or the source frames squashed to the working size (M3DDM+), encoded as they pass
     (every frame's when the cuts are known only at the end). ``global_latents`` ``[16, 4, gh, gw]`` (M3DDM Encode
     Global Frames) replace the global frames of a one-shot video. ``groups``: shots of one camera set-up share
-    their global frames (:func:`shot_global_frames`).
+    their global frames (:func:`shot_global_frames`); a callable gives them once every frame has arrived.
     """
     if count < 1:
         raise ValueError("the video has no frames")
-    if callable(cuts):
+    if callable(cuts) or callable(groups):
         squash = set(range(count))
     else:
         squash = {i for shot in shot_global_frames(count, cuts, groups) for i in shot}
@@ -179,7 +179,8 @@ def encode_video(frames: Iterable, count: int, plan: CanvasPlan, encode: EncodeF
             raise ValueError("global frames given for the whole video, but it is split into shots (each takes its own)")
         per_shot = (global_latents,)
     else:
-        sources = shot_global_frames(count, [start for start, _ in found[1:]], groups)
+        setups = groups() if callable(groups) else groups
+        sources = shot_global_frames(count, [start for start, _ in found[1:]], setups)
         per_shot = tuple(torch.stack([squashed[i] if squash else masked_all[i] for i in shot]) for shot in sources)
     uncond = uncond_latent(plan, encode)
     return EncodedVideo(plan, torch.cat(prefilled), masked_all, uncond, per_shot,

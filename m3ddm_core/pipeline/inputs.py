@@ -6,18 +6,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from itertools import chain, islice
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 from ..model.loader import DTYPES, FAMILIES, WEIGHT_SUFFIXES
 from .canvas import OFFICIAL_CANVAS, TARGETS, WORKING_SIZES, CanvasError, check_working_size, parse_ratio_list
 from .noise_schedulers import SCHEDULERS
 from .schedule import CLIP_FRAMES, SCHEDULES, STRIDE_PRESETS, Strides, parse_strides
+from .setups import group_shots
 from .shots import ShotError, detect_cuts, parse_cuts
 
 # A length no video reaches: where the frames are not known yet (a prompt being queued), only the form of an
 # input that counts frames is checked.
 UNKNOWN_LENGTH = 2 ** 31
 SHOT_MODES = ("none", "detect", "list")  # one shot, cuts found, cuts given
+SETUP_MODES = ("auto", "none")  # returning camera set-ups grouped by their frames, or every shot its own
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Choices:
     strides: tuple[str, ...] = ("auto", *STRIDE_PRESETS)
     targets: tuple[str, ...] = TARGETS
     shots: tuple[str, ...] = SHOT_MODES
+    setups: tuple[str, ...] = SETUP_MODES
     families: tuple[str, ...] = FAMILIES
     dtypes: tuple[str, ...] = tuple(DTYPES)
     weight_suffixes: tuple[str, ...] = WEIGHT_SUFFIXES
@@ -88,6 +91,53 @@ def resolve_cuts(mode: str, cuts: str, frames: Iterable, num_frames: int) -> lis
     if mode == "detect":
         return detect_cuts(frames)
     raise ShotError(f"shots {mode!r} is unknown; choose one of {', '.join(SHOT_MODES)}")
+
+
+def parse_setups(text: str, shots: Optional[int] = None):
+    """Returning camera set-ups as a user gives them -> what :func:`.outpaint.prepare` takes as ``groups``:
+    ``"auto"`` (grouped by their frames), ``"none"`` or empty -> None (every shot its own), or one label per shot
+    (``"A B A C"``: shots 1 and 3 show one set-up) -> for each shot the first shot with its label
+    (``[0, 1, 0, 3]``). ``shots`` None: the count is checked later. ValueError says what is wrong."""
+    text = str(text).strip()
+    if text.lower() in ("", "none"):
+        return None
+    if text.lower() == "auto":
+        return "auto"
+    labels = [t.upper() for t in re.split(r"[,;\s]+", text) if t]
+    if shots is not None and len(labels) != shots:
+        raise ValueError(f"setups {text!r} labels {len(labels)} shot(s), the video has {shots}: give one label per "
+                         "shot (e.g. A B A), auto or none")
+    first: dict[str, int] = {}
+    return [first.setdefault(label, shot) for shot, label in enumerate(labels)]
+
+
+def resolve_setups(text: str, frames: Iterable, cuts: Sequence[int]) -> Optional[list[int]]:
+    """The set-up groups of a video split at ``cuts`` as ``text`` asks (:func:`parse_setups`): ``auto`` groups the
+    shots of ``frames`` (read only then, and only with cuts), none gives None."""
+    groups = parse_setups(text, len(cuts) + 1)
+    if groups == "auto":
+        return group_shots(frames, cuts) if cuts else None
+    return groups
+
+
+def setup_labels(groups) -> str:
+    """``[0, 1, 0, 3]`` (a group per shot) -> ``"A B A C"``, the form :func:`parse_setups` reads back."""
+    names: dict[int, str] = {}
+    for g in groups:
+        names.setdefault(int(g), chr(ord("A") + len(names)) if len(names) < 26 else f"S{len(names) + 1}")
+    return " ".join(names[int(g)] for g in groups)
+
+
+def shot_summary(plan, key_frames: Sequence[int] = ()) -> str:
+    """One line per shot of a :class:`.plan.VideoPlan`: its frames, camera set-up (:func:`setup_labels`) and the
+    ``key_frames`` in it, e.g. ``shot 2 B: frames 40-72, key frames 40, 55, 70, 72``."""
+    labels = setup_labels(plan.groups).split()
+    lines = []
+    for k, (start, end) in enumerate(plan.shots):
+        keys = [f for f in key_frames if start <= f < end]
+        lines.append(f"shot {k + 1} {labels[k]}: frames {start}-{end - 1}"
+                     + (f", key frames {', '.join(map(str, keys))}" if keys else ""))
+    return "\n".join(lines)
 
 
 def parse_frame_indexes(text: str, num_frames: Optional[int] = None) -> list[int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -25,10 +25,12 @@ from .passes import DecodeFn, SampleSettings, decode_latents, prepare_shot, resu
 from .plan import PlannedPass, VideoPlan, plan_video
 from .resume import PassStore, content_hash
 from .schedule import CLIP_FRAMES, Pass, Strides, clip_pass
+from .setups import ShotGrouper
 from .shots import CutDetector
 
 log = logging.getLogger("M3DDM")
 StepCallback = Callable[[dict], None]
+Setups = Union[None, str, Sequence[int]]  # returning camera set-ups: a group per shot, "auto" or None
 
 
 def _no_store(key: Optional[str]) -> Optional[PassStore]:
@@ -91,7 +93,7 @@ def prepare(frames: Iterable, num_frames: int, canvas: CanvasPlan, encode: Encod
             fps: float, *, seed: int = 0, strides: Strides = "auto", schedule: str = "fixed", cuts: Sequence[int] = (),
             detect_cuts: bool = False, shot_seeds: Optional[Mapping[int, int]] = None,
             global_latents: Optional[torch.Tensor] = None, content: Optional[str] = None, resumable: bool = False,
-            on_chunk: Optional[Callable[[int], None]] = None, groups: Optional[Sequence[int]] = None) -> PreparedVideo:
+            on_chunk: Optional[Callable[[int], None]] = None, groups: Setups = None) -> PreparedVideo:
     """Plan and encode ``num_frames`` frames (a ``[N, H, W, 3]`` batch or an iterator such as a file being read,
     uint8 or float 0..1) for ``canvas``.
 
@@ -100,21 +102,31 @@ def prepare(frames: Iterable, num_frames: int, canvas: CanvasPlan, encode: Encod
     then the cuts are found in the same pass over the frames as the encoding and the plan follows it.
     ``content`` identifies the frames for the resume key (a file's identity); ``resumable`` with a frame batch and
     no ``content``: the batch's hash does. ``on_chunk(frames done)`` reports the encoding. ``groups``: returning
-    camera set-ups (for each shot, the first shot of its set-up) share their global frames and their seed."""
+    camera set-ups share their global frames and their seed -- for each shot, the first shot of its set-up, or
+    ``"auto"``: grouped by :class:`.setups.ShotGrouper` in the same pass over the frames (None: each shot its
+    own)."""
     if resumable and content is None:
         if not isinstance(frames, torch.Tensor):
             raise ValueError("prepare(resumable=True) hashes a frame batch; give an iterator's identity as content")
         content = content_hash(frames)
-    if detect_cuts and groups is not None:
-        raise ValueError("returning set-ups name shots: give the cuts with them, not cuts to detect")
+    auto = isinstance(groups, str)
+    if auto and groups != "auto":
+        raise ValueError(f"groups {groups!r}: give 'auto', None or a group per shot")
     detector = CutDetector() if detect_cuts else None
-    plan = None if detector else plan_video(num_frames, cuts, strides, schedule, seed, shot_seeds, groups)
-    if detector is not None:
+    plan = None if detector else plan_video(num_frames, cuts, strides, schedule, seed, shot_seeds,
+                                            None if auto else groups)
+    # one shot given: nothing to group (and M3DDM+ need not encode every frame's global-frame image)
+    grouper = ShotGrouper(() if detector else cuts) if auto and (detector or cuts) else None
+    if grouper is not None:
+        frames = grouper.watching(frames, detector)
+    elif detector is not None:
         frames = detector.watching(frames)
+    setups = grouper.finish if grouper else None if auto else groups  # finish(): the same groups at every call
     encoded = encode_video(frames, num_frames, canvas, encode, detector.cuts if detector else plan.cuts,
-                           global_latents, on_chunk=on_chunk, groups=groups)
-    if plan is None:
-        plan = plan_video(num_frames, encoded.cuts, strides, schedule, seed, shot_seeds)
+                           global_latents, on_chunk=on_chunk, groups=setups)
+    if plan is None or grouper is not None:  # given set-ups with detected cuts: their count is checked here
+        plan = plan_video(num_frames, encoded.cuts, strides, schedule, seed, shot_seeds,
+                          setups() if callable(setups) else setups)
     return PreparedVideo(encoded, plan, settings, float(fps), content)
 
 

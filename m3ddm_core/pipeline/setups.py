@@ -1,9 +1,9 @@
 """Returning set-ups (issue 33): the shots of an edit that show the same camera set-up (an interview's A camera,
 cut back to after the B camera), grouped by how alike their frames look.
 
-Not yet wired into the pipeline. The intended rule: a returning shot is conditioned on the first shot of its group
-(shared global frames, and/or guide frames taken from that shot's generated border), so the border it invents
-matches the one already shown.
+The rule (:func:`.outpaint.prepare` with ``groups="auto"``, the front-ends' ``setups`` option): the shots of one
+group share their global frames (``linspace`` over all their frames, :func:`.encode.shot_global_frames`) and their
+seed, so a returning shot is conditioned on the same picture of the set-up as the earlier one.
 
 **The similarity.** Each shot keeps ``REPS`` grey thumbnails ``THUMB`` px wide (blurred by ``BLUR`` px): its third
 frame (past a blended frame after the cut), the frame at the largest power of two into it (between its middle and
@@ -17,12 +17,13 @@ not compared at all). A shot joins the earliest group whose shots (the first and
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from collections import deque
+from typing import Iterable, Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
 
-from .shots import _small_bgr
+from .shots import CutDetector, _small_bgr
 
 THUMB = 32  # px: thumbnail width; the height follows the aspect ratio
 BLUR = 1.0  # px (of the thumbnail): a zoom of a few percent moves the edges by less
@@ -69,9 +70,11 @@ def shot_similarity(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
 
 
 class ShotGrouper:
-    """Feed an edit's frames one at a time with its ``cuts``; :meth:`finish` gives a group id per shot."""
+    """Feed an edit's frames one at a time with its ``cuts``; :meth:`finish` gives a group id per shot. Cuts found
+    while the frames stream in are added with :meth:`cut` before the grouper reaches them
+    (:meth:`watching` does both)."""
 
-    def __init__(self, cuts: Sequence[int], same: float = SAME):
+    def __init__(self, cuts: Sequence[int] = (), same: float = SAME):
         self._cuts = sorted({int(c) for c in cuts} - {0})
         self._same = float(same)
         self._groups: list[tuple[int, list[list[np.ndarray]]]] = []  # (id, [first shot's reps, latest's])
@@ -80,19 +83,57 @@ class ShotGrouper:
         self._start = 0
         self.frames = 0
 
+    def cut(self, at: int) -> None:
+        """A cut found later: the first frame of a new shot, not yet fed."""
+        if at < self.frames or (self._cuts and at <= self._cuts[-1]):
+            raise ValueError(f"cut {at} comes too late: the grouper is at frame {self.frames}")
+        self._cuts.append(int(at))
+
     def feed(self, frame) -> None:
+        self.feed_thumb(_thumb(frame))
+
+    def feed_thumb(self, thumb: np.ndarray) -> None:
+        """Feed a frame as its :func:`_thumb`."""
         if self._cuts and self.frames == self._cuts[0]:
             self._close()
             self._cuts.pop(0)
             self._start = self.frames
         k = self.frames - self._start
-        thumb = _thumb(frame)  # every frame: the last one kept is the shot's last
         if k <= 2:
             self._reps["first"] = thumb  # the third frame (or the last of a shorter shot)
         if k >= 4 and k & (k - 1) == 0:
             self._reps["middle"] = thumb
-        self._reps["last"] = thumb
+        self._reps["last"] = thumb  # every frame: the last one kept is the shot's last
         self.frames += 1
+
+    def watching(self, frames: Iterable, detector: Optional[CutDetector] = None) -> Iterator:
+        """Yield ``frames`` unchanged, grouping them on the way (one pass over a file for the encoding, the cuts
+        and the groups). With ``detector`` the cuts are found on the way too: the detector sees every frame, the
+        grouper follows it ``LATENCY`` frames behind (thumbnails of the frames in between wait), where each
+        frame's shot is settled."""
+        waiting: deque[np.ndarray] = deque()
+        found: list[int] = []
+        for frame in frames:
+            if detector is None:
+                self.feed(frame)
+                yield frame
+                continue
+            detector.feed(frame)
+            waiting.append(_thumb(frame))
+            now = detector.found()
+            for c in now[len(found):]:
+                self.cut(c)
+            found = now
+            while self.frames < detector.settled:
+                self.feed_thumb(waiting.popleft())
+            yield frame
+        if detector is not None:
+            final = set(detector.cuts())  # the last cuts found may go (too close to the end)
+            if any(c < self.frames and c not in final for c in found):
+                raise AssertionError("a cut the grouper followed was dropped")  # settled rules that out
+            self._cuts = [c for c in self._cuts if c in final]
+            while waiting:
+                self.feed_thumb(waiting.popleft())
 
     def _close(self) -> None:
         """Group the shot just read."""

@@ -48,6 +48,9 @@ SEARCH = 3  # px at half size around each guess of the camera's shift: finds the
 JOLT = 0.1  # share of the width by which the camera's shift may change between frame pairs where it was still
 SWAY = 3.0  # ... plus this many times the shift around it (shake reverses it: up to 2.2x in constructed edits)
 MIN_OVERLAP = 0.4  # least share of the frame two shifted frames must share to be compared
+# frames: a cut is known at most this many frames after it (its score waits for the next frame's shift, the
+# adaptive ratio for WINDOW frames more, the flash test for FLASH more), with a margin; tests/test_shots.py checks
+LATENCY = 2 * (WINDOW + FLASH + 1)
 _RATE = Fraction(30)  # the detector wants timecodes; only frame numbers matter here
 
 
@@ -286,6 +289,16 @@ class CutDetector:
         for frame in frames:
             self.feed(frame)
             yield frame
+
+    @property
+    def settled(self) -> int:
+        """Frames before this one are settled: no cut before it is found later (work that must know a frame's
+        shot -- grouping shots -- can follow ``LATENCY`` frames behind)."""
+        return max(0, self.frames - max(LATENCY, self._min_shot))  # a cut closer to the end goes
+
+    def found(self) -> list[int]:
+        """The cuts found so far (the last ones may still go: see :meth:`cuts`)."""
+        return list(self._found)
 
     def cuts(self) -> list[int]:
         cuts = list(self._found)
