@@ -65,6 +65,7 @@ class M3DDMQualityCheck(io.ComfyNode):
                 raise node_error(NODE, "the video input takes the VIDEO of M3DDM Outpaint Video (it carries its "
                                        "canvas); for other videos, connect their frames as images with the canvas")
             plan, cuts, frames, count = outpainted.plan, list(outpainted.cuts), outpainted.frames(), outpainted.count
+            groups = outpainted.groups
         elif images is not None and canvas is not None:
             frames_t = rgb_frames(images, NODE)
             if tuple(frames_t.shape[1:3]) != tuple(canvas.plan.output_hw):
@@ -75,14 +76,14 @@ class M3DDMQualityCheck(io.ComfyNode):
             if count != canvas.num_frames:
                 raise node_error(NODE, f"{count} images for a canvas of {canvas.num_frames} frames: connect M3DDM "
                                        "Composite's output for this canvas")
-            plan, cuts = canvas.plan, list(canvas.cuts)
+            plan, cuts, groups = canvas.plan, list(canvas.cuts), canvas.groups
             frames = ((f * 255.0).round().to(torch.uint8).cpu().numpy() for f in frames_t)
         else:
             raise node_error(NODE, "connect the outpainted images with their canvas, or the video of M3DDM Outpaint "
                                    "Video")
         with node_errors(NODE):
             windows = schedule_windows(count, cuts, strides, schedule)
-            report = check_quality(frames, plan, cuts, windows)
+            report = check_quality(frames, plan, cuts, windows, groups=groups)
         text = report.text()
         log.info("[%s] %s", NODE, text.replace("\n", " | "))
         plot = torch.from_numpy(plot_report(report)).float().div(255.0)[None].to(runtime.output_device())

@@ -181,4 +181,4 @@ class M3DDMOutpaintVideo(io.ComfyNode):
             result = sample(video_job, runtime.comfy_runtime(m3ddm_model, NODE))
         return io.NodeOutput(OutpaintedVideo(OutpaintedFrames(source, info, start, count, plan, result.latents,
                                                               vae_decoder(vae), feather, upscaler(upscale_model),
-                                                              video_job.plan.cuts)))
+                                                              video_job.plan.cuts, video_job.plan.groups)))

@@ -108,6 +108,15 @@ def test_cuts_restart_the_shot_and_windows_are_the_plans_passes(video):
     image = plot_report(report)
     assert image.shape == (3 * 160 + 30, 960, 3) and image.dtype == np.uint8 and (image < 255).any()
     assert "0 window(s) flagged" in report.text()
+    # camera set-ups: listed per shot and lettered in the plot at each shot's start (top panel), not scored
+    three = check_quality(iter(cut_scene), plan, cuts=[10, 20], groups=[0, 1, 0])
+    own = check_quality(iter(cut_scene), plan, cuts=[10, 20])
+    assert [s["setup"] for s in three.to_dict()["shots"]] == ["A", "B", "A"]
+    assert [s["setup"] for s in own.to_dict()["shots"]] == ["A", "B", "C"]
+    assert np.array_equal(three.seam, own.seam) and np.array_equal(three.drift, own.drift)
+    lettered, plain = plot_report(three), plot_report(own)
+    differs = np.argwhere((lettered != plain).any(axis=2))
+    assert differs.size and differs[:, 0].max() < 160  # only the letters, in the top panel
 
 
 def test_wrong_frames_are_refused(video):

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from ..pipeline.canvas import CanvasPlan
+from ..pipeline.inputs import setup_labels
 from ..pipeline.plan import PlannedPass, VideoPlan, plan_video
 from ..pipeline.schedule import Strides
 from ..pipeline.shots import shot_bounds
@@ -147,6 +148,7 @@ class QualityReport:
     flicker: np.ndarray  # [N], NaN on each shot's first frame
     drift: np.ndarray  # [N]
     thresholds: dict = field(default_factory=lambda: dict(THRESHOLDS))
+    groups: Optional[list] = None  # each shot's camera set-up (the first shot of it); None: each shot its own
 
     @property
     def num_frames(self) -> int:
@@ -178,13 +180,18 @@ class QualityReport:
         return sorted(flagged, key=lambda r: -r["badness"])[:n]
 
     def to_dict(self) -> dict:
-        shots = [{"shot": k, "start": a, "end": b, **self.summarize(a, b)}
+        labels = self.setup_labels()
+        shots = [{"shot": k, "start": a, "end": b, "setup": labels[k], **self.summarize(a, b)}
                  for k, (a, b) in enumerate(shot_bounds(self.num_frames, self.cuts))]
         return {"frames": self.num_frames, "seams": self.seams, "cuts": list(self.cuts),
                 "thresholds": dict(self.thresholds), "shots": shots, "windows": self.window_rows(),
                 "per_frame": {"seam": _rounded(self.seam), "flicker": _rounded(self.flicker),
                               "drift": _rounded(self.drift)},
                 "note": "proxies without ground truth: they point at frames to look at, they do not judge them"}
+
+    def setup_labels(self) -> list[str]:
+        """Each shot's camera set-up as a letter (A B A: shots 1 and 3 share theirs)."""
+        return setup_labels(self.groups if self.groups is not None else range(len(self.cuts) + 1)).split()
 
     def text(self) -> str:
         rows = self.window_rows()
@@ -202,10 +209,12 @@ def _rounded(a: np.ndarray) -> list:
 
 
 def check_quality(frames: Iterable[np.ndarray], plan: CanvasPlan, cuts: Sequence[int] = (),
-                  windows: Optional[Sequence[tuple[int, int]]] = None, band: int = BAND) -> QualityReport:
+                  windows: Optional[Sequence[tuple[int, int]]] = None, band: int = BAND,
+                  groups: Optional[Sequence[int]] = None) -> QualityReport:
     """Score every output frame (``[OH, OW, 3]`` uint8 or float 0..255, streamed) of an outpainted video made
-    with ``plan``; ``cuts`` start new shots (no flicker across a cut, drift measured from each shot's start).
-    ``windows`` default to consecutive 16-frame windows of each shot."""
+    with ``plan``; ``cuts`` start new shots (no flicker across a cut, drift measured from each shot's start),
+    ``groups`` their camera set-ups (shown, not scored). ``windows`` default to consecutive 16-frame windows of
+    each shot."""
     cut_set = set(int(c) for c in cuts)
     sides = seams(plan, band)
     states = [_SeamState() for _ in sides]
@@ -227,12 +236,14 @@ def check_quality(frames: Iterable[np.ndarray], plan: CanvasPlan, cuts: Sequence
         windows = [(w, min(end, w + 16)) for start, end in shot_bounds(n, sorted(cut_set))
                    for w in range(start, end, 16)]
     return QualityReport([s.side for s in sides], sorted(c for c in cut_set if 0 < c < n), list(windows),
-                         np.array(seam_s, np.float32), np.array(flicker_s, np.float32), np.array(drift_s, np.float32))
+                         np.array(seam_s, np.float32), np.array(flicker_s, np.float32), np.array(drift_s, np.float32),
+                         groups=None if groups is None else [int(g) for g in groups])
 
 
 def plot_report(report: QualityReport, width: int = 960, panel: int = 160) -> np.ndarray:
     """``[3 * panel + 30, width, 3]`` uint8: seam, flicker and drift over the frames, each with its threshold
-    (dashed), the windows (grey ticks), the cuts (red lines) and flagged windows shaded."""
+    (dashed), the windows (grey ticks), the cuts (red lines), each shot's camera set-up (a letter at its start, in
+    the top panel) and flagged windows shaded."""
     n = report.num_frames
     img = np.full((3 * panel + 30, width, 3), 255, np.uint8)
     left, right = 60, width - 10
@@ -263,8 +274,13 @@ def plot_report(report: QualityReport, width: int = 960, panel: int = 160) -> np
         if len(pts) > 1:
             cv2.polylines(img, [np.array(pts, np.int32)], False, (30, 90, 200), 1, cv2.LINE_AA)
         cv2.rectangle(img, (left, top), (right, bottom), (0, 0, 0), 1)
+        if k == 0 and report.cuts:
+            for (start, _), label in zip(shot_bounds(n, report.cuts), report.setup_labels()):
+                cv2.putText(img, label, (xs(start) + 3, top + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (160, 30, 30), 1,
+                            cv2.LINE_AA)
         cv2.putText(img, name, (4, top + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.putText(img, f"{vmax:.1f}", (4, top + 32), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (90, 90, 90), 1, cv2.LINE_AA)
-    cv2.putText(img, f"frames 0-{n - 1}; red: cuts, shaded: flagged windows, dashed: thresholds",
+    cv2.putText(img, f"frames 0-{n - 1}; red: cuts (letters: camera set-ups), shaded: flagged windows, dashed: "
+                "thresholds",
                 (left, 3 * panel + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return img

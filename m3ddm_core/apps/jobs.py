@@ -265,7 +265,8 @@ def check_file(out: Path, plan: CanvasPlan, video_plan: VideoPlan) -> QualityRep
     """The quality report of the written ``out`` as a player decodes it (:func:`.quality.check_quality`, windows =
     the plan's finest passes)."""
     with failure_reason():
-        return check_quality(read_frames(out), plan, video_plan.cuts, plan_windows(video_plan))
+        return check_quality(read_frames(out), plan, video_plan.cuts, plan_windows(video_plan),
+                             groups=video_plan.groups)
 
 
 def write_report(out: Path, plan: CanvasPlan, video_plan: VideoPlan, extra: Optional[dict] = None) -> QualityReport:

@@ -104,6 +104,7 @@ class OutpaintedFrames:
     feather: int = 8
     upscale: Optional[UpscaleFn] = None
     cuts: tuple = ()
+    groups: Optional[tuple] = None  # each shot's camera set-up (the first shot of it); None: each its own
 
     @property
     def size(self) -> tuple[int, int]:
