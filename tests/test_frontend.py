@@ -479,17 +479,59 @@ def _run_from_page(server, page, version: str) -> tuple[dict, list[Path]]:
     pytest.fail("the queued workflow did not finish in 900 s")
 
 
+# workflow -> the prompt current ComfyUI's pinned frontend queued for it (:func:`_same_run`), from its run below
+QUEUED: dict[str, dict] = {}
+
+
+def _same_run(prompt: dict) -> dict:
+    """What of a queued API prompt decides its run: each node's type and inputs, the seeds left out (every
+    frontend samples with its own seed, so that no run is served from ComfyUI's cache)."""
+    return {k: (v["class_type"], {n: x for n, x in v["inputs"].items() if n != "seed"}) for k, v in prompt.items()}
+
+
+def _queue_without_running(page) -> dict:
+    """Press Run with the queue request held back: the prompt the frontend would queue."""
+    import time
+    sent = []
+
+    def hold(route):
+        if route.request.method != "POST":
+            return route.continue_()
+        sent.append(route.request.post_data_json["prompt"])
+        route.fulfill(json={"prompt_id": "held-back", "number": 0, "node_errors": {}})
+    page.route("**/prompt", hold)
+    page.evaluate("() => window.app.extensionManager.command.execute('Comfy.QueuePrompt')")
+    t0 = time.time()
+    while not sent and time.time() - t0 < 60:
+        page.wait_for_timeout(200)
+    assert sent, f"the frontend queued nothing: {page.evaluate(VISIBLE_BLOCKERS_JS)}"
+    return sent[0]
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_queued_from_the_frontend_writes_its_videos(server, page, frontend, path):
     """What a user does: load the workflow, pick the models they have, press Run. The frontend converts the graph
-    and queues it; every Save Video of the workflow writes its video (frames, size and audio as expected)."""
+    and queues it; every Save Video of the workflow writes its video (frames, size and audio as expected). The
+    newest frontend runs on the same ComfyUI as the pinned one: the prompt it queues is compared with the one
+    the pinned frontend queued and ran (the same prompt on the same server is the same run), not run again."""
     comfy, version, root = frontend
     assert set(EXPECTED_VIDEOS) == {p.stem for p in WORKFLOWS}, "add the new workflow's videos to EXPECTED_VIDEOS"
     workflow = json.loads(path.read_text())
     _load_graph(page, workflow)
     changed = page.evaluate(SET_WIDGETS_JS, [TEST_MODELS, _plumbing(frontend)])
     assert any(c.endswith(".model_name") for c in changed) and any(c.endswith(".steps") for c in changed), changed
+    if comfy == "current" and root is not None and path.stem in QUEUED:
+        ran = QUEUED[path.stem]
+        assert any(kind.startswith("M3DDM_") for kind, _ in ran.values()), ran
+        assert _same_run(_queue_without_running(page)) == ran
+        assert page.page_errors == [], page.page_errors
+        return
+    queued = []
+    page.on("request", lambda r: queued.append(r.post_data_json["prompt"])
+            if r.method == "POST" and r.url.endswith("/prompt") else None)
     history, written = _run_from_page(server, page, version)
+    if comfy == "current" and root is None:
+        QUEUED[path.stem] = _same_run(queued[-1])
     page.screenshot(path=str(ARTIFACTS / f"run_{comfy}_{version}_{path.stem}.png"), timeout=120_000)
     expected = EXPECTED_VIDEOS[path.stem]
     assert len(written) == len(expected), written

@@ -137,6 +137,11 @@ def plus_unet():
     return load_unet(_reference("tiny_unet/weights.safetensors"))
 
 
+# How many of each case's recorded windows are replayed: at 256 the first (no guide frame; about a minute a window
+# on 2 CPU cores), at 128 both (the second is guided by the first's last frame: the same code at any size)
+WINDOWS_RUN = {"case_256_96x160_9-16": 1, "case_128_120x90_16-9": 2}
+
+
 @pytest.mark.parametrize("case_dir", WINDOW_CASES)
 def test_sampler_windows_reproduce_the_recording(plus_unet, case_dir):
     from safetensors.torch import load_file
@@ -146,7 +151,8 @@ def test_sampler_windows_reproduce_the_recording(plus_unet, case_dir):
                                    .astype(np.float32))[None, None]
     mask = F.interpolate(mask_pixels, size=t["noise"].shape[-2:])[0, 0]
     sched = make_scheduler("pndm")
-    for k, window in enumerate(case["windows"]):
+    assert len(case["windows"]) >= WINDOWS_RUN[case_dir]
+    for k, window in enumerate(case["windows"][:WINDOWS_RUN[case_dir]]):
         w = f"w{k}_"
         t_start, timesteps = sampling_timesteps(sched, case["num_inference_steps"])
         assert int(t_start) == window["start_timestep"] and [int(x) for x in timesteps] == window["unet_timesteps"]

@@ -200,6 +200,7 @@ def test_batch_command_matches_its_recording(batch_assets, tmp_path):
 
 @pytest.mark.slow
 def test_ray_split_video_matches_the_batch_recording(batch_assets, tmp_path, ray_cluster):
+    from m3ddm_core import plan_video
     from m3ddm_core.apps.scaleout import run_batch_ray
     root, inputs = batch_assets
     found: dict = {}
@@ -209,4 +210,7 @@ def test_ray_split_video_matches_the_batch_recording(batch_assets, tmp_path, ray
                                        on_dispatch=lambda pid, label: labels.append(label))
     assert failed == [] and len(written) == 1
     assert any("shot 2" in label for label in labels)  # split at the detected cut, passes across the workers
+    # (bit for bit with one pass a task; tests/test_scaleout.py has two passes a task, the folder and a lost worker)
+    assert labels[0].endswith("encode") and labels[-1].endswith("write")
+    assert sum(label.count("pass") for label in labels) == len(plan_video(48, [30], "15,5,1"))  # each pass once
     check("batch", {"inputs": inputs, "latents": digest(found[root / "in" / "edited.mov"])})

@@ -129,18 +129,6 @@ def _split_long_video(spec: JobSpec, assets, out) -> tuple[torch.Tensor, list[st
 
 
 @pytest.mark.slow
-def test_a_long_video_split_clip_by_clip_equals_the_sequential_result(cluster, assets, reference, tmp_path):
-    video = assets / "long" / "long.mp4"
-    found, labels = _split_long_video(_spec(assets), assets, tmp_path / "ray")
-    passes = plan_passes(64, "15,5,1")
-    assert sum("pass" in lb for lb in labels) == len(passes) and labels[0].endswith("encode")
-    assert labels[-1].endswith("write")
-    latents, local = reference
-    assert torch.equal(found, latents[video])
-    _same_video(tmp_path / "ray" / "long_9x16.mp4", local / "long_9x16.mp4")
-
-
-@pytest.mark.slow
 def test_ready_passes_handed_out_together_are_sampled_together(cluster, assets, reference, tmp_path):
     """--passes-per-call 2: when more passes are ready than there are workers, a worker gets two at once and
     samples them in one UNet call per step; the video equals the sequential one within float rounding."""
@@ -148,6 +136,7 @@ def test_ready_passes_handed_out_together_are_sampled_together(cluster, assets, 
 
     found, labels = _split_long_video(dataclasses.replace(_spec(assets), passes_per_call=2), assets, tmp_path / "ray")
     tasks = [lb for lb in labels if "pass" in lb]
+    assert labels[0].endswith("encode") and labels[-1].endswith("write")  # encoded once, written once, by a worker
     assert any(lb.count("pass") == 2 for lb in tasks)  # two passes in one task
     assert sum(lb.count("pass") for lb in tasks) == len(plan_passes(64, "15,5,1"))
     latents = reference[0][assets / "long" / "long.mp4"]
