@@ -8,7 +8,7 @@ from ..m3ddm_core import CHOICES, plan_target, preview_canvases, setup_labels
 
 from .layouts import rgb_frames
 from .validation import node_error, node_errors, text_input_problem
-from .shot_inputs import find_cuts, find_setups, setups_input, shot_inputs
+from .shot_inputs import find_setups, find_shots, setups_input, shot_inputs
 from .types import Canvas, M3DDMCanvasType, video_fingerprint
 
 NODE = "M3DDM_OutpaintCanvas"
@@ -130,10 +130,11 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
         plan = plan_for(hw, NODE, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
                         canvas_mode, family=plan_family(preprocessing, NODE), working_size=working_size)
         n = int(frames.shape[0])
-        found = find_cuts(shots, cuts, frames, n, NODE)
+        found, transitions = find_shots(shots, cuts, frames, n, NODE)
         groups = find_setups(setups, frames, found, NODE)
         canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images), cuts=tuple(found),
-                        groups=None if groups is None else tuple(groups), follows_model=preprocessing == "auto")
+                        groups=None if groups is None else tuple(groups), transitions=tuple(transitions),
+                        follows_model=preprocessing == "auto")
         # both sides of every cut (the first 16), or at most 16 frames: memory stays bounded for long videos
         preview = preview_canvases(frames, plan, found)
         mask = torch.from_numpy(plan.pixel_mask()).unsqueeze(0)

@@ -73,7 +73,7 @@ class M3DDMKeyframePreview(io.ComfyNode):
             # a Coarse-to-Fine run of the same inputs: its store is the one Continue (or Coarse-to-Fine) resumes
             video = prepare(frames, int(frames.shape[0]), plan, vae_encoder(vae), settings, fps, seed=seed,
                             strides=strides, schedule=schedule, cuts=canvas.cuts, shot_seeds=seeds,
-                            resumable=True, groups=canvas.groups)
+                            resumable=True, groups=canvas.groups, transitions=canvas.transitions)
         first = video.plan.preview_passes()
         with runtime.sampling_errors(PREVIEW):
             keys = sample(video, runtime.comfy_runtime(m3ddm_model, PREVIEW), only=first, decode=vae_decoder(vae))

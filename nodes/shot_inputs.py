@@ -7,7 +7,7 @@ from typing import Iterable
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import CHOICES, resolve_cuts, resolve_setups, setup_labels
+from ..m3ddm_core import CHOICES, resolve_setups, resolve_shots, setup_labels
 
 from .validation import node_errors
 
@@ -28,7 +28,9 @@ def shot_inputs(from_canvas: bool = False) -> list:
         io.Combo.Input("shots", options=options, default=options[0],
                        tooltip="Edited videos: outpaint each shot as its own video (own global frames and key frames, "
                                "nothing carried across a cut). none: one shot. detect: find the hard cuts "
-                               "(PySceneDetect). list: the cuts given below." + canvas_tip),
+                               "(PySceneDetect), dissolves and fades (a dissolve splits its shots at its middle; the "
+                               "borders of both are blended with the picture). list: the cuts given below."
+                               + canvas_tip),
         io.String.Input("cuts", default="",
                         tooltip="shots = list: the first frame of every new shot, counted from 0 in the frames this "
                                 "node outpaints, e.g. 120, 348."),
@@ -46,15 +48,18 @@ def setups_input():
                                    "them by hand, e.g. A B A C.")
 
 
-def find_cuts(shots: str, cuts: str, frames: Iterable, num_frames: int, node: str) -> list[int]:
-    """The cuts of ``frames`` (``num_frames`` of them) as the inputs ask (the core's :func:`resolve_cuts`), logged;
-    ``frames`` is only read for ``detect``."""
+def find_shots(shots: str, cuts: str, frames: Iterable, num_frames: int, node: str) -> tuple[list[int], list]:
+    """The cuts and gradual transitions of ``frames`` (``num_frames`` of them) as the inputs ask (the core's
+    :func:`resolve_shots`), logged; ``frames`` is only read for ``detect``."""
     with node_errors(node, hint=". Fix the cuts list (first frames of new shots, e.g. 120, 348)" if shots == "list"
                      else ""):
-        found = resolve_cuts(shots, cuts, frames, num_frames)
+        found, transitions = resolve_shots(shots, cuts, frames, num_frames)
     if shots != "none":
         log.info("[%s] %d shot(s); cuts at frames %s", node, len(found) + 1, found or "none")
-    return found
+    for t in transitions:
+        log.info("[%s] %s at frames %d-%d: borders blended with the picture", node, t.kind.replace("_", " "),
+                 t.start, t.end - 1)
+    return found, transitions
 
 
 def find_setups(setups: str, frames: Iterable, cuts: list[int], node: str):

@@ -40,6 +40,7 @@ class Canvas:
     video_id: str  # fingerprint of the frames: catches a canvas or global frames from another video
     cuts: tuple[int, ...] = ()  # first frames of new shots (M3DDM Outpaint Canvas's shots input)
     groups: Optional[tuple[int, ...]] = None  # each shot's camera set-up (its setups input); None: each its own
+    transitions: tuple = ()  # dissolves and fades found with the cuts: their borders are blended
     follows_model: bool = False  # preprocessing "auto": the plan takes the model's family where it is sampled
 
     def plan_for_model(self, model: "M3DDMModel") -> CanvasPlan:

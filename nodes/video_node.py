@@ -17,7 +17,7 @@ from .canvas_node import plan_family, plan_for, target_inputs, working_inputs
 from .layouts import check_sd_vae, vae_decoder, vae_encoder
 from .validation import node_errors, text_input_problem
 from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings
-from .shot_inputs import find_cuts, setups_input, shot_inputs
+from .shot_inputs import find_shots, setups_input, shot_inputs
 from .types import M3DDMModelType
 
 log = logging.getLogger("M3DDM")
@@ -169,16 +169,20 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         # a bad schedule or cut is refused before the file is read; an unreadable frame says so
         with node_errors(NODE), node_errors(NODE, VideoFileError, prefix="reading the video failed: "):
             video_job = prepare_file(source, info, start, count, plan, vae_encoder(vae), settings, seed=seed,
-                                     strides=strides, schedule=schedule, detect_cuts=detect,
-                                     cuts=() if detect else find_cuts(shots, cuts, (), count, NODE),
+                                     strides=strides, schedule=schedule, detect_cuts=detect, detect_transitions=detect,
+                                     cuts=() if detect else find_shots(shots, cuts, (), count, NODE)[0],
                                      on_chunk=runtime.count_progress(count), groups=parse_setups(setups))
         if detect:
             log.info("[%s] %d shot(s); cuts at frames %s", NODE, len(video_job.plan.shots),
                      list(video_job.plan.cuts) or "none")
+        for t in video_job.transitions:
+            log.info("[%s] %s at frames %d-%d: borders blended with the picture", NODE, t.kind.replace("_", " "),
+                     t.start, t.end - 1)
         if len(video_job.plan.shots) > 1:
             log.info("[%s] camera set-ups: %s", NODE, setup_labels(video_job.plan.groups))
         with runtime.sampling_errors(NODE):
             result = sample(video_job, runtime.comfy_runtime(m3ddm_model, NODE))
         return io.NodeOutput(OutpaintedVideo(OutpaintedFrames(source, info, start, count, plan, result.latents,
                                                               vae_decoder(vae), feather, upscaler(upscale_model),
-                                                              video_job.plan.cuts, video_job.plan.groups)))
+                                                              video_job.plan.cuts, video_job.plan.groups,
+                                                              video_job.transitions)))

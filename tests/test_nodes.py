@@ -534,6 +534,21 @@ def test_returning_set_ups_are_grouped_on_the_canvas_shown_by_the_preview_and_ch
     assert torch.equal(g[0], g[2]) and not torch.equal(g[0], g[1])
 
 
+def test_a_dissolve_found_on_the_canvas_splits_its_shots_and_travels_with_the_canvas(node_classes):
+    """shots = detect finds dissolves and fades with the cuts (one pass): the dissolve's shots are split at its
+    middle, and the canvas carries it to the samplers, which blend its borders (tests/test_transitions.py)."""
+    import numpy as np
+    from constructed_edits import transition_edits
+
+    edit = transition_edits(0)[0]  # 40 + 40 frames, dissolved over 8
+    frames = torch.from_numpy(np.stack(edit.frames)).float() / 255.0
+    canvas, preview, _, cuts, setups = _canvas(node_classes, frames, shots="detect", cuts="")
+    assert cuts == "36" and setups == "A B" and preview.shape[0] == 2
+    assert [(t.kind, t.start, t.end, t.middle) for t in canvas.transitions] == [("dissolve", 32, 40, 36)]
+    listed, _, _, _, _ = _canvas(node_classes, frames, shots="list", cuts="36")
+    assert listed.transitions == ()  # cuts given by hand: no transition is looked for
+
+
 def test_outpaint_video_node_detects_cuts_while_it_reads_the_file(node_classes, models_dir, tmp_path, caplog):
     from comfy_api.latest import InputImpl
     (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
@@ -704,6 +719,10 @@ def test_trimming_the_output_keeps_it_lazy_and_picks_the_frames_core_would(node_
     assert out.as_trimmed(0.6, 1.0).get_frame_count() == 5  # what is left
     assert out.as_trimmed(0.6, 1.0, strict_duration=True) is None  # ... unless the duration is required
     assert out.as_trimmed(5.0) is None and out.as_trimmed(0.0, -1.0) is None
+    import dataclasses  # shots and their set-ups follow the trim (the Quality Check reads them)
+    edited = dataclasses.replace(out.outpainted, cuts=(8, 14), groups=(0, 1, 0))
+    assert (edited.trimmed(0.2, 0.4).cuts, edited.trimmed(0.2, 0.4).groups) == ((3, 9), (0, 1, 0))
+    assert (edited.trimmed(0.4, 0.2).cuts, edited.trimmed(0.4, 0.2).groups) == ((4,), (1, 0))
     # core's own Trim Video node on it, then saved
     slicer = importlib.import_module("comfy_extras.nodes_video").VideoSlice
     (sliced,) = _run(slicer, video=out, start_time=0.4, duration=0.2, strict_duration=True)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from constructed_edits import (BLUE, GREEN, GREY, GREY2, WARM, Shot, assemble, film, flash, handheld,
-                               interview_edits, lighting_edits, pan, picture, still, whip)
+                               interview_edits, lighting_edits, pan, picture, still, transition_edits, whip)
 from m3ddm_core.pipeline.setups import group_shots
 from m3ddm_core.pipeline.transitions import (Transition, TransitionDetector, blend_borders, cuts_in,
                                              detect_transitions, transition_at)
@@ -76,3 +76,61 @@ def test_set_ups_of_one_palette_arranged_differently_are_not_grouped():
     assert group_shots(frames, [20, 40]) == [0, 1, 2]
     frames = film(picture(63, WARM), still(0.5), 20, seed=4) + film(picture(63, WARM), still(0.5), 20, seed=5)
     assert group_shots(frames, [20]) == [0, 0]  # the same set-up, new noise
+
+
+def test_a_dissolve_splits_its_shots_at_its_middle_and_fades_keep_their_cuts():
+    from m3ddm_core.pipeline.transitions import shot_cuts
+    dissolve = Transition(30, 38, "dissolve", (0.1, 0.2, 0.35, 0.45, 0.55, 0.7, 0.8, 0.9))
+    assert dissolve.middle == 34
+    assert shot_cuts([12, 33, 60], [dissolve]) == [12, 34, 60]  # a cut found inside the dissolve goes
+    fades = [Transition(10, 14, "fade_out", (0.2, 0.5, 0.8, 1.0)), Transition(14, 18, "fade_in", (0.1, 0.4, 0.7, 0.9))]
+    assert shot_cuts([14], fades) == [14]
+
+
+def test_the_border_blend_crossfades_the_shots_held_borders_in_step_with_the_picture():
+    import torch
+    from m3ddm_core.pipeline.transitions import BorderBlend
+    borders = {f: torch.full((2, 2, 3), float(f)) for f in range(20)}
+    asked = []
+    dissolve = Transition(5, 9, "dissolve", (0.2, 0.4, 0.6, 0.8))
+    fade_out, fade_in = Transition(11, 13, "fade_out", (0.5, 1.0)), Transition(13, 15, "fade_in", (0.25, 0.75))
+    blend = BorderBlend([dissolve, fade_out, fade_in, Transition(18, 20, "dissolve", (0.3, 0.6))], 20,
+                        lambda f: asked.append(f) or borders[f])
+    out = {f: blend(f, borders[f]) for f in range(20)}
+    assert torch.allclose(out[6], 0.6 * borders[4] + 0.4 * borders[9])  # A's last and B's first unblended frames
+    assert torch.allclose(out[8], 0.2 * borders[4] + 0.8 * borders[9])
+    assert torch.allclose(out[11], 0.5 * borders[10]) and torch.allclose(out[12], 0 * borders[10])  # to black
+    assert torch.allclose(out[13], 0.25 * borders[15]) and torch.allclose(out[14], 0.75 * borders[15])
+    assert all(out[f] is borders[f] for f in (0, 4, 9, 10, 15, 18, 19))  # outside, or cut off at the end
+    assert sorted(asked) == [4, 9, 10, 15]  # each held border asked for once
+
+
+def test_a_dissolve_and_a_fade_found_while_the_frames_stream_in_are_blended_in_the_decoded_borders(micro_model):
+    """prepare(detect_cuts=True, detect_transitions=True) reads the edit once: the dissolve splits its shots at
+    its middle; the whole video's decoded canvases blend each transition's borders by the rule, and the streamed
+    composite (Outpaint Video, the batch) does the same."""
+    import torch
+    from helpers import TinyVAE
+    from m3ddm_core import Runtime, SampleSettings, composite, composite_frames, plan_canvas, prepare, sample
+    from m3ddm_core.pipeline.transitions import BorderBlend
+
+    plan = plan_canvas((90, 160), ratio="9:16", canvas_size=128)
+    vae, fast = TinyVAE(), SampleSettings(steps=1, s1=1.0, s2=1.0)
+    for edit, cuts, kinds in ((transition_edits(0)[0], (36,), ["dissolve"]),
+                              (transition_edits(0)[2], (40,), ["fade_out", "fade_in"])):
+        frames = edit.frames
+        video = prepare(iter(frames), len(frames), plan, vae.encode, fast, 16.0, detect_cuts=True,
+                        detect_transitions=True)
+        assert video.plan.cuts == cuts and [t.kind for t in video.transitions] == kinds, edit.name
+        result = sample(video, Runtime.fixed(micro_model), decode=vae.decode)
+        raw = vae.decode(result.latents)
+        blend = BorderBlend(video.transitions, len(frames), lambda f: raw[f])
+        inside = {f for t in video.transitions for f in range(t.start, t.end)}
+        for f in range(len(frames)):
+            assert torch.allclose(result.canvases[f], blend(f, raw[f]), atol=1e-6)
+            assert torch.equal(result.canvases[f], raw[f]) == (f not in inside)
+        streamed = composite_frames(iter(frames), result.latents, plan, vae.decode, transitions=video.transitions)
+        originals = torch.from_numpy(np.stack(frames)).float() / 255.0
+        expected = composite(originals, result.canvases, plan)
+        for f, out in enumerate(streamed):
+            assert np.abs(out.astype(np.float32) - expected[f].numpy() * 255).max() <= 1.0, (edit.name, f)

@@ -238,6 +238,7 @@ def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> Enco
                            canvas_size=spec.working_size)
         video_job = prepare_file(video, info, 0, n, plan, job.encode, spec.settings, seed=spec.seed,
                                  strides=spec.strides, schedule=spec.schedule, detect_cuts=spec.shots == "detect",
+                                 detect_transitions=spec.shots == "detect",
                                  resumable=spec.resume, on_chunk=lambda done: progress("encode", done, n),
                                  groups=parse_setups(spec.setups))
         if len(video_job.plan.shots) > 1:
@@ -247,13 +248,14 @@ def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> Enco
 
 
 def write_file(job: Job, video: Path, out: Path, info: VideoInfo, plan: CanvasPlan, latents: torch.Tensor,
-               progress: Progress = no_progress) -> None:
-    """Composite ``latents`` ``[N, 4, h, w]`` onto ``video``'s frames and write ``out`` (appears only when whole).
-    ``progress("write", frames, total)``."""
+               progress: Progress = no_progress, transitions: Sequence = ()) -> None:
+    """Composite ``latents`` ``[N, 4, h, w]`` onto ``video``'s frames and write ``out`` (appears only when whole),
+    the borders of ``transitions`` blended. ``progress("write", frames, total)``."""
     n = info.frames
     with failure_reason():
         write_outpainted(out, video, info, 0, n, plan, latents, job.decode, job.spec.feather,
-                         on_frame=lambda done: progress("write", done, n), codec=job.spec.codec)
+                         on_frame=lambda done: progress("write", done, n), codec=job.spec.codec,
+                         transitions=transitions)
 
 
 def report_path(out: Path) -> Path:
@@ -308,7 +310,7 @@ def rerender_worst(job: Job, video: Path, out: Path, source: EncodedFile, latent
                               job_settings(job, plan), seeds)
     trial = out.with_name(f".{out.stem}.rerender{out.suffix}")  # hidden: never taken for an output
     try:
-        write_file(job, video, trial, source.info, plan, new, progress)
+        write_file(job, video, trial, source.info, plan, new, progress, source.video.transitions)
         after = check_file(trial, plan, video_plan).window_rows()
         final, entries, kept_any, all_kept = latents.clone(), [], False, True
         for group in _groups(video_plan, list(window_of)):
@@ -326,7 +328,7 @@ def rerender_worst(job: Job, video: Path, out: Path, source: EncodedFile, latent
         if all_kept:
             os.replace(trial, out)
         elif kept_any:
-            write_file(job, video, out, source.info, plan, final, progress)
+            write_file(job, video, out, source.info, plan, final, progress, source.video.transitions)
     finally:
         trial.unlink(missing_ok=True)
     log.info("%s: re-rendered %d window(s), kept %d", video.name, len(entries), sum(e["kept"] for e in entries))
@@ -369,7 +371,7 @@ def outpaint_file(job: Job, video: Path, out: Path, progress: Optional[Progress]
     store = pass_store(out.parent, source.resume)
     with failure_reason():
         result = sample(source.video, job_runtime(job, source.plan, store, report, video.name), keep_store=True)
-    write_file(job, video, out, source.info, source.plan, result.latents, report)
+    write_file(job, video, out, source.info, source.plan, result.latents, report, source.video.transitions)
     finish_store(store, out.parent)
     return finish_quality(job, video, out, source, result.latents, report)
 

@@ -97,7 +97,8 @@ class Worker:
         """Write the file, then its quality report and re-renders when asked; returns the final latents."""
         with torch.inference_mode():
             progress = self._progress(video)
-            write_file(self.job, Path(video), Path(out), source.info, source.plan, latents, progress)
+            write_file(self.job, Path(video), Path(out), source.info, source.plan, latents, progress,
+                       source.video.transitions)
             return finish_quality(self.job, Path(video), Path(out), source, latents, progress)
 
 

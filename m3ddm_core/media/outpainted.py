@@ -23,6 +23,7 @@ from ..pipeline.outpaint import PreparedVideo, prepare
 from ..pipeline.passes import DecodeFn, SampleSettings
 from ..pipeline.resume import source_identity
 from ..pipeline.schedule import Strides
+from ..pipeline.shots import shot_bounds
 from .stream import UpscaleFn, composite_frames, write_outpainted
 from .video_io import (BIT_DEPTHS, CONTAINERS, H264_PRESETS, Colour, FrameRangeError, Source, VideoInfo, check_range,
                        colour_space_name, frames_in_window, probe, read_audio, read_frames)
@@ -48,15 +49,15 @@ def open_range(source: Source, start_frame: int = 0, frame_count: int = 0,
 def prepare_file(source: Source, info: VideoInfo, start: int, count: int, canvas: CanvasPlan, encode: EncodeFn,
                  settings: SampleSettings, *, seed: int = 0, strides: Strides = "auto", schedule: str = "fixed",
                  cuts: Sequence[int] = (), detect_cuts: bool = False, resumable: bool = True,
-                 on_chunk: Optional[Callable[[int], None]] = None,
-                 groups: Optional[Sequence[int]] = None) -> PreparedVideo:
+                 on_chunk: Optional[Callable[[int], None]] = None, groups=None,
+                 detect_transitions: bool = False) -> PreparedVideo:
     """Frames ``start .. start+count-1`` of ``source`` planned and encoded as they stream in (cuts detected on the
-    way when ``detect_cuts``); ``resumable``: the file's identity keys the run's pass store; ``groups``: returning
-    camera set-ups (:func:`.pipeline.outpaint.prepare`)."""
+    way when ``detect_cuts``, dissolves and fades when ``detect_transitions``); ``resumable``: the file's identity
+    keys the run's pass store; ``groups``: returning camera set-ups (:func:`.pipeline.outpaint.prepare`)."""
     return prepare(read_frames(source, start, count), count, canvas, encode, settings, info.fps, seed=seed,
                    strides=strides, schedule=schedule, cuts=cuts, detect_cuts=detect_cuts,
                    content=source_identity(source, start, count) if resumable else None, on_chunk=on_chunk,
-                   groups=groups)
+                   groups=groups, detect_transitions=detect_transitions)
 
 
 def writer_options(container: str = "auto", codec: str = "auto", bit_depth: Optional[int] = None,
@@ -105,6 +106,7 @@ class OutpaintedFrames:
     upscale: Optional[UpscaleFn] = None
     cuts: tuple = ()
     groups: Optional[tuple] = None  # each shot's camera set-up (the first shot of it); None: each its own
+    transitions: tuple = ()  # dissolves and fades, counted from ``start``: their borders are blended
 
     @property
     def size(self) -> tuple[int, int]:
@@ -122,7 +124,7 @@ class OutpaintedFrames:
     def frames(self) -> Iterator[np.ndarray]:
         """The output frames ``[OH, OW, 3]`` uint8, one at a time."""
         return composite_frames(read_frames(self.source, self.start, self.count), self.latents, self.plan,
-                                self.decode, self.feather, upscale=self.upscale)
+                                self.decode, self.feather, upscale=self.upscale, transitions=self.transitions)
 
     def audio(self) -> Optional[tuple[np.ndarray, int]]:
         """The source's audio of these frames: ``([channels, samples] float32, rate)`` or None."""
@@ -144,12 +146,17 @@ class OutpaintedFrames:
                 self.info.time_of(self.start + self.count) - self.info.time_of(start) < duration - 1e-6:
             return None
         skip = start - self.start
+        shots = shot_bounds(self.count, self.cuts)
+        kept = [k for k, (a, b) in enumerate(shots) if a < skip + count and b > skip]  # the shots still shown
         return dataclasses.replace(self, start=start, count=count, latents=self.latents[skip:skip + count],
-                                   cuts=tuple(c - skip for c in self.cuts if skip < c < skip + count))
+                                   cuts=tuple(c - skip for c in self.cuts if skip < c < skip + count),
+                                   groups=None if self.groups is None else tuple(self.groups[k] for k in kept),
+                                   transitions=tuple(dataclasses.replace(t, start=t.start - skip, end=t.end - skip)
+                                                     for t in self.transitions))
 
     def write(self, path, options: dict, metadata: Optional[dict] = None,
               on_frame: Optional[Callable[[int], None]] = None) -> None:
         """Write the video to ``path`` with the source's audio of the range (``options``: :func:`writer_options`);
         the file appears only when complete."""
         write_outpainted(path, self.source, self.info, self.start, self.count, self.plan, self.latents, self.decode,
-                         self.feather, self.upscale, metadata, on_frame, **options)
+                         self.feather, self.upscale, metadata, on_frame, transitions=self.transitions, **options)

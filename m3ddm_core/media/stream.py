@@ -7,7 +7,7 @@ canvases exist one chunk at a time.
 from __future__ import annotations
 
 from contextlib import closing
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from ..pipeline.composite import CompositeLayout, composite
 from ..pipeline.encode import chunks
 from ..pipeline.heap import release_freed_memory
 from ..pipeline.passes import DecodeFn
+from ..pipeline.transitions import BorderBlend, Transition
 from .video_io import VideoInfo, VideoWriter, audio_track, read_frames
 
 # Latents decoded (and upscaled) per VAE call while streaming out: a VAE decoder's last layers hold 64-128 channels
@@ -26,21 +27,26 @@ UpscaleFn = Callable[[torch.Tensor], torch.Tensor]  # [k, h, w, 3] float 0..1 ->
 
 
 def composite_frames(frames: Iterable[np.ndarray], latents: torch.Tensor, plan: CanvasPlan, decode: DecodeFn,
-                     feather: int = 8, batch: int = DECODE_BATCH, upscale: Optional[UpscaleFn] = None) \
-        -> Iterator[np.ndarray]:
+                     feather: int = 8, batch: int = DECODE_BATCH, upscale: Optional[UpscaleFn] = None,
+                     transitions: Sequence[Transition] = ()) -> Iterator[np.ndarray]:
     """Yield the outpainted frames ``[OH, OW, 3]`` uint8, one at a time: ``frames`` (the source, ``[H, W, 3]``
     uint8, streamed) with their borders decoded from ``latents`` ``[N, 4, h, w]`` ``batch`` frames at a time,
     optionally upscaled, and composited one frame at a time on a reused buffer (a 9:16 1080p output frame is
-    79 MB in float32, so a whole chunk of them is not kept). Original pixels come out unchanged."""
+    79 MB in float32, so a whole chunk of them is not kept). Original pixels come out unchanged. The borders of
+    ``transitions`` (dissolves, fades) are blended before the upscale (:class:`.transitions.BorderBlend`; its two
+    held frames of each are decoded once more)."""
     n, done = latents.shape[0], 0
     buffer = torch.empty((1, *plan.output_hw, 3), dtype=torch.float32)
     layout = CompositeLayout(plan, feather)
+    blend = BorderBlend(transitions, n, lambda f: decode(latents[f:f + 1]).float().cpu().clamp(0, 1)[0])
     for chunk in chunks(frames, batch):
         k = len(chunk)
         if done + k > n:
             raise ValueError(f"more source frames than the {n} sampled ones")
         with torch.no_grad():
             generated = decode(latents[done:done + k]).float().cpu().clamp(0, 1)
+            if blend.applies():
+                generated = torch.stack([blend(done + j, g) for j, g in enumerate(generated)])
             if upscale is not None:
                 generated = upscale(generated).float().cpu().clamp(0, 1)
         for i, source in enumerate(chunk):
@@ -59,7 +65,7 @@ def write_outpainted(path, source, info: VideoInfo, start: int, count: int, plan
                      decode: DecodeFn, feather: int = 8, upscale: Optional[UpscaleFn] = None,
                      metadata: Optional[dict] = None, on_frame: Optional[Callable[[int], None]] = None,
                      batch: int = DECODE_BATCH, codec: str = "h264", container_format: str = "mp4", crf: float = 18,
-                     preset: str = "medium", bit_depth: int = 8) -> None:
+                     preset: str = "medium", bit_depth: int = 8, transitions: Sequence[Transition] = ()) -> None:
     """Write the outpainted frames ``start .. start+count-1`` of ``source`` (a file or stream, probed as ``info``)
     to ``path`` as H.264 (or HEVC, AV1; ``crf``, ``preset``, ``bit_depth``, in an MP4 or another
     ``container_format`` FFmpeg muxes) with the source's audio of that range: each source frame read, its border
@@ -72,7 +78,8 @@ def write_outpainted(path, source, info: VideoInfo, start: int, count: int, plan
     # read as the video is written, on the frames' own clock (an offset or variable-rate video stays in sync)
     audio = audio_track(source, info.time_of(start), info.time_of(start + count))
     time_base, pts = info.frame_pts(start, count) if info.vfr else (None, None)
-    frames = composite_frames(read_frames(source, start, count), latents, plan, decode, feather, batch, upscale)
+    frames = composite_frames(read_frames(source, start, count), latents, plan, decode, feather, batch, upscale,
+                              transitions)
     # closing: a failed write lets go of the source at once, not when the traceback is collected
     with closing(frames), VideoWriter(path, info.fps, ow, oh, audio=audio, container_format=container_format,
                                       metadata=metadata, colour=info.colour, pts=pts, time_base=time_base,

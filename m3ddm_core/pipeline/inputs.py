@@ -13,7 +13,9 @@ from .canvas import OFFICIAL_CANVAS, TARGETS, WORKING_SIZES, CanvasError, check_
 from .noise_schedulers import SCHEDULERS
 from .schedule import CLIP_FRAMES, SCHEDULES, STRIDE_PRESETS, Strides, parse_strides
 from .setups import group_shots
-from .shots import ShotError, detect_cuts, parse_cuts
+from .edits import EditReader
+from .shots import ShotError, parse_cuts
+from .transitions import Transition
 
 # A length no video reaches: where the frames are not known yet (a prompt being queued), only the form of an
 # input that counts frames is checked.
@@ -80,17 +82,26 @@ def check_inputs(*, working_size: Optional[int] = None, canvas_mode: str = "offi
     return problems
 
 
-def resolve_cuts(mode: str, cuts: str, frames: Iterable, num_frames: int) -> list[int]:
-    """The cuts (first frames of new shots) a shots ``mode`` of :data:`SHOT_MODES` asks for: none, found in
-    ``frames`` (read only then), or parsed from the ``cuts`` text; a :class:`.shots.ShotError` says what is
-    wrong with a list."""
+def resolve_shots(mode: str, cuts: str, frames: Iterable, num_frames: int) -> tuple[list[int], list[Transition]]:
+    """The cuts (first frames of new shots) and gradual transitions a shots ``mode`` of :data:`SHOT_MODES` asks
+    for: none; found in ``frames`` (read only then, once: hard cuts, dissolves -- split at their middle -- and
+    fades, :class:`.edits.EditReader`); or the cuts parsed from the ``cuts`` text. A :class:`.shots.ShotError`
+    says what is wrong with a list."""
     if mode == "none":
-        return []
+        return [], []
     if mode == "list":
-        return parse_cuts(cuts, num_frames)
+        return parse_cuts(cuts, num_frames), []
     if mode == "detect":
-        return detect_cuts(frames)
+        reader = EditReader(transitions=True)
+        for _ in reader.watching(frames):
+            pass
+        return reader.cuts(), reader.transitions()
     raise ShotError(f"shots {mode!r} is unknown; choose one of {', '.join(SHOT_MODES)}")
+
+
+def resolve_cuts(mode: str, cuts: str, frames: Iterable, num_frames: int) -> list[int]:
+    """The cuts of :func:`resolve_shots`."""
+    return resolve_shots(mode, cuts, frames, num_frames)[0]
 
 
 def parse_setups(text: str, shots: Optional[int] = None):

@@ -25,8 +25,8 @@ from .passes import DecodeFn, SampleSettings, decode_latents, prepare_shot, resu
 from .plan import PlannedPass, VideoPlan, plan_video
 from .resume import PassStore, content_hash
 from .schedule import CLIP_FRAMES, Pass, Strides, clip_pass
-from .setups import ShotGrouper
-from .shots import CutDetector
+from .edits import EditReader
+from .transitions import BorderBlend, Transition
 
 log = logging.getLogger("M3DDM")
 StepCallback = Callable[[dict], None]
@@ -81,6 +81,7 @@ class PreparedVideo:
     settings: SampleSettings
     fps: float
     content: Optional[str] = None
+    transitions: tuple = ()  # dissolves and fades (:class:`.transitions.Transition`): their borders are blended
 
     def store_key(self, model, settings: Optional[SampleSettings] = None) -> Optional[str]:
         """The key of this run's pass store with ``model`` (None when not resumable)."""
@@ -93,13 +94,17 @@ def prepare(frames: Iterable, num_frames: int, canvas: CanvasPlan, encode: Encod
             fps: float, *, seed: int = 0, strides: Strides = "auto", schedule: str = "fixed", cuts: Sequence[int] = (),
             detect_cuts: bool = False, shot_seeds: Optional[Mapping[int, int]] = None,
             global_latents: Optional[torch.Tensor] = None, content: Optional[str] = None, resumable: bool = False,
-            on_chunk: Optional[Callable[[int], None]] = None, groups: Setups = None) -> PreparedVideo:
+            on_chunk: Optional[Callable[[int], None]] = None, groups: Setups = None,
+            detect_transitions: bool = False, transitions: Sequence[Transition] = ()) -> PreparedVideo:
     """Plan and encode ``num_frames`` frames (a ``[N, H, W, 3]`` batch or an iterator such as a file being read,
     uint8 or float 0..1) for ``canvas``.
 
     The plan (every pass of every shot, its seeds derived from ``seed``, a shot re-rolled by ``shot_seeds``) is made
-    before anything is encoded, so a schedule that cannot cover the video fails at once -- unless ``detect_cuts``:
-    then the cuts are found in the same pass over the frames as the encoding and the plan follows it.
+    before anything is encoded, so a schedule that cannot cover the video fails at once -- unless the edit is read
+    on the way: ``detect_cuts`` finds the hard cuts, ``detect_transitions`` dissolves and fades (a dissolve splits
+    its shots at its middle and its borders are crossfaded when decoded: :class:`.transitions.BorderBlend`), in
+    the same pass over the frames as the encoding, and the plan follows them; ``transitions`` found before
+    (M3DDM Outpaint Canvas) come with their ``cuts``.
     ``content`` identifies the frames for the resume key (a file's identity); ``resumable`` with a frame batch and
     no ``content``: the batch's hash does. ``on_chunk(frames done)`` reports the encoding. ``groups``: returning
     camera set-ups share their global frames and their seed -- for each shot, the first shot of its set-up, or
@@ -112,30 +117,30 @@ def prepare(frames: Iterable, num_frames: int, canvas: CanvasPlan, encode: Encod
     auto = isinstance(groups, str)
     if auto and groups != "auto":
         raise ValueError(f"groups {groups!r}: give 'auto', None or a group per shot")
-    detector = CutDetector() if detect_cuts else None
-    plan = None if detector else plan_video(num_frames, cuts, strides, schedule, seed, shot_seeds,
-                                            None if auto else groups)
+    found = detect_cuts or detect_transitions  # the shots are known once every frame is in
+    plan = None if found else plan_video(num_frames, cuts, strides, schedule, seed, shot_seeds,
+                                         None if auto else groups)
     # one shot given: nothing to group (and M3DDM+ need not encode every frame's global-frame image)
-    grouper = ShotGrouper(() if detector else cuts) if auto and (detector or cuts) else None
-    if grouper is not None:
-        frames = grouper.watching(frames, detector)
-    elif detector is not None:
-        frames = detector.watching(frames)
-    setups = grouper.finish if grouper else None if auto else groups  # finish(): the same groups at every call
-    encoded = encode_video(frames, num_frames, canvas, encode, detector.cuts if detector else plan.cuts,
+    grouping = auto and (found or bool(cuts))
+    reader = EditReader(None if detect_cuts else cuts, detect_transitions, grouping) if found or grouping else None
+    if reader is not None:
+        frames = reader.watching(frames)
+    setups = reader.groups if grouping else None if auto else groups
+    encoded = encode_video(frames, num_frames, canvas, encode, reader.cuts if found else plan.cuts,
                            global_latents, on_chunk=on_chunk, groups=setups)
-    if plan is None or grouper is not None:  # given set-ups with detected cuts: their count is checked here
+    if plan is None or grouping:  # given set-ups with found cuts: their count is checked here
         plan = plan_video(num_frames, encoded.cuts, strides, schedule, seed, shot_seeds,
                           setups() if callable(setups) else setups)
-    return PreparedVideo(encoded, plan, settings, float(fps), content)
+    transitions = tuple(reader.transitions()) if detect_transitions else tuple(transitions)
+    return PreparedVideo(encoded, plan, settings, float(fps), content, transitions)
 
 
 @dataclass
 class Outpainted:
     """What :func:`sample` gives: ``latents`` ``[k, 4, h, w]`` of ``frames`` (video numbering; every frame when
     ``complete``, else those a subset of passes wrote), their decoded working canvases ``[k, ch, cw, 3]`` float
-    0..1 (None without a decoder), the passes loaded from the store and those sampled (plan indexes), and the
-    store's key."""
+    0..1 (None without a decoder; the whole video's with the borders of its transitions blended, the latents as
+    sampled), the passes loaded from the store and those sampled (plan indexes), and the store's key."""
 
     latents: torch.Tensor
     frames: list[int]
@@ -181,6 +186,9 @@ def sample(video: PreparedVideo, runtime: Runtime, *, only: Optional[Sequence[Pl
         latents = torch.stack([written[f] for f in frames])
         resumed, sampled = sorted(done), sorted({p.index for p in chosen} - done)
     canvases = None if decode is None else decode_latents(decode, latents, decode_batch)
+    if canvases is not None and only is None and video.transitions:  # the whole video: borders of transitions
+        blend = BorderBlend(video.transitions, len(canvases), lambda f: canvases[f].clone())
+        canvases = torch.stack([blend(f, c) for f, c in enumerate(canvases)])
     if store is not None and only is None and not keep_store:
         store.clear()
     log.info("[%s] sampled %d of %d passes (%d resumed)", runtime.name, len(sampled), len(chosen), len(resumed))

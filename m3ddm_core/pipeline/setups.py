@@ -17,13 +17,12 @@ not compared at all). A shot joins the earliest group whose shots (the first and
 """
 from __future__ import annotations
 
-from collections import deque
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import cv2
 import numpy as np
 
-from .shots import CutDetector, _small_bgr
+from .shots import _small_bgr
 
 THUMB = 32  # px: thumbnail width; the height follows the aspect ratio
 BLUR = 1.0  # px (of the thumbnail): a zoom of a few percent moves the edges by less
@@ -72,7 +71,7 @@ def shot_similarity(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
 class ShotGrouper:
     """Feed an edit's frames one at a time with its ``cuts``; :meth:`finish` gives a group id per shot. Cuts found
     while the frames stream in are added with :meth:`cut` before the grouper reaches them
-    (:meth:`watching` does both)."""
+    (:class:`.edits.EditReader` does that)."""
 
     def __init__(self, cuts: Sequence[int] = (), same: float = SAME):
         self._cuts = sorted({int(c) for c in cuts} - {0})
@@ -106,34 +105,11 @@ class ShotGrouper:
         self._reps["last"] = thumb  # every frame: the last one kept is the shot's last
         self.frames += 1
 
-    def watching(self, frames: Iterable, detector: Optional[CutDetector] = None) -> Iterator:
-        """Yield ``frames`` unchanged, grouping them on the way (one pass over a file for the encoding, the cuts
-        and the groups). With ``detector`` the cuts are found on the way too: the detector sees every frame, the
-        grouper follows it ``LATENCY`` frames behind (thumbnails of the frames in between wait), where each
-        frame's shot is settled."""
-        waiting: deque[np.ndarray] = deque()
-        found: list[int] = []
-        for frame in frames:
-            if detector is None:
-                self.feed(frame)
-                yield frame
-                continue
-            detector.feed(frame)
-            waiting.append(_thumb(frame))
-            now = detector.found()
-            for c in now[len(found):]:
-                self.cut(c)
-            found = now
-            while self.frames < detector.settled:
-                self.feed_thumb(waiting.popleft())
-            yield frame
-        if detector is not None:
-            final = set(detector.cuts())  # the last cuts found may go (too close to the end)
-            if any(c < self.frames and c not in final for c in found):
-                raise AssertionError("a cut the grouper followed was dropped")  # settled rules that out
-            self._cuts = [c for c in self._cuts if c in final]
-            while waiting:
-                self.feed_thumb(waiting.popleft())
+    def replan(self, cuts: Sequence[int]) -> None:
+        """The cuts still ahead of the grouper, once they are final (those it passed stay)."""
+        if any(c < self.frames for c in cuts):
+            raise ValueError(f"cuts {sorted(cuts)} are not all ahead of frame {self.frames}")
+        self._cuts = sorted({int(c) for c in cuts})
 
     def _close(self) -> None:
         """Group the shot just read."""

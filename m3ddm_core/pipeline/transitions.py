@@ -1,7 +1,10 @@
 """Gradual transitions (issue 33): dissolves and fades found in an edited video, with the share of the incoming
 picture in every blended frame, and the rule that blends the outpainted borders in step with the picture.
 
-Not yet wired into the pipeline: the plan, encoding and nodes know nothing of transitions. ``detect_cuts`` marks
+Wired (:class:`.edits.EditReader`, :func:`shot_cuts`, :class:`BorderBlend`): with detected shots a dissolve
+splits its shots at its middle and the borders of blended frames are crossfaded between the two shots' held
+borders -- the rule below with ``border_A`` / ``border_B`` held at the last and first unblended frames, since
+the plan samples every frame once. ``detect_cuts`` marks
 a fade with a cut at the fade in's first frame (fade out straight into fade in: one cut, at the end of the fade
 out) and, where black is held between them, also at the first black frame (the hold becomes a shot); it marks no
 dissolve (constructed edits, 160x90). :func:`cuts_in` gives those cuts: the integrator replaces them by the
@@ -81,6 +84,13 @@ class Transition:
         return self.weights[frame - self.start]
 
 
+    @property
+    def middle(self) -> int:
+        """The first blended frame where the incoming picture has the larger share: where a dissolve's shots are
+        split."""
+        return self.start + next((k for k, w in enumerate(self.weights) if w >= 0.5), len(self.weights) - 1)
+
+
 def transition_at(transitions: Sequence[Transition], frame: int) -> Optional[Transition]:
     """The transition whose blended frames hold ``frame``, if any."""
     return next((t for t in transitions if t.start <= frame < t.end), None)
@@ -104,6 +114,47 @@ def cuts_in(cuts: Sequence[int], transitions: Sequence[Transition]) -> list[int]
     """The cuts that mark a transition (a cut from its first blended frame to one past its end): the ones the
     integrator replaces by the transition."""
     return [c for c in cuts if any(t.start <= c <= t.end for t in transitions)]
+
+
+def shot_cuts(cuts: Sequence[int], transitions: Sequence[Transition]) -> list[int]:
+    """The cuts an edit is outpainted with, given its hard ``cuts`` and its ``transitions``: a dissolve splits its
+    two shots at its :attr:`~Transition.middle` (a cut found inside it goes); fades keep the cuts found at them
+    (``detect_cuts`` puts one where the picture comes out of black)."""
+    dissolves = [t for t in transitions if t.kind == "dissolve"]
+    kept = {int(c) for c in cuts if not any(t.start <= c <= t.end for t in dissolves)}
+    return sorted(kept | {t.middle for t in dissolves})
+
+
+class BorderBlend:
+    """The borders of a transition's blended frames, as the picture blends (the rule as wired, see the module
+    docstring): frame ``t`` of a dissolve gets ``(1 - w_t) * border(start - 1) + w_t * border(end)`` -- the two
+    shots' borders at their last and first unblended frames, crossfaded in step with the picture; a fade out
+    ``(1 - w_t) * border(start - 1)`` (to black), a fade in ``w_t * border(end)``. ``border(frame)`` gives a
+    frame's outpainted working canvas (``[ch, cw, 3]`` 0..1, e.g. decoded from its latent); each held one is
+    asked for once. A transition whose held frame is outside ``0 .. count - 1`` (cut off by a trim) is left as
+    sampled."""
+
+    def __init__(self, transitions: Sequence[Transition], count: int, border):
+        self._transitions = [t for t in transitions if t.start >= 1 and t.end <= count - 1]
+        self._border = border
+        self._held: dict = {}
+
+    def _get(self, frame: int):
+        if frame not in self._held:
+            self._held[frame] = self._border(frame)
+        return self._held[frame]
+
+    def __call__(self, frame: int, canvas):
+        """``canvas`` (frame ``frame``'s own) or, inside a transition, the blended border."""
+        t = transition_at(self._transitions, frame)
+        if t is None:
+            return canvas
+        before = None if t.kind == "fade_in" else self._get(t.start - 1)
+        after = None if t.kind == "fade_out" else self._get(t.end)
+        return blend_borders(t, frame, before, after)
+
+    def applies(self) -> bool:
+        return bool(self._transitions)
 
 
 def _thumbs(frame) -> tuple[np.ndarray, np.ndarray]:
@@ -297,6 +348,11 @@ class TransitionDetector:
         if not clip:
             return tuple(float(v) for v in w)
         return tuple(float(v) for v in np.maximum.accumulate(np.clip(w, 0.0, 1.0)))
+
+    @property
+    def found(self) -> list[Transition]:
+        """The transitions reported so far (the last may still be replaced; :meth:`finish` gives them all)."""
+        return list(self._found)
 
     def finish(self) -> list[Transition]:
         """The transitions found, in order (reports the one still followed)."""
