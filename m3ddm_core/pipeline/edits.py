@@ -36,7 +36,6 @@ class EditReader:
         self._waiting: deque[np.ndarray] = deque()
         self._told: list[int] = []  # the cuts the grouper was given
         self.frames = 0
-        self._done = False
 
     def feed(self, frame) -> None:
         if self._detector is not None:
@@ -78,7 +77,6 @@ class EditReader:
         for frame in frames:
             self.feed(frame)
             yield frame
-        self._done = True
 
     def transitions(self) -> list[Transition]:
         return self._fades.finish() if self._fades is not None else []
