@@ -103,6 +103,8 @@ def test_the_border_blend_crossfades_the_shots_held_borders_in_step_with_the_pic
     assert torch.allclose(out[13], 0.25 * borders[15]) and torch.allclose(out[14], 0.75 * borders[15])
     assert all(out[f] is borders[f] for f in (0, 4, 9, 10, 15, 18, 19))  # outside, or cut off at the end
     assert sorted(asked) == [4, 9, 10, 15]  # each held border asked for once
+    to_the_end = BorderBlend([Transition(18, 20, "fade_out", (0.5, 1.0))], 20, lambda f: borders[f])
+    assert torch.allclose(to_the_end(18, borders[18]), 0.5 * borders[17])  # needs only the frame before it
 
 
 def test_a_dissolve_and_a_fade_found_while_the_frames_stream_in_are_blended_in_the_decoded_borders(micro_model):

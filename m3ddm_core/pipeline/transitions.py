@@ -131,11 +131,12 @@ class BorderBlend:
     shots' borders at their last and first unblended frames, crossfaded in step with the picture; a fade out
     ``(1 - w_t) * border(start - 1)`` (to black), a fade in ``w_t * border(end)``. ``border(frame)`` gives a
     frame's outpainted working canvas (``[ch, cw, 3]`` 0..1, e.g. decoded from its latent); each held one is
-    asked for once. A transition whose held frame is outside ``0 .. count - 1`` (cut off by a trim) is left as
-    sampled."""
+    asked for once. A transition whose held frame is outside ``0 .. count - 1`` (cut off by a trim or the video's
+    end) is left as sampled."""
 
     def __init__(self, transitions: Sequence[Transition], count: int, border):
-        self._transitions = [t for t in transitions if t.start >= 1 and t.end <= count - 1]
+        self._transitions = [t for t in transitions if (t.kind == "fade_in" or t.start >= 1)
+                             and (t.kind == "fade_out" or t.end <= count - 1)]  # its held frames exist
         self._border = border
         self._held: dict = {}
 
