@@ -1,7 +1,7 @@
 """Gradual transitions and returning set-ups (issue 33), against the constructed edits' known truth."""
 import numpy as np
 
-from constructed_edits import (BLUE, GREEN, GREY, GREY2, WARM, Shot, assemble, film, flash, handheld,
+from constructed_edits import (BLUE, GREEN, GREY, GREY2, WARM, WARM2, Shot, assemble, film, flash, handheld,
                                interview_edits, lighting_edits, pan, picture, still, transition_edits, whip)
 from m3ddm_core.pipeline.setups import group_shots
 from m3ddm_core.pipeline.transitions import (Transition, TransitionDetector, blend_borders, cuts_in,
@@ -136,3 +136,25 @@ def test_a_dissolve_and_a_fade_found_while_the_frames_stream_in_are_blended_in_t
         expected = composite(originals, result.canvases, plan)
         for f, out in enumerate(streamed):
             assert np.abs(out.astype(np.float32) - expected[f].numpy() * 255).max() <= 1.0, (edit.name, f)
+
+
+def test_a_dissolve_out_of_a_fast_pan_is_found_and_splits_the_shots_at_its_middle():
+    """The outgoing picture pans 5% of the width a frame, so it has left the frame before the dissolve ends: no
+    blend of fixed ends fits, the picture followed at its speed does. Its ends are known to about 2 frames and its
+    weights to 0.1 (one palette on both sides, the hardest case; the README gives the benchmark's figures)."""
+    from m3ddm_core.pipeline.edits import EditReader
+
+    for seed, length in ((70, 12), (80, 20), (3, 12)):
+        edit = assemble("", "", [Shot(seed, WARM, pan(0.05), 40), Shot(seed + 1, WARM2, still(), 40)],
+                        dissolve=length)
+        found = detect_transitions(edit.frames)
+        truth = edit.gradual[0]
+        assert [t.kind for t in found] == ["dissolve"], (seed, found)
+        assert abs(found[0].start - truth.start) <= 2 and abs(found[0].end - truth.end) <= 3, (found, truth)
+        err = np.mean([abs(found[0].weight(f) - truth.weights[f - truth.start]) for f in range(truth.start, truth.end)])
+        assert err < 0.1, (seed, err)
+        reader = EditReader(transitions=True)
+        for _ in reader.watching(edit.frames):
+            pass
+        assert reader.transitions() == found
+        assert reader.cuts() == [found[0].middle]  # one cut, where the incoming picture takes over

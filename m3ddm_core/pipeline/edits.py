@@ -5,7 +5,8 @@ Each finder sees every frame as it arrives. The cuts the pipeline uses are the h
 at its middle (:func:`.transitions.shot_cuts`); the set-up grouper needs each frame's shot, so it follows
 :attr:`EditReader.settled` frames behind, where no later finding can move a cut: ``LATENCY`` frames for the cut
 detector, ``TRANSITION_LATENCY`` when transitions are looked for (a dissolve of up to ``MAX_LENGTH`` frames is
-reported ``HOLD`` frames after it ends, and may replace the one before it). Meanwhile the grouper's 32-px
+reported ``HOLD`` frames after it ends, one out of a moving picture at most ``MAX_LENGTH`` frames after the frame
+it is followed from, and may replace the one before it). Meanwhile the grouper's 32-px
 thumbnails wait (2.3 KB a frame).
 """
 from __future__ import annotations

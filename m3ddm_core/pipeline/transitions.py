@@ -8,8 +8,7 @@ the plan samples every frame once. ``detect_cuts`` marks
 a fade with a cut at the fade in's first frame (fade out straight into fade in: one cut, at the end of the fade
 out) and, where black is held between them, also at the first black frame (the hold becomes a shot); it marks no
 dissolve (constructed edits, 160x90). :func:`cuts_in` gives those cuts: the integrator replaces them by the
-transitions. Not found: a dissolve while a picture moves by more than about 3% of the width a frame (the fit
-against fixed ends fails; the constructed 20-frame dissolve out of a 5%-a-frame pan is missed).
+transitions.
 
 **Detection.** Every frame is shrunk to a ``THUMB`` px wide colour thumbnail (small camera moves and noise average
 out). A dissolve of ``A`` (the last frame before it) into ``B`` (the first frame after it) makes every blended frame
@@ -26,6 +25,18 @@ first frame of the fade in that follows it is as dark, but shows the next shot).
 to ``B``. Pans and shake do not fit a blend of their ends (the middle of a pan is neither end), a flash fails the
 steps or the correlation.
 
+**Dissolves out of a moving picture.** Out of a pan of more than about 3% of the width a frame the outgoing picture
+has moved on, and no blend of fixed ends fits. So every frame that ends ``BASELINE`` frames of steady motion (phase
+correlation on ``MOTION``-px grey thumbnails; shake is not steady) is followed at its speed: its picture, moved on,
+is fitted into each later frame while it still covers ``COVER`` of it. A pan keeps its share near 1; a dissolve
+makes it fall along a straight line. Where at least ``RAMP`` shares lie between 0.1 and 0.9 within ``LINE`` of a
+line, the line gives the blended frames and their weights; the candidate is kept once its end frame is in, if that
+frame is another picture (not moving on with the followed one: a dimming pan; not dark or flat; not the same
+structure) and every followed frame fits as the moved picture plus the end frame (residual at most
+``FIT_MOVING``; a whip pan or a zoom does not). Its ends are good to about 2 frames and its weights to about 0.05
+(0.1 with one palette on both sides); a dissolve into a fast pan, or shorter than 4 frames out of one, is not
+looked for this way.
+
 Frames stream (:class:`TransitionDetector`): the thumbnails of the last ``max_length + HOLD + 2`` frames and their
 dot products are kept, so all fits for a new last frame come from a small Gram matrix; a transition is reported
 ``HOLD`` frames after its end (or at :meth:`TransitionDetector.finish`).
@@ -40,7 +51,7 @@ them belong to no shot and stay black. ``benchmarks/transitions.py`` measures de
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
 import cv2
@@ -63,6 +74,16 @@ FLAT = 4.0  # std (0-255) under which a thumbnail is flat (white, black, a card)
 BLACK = 30.0  # most mean brightness (0-255) of a fade's black end
 DEPTH = 0.75  # least share of black at a fade's black end
 KEEP = 0.5  # least structure correlation with its shot of a frame of a fade (not yet black)
+MOTION = 64  # px: width of the grey thumbnail a moving picture is followed on
+MOVING = 0.01  # least shift a frame (share of the width) of a moving picture (slower ones fit fixed ends)
+TRACKED = 0.5  # least phase-correlation response of a followed shift (pans: 0.6-1; blur and shake give less)
+STEADY = 0.75  # px (of MOTION): most change of the shift from one frame to the next of a steady move (not shake)
+BASELINE = 4  # frames: the speed is measured over this many (one frame's shift is a tenth of a px off, a misfit
+# that grows over a long dissolve)
+COVER = 0.4  # least share of a frame the followed picture, moved on, still covers
+RAMP = 3  # least followed frames whose share of the picture is between 0.1 and 0.9 (a dissolve of 4+ frames)
+LINE = 0.05  # most RMS distance of those shares from their line (a dissolve is a straight ramp)
+FIT_MOVING = 0.12  # most residual of a frame's fit as the moved picture and the incoming one, over their |B - A|^2
 
 
 @dataclass(frozen=True)
@@ -158,11 +179,14 @@ class BorderBlend:
         return bool(self._transitions)
 
 
-def _thumbs(frame) -> tuple[np.ndarray, np.ndarray]:
+def _thumbs(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``[H, W, 3]`` frame (uint8, or float 0..1 array/tensor) -> (flat float64 colour thumbnail ``THUMB`` px
-    wide, 0..255; flat grey thumbnail ``COARSE`` px wide less its mean, over its norm (zeros where flat))."""
+    wide, 0..255; flat grey thumbnail ``COARSE`` px wide less its mean, over its norm (zeros where flat); float32
+    grey thumbnail ``MOTION`` px wide, ``[h, MOTION]``)."""
     small = _small_bgr(frame)
     h, w = small.shape[:2]
+    motion = cv2.resize(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (MOTION, max(1, round(h * MOTION / w))),
+                        interpolation=cv2.INTER_AREA).astype(np.float32)
     thumb = cv2.resize(small, (THUMB, max(1, round(h * THUMB / w))), interpolation=cv2.INTER_AREA)
     grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY).astype(np.float64)
     coarse = cv2.resize(grey, (COARSE, max(1, round(h * COARSE / w))), interpolation=cv2.INTER_AREA).ravel()
@@ -170,7 +194,43 @@ def _thumbs(frame) -> tuple[np.ndarray, np.ndarray]:
     norm = np.linalg.norm(coarse)
     # noise floor: below 0.25 of 255 per value the structure is noise (a black frame, a white card)
     coarse = coarse / norm if norm > 0.25 * np.sqrt(coarse.size) else np.zeros_like(coarse)
-    return thumb.astype(np.float64).ravel(), coarse
+    return thumb.astype(np.float64).ravel(), coarse, motion
+
+
+def _moved(grey: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
+    """``grey`` moved by ``shift`` (x, y px), NaN where nothing of it lands."""
+    m = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
+    return cv2.warpAffine(grey, m, (grey.shape[1], grey.shape[0]), flags=cv2.INTER_LINEAR, borderValue=np.nan)
+
+
+def _moving_fit(frame: np.ndarray, moved: np.ndarray, after: Optional[np.ndarray] = None):
+    """``frame`` as ``s * moved + w * after`` (each less its mean, where ``moved`` lands): ``(s, w, residual over
+    |after - moved|^2)``; without ``after``: ``(s, 0, 1)``. None where ``moved`` covers less than ``COVER``."""
+    known = ~np.isnan(moved)
+    if known.mean() < COVER:
+        return None
+    x, a = frame[known], moved[known]
+    x, a = x - x.mean(), a - a.mean()
+    aa = float(a @ a)
+    if after is None:
+        return float(x @ a) / max(aa, 1e-9), 0.0, 1.0
+    b = after[known]
+    b = b - b.mean()
+    ab, bb = float(a @ b), float(b @ b)
+    det = aa * bb - ab * ab
+    if det <= 1e-9 * max(aa * bb, 1e-9):
+        return None
+    xa, xb = float(x @ a), float(x @ b)
+    s, w = (xa * bb - xb * ab) / det, (xb * aa - xa * ab) / det
+    return s, w, (float(x @ x) - s * xa - w * xb) / max(aa - 2 * ab + bb, 1e-9)
+
+
+@dataclass
+class _Followed:
+    """A steadily moving frame's picture, followed into the frames after it at its speed: its share of each."""
+    speed: tuple[float, float]
+    shares: list = field(default_factory=list)
+    done: bool = False
 
 
 class TransitionDetector:
@@ -183,6 +243,12 @@ class TransitionDetector:
         self._cuts = sorted(int(c) for c in cuts)
         self._thumbs: deque[np.ndarray] = deque()
         self._coarse: deque[np.ndarray] = deque()
+        self._grey: deque[np.ndarray] = deque()
+        self._shift: deque[tuple[float, float, float]] = deque()  # each frame's shift from the one before, response
+        self._window: Optional[np.ndarray] = None
+        self._followed: dict[int, _Followed] = {}  # by frame
+        self._pending: list[tuple[int, int, int, tuple]] = []  # moving dissolves awaiting their end: start, end,
+        # the followed frame, the line of the shares
         self._gram = np.zeros((0, 0))
         self._found: list[Transition] = []
         self._event: Optional[tuple[str, int, int]] = None  # the transition being followed: kind, start, end
@@ -190,13 +256,18 @@ class TransitionDetector:
 
     # --- the Gram matrix of the kept thumbnails: every fit below is a few of its entries
     def feed(self, frame) -> None:
-        x, coarse = _thumbs(frame)
+        x, coarse, grey = _thumbs(frame)
+        shift = self._track(grey)
         if len(self._thumbs) == self._keep:
             self._thumbs.popleft()
             self._coarse.popleft()
+            self._grey.popleft()
+            self._shift.popleft()
             self._gram = self._gram[1:, 1:]
         self._thumbs.append(x)
         self._coarse.append(coarse)
+        self._grey.append(grey)
+        self._shift.append(shift)
         row = np.array([float(x @ y) for y in self._thumbs])
         n = len(self._thumbs)
         gram = np.empty((n, n))
@@ -205,6 +276,103 @@ class TransitionDetector:
         self._gram = gram
         self.frames += 1
         self._look()
+        self._follow()
+
+    # --- dissolves out of a moving picture: they fit no blend of fixed ends (the middle of a pan is neither end)
+    def _track(self, grey: np.ndarray) -> tuple[float, float, float]:
+        """The shift (x, y px) from the newest kept frame to ``grey`` and its phase-correlation response."""
+        if not self._grey or self._grey[-1].shape != grey.shape:
+            return 0.0, 0.0, 0.0
+        if self._window is None or self._window.shape != grey.shape:
+            self._window = cv2.createHanningWindow(grey.shape[::-1], cv2.CV_32F)
+        (dx, dy), response = cv2.phaseCorrelate(self._grey[-1], grey, self._window)
+        return float(dx), float(dy), float(response)
+
+    def _speed(self, a: int) -> Optional[tuple[float, float]]:
+        """Kept frame ``a``'s picture's shift a frame where it moved steadily by at least ``MOVING`` of the width
+        over the ``BASELINE`` frames before it (a pan, not shake), else None."""
+        if a < BASELINE:
+            return None
+        shifts = np.array([self._shift[k] for k in range(a - BASELINE + 1, a + 1)])
+        if shifts[:, 2].min() < TRACKED or np.hypot(*shifts[-1, :2]) < MOVING * self._grey[a].shape[1] \
+                or np.hypot(*(shifts[:, :2] - shifts[-1, :2]).T).max() > STEADY:
+            return None
+        (dx, dy), _ = cv2.phaseCorrelate(self._grey[a - BASELINE], self._grey[a], self._window)
+        return dx / BASELINE, dy / BASELINE
+
+    def _follow(self) -> None:
+        """Follow every moving picture into the newest frame; a followed picture that is replaced along a straight
+        ramp is a dissolve candidate, checked once the frame after its end is in."""
+        last = len(self._grey) - 1
+        newest = self.frames - 1
+        for frame in [f for f in self._followed if self._index(f) < 0]:
+            del self._followed[frame]
+        speed = self._speed(last)
+        if speed is not None:
+            self._followed[newest] = _Followed(speed)
+        for frame, f in self._followed.items():
+            k = newest - frame
+            if f.done or k < 1:
+                continue
+            a = self._index(frame)
+            fit = _moving_fit(self._grey[last], _moved(self._grey[a], (k * f.speed[0], k * f.speed[1])))
+            if fit is not None:
+                f.shares.append(fit[0])
+            if fit is None or fit[0] <= 0.1 or k >= self._max:
+                f.done = True
+                self._ramp(frame, f)
+        for item in [p for p in self._pending if p[1] <= newest]:
+            self._pending.remove(item)
+            self._check_moving(*item)
+
+    def _ramp(self, frame: int, f: _Followed) -> None:
+        """A dissolve candidate where ``frame``'s followed picture fell along a straight line (its shares between
+        0.1 and 0.9 at least ``RAMP`` frames, within ``LINE`` of it), from nearly whole a frame later."""
+        y = 1.0 - np.array(f.shares)
+        ramp = np.flatnonzero((y > 0.1) & (y < 0.9))
+        if len(ramp) < RAMP or y[0] > 0.25 or ramp[-1] - ramp[0] != len(ramp) - 1:
+            return
+        k = ramp + 1.0
+        slope, icpt = np.polyfit(k, y[ramp], 1)
+        if slope <= 0 or np.sqrt(np.mean((icpt + slope * k - y[ramp]) ** 2)) > LINE:
+            return
+        start = frame + max(1, int(np.floor(-icpt / slope)) + 1)
+        end = frame + int(np.ceil((1 - icpt) / slope))
+        if end - start < MIN_LENGTH or end - frame > self._max:
+            return
+        rival = next((p for p in self._pending if p[0] < end and start < p[1]), None)
+        if rival is None or len(ramp) > rival[3][2]:
+            if rival is not None:
+                self._pending.remove(rival)
+            self._pending.append((start, end, frame, (slope, icpt, len(ramp))))
+
+    def _check_moving(self, start: int, end: int, frame: int, line: tuple) -> None:
+        """Report the candidate if frame ``end`` is another picture, not the followed one moving on (a pan), and
+        every followed frame fits as the moved picture plus the picture at ``end``."""
+        a, b = self._index(frame), self._index(end)
+        if a < 0 or b >= len(self._grey) or any(frame < c < start for c in self._cuts):
+            return
+        f = self._followed.get(frame)
+        sa, sb = self._shift[a], self._shift[b]
+        if f is None or np.hypot(sa[0] - sb[0], sa[1] - sb[1]) < MOVING * self._grey[a].shape[1]:
+            return
+        mean, std, corr = self._stats()
+        if (mean[[a, b]] <= BLACK).any() or (std[[a, b]] < FLAT).any() or corr[a, b] >= SAME:
+            return
+        for t in range(a + 1, b):
+            fit = _moving_fit(self._grey[t], _moved(self._grey[a], ((t - a) * f.speed[0], (t - a) * f.speed[1])),
+                              self._grey[b])
+            if fit is None:
+                break
+            if fit[2] > FIT_MOVING:
+                return
+        if any(t.start < end and start < t.end for t in self._found) or \
+                self._event is not None and self._event[1] < end and start < self._event[2]:
+            return
+        slope, icpt, _ = line
+        weights = tuple(float(np.clip(icpt + slope * (t - frame), 0.0, 1.0)) for t in range(start, end))
+        self._found.append(Transition(start, end, "dissolve", weights))
+        self._found.sort(key=lambda t: t.start)
 
     def _index(self, frame: int) -> int:
         return frame - (self.frames - len(self._thumbs))
@@ -358,6 +526,13 @@ class TransitionDetector:
     def finish(self) -> list[Transition]:
         """The transitions found, in order (reports the one still followed)."""
         self._report()
+        for frame, f in self._followed.items():
+            if not f.done:
+                f.done = True
+                self._ramp(frame, f)
+        for item in [p for p in self._pending if p[1] < self.frames]:
+            self._pending.remove(item)
+            self._check_moving(*item)
         return list(self._found)
 
 
