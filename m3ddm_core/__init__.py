@@ -25,9 +25,8 @@ from .model.loader import (DTYPES, FAMILIES, WEIGHT_NAMES, WEIGHT_SUFFIXES, Load
 from .model.unet3d import M3DDMUNet, build_unet
 from .pipeline.canvas import (OFFICIAL_CANVAS, TARGETS, WORKING_SIZES, CanvasError, CanvasPlan, build_canvas,
                               check_even, parse_ratio_list, plan_canvas, plan_target)
-from .pipeline.inputs import (CHOICES, SHOT_MODES, UNKNOWN_LENGTH, Choices, check_inputs, parse_frame_indexes,
-                              parse_setups, parse_shot_seeds, resolve_cuts, resolve_setups, resolve_shots,
-                              setup_labels,
+from .pipeline.inputs import (CHOICES, SHOT_MODES, UNKNOWN_LENGTH, Choices, Edit, check_inputs,
+                              parse_frame_indexes, parse_setups, parse_shot_seeds, resolve_edit, setup_labels,
                               shot_summary)
 from .pipeline.composite import composite, output_to_canvas
 from .pipeline.encode import (SD_LATENT_SCALE, EncodedVideo, encode_global_frames, encode_video, global_frame_indexes,
@@ -62,8 +61,8 @@ __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigErr
            "WEIGHT_NAMES", "check_dtype", "list_weights", "WEIGHT_SUFFIXES", "WeightsError", "detect_family",
            "load_unet", "load_model", "LoadedModel", "weights_family", "M3DDMUNet", "build_unet", "FAMILIES",
            "OFFICIAL_CANVAS", "TARGETS", "WORKING_SIZES", "plan_target", "CHOICES", "Choices", "SHOT_MODES",
-           "UNKNOWN_LENGTH", "check_inputs", "parse_frame_indexes", "parse_shot_seeds", "resolve_cuts",
-           "parse_setups", "resolve_setups", "resolve_shots", "setup_labels", "shot_summary", "CanvasError", "CanvasPlan",
+           "UNKNOWN_LENGTH", "check_inputs", "parse_frame_indexes", "parse_shot_seeds", "Edit", "resolve_edit",
+           "parse_setups", "setup_labels", "shot_summary", "CanvasError", "CanvasPlan",
            "build_canvas", "check_even", "parse_ratio_list", "plan_canvas", "composite", "output_to_canvas",
            "SD_LATENT_SCALE", "EncodedVideo", "encode_global_frames", "encode_video", "global_frame_indexes",
            "preview_canvases", "MAX_PASSES_PER_CALL", "OutpaintResult", "Outpainted", "PreparedVideo", "Runtime",

@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import CHOICES, plan_target, preview_canvases, setup_labels
+from ..m3ddm_core import CHOICES, plan_target, preview_canvases
 
 from .layouts import rgb_frames
 from .validation import node_error, node_errors, text_input_problem
-from .shot_inputs import find_setups, find_shots, setups_input, shot_inputs
+from .shot_inputs import find_edit, setups_input, shot_inputs
 from .types import Canvas, M3DDMCanvasType, video_fingerprint
 
 NODE = "M3DDM_OutpaintCanvas"
@@ -129,14 +129,10 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
         hw = (int(frames.shape[1]), int(frames.shape[2]))
         plan = plan_for(hw, NODE, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
                         canvas_mode, family=plan_family(preprocessing, NODE), working_size=working_size)
-        n = int(frames.shape[0])
-        found, transitions = find_shots(shots, cuts, frames, n, NODE)
-        groups = find_setups(setups, frames, found, NODE)
-        canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images), cuts=tuple(found),
-                        groups=None if groups is None else tuple(groups), transitions=tuple(transitions),
-                        follows_model=preprocessing == "auto")
+        edit = find_edit(shots, cuts, setups, frames, int(frames.shape[0]), NODE)
+        canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images), cuts=edit.cuts,
+                        groups=edit.groups, transitions=edit.transitions, follows_model=preprocessing == "auto")
         # both sides of every cut (the first 16), or at most 16 frames: memory stays bounded for long videos
-        preview = preview_canvases(frames, plan, found)
+        preview = preview_canvases(frames, plan, edit.cuts)
         mask = torch.from_numpy(plan.pixel_mask()).unsqueeze(0)
-        labels = setup_labels(groups if groups is not None else range(len(found) + 1))
-        return io.NodeOutput(canvas, preview, mask, ", ".join(str(c) for c in found), labels)
+        return io.NodeOutput(canvas, preview, mask, ", ".join(map(str, edit.cuts)), edit.labels)

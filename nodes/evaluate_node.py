@@ -67,7 +67,7 @@ class M3DDMEvaluate(io.ComfyNode):
         truth, hw = task.truth, task.truth.shape[1:3]
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
         _, canvases = run_outpaint(NODE, m3ddm_model, vae, task.visible, task.plan, settings, seed, fps, strides,
-                                   schedule, [])
+                                   schedule)
         outpainted, metrics = task.score(canvases)
         report = (f"M3DDM evaluation ({m3ddm_model.family}, working size {working_size}): {direction}, mask ratio "
                   f"{mask_ratio:g}, {hw[1]}x{hw[0]}, {scheduler} "

@@ -4,13 +4,13 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import (CHOICES, SampleSettings, encode_global_frames, outpaint_clip,
+from ..m3ddm_core import (CHOICES, Edit, SampleSettings, encode_global_frames, outpaint_clip,
                           parse_frame_indexes, prepare, sample)
 
 from . import runtime
 from .layouts import check_sd_vae, guide_latents, rgb_frames, to_latent_dict, vae_decoder, vae_encoder
 from .validation import node_error, node_errors, text_input_problem
-from .shot_inputs import FROM_CANVAS, find_setups, find_shots, shot_inputs
+from .shot_inputs import FROM_CANVAS, find_edit, shot_inputs
 from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
 
 def _model_vae_canvas_inputs() -> list:
@@ -78,14 +78,14 @@ def _check_global(global_frames, canvas, plan, node):
 
 
 def run_outpaint(node: str, m3ddm_model, vae, frames: torch.Tensor, plan, settings: SampleSettings, seed: int,
-                 fps: float, strides, schedule: str, cuts, global_latents=None, groups=None,
-                 transitions=()) -> tuple[torch.Tensor, torch.Tensor]:
-    """Coarse-to-fine outpainting of IMAGE ``frames`` ``[N, H, W, 3]`` by the core's entry: ``(latents
-    [N, 4, h, w], canvases [N, ch, cw, 3])``. Resumable: the frames' hash keys the run's pass store."""
+                 fps: float, strides, schedule: str, edit: Edit = Edit(),
+                 global_latents=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coarse-to-fine outpainting of IMAGE ``frames`` ``[N, H, W, 3]`` cut as ``edit`` says, by the core's entry:
+    ``(latents [N, 4, h, w], canvases [N, ch, cw, 3])``. Resumable: the frames' hash keys the run's pass store."""
     with node_errors(node):  # a bad schedule or cut is refused before any encoding
         video = prepare(frames, int(frames.shape[0]), plan, vae_encoder(vae), settings, fps, seed=seed,
-                        strides=strides, schedule=schedule, cuts=cuts, global_latents=global_latents,
-                        resumable=True, groups=groups, transitions=transitions)
+                        strides=strides, schedule=schedule, cuts=edit.cuts, global_latents=global_latents,
+                        resumable=True, groups=edit.groups, transitions=edit.transitions)
     with runtime.sampling_errors(node):
         result = sample(video, runtime.comfy_runtime(m3ddm_model, node), decode=vae_decoder(vae))
     return result.latents, result.canvases
@@ -216,19 +216,14 @@ class M3DDMCoarseToFine(io.ComfyNode):
                 low_vram, strides, schedule, shots=FROM_CANVAS, cuts="", global_frames=None) -> io.NodeOutput:
         check_sd_vae(vae, cls.NODE)
         frames = rgb_frames(canvas.frames, cls.NODE)
-        n = int(frames.shape[0])
-        if shots == FROM_CANVAS:
-            found, groups, transitions = list(canvas.cuts), canvas.groups, canvas.transitions
-        else:
-            found, transitions = find_shots(shots, cuts, frames, n, cls.NODE)
-            groups = find_setups("auto", frames, found, cls.NODE)
+        edit = canvas.edit if shots == FROM_CANVAS else find_edit(shots, cuts, "auto", frames, len(frames), cls.NODE)
         plan = canvas.plan_for_model(m3ddm_model)
         g_latents = _check_global(global_frames, canvas, plan, cls.NODE)
-        if found and g_latents is not None:
+        if edit.cuts and g_latents is not None:
             raise node_error(cls.NODE, "global frames cover the whole video, but this run is split into shots (each "
                                        "takes its own); disconnect global_frames or set shots to none")
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
         latents, canvases = run_outpaint(cls.NODE, m3ddm_model, vae, frames, plan, settings, seed, fps, strides,
-                                         schedule, found, g_latents, groups, transitions)
+                                         schedule, edit, g_latents)
         latent = to_latent_dict(latents, list(range(frames.shape[0])))
         return io.NodeOutput(canvases.to(runtime.output_device()), latent)

@@ -7,7 +7,7 @@ from typing import Iterable
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import CHOICES, resolve_setups, resolve_shots, setup_labels
+from ..m3ddm_core import CHOICES, Edit, resolve_edit
 
 from .validation import node_errors
 
@@ -48,25 +48,11 @@ def setups_input():
                                    "them by hand, e.g. A B A C.")
 
 
-def find_shots(shots: str, cuts: str, frames: Iterable, num_frames: int, node: str) -> tuple[list[int], list]:
-    """The cuts and gradual transitions of ``frames`` (``num_frames`` of them) as the inputs ask (the core's
-    :func:`resolve_shots`), logged; ``frames`` is only read for ``detect``."""
-    with node_errors(node, hint=". Fix the cuts list (first frames of new shots, e.g. 120, 348)" if shots == "list"
-                     else ""):
-        found, transitions = resolve_shots(shots, cuts, frames, num_frames)
-    if shots != "none":
-        log.info("[%s] %d shot(s); cuts at frames %s", node, len(found) + 1, found or "none")
-    for t in transitions:
-        log.info("[%s] %s at frames %d-%d: borders blended with the picture", node, t.kind.replace("_", " "),
-                 t.start, t.end - 1)
-    return found, transitions
-
-
-def find_setups(setups: str, frames: Iterable, cuts: list[int], node: str):
-    """The set-up group of every shot (None: each its own) as ``setups`` asks (the core's :func:`resolve_setups`),
-    logged; ``frames`` is only read for ``auto`` with cuts."""
-    with node_errors(node, hint=""):
-        groups = resolve_setups(setups, frames, cuts)
-    if groups is not None:
-        log.info("[%s] camera set-ups of the %d shots: %s", node, len(groups), setup_labels(groups))
-    return groups
+def find_edit(shots: str, cuts: str, setups: str, frames: Iterable, num_frames: int, node: str) -> Edit:
+    """The cuts, transitions and set-ups the inputs ask for (the core's :func:`resolve_edit`: ``frames`` read at
+    most once), logged; errors named after ``node``."""
+    with node_errors(node):
+        edit = resolve_edit(shots, cuts, setups, frames, num_frames)
+    for note in edit.notes() if shots != "none" else ():
+        log.info("[%s] %s", node, note)
+    return edit

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import CanvasPlan, PreparedVideo
+from ..m3ddm_core import CanvasPlan, Edit, PreparedVideo
 
 M3DDMModelType = io.Custom("M3DDM_MODEL")
 M3DDMCanvasType = io.Custom("M3DDM_CANVAS")
@@ -49,6 +49,10 @@ class Canvas:
         if self.follows_model and self.plan.family != family:
             return dataclasses.replace(self.plan, family=family)
         return self.plan
+
+    @property
+    def edit(self) -> Edit:
+        return Edit(self.cuts, self.transitions, self.groups)
 
     @property
     def num_frames(self) -> int:

@@ -10,14 +10,14 @@ import torch
 from comfy_api.latest import Input, Types, io
 
 from ..m3ddm_core import (CHOICES, FrameRangeError, OutpaintedFrames, VideoFileError, open_range, parse_setups,
-                          prepare_file, sample, setup_labels, source_notes, writer_options)
+                          prepare_file, sample, source_notes, writer_options)
 
 from . import runtime
 from .canvas_node import plan_family, plan_for, target_inputs, working_inputs
 from .layouts import check_sd_vae, vae_decoder, vae_encoder
 from .validation import node_errors, text_input_problem
 from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings
-from .shot_inputs import find_shots, setups_input, shot_inputs
+from .shot_inputs import find_edit, setups_input, shot_inputs
 from .types import M3DDMModelType
 
 log = logging.getLogger("M3DDM")
@@ -170,16 +170,11 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         with node_errors(NODE), node_errors(NODE, VideoFileError, prefix="reading the video failed: "):
             video_job = prepare_file(source, info, start, count, plan, vae_encoder(vae), settings, seed=seed,
                                      strides=strides, schedule=schedule, detect_cuts=detect, detect_transitions=detect,
-                                     cuts=() if detect else find_shots(shots, cuts, (), count, NODE)[0],
+                                     cuts=() if detect else find_edit(shots, cuts, "none", (), count, NODE).cuts,
                                      on_chunk=runtime.count_progress(count), groups=parse_setups(setups))
-        if detect:
-            log.info("[%s] %d shot(s); cuts at frames %s", NODE, len(video_job.plan.shots),
-                     list(video_job.plan.cuts) or "none")
-        for t in video_job.transitions:
-            log.info("[%s] %s at frames %d-%d: borders blended with the picture", NODE, t.kind.replace("_", " "),
-                     t.start, t.end - 1)
-        if len(video_job.plan.shots) > 1:
-            log.info("[%s] camera set-ups: %s", NODE, setup_labels(video_job.plan.groups))
+        notes = video_job.edit.notes()
+        for note in notes if detect else notes[1:]:  # cuts given by hand were logged as they were read
+            log.info("[%s] %s", NODE, note)
         with runtime.sampling_errors(NODE):
             result = sample(video_job, runtime.comfy_runtime(m3ddm_model, NODE))
         return io.NodeOutput(OutpaintedVideo(OutpaintedFrames(source, info, start, count, plan, result.latents,

@@ -3,8 +3,8 @@ every front-end offers (the batch command's parser and the nodes' combos read th
 import numpy as np
 import pytest
 
-from m3ddm_core import (CHOICES, SCHEDULERS, SCHEDULES, STRIDE_PRESETS, ShotError, check_inputs, parse_frame_indexes,
-                        parse_shot_seeds, resolve_cuts)
+from m3ddm_core import (CHOICES, SCHEDULERS, SCHEDULES, STRIDE_PRESETS, Edit, ShotError, check_inputs,
+                        parse_frame_indexes, parse_shot_seeds, resolve_edit)
 
 
 def test_every_bad_input_gives_one_message_led_by_its_name():
@@ -60,13 +60,15 @@ def _two_shots(cut: int, n: int) -> list[np.ndarray]:
 
 def test_cuts_are_none_given_or_found_as_the_shots_mode_says():
     frames = _two_shots(20, 40)
-    assert resolve_cuts("none", "5", frames, 40) == []
-    assert resolve_cuts("list", "12, 30", frames, 40) == [12, 30]
-    assert resolve_cuts("detect", "", frames, 40) == [20]
+    assert resolve_edit("none", "5", "auto", frames, 40) == Edit()
+    assert resolve_edit("list", "12, 30", "none", frames, 40).cuts == (12, 30)
+    found = resolve_edit("detect", "", "auto", frames, 40)
+    assert found.cuts == (20,) and found.groups == (0, 1) and found.labels == "A B"
+    assert found.notes() == ["2 shot(s); cuts at frames [20]", "camera set-ups of the 2 shots: A B"]
     with pytest.raises(ShotError, match="outside"):
-        resolve_cuts("list", "45", frames, 40)
+        resolve_edit("list", "45", "auto", frames, 40)
     with pytest.raises(ShotError, match="shots 'sometimes' is unknown; choose one of none, detect, list"):
-        resolve_cuts("sometimes", "", frames, 40)
+        resolve_edit("sometimes", "", "auto", frames, 40)
 
 
 def test_the_choices_are_the_lists_of_the_modules_that_define_them():

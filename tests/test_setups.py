@@ -9,7 +9,7 @@ import numpy as np
 from constructed_edits import H, W, all_edits, interview_edits
 from helpers import TinyVAE, load_clip
 from m3ddm_core import (SampleSettings, ShotError, global_frame_indexes, parse_setups, plan_canvas, plan_video,
-                        prepare, resolve_setups, setup_labels)
+                        prepare, resolve_edit, setup_labels)
 from m3ddm_core.pipeline.encode import shot_global_frames
 from m3ddm_core.pipeline.shots import CutDetector
 
@@ -140,6 +140,13 @@ def test_set_ups_as_a_user_writes_them():
     with pytest.raises(ValueError, match="labels 2 shot\\(s\\), the video has 3: give one label per shot"):
         parse_setups("A B", 3)
     edit, frames, _ = _interview()
-    assert resolve_setups("auto", frames, edit.cuts) == edit.groups
-    assert resolve_setups("auto", frames, []) is None and resolve_setups("none", frames, edit.cuts) is None
-    assert resolve_setups("A B C D A", frames, edit.cuts) == [0, 1, 2, 3, 0]  # a user's split and join win
+    cuts, n = ", ".join(map(str, edit.cuts)), len(frames)
+    listed = resolve_edit("list", cuts, "auto", frames, n)
+    assert listed.groups == tuple(edit.groups) and listed.cuts == tuple(edit.cuts)
+    found = resolve_edit("detect", "", "auto", iter(frames), n)  # one pass: cuts, transitions and set-ups
+    assert found.cuts == tuple(edit.cuts) and found.groups == tuple(edit.groups) and found.labels == "A B A B C"
+    assert resolve_edit("none", "", "auto", frames, n).groups is None
+    assert resolve_edit("list", cuts, "none", frames, n).groups is None
+    assert resolve_edit("list", cuts, "A B C D A", frames, n).groups == (0, 1, 2, 3, 0)  # a user's split and join win
+    with pytest.raises(ValueError, match="labels 2 shot"):
+        resolve_edit("list", cuts, "A B", frames, n)

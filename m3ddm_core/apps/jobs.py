@@ -28,7 +28,7 @@ from ..media.video_io import VideoInfo, read_frames, source_notes
 from ..model.loader import load_model
 from ..pipeline.canvas import OFFICIAL_CANVAS, CanvasPlan, plan_canvas
 from ..pipeline.encode import SD_LATENT_SCALE, EncodedVideo
-from ..pipeline.inputs import parse_setups, setup_labels
+from ..pipeline.inputs import parse_setups
 from ..pipeline.executors import choose_branching, default_max_passes, dependents, device_free_memory, rerun_passes
 from ..pipeline.outpaint import PreparedVideo, Runtime, sample
 from ..pipeline.passes import SampleSettings
@@ -242,8 +242,8 @@ def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> Enco
                                  resumable=spec.resume, on_chunk=lambda done: progress("encode", done, n),
                                  groups=parse_setups(spec.setups))
         if len(video_job.plan.shots) > 1:
-            log.info("%s: %d shots, cuts at %s, camera set-ups %s", video.name, len(video_job.plan.shots),
-                     list(video_job.plan.cuts), setup_labels(video_job.plan.groups))
+            for note in video_job.edit.notes():
+                log.info("%s: %s", video.name, note)
         return EncodedFile(info, plan, video_job, video_job.store_key(job.model))
 
 

@@ -12,7 +12,6 @@ from ..model.loader import DTYPES, FAMILIES, WEIGHT_SUFFIXES
 from .canvas import OFFICIAL_CANVAS, TARGETS, WORKING_SIZES, CanvasError, check_working_size, parse_ratio_list
 from .noise_schedulers import SCHEDULERS
 from .schedule import CLIP_FRAMES, SCHEDULES, STRIDE_PRESETS, Strides, parse_strides
-from .setups import group_shots
 from .edits import EditReader
 from .shots import ShotError, parse_cuts
 from .transitions import Transition
@@ -82,26 +81,46 @@ def check_inputs(*, working_size: Optional[int] = None, canvas_mode: str = "offi
     return problems
 
 
-def resolve_shots(mode: str, cuts: str, frames: Iterable, num_frames: int) -> tuple[list[int], list[Transition]]:
-    """The cuts (first frames of new shots) and gradual transitions a shots ``mode`` of :data:`SHOT_MODES` asks
-    for: none; found in ``frames`` (read only then, once: hard cuts, dissolves -- split at their middle -- and
-    fades, :class:`.edits.EditReader`); or the cuts parsed from the ``cuts`` text. A :class:`.shots.ShotError`
-    says what is wrong with a list."""
-    if mode == "none":
-        return [], []
-    if mode == "list":
-        return parse_cuts(cuts, num_frames), []
-    if mode == "detect":
-        reader = EditReader(transitions=True)
+@dataclass(frozen=True)
+class Edit:
+    """How a video is cut, as the shot inputs decide it: ``cuts`` (first frames of new shots, each dissolve split at
+    its middle), ``transitions`` (dissolves and fades: their borders are blended with the picture) and ``groups``
+    (each shot's camera set-up, the index of its first shot; None: every shot its own)."""
+    cuts: tuple[int, ...] = ()
+    transitions: tuple[Transition, ...] = ()
+    groups: Optional[tuple[int, ...]] = None
+
+    @property
+    def labels(self) -> str:
+        """Each shot's set-up as a user writes them (``A B A``; :func:`parse_setups` reads it back)."""
+        return setup_labels(self.groups if self.groups is not None else range(len(self.cuts) + 1))
+
+    def notes(self) -> list[str]:
+        """What was decided, a line each, for the log: the shots, each transition, the set-ups."""
+        lines = [f"{len(self.cuts) + 1} shot(s); cuts at frames {list(self.cuts) or 'none'}"]
+        lines += [f"{t.kind.replace('_', ' ')} at frames {t.start}-{t.end - 1}: borders blended with the picture"
+                  for t in self.transitions]
+        if self.groups is not None and len(self.groups) > 1:
+            lines.append(f"camera set-ups of the {len(self.groups)} shots: {self.labels}")
+        return lines
+
+
+def resolve_edit(shots: str, cuts: str, setups: str, frames: Iterable, num_frames: int) -> Edit:
+    """The :class:`Edit` the inputs ask for, ``frames`` (``num_frames`` of them) read at most once, and only where
+    something is found in them. ``shots`` (:data:`SHOT_MODES`): none, detect (hard cuts, dissolves and fades,
+    :class:`.edits.EditReader`) or list (the ``cuts`` text); ``setups`` (:func:`parse_setups`): auto groups the
+    shots by their frames (with cuts only), none, or one label per shot. ShotError / ValueError say what is wrong."""
+    if shots not in SHOT_MODES:
+        raise ShotError(f"shots {shots!r} is unknown; choose one of {', '.join(SHOT_MODES)}")
+    auto = parse_setups(setups) == "auto"
+    given = parse_cuts(cuts, num_frames) if shots == "list" else [] if shots == "none" else None
+    reader = EditReader(given, transitions=shots == "detect", groups=auto)
+    if given is None or auto and given:
         for _ in reader.watching(frames):
             pass
-        return reader.cuts(), reader.transitions()
-    raise ShotError(f"shots {mode!r} is unknown; choose one of {', '.join(SHOT_MODES)}")
-
-
-def resolve_cuts(mode: str, cuts: str, frames: Iterable, num_frames: int) -> list[int]:
-    """The cuts of :func:`resolve_shots`."""
-    return resolve_shots(mode, cuts, frames, num_frames)[0]
+    found = reader.cuts()
+    groups = (reader.groups() if found else None) if auto else parse_setups(setups, len(found) + 1)
+    return Edit(tuple(found), tuple(reader.transitions()), None if groups is None else tuple(groups))
 
 
 def parse_setups(text: str, shots: Optional[int] = None):
@@ -120,15 +139,6 @@ def parse_setups(text: str, shots: Optional[int] = None):
                          "shot (e.g. A B A), auto or none")
     first: dict[str, int] = {}
     return [first.setdefault(label, shot) for shot, label in enumerate(labels)]
-
-
-def resolve_setups(text: str, frames: Iterable, cuts: Sequence[int]) -> Optional[list[int]]:
-    """The set-up groups of a video split at ``cuts`` as ``text`` asks (:func:`parse_setups`): ``auto`` groups the
-    shots of ``frames`` (read only then, and only with cuts), none gives None."""
-    groups = parse_setups(text, len(cuts) + 1)
-    if groups == "auto":
-        return group_shots(frames, cuts) if cuts else None
-    return groups
 
 
 def setup_labels(groups) -> str:

@@ -26,6 +26,7 @@ from .plan import PlannedPass, VideoPlan, plan_video
 from .resume import PassStore, content_hash
 from .schedule import CLIP_FRAMES, Pass, Strides, clip_pass
 from .edits import EditReader
+from .inputs import Edit
 from .transitions import BorderBlend, Transition
 
 log = logging.getLogger("M3DDM")
@@ -82,6 +83,11 @@ class PreparedVideo:
     fps: float
     content: Optional[str] = None
     transitions: tuple = ()  # dissolves and fades (:class:`.transitions.Transition`): their borders are blended
+
+    @property
+    def edit(self) -> Edit:
+        """How the video was cut: the plan's cuts and set-ups, the transitions."""
+        return Edit(tuple(self.plan.cuts), tuple(self.transitions), tuple(self.plan.groups))
 
     def store_key(self, model, settings: Optional[SampleSettings] = None) -> Optional[str]:
         """The key of this run's pass store with ``model`` (None when not resumable)."""
