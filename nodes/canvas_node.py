@@ -107,7 +107,8 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
                 M3DDMCanvasType.Output(display_name="canvas", tooltip="Geometry + source frames for the M3DDM nodes."),
                 io.Image.Output(display_name="preview", tooltip="The prefilled working canvases the model starts from "
                                                                 "(up to 16 frames spread over the video; with shots, "
-                                                                "the two frames around each of up to 16 cuts)."),
+                                                                "the two frames around each of up to 16 cuts, each "
+                                                                "captioned with its shot, set-up and transition)."),
                 io.Mask.Output(display_name="mask", tooltip="Working-canvas mask, 1 = generated, 0 = source content."),
                 io.String.Output(display_name="cuts", tooltip="The cuts found or given (first frames of new shots, "
                                                               "e.g. 40, 73; empty: one shot)."),
@@ -133,6 +134,6 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
         canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images), cuts=edit.cuts,
                         groups=edit.groups, transitions=edit.transitions, follows_model=preprocessing == "auto")
         # both sides of every cut (the first 16), or at most 16 frames: memory stays bounded for long videos
-        preview = preview_canvases(frames, plan, edit.cuts)
+        preview = preview_canvases(frames, plan, edit.cuts, caption=edit.caption if edit.cuts else None)
         mask = torch.from_numpy(plan.pixel_mask()).unsqueeze(0)
         return io.NodeOutput(canvas, preview, mask, ", ".join(map(str, edit.cuts)), edit.labels)

@@ -65,6 +65,7 @@ def test_cuts_are_none_given_or_found_as_the_shots_mode_says():
     found = resolve_edit("detect", "", "auto", frames, 40)
     assert found.cuts == (20,) and found.groups == (0, 1) and found.labels == "A B"
     assert found.notes() == ["2 shot(s); cuts at frames [20]", "camera set-ups of the 2 shots: A B"]
+    assert found.caption(19) == "shot 1 A" and found.caption(20) == "shot 2 B"  # on the canvas preview
     with pytest.raises(ShotError, match="outside"):
         resolve_edit("list", "45", "auto", frames, 40)
     with pytest.raises(ShotError, match="shots 'sometimes' is unknown; choose one of none, detect, list"):

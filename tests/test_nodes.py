@@ -539,12 +539,19 @@ def test_a_dissolve_found_on_the_canvas_splits_its_shots_and_travels_with_the_ca
     middle, and the canvas carries it to the samplers, which blend its borders (tests/test_transitions.py)."""
     import numpy as np
     from constructed_edits import transition_edits
+    from m3ddm_core import preview_canvases
 
     edit = transition_edits(0)[0]  # 40 + 40 frames, dissolved over 8
     frames = torch.from_numpy(np.stack(edit.frames)).float() / 255.0
     canvas, preview, _, cuts, setups = _canvas(node_classes, frames, shots="detect", cuts="")
     assert cuts == "36" and setups == "A B" and preview.shape[0] == 2
     assert [(t.kind, t.start, t.end, t.middle) for t in canvas.transitions] == [("dissolve", 32, 40, 36)]
+    # the preview's two frames say which shot and transition they are in, in their top left corner only
+    assert [canvas.edit.caption(f) for f in (35, 36)] == ["shot 1 A, dissolve 32-39", "shot 2 B, dissolve 32-39"]
+    plain = preview_canvases(frames, canvas.plan, canvas.cuts)
+    changed = (preview != plain).any(-1).any(0)
+    rows, cols = np.nonzero(changed.numpy())
+    assert rows.max() < 20 and (preview[:, :20] > 0.9).any()  # white letters on a black band
     listed, _, _, _, _ = _canvas(node_classes, frames, shots="list", cuts="36")
     assert listed.transitions == ()  # cuts given by hand: no transition is looked for
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
+import cv2
 import numpy as np
 import torch
 
@@ -187,15 +188,33 @@ def encode_video(frames: Iterable, count: int, plan: CanvasPlan, encode: EncodeF
                         tuple(start for start, _ in found[1:]), images + 1)
 
 
-def preview_canvases(frames, plan: CanvasPlan, cuts: Sequence[int] = (), most: int = CLIP_FRAMES) -> torch.Tensor:
+def preview_canvases(frames, plan: CanvasPlan, cuts: Sequence[int] = (), most: int = CLIP_FRAMES,
+                     caption: Optional[Callable[[int], str]] = None) -> torch.Tensor:
     """The prefilled working canvases the model starts from, to check a plan before sampling: ``[k, ch, cw, 3]``
     float 0..1 of the frames on both sides of each of the first ``most`` ``cuts``, or without cuts of up to
     ``most`` frames spread over the video (those the global frames use). ``frames``: ``[N, H, W, 3]`` float 0..1
-    or uint8."""
+    or uint8. ``caption(frame)``: a line written in each shown canvas's top left corner (its shot and set-up)."""
     n = len(frames)
     if cuts:
         shown = [i for c in list(cuts)[:most] for i in (c - 1, c)]
     else:
         shown = global_frame_indexes(n) if n > most else range(n)
     canvases = [build_canvas(frame_array(frames[i]), plan)[0] for i in dict.fromkeys(shown)]
+    if caption is not None:
+        canvases = [_captioned(c, caption(i)) for c, i in zip(canvases, dict.fromkeys(shown))]
     return torch.from_numpy(np.stack(canvases)).float() / 255.0
+
+
+def _captioned(canvas: np.ndarray, text: str) -> np.ndarray:
+    """``canvas`` (uint8 ``[h, w, 3]``) with ``text`` in white on a black box in its top left corner: letters a
+    fortieth of its width (at least 9 px high where the line fits)."""
+    out = np.ascontiguousarray(canvas).copy()
+    pad = max(2, round(out.shape[1] / 100))
+    scale = max(0.35, out.shape[1] / 640)
+    width = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+    scale *= min(1.0, (out.shape[1] - 2 * pad) / width)  # the whole line on a small canvas
+    thick = max(1, round(scale * 2))
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    cv2.rectangle(out, (0, 0), (w + 2 * pad, h + base + 2 * pad), (0, 0, 0), -1)
+    cv2.putText(out, text, (pad, pad + h), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return out

@@ -4,6 +4,7 @@ nodes advertise the limits here in their schemas instead of restating them."""
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Iterable, Optional, Sequence
@@ -14,7 +15,7 @@ from .noise_schedulers import SCHEDULERS
 from .schedule import CLIP_FRAMES, SCHEDULES, STRIDE_PRESETS, Strides, parse_strides
 from .edits import EditReader
 from .shots import ShotError, parse_cuts
-from .transitions import Transition
+from .transitions import Transition, transition_at
 
 # A length no video reaches: where the frames are not known yet (a prompt being queued), only the form of an
 # input that counts frames is checked.
@@ -94,6 +95,13 @@ class Edit:
     def labels(self) -> str:
         """Each shot's set-up as a user writes them (``A B A``; :func:`parse_setups` reads it back)."""
         return setup_labels(self.groups if self.groups is not None else range(len(self.cuts) + 1))
+
+    def caption(self, frame: int) -> str:
+        """Frame ``frame``'s shot and set-up (``shot 2 B``), and the transition it is in (``dissolve 32-39``)."""
+        shot = bisect_right(self.cuts, frame)
+        t = transition_at(self.transitions, frame)
+        return f"shot {shot + 1} {self.labels.split()[shot]}" + (f", {t.kind.replace('_', ' ')} {t.start}-"
+                                                                  f"{t.end - 1}" if t else "")
 
     def notes(self) -> list[str]:
         """What was decided, a line each, for the log: the shots, each transition, the set-ups."""
