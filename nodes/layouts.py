@@ -30,6 +30,15 @@ def rgb_frames(images: torch.Tensor, node: str) -> torch.Tensor:
     raise node_error(node, f"IMAGE has {c} channels; expected 1 (grayscale), 3 (RGB) or 4 (RGBA)")
 
 
+def with_channels(rgb: torch.Tensor, channels: int) -> torch.Tensor:
+    """``[N, H, W, 3]`` -> ``channels`` (1: grey, the mean; 4: opaque alpha added; 3: unchanged), to match an IMAGE."""
+    if channels == 1:
+        return rgb.mean(dim=-1, keepdim=True)
+    if channels == 4:
+        return torch.cat([rgb, torch.ones_like(rgb[..., :1])], dim=-1)
+    return rgb
+
+
 def check_sd_vae(vae, node: str) -> None:
     """M3DDM works in the SD1.x latent space: 4 channels, 8x downscale, images (not video)."""
     channels = getattr(vae, "latent_channels", None)

@@ -68,10 +68,6 @@ class M3DDMQualityCheck(io.ComfyNode):
             groups = outpainted.groups
         elif images is not None and canvas is not None:
             frames_t = rgb_frames(images, NODE)
-            if tuple(frames_t.shape[1:3]) != tuple(canvas.plan.output_hw):
-                raise node_error(NODE, f"the images are {frames_t.shape[2]}x{frames_t.shape[1]}, the canvas's output "
-                                       f"is {canvas.plan.output_hw[1]}x{canvas.plan.output_hw[0]}: connect M3DDM "
-                                       "Composite's output for this canvas")
             count = int(frames_t.shape[0])
             if count != canvas.num_frames:
                 raise node_error(NODE, f"{count} images for a canvas of {canvas.num_frames} frames: connect M3DDM "
@@ -81,7 +77,7 @@ class M3DDMQualityCheck(io.ComfyNode):
         else:
             raise node_error(NODE, "connect the outpainted images with their canvas, or the video of M3DDM Outpaint "
                                    "Video")
-        with node_errors(NODE):
+        with node_errors(NODE, hint=": connect M3DDM Composite's output for this canvas" if video is None else ""):
             windows = schedule_windows(count, cuts, strides, schedule)
             report = check_quality(frames, plan, cuts, windows, groups=groups)
         text = report.text()
