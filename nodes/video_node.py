@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from comfy_api.latest import Input, Types, io
 
-from ..m3ddm_core import (CHOICES, FrameRangeError, OutpaintedFrames, VideoFileError, open_range, parse_setups,
-                          prepare_file, sample, source_notes, writer_options)
+from ..m3ddm_core import (CHOICES, FrameRangeError, OutpaintedFrames, VideoFileError, open_range,
+                          prepare_file, sample, writer_options)
 
 from . import runtime
 from .canvas_node import plan_family, plan_for, target_inputs, working_inputs
@@ -157,7 +157,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
                 node_errors(NODE, FrameRangeError, hint=". Change start_frame / frame_count (or the Video Slice before "
                                                         "this node)"):
             info, start, count = open_range(source, start_frame, frame_count, trim)
-        for level, note in source_notes(info):
+        for level, note in info.notes():
             log.log(level, "[%s] %s", NODE, note)
         family = plan_family(preprocessing, NODE, m3ddm_model)
         plan = plan_for((info.height, info.width), NODE, target, aspect_ratio, width, height, pad_left, pad_right,
@@ -171,7 +171,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
             video_job = prepare_file(source, info, start, count, plan, vae_encoder(vae), settings, seed=seed,
                                      strides=strides, schedule=schedule, detect_cuts=detect, detect_transitions=detect,
                                      cuts=() if detect else find_edit(shots, cuts, "none", (), count, NODE).cuts,
-                                     on_chunk=runtime.count_progress(count), groups=parse_setups(setups))
+                                     on_chunk=runtime.count_progress(count), groups=setups)
         notes = video_job.edit.notes()
         for note in notes if detect else notes[1:]:  # cuts given by hand were logged as they were read
             log.info("[%s] %s", NODE, note)

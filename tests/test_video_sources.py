@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import media_sources as media
 from m3ddm_core import CanvasError, Colour, VideoFileError, VideoWriter, check_even, decoder_warning, plan_canvas, \
-    probe, read_audio, read_frames, source_notes, write_outpainted
+    probe, read_audio, read_frames, write_outpainted
 
 
 def _decode_stand_in(z: torch.Tensor) -> torch.Tensor:
@@ -39,7 +39,7 @@ def test_a_phone_clip_comes_out_upright_with_its_border_on_the_right_sides(tmp_p
     upright = media.player_frames(tmp_path / "phone.mp4")
     info = probe(tmp_path / "phone.mp4")
     assert (info.width, info.height, info.rotation) == (180, 320, 270)
-    assert any("90 degrees clockwise" in note for _, note in source_notes(info))
+    assert any("90 degrees clockwise" in note for _, note in info.notes())
     info, plan = _outpaint(tmp_path / "phone.mp4", tmp_path / "tv.mp4", "16:9")  # portrait -> landscape: accepted
     assert plan.output_hw == (320, 568) and plan.content_out_yx == (0, 194)  # border left and right
     shown = media.player_frames(tmp_path / "tv.mp4")
@@ -173,7 +173,7 @@ def test_alpha_is_reported_and_what_is_done_with_it_said(tmp_path, kind, suffix)
     media.alpha_clip(src, kind)
     info = probe(src)
     assert info.alpha
-    warnings = [note for level, note in source_notes(info) if level == logging.WARNING]
+    warnings = [note for level, note in info.notes() if level == logging.WARNING]
     assert warnings and "alpha channel), which is dropped" in warnings[0] and "flatten" in warnings[0]
     _outpaint(src, tmp_path / "out.mp4", "9:16")
     assert probe(tmp_path / "out.mp4").frames == 4

@@ -24,11 +24,10 @@ import torch
 from ..analysis.quality import QualityReport, check_quality, finest_passes, plan_windows
 from ..media.stream import write_outpainted
 from ..media.outpainted import open_range, prepare_file
-from ..media.video_io import VideoInfo, read_frames, source_notes
+from ..media.video_io import VideoInfo, read_frames
 from ..model.loader import load_model
 from ..pipeline.canvas import OFFICIAL_CANVAS, CanvasPlan, plan_canvas
 from ..pipeline.encode import SD_LATENT_SCALE, EncodedVideo
-from ..pipeline.inputs import parse_setups
 from ..pipeline.executors import choose_branching, default_max_passes, dependents, device_free_memory, rerun_passes
 from ..pipeline.outpaint import PreparedVideo, Runtime, sample
 from ..pipeline.passes import SampleSettings
@@ -185,8 +184,9 @@ def failure_reason():
 @dataclass
 class EncodedFile:
     """A video file read once into its working-canvas latents, with the plan of its passes (``video``, the
-    pipeline's :class:`.pipeline.outpaint.PreparedVideo`): what sampling and writing need. ``resume`` is the key of
-    its pass store (None: not resumable)."""
+    pipeline's :class:`.pipeline.outpaint.PreparedVideo`): what sampling and writing need. ``resume``: the key of
+    its pass store, for passes sampled away from :func:`.pipeline.outpaint.sample` (Ray; None: not known or not
+    resumable)."""
 
     info: VideoInfo
     plan: CanvasPlan
@@ -232,7 +232,7 @@ def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> Enco
     spec = job.spec
     with failure_reason():
         info, _, n = open_range(video)
-        for level, note in source_notes(info):
+        for level, note in info.notes():
             log.log(level, "%s: %s", video.name, note)
         plan = plan_canvas((info.height, info.width), ratio=spec.ratio, even=True, family=job.family,
                            canvas_size=spec.working_size)
@@ -240,11 +240,11 @@ def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> Enco
                                  strides=spec.strides, schedule=spec.schedule, detect_cuts=spec.shots == "detect",
                                  detect_transitions=spec.shots == "detect",
                                  resumable=spec.resume, on_chunk=lambda done: progress("encode", done, n),
-                                 groups=parse_setups(spec.setups))
+                                 groups=spec.setups)
         if len(video_job.plan.shots) > 1:
             for note in video_job.edit.notes():
                 log.info("%s: %s", video.name, note)
-        return EncodedFile(info, plan, video_job, video_job.store_key(job.model))
+        return EncodedFile(info, plan, video_job)
 
 
 def write_file(job: Job, video: Path, out: Path, info: VideoInfo, plan: CanvasPlan, latents: torch.Tensor,
@@ -335,10 +335,11 @@ def rerender_worst(job: Job, video: Path, out: Path, source: EncodedFile, latent
     return final, sorted(entries, key=lambda e: e["window"])
 
 
-def job_runtime(job: Job, plan: CanvasPlan, store: Optional[PassStore], report: Progress = no_progress,
+def job_runtime(job: Job, plan: CanvasPlan, out_dir: Path, report: Progress = no_progress,
                 name: str = "M3DDM") -> Runtime:
     """The pipeline's :class:`.pipeline.outpaint.Runtime` of a job: its own model with the batching its device's
-    free memory allows (:func:`job_settings`), ``store``, and ``report("sample", steps done, total)``."""
+    free memory allows (:func:`job_settings`), the run's pass store in ``out_dir`` (:func:`pass_store`), and
+    ``report("sample", steps done, total)``."""
     def progress(total: int, done: int, model):
         steps = [done]
         report("sample", done, total)
@@ -347,8 +348,8 @@ def job_runtime(job: Job, plan: CanvasPlan, store: Optional[PassStore], report: 
             steps[0] += 1
             report("sample", steps[0], total)
         return on_step
-    return Runtime(lambda settings, latent_hw: (job.model, job_settings(job, plan)), lambda key: store, progress,
-                   name=name)
+    return Runtime(lambda settings, latent_hw: (job.model, job_settings(job, plan)),
+                   lambda key: pass_store(out_dir, key), progress, name=name)
 
 
 def job_settings(job: Job, plan: CanvasPlan) -> SampleSettings:
@@ -368,11 +369,10 @@ def outpaint_file(job: Job, video: Path, out: Path, progress: Optional[Progress]
     :class:`BatchError` with the reason."""
     report = progress or no_progress
     source = encode_file(job, video, report)
-    store = pass_store(out.parent, source.resume)
     with failure_reason():
-        result = sample(source.video, job_runtime(job, source.plan, store, report, video.name), keep_store=True)
+        result = sample(source.video, job_runtime(job, source.plan, out.parent, report, video.name), keep_store=True)
     write_file(job, video, out, source.info, source.plan, result.latents, report, source.video.transitions)
-    finish_store(store, out.parent)
+    finish_store(pass_store(out.parent, result.store_key), out.parent)
     return finish_quality(job, video, out, source, result.latents, report)
 
 

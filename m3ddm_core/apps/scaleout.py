@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -78,9 +78,11 @@ class Worker:
             return outpaint_file(self.job, Path(video), Path(out), self._progress(video))
 
     def encode(self, video: str) -> EncodedFile:
-        """The video read once into its latents, with the plan of its passes and its resume key."""
+        """The video read once into its latents, with the plan of its passes and its resume key (which needs the
+        model: the driver has none)."""
         with torch.inference_mode():
-            return encode_file(self.job, Path(video), self._progress(video))
+            source = encode_file(self.job, Path(video), self._progress(video))
+            return replace(source, resume=source.video.store_key(self.job.model))
 
     def sample_passes(self, video: str, source: EncodedFile, passes: list) -> list[dict]:
         """Passes ``[(p, guides), ...]`` of ``video`` (guides and results numbered within each pass's shot) -- what

@@ -115,6 +115,26 @@ class VideoInfo:
     def duration(self) -> float:
         return float(self.time_of(self.frames) - self.time_of(0))
 
+    def notes(self) -> list[tuple[int, str]]:
+        """``(logging level, message)`` for what the output does with the source that a user should know."""
+        notes = []
+        if self.alpha:
+            notes.append((logging.WARNING, "the source has transparency (an alpha channel), which is dropped: its "
+                                           "colour under transparent areas is outpainted as if opaque and the output "
+                                           "has no alpha. To outpaint over a background, flatten the video onto it "
+                                           "first"))
+        if self.rotation:
+            notes.append((logging.INFO, f"the source is displayed turned {(360 - self.rotation) % 360} degrees "
+                                        f"clockwise (a phone's rotation matrix): it is outpainted upright "
+                                        f"({self.width}x{self.height}) and written upright"))
+        if self.bit_depth > 8:
+            notes.append((logging.INFO, f"the source is {self.bit_depth}-bit: the output is 8-bit "
+                                        f"({self.colour.describe()}, tagged like the source), what phones and TVs "
+                                        "decode"))
+        if self.vfr:
+            notes.append((logging.INFO, "the source has a variable frame rate: every frame keeps its timestamp"))
+        return notes
+
     def time_of(self, index: int) -> Fraction:
         """When frame ``index`` is shown, in seconds on the file's clock (``index == frames``: the end of the last
         frame); the same clock as the audio's timestamps."""
@@ -262,25 +282,6 @@ def probe(source: Source) -> VideoInfo:
                          colour=colour, alpha=_has_alpha(stream), bit_depth=depth,
                          time_base=Fraction(stream.time_base) if times is not None else None, pts=times, end_pts=end,
                          vfr=times is not None and _uneven(times, Fraction(stream.time_base), fps))
-
-
-def source_notes(info: VideoInfo) -> list[tuple[int, str]]:
-    """``(logging level, message)`` for what the output does with the source that a user should know."""
-    notes = []
-    if info.alpha:
-        notes.append((logging.WARNING, "the source has transparency (an alpha channel), which is dropped: its "
-                                       "colour under transparent areas is outpainted as if opaque and the output has "
-                                       "no alpha. To outpaint over a background, flatten the video onto it first"))
-    if info.rotation:
-        notes.append((logging.INFO, f"the source is displayed turned {(360 - info.rotation) % 360} degrees clockwise "
-                                    f"(a phone's rotation matrix): "
-                                    f"it is outpainted upright ({info.width}x{info.height}) and written upright"))
-    if info.bit_depth > 8:
-        notes.append((logging.INFO, f"the source is {info.bit_depth}-bit: the output is 8-bit ({info.colour.describe()}"
-                                    f", tagged like the source), what phones and TVs decode"))
-    if info.vfr:
-        notes.append((logging.INFO, "the source has a variable frame rate: every frame keeps its timestamp"))
-    return notes
 
 
 def check_range(info: VideoInfo, start: int, count: int, window: Optional[tuple[int, int]] = None) \

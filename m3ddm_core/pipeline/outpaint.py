@@ -26,7 +26,7 @@ from .plan import PlannedPass, VideoPlan, plan_video
 from .resume import PassStore, content_hash
 from .schedule import CLIP_FRAMES, Pass, Strides, clip_pass
 from .edits import EditReader
-from .inputs import Edit
+from .inputs import Edit, parse_setups
 from .transitions import BorderBlend, Transition
 
 log = logging.getLogger("M3DDM")
@@ -115,14 +115,14 @@ def prepare(frames: Iterable, num_frames: int, canvas: CanvasPlan, encode: Encod
     no ``content``: the batch's hash does. ``on_chunk(frames done)`` reports the encoding. ``groups``: returning
     camera set-ups share their global frames and their seed -- for each shot, the first shot of its set-up, or
     ``"auto"``: grouped by :class:`.setups.ShotGrouper` in the same pass over the frames (None: each shot its
-    own)."""
+    own; or the text a user writes, :func:`.inputs.parse_setups`)."""
     if resumable and content is None:
         if not isinstance(frames, torch.Tensor):
             raise ValueError("prepare(resumable=True) hashes a frame batch; give an iterator's identity as content")
         content = content_hash(frames)
-    auto = isinstance(groups, str)
-    if auto and groups != "auto":
-        raise ValueError(f"groups {groups!r}: give 'auto', None or a group per shot")
+    if isinstance(groups, str):  # as a user writes them: auto, none, or a label per shot (A B A)
+        groups = parse_setups(groups)
+    auto = groups == "auto"
     found = detect_cuts or detect_transitions  # the shots are known once every frame is in
     plan = None if found else plan_video(num_frames, cuts, strides, schedule, seed, shot_seeds,
                                          None if auto else groups)
