@@ -64,14 +64,12 @@ def _check_global(global_frames, canvas, plan, node):
     """The latents of ``global_frames`` if they were encoded for ``canvas`` sampled with ``plan``."""
     if global_frames is None:
         return None
-    if global_frames.video_id != canvas.video_id:
-        raise node_error(node, "the global frames were encoded for another video or canvas; connect M3DDM Encode "
-                               "Global Frames fed by this same canvas")
-    if global_frames.plan.family != plan.family:
+    other = global_frames.video_id != canvas.video_id
+    if not other and global_frames.plan.family != plan.family:
         raise node_error(node, f"the global frames were encoded with {global_frames.plan.family} preprocessing, the "
                                f"model samples with {plan.family}: connect the model to M3DDM Encode Global Frames "
                                f"too, or set preprocessing on M3DDM Outpaint Canvas to {plan.family}")
-    if global_frames.plan != plan:
+    if other or global_frames.plan != plan:
         raise node_error(node, "the global frames were encoded for another video or canvas; connect M3DDM Encode "
                                "Global Frames fed by this same canvas")
     return global_frames.latents
