@@ -290,3 +290,14 @@ def test_flashes_of_1_to_3_frames_are_not_cuts():
     # at the real detection width: the way out of a flash in a pan comes back where the camera went on moving
     frames = flash(film(picture(202, WARM), pan(0.08), 60, seed=200), 25, "lit", 1)
     assert detect_cuts([cv2.resize(f, (640, 360), interpolation=cv2.INTER_LINEAR) for f in frames]) == []
+
+
+def test_a_frame_shrunk_once_is_not_shrunk_again():
+    """EditReader shrinks each frame once for its three finders: what they see is what each would shrink."""
+    from m3ddm_core.pipeline.shots import SmallFrame, _small_bgr, shrunk
+
+    frame = np.random.default_rng(0).integers(0, 256, (540, 960, 3), dtype=np.uint8)
+    once = shrunk(frame)
+    assert isinstance(once, SmallFrame) and once.shape == (144, 256, 3)
+    again = _small_bgr(once)
+    assert type(again) is np.ndarray and np.array_equal(again, _small_bgr(frame))

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from .setups import ShotGrouper, _thumb
-from .shots import CutDetector
+from .shots import CutDetector, shrunk
 from .transitions import HOLD, MAX_LENGTH, Transition, TransitionDetector, shot_cuts
 
 TRANSITION_LATENCY = 2 * (MAX_LENGTH + HOLD + 2)
@@ -39,6 +39,7 @@ class EditReader:
         self.frames = 0
 
     def feed(self, frame) -> None:
+        frame = shrunk(frame)  # once for every finder
         if self._detector is not None:
             self._detector.feed(frame)
         if self._fades is not None:

@@ -58,8 +58,21 @@ class ShotError(ValueError):
     """A list of cuts that does not fit the video."""
 
 
+class SmallFrame(np.ndarray):
+    """A frame :func:`_small_bgr` already shrank (marked so): the finders fed one frame share one shrink
+    (:class:`.edits.EditReader`)."""
+
+
+def shrunk(frame) -> SmallFrame:
+    """``frame`` shrunk once for every finder that is fed it."""
+    return _small_bgr(frame).view(SmallFrame)
+
+
 def _small_bgr(frame) -> np.ndarray:
-    """``[H, W, 3]`` RGB frame (uint8, or float 0..1 array/tensor) -> uint8 BGR at most DETECT_WIDTH wide."""
+    """``[H, W, 3]`` RGB frame (uint8, or float 0..1 array/tensor) -> uint8 BGR at most DETECT_WIDTH wide (a
+    :class:`SmallFrame` is that already)."""
+    if isinstance(frame, SmallFrame):
+        return frame.view(np.ndarray)
     if isinstance(frame, torch.Tensor):
         frame = frame.detach().cpu().numpy()
     frame = np.asarray(frame)
