@@ -150,3 +150,20 @@ def test_set_ups_as_a_user_writes_them():
     assert resolve_edit("list", cuts, "A B C D A", frames, n).groups == (0, 1, 2, 3, 0)  # a user's split and join win
     with pytest.raises(ValueError, match="labels 2 shot"):
         resolve_edit("list", cuts, "A B", frames, n)
+
+
+def test_set_up_similarity_compares_every_shift_and_every_kept_thumbnail_at_once():
+    """The best normalised cross-correlation over shifts of up to 3 px, for many thumbnails in one call: a reframed
+    copy scores 1 at its shift (on the overlap), a brightened one too, another picture little, a flat one 0."""
+    from m3ddm_core.pipeline.setups import similarities, similarity
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(18, 32)).astype(np.float32)
+    moved = np.zeros_like(a)
+    moved[1:, :-2] = a[:-1, 2:]  # the picture moved 2 px left and 1 px down; the strip it left is black
+    moved[0, :], moved[:, -2:] = rng.normal(size=32), rng.normal(size=(18, 2))
+    others = np.stack([moved, 3 * a + 40, rng.normal(size=(18, 32)), np.full((18, 32), 7.0)])
+    scores = similarities(a, others)
+    assert scores[0] == pytest.approx(1.0, abs=1e-6) and scores[1] == pytest.approx(1.0, abs=1e-6)
+    assert scores[2] < 0.5 and scores[3] == 0.0
+    assert [similarity(a, o) for o in others] == pytest.approx(list(scores))
