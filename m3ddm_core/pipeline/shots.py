@@ -347,7 +347,8 @@ def check_cuts(cuts: Sequence[int], num_frames: int) -> list[int]:
     out = sorted({int(c) for c in cuts} - {0})
     bad = [c for c in out if not 0 < c < num_frames]
     if bad:
-        raise ShotError(f"cut{'s' if len(bad) > 1 else ''} {bad} outside the video's frames 1..{num_frames - 1}")
+        raise ShotError(f"cut{'s' if len(bad) > 1 else ''} {bad} outside the video's frames 1..{num_frames - 1}: "
+                        "list the first frame of each new shot within the video")
     return out
 
 
