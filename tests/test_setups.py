@@ -155,7 +155,7 @@ def test_set_ups_as_a_user_writes_them():
 def test_set_up_similarity_compares_every_shift_and_every_kept_thumbnail_at_once():
     """The best normalised cross-correlation over shifts of up to 3 px, for many thumbnails in one call: a reframed
     copy scores 1 at its shift (on the overlap), a brightened one too, another picture little, a flat one 0."""
-    from m3ddm_core.pipeline.setups import similarities, similarity
+    from m3ddm_core.pipeline.setups import similarities
 
     rng = np.random.default_rng(5)
     a = rng.normal(size=(18, 32)).astype(np.float32)
@@ -166,4 +166,4 @@ def test_set_up_similarity_compares_every_shift_and_every_kept_thumbnail_at_once
     scores = similarities(a, others)
     assert scores[0] == pytest.approx(1.0, abs=1e-6) and scores[1] == pytest.approx(1.0, abs=1e-6)
     assert scores[2] < 0.5 and scores[3] == 0.0
-    assert [similarity(a, o) for o in others] == pytest.approx(list(scores))
+    assert [similarities(a, o[None])[0] for o in others] == pytest.approx(list(scores))  # one at a time too

@@ -36,8 +36,6 @@ class EditReader:
         self._grouper = ShotGrouper() if groups else None
         self._waiting: deque[np.ndarray] = deque()
         self._told: list[int] = []  # the cuts the grouper was given
-        self._key: Optional[tuple] = None  # what the finders had found when _shot_cuts was worked out
-        self._shot_cuts: list[int] = []
         self.frames = 0
 
     def feed(self, frame) -> None:
@@ -62,14 +60,8 @@ class EditReader:
         return max(0, settled)
 
     def _found(self) -> list[int]:
-        """The cuts found so far; worked out again only when a finder found more (or replaced its last ones), not
-        every frame: a long edit has hundreds of cuts."""
         hard = self._detector.found() if self._detector is not None else self._given
-        fades = self._fades.found if self._fades is not None else []
-        key = (len(hard), tuple(hard[-4:]), len(fades), tuple(fades[-2:]))
-        if key != self._key:
-            self._key, self._shot_cuts = key, shot_cuts(hard, fades)
-        return self._shot_cuts
+        return shot_cuts(hard, self._fades.found if self._fades is not None else [])
 
     def _follow(self, upto: int) -> None:
         """Feed the grouper up to frame ``upto``, each cut before it given first."""

@@ -66,16 +66,6 @@ def similarities(a: np.ndarray, others: np.ndarray) -> np.ndarray:
     return ncc.reshape(len(b), -1).max(1)
 
 
-def similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """:func:`similarities` of two thumbnails."""
-    return float(similarities(a, b[None])[0])
-
-
-def shot_similarity(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
-    """Similarity of two shots by their kept thumbnails: the best of any pair."""
-    return max(float(similarities(x, np.stack(b)).max()) for x in a)
-
-
 class ShotGrouper:
     """Feed an edit's frames one at a time with its ``cuts``; :meth:`finish` gives a group id per shot. Cuts found
     while the frames stream in are added with :meth:`cut` before the grouper reaches them
