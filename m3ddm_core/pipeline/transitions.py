@@ -33,9 +33,10 @@ makes it fall along a straight line. Where at least ``RAMP`` shares lie between 
 line, the line gives the blended frames and their weights; the candidate is kept once its end frame is in, if that
 frame is another picture (not moving on with the followed one: a dimming pan; not dark or flat; not the same
 structure) and every followed frame fits as the moved picture plus the end frame (residual at most
-``FIT_MOVING``; a whip pan or a zoom does not). Its ends are good to about 2 frames and its weights to about 0.05
-(0.1 with one palette on both sides); a dissolve into a fast pan, or shorter than 4 frames out of one, is not
-looked for this way.
+``FIT_MOVING``; a whip pan or a zoom does not). On constructed dissolves out of 3-12% pans its ends were within 2
+frames in 20 of 24 (different palettes; one palette on both sides: 8 of 10 found, ends up to 7 frames off, weights
+0.04-0.12 off on average); a dissolve into a fast pan, or shorter than 4 frames out of one, is not looked for
+this way.
 
 Frames stream (:class:`TransitionDetector`): the thumbnails of the last ``max_length + HOLD + 2`` frames and their
 dot products are kept, so all fits for a new last frame come from a small Gram matrix; a transition is reported
