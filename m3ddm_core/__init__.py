@@ -51,9 +51,9 @@ from .media.outpainted import OutpaintedFrames, open_range, prepare_file, writer
 from .media.video_io import (BIT_DEPTHS, CODECS, CONTAINERS, H264_PRESETS, AudioTrack, Colour, FrameRangeError,
                              VideoFileError, VideoInfo, VideoWriter, audio_track, check_range, colour_space_name,
                              decoder_warning, frames_in_window, probe, read_audio, read_frames)
-from .analysis.compare import LAYOUTS, compare_frames, comparison_hw
-from .analysis.quality import QualityReport, check_quality, plan_windows, plot_report, schedule_windows
-from .analysis.evaluate import (DIRECTIONS, PAPER_MASK_RATIOS, PAPER_SIZE, EvaluationTask, Metrics, evaluate_frames,
+from .analysis.compare import compare_frames, comparison_hw
+from .analysis.quality import QualityReport, check_quality, plan_windows, schedule_windows
+from .analysis.evaluate import (PAPER_MASK_RATIOS, PAPER_SIZE, EvaluationTask, Metrics, evaluate_frames,
                                 evaluation_padding, evaluation_task, frechet_distance, generated_region, i3d_features,
                                 resize_frames)
 
@@ -77,8 +77,8 @@ __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigErr
            "composite_frames", "write_outpainted", "OutpaintedFrames", "open_range", "prepare_file", "writer_options",
            "AudioTrack", "Colour", "VideoFileError", "FrameRangeError", "VideoInfo", "VideoWriter", "audio_track",
            "check_range", "decoder_warning", "BIT_DEPTHS", "CODECS", "CONTAINERS", "H264_PRESETS", "colour_space_name",
-           "frames_in_window", "probe", "read_audio", "read_frames", "LAYOUTS", "compare_frames",
-           "comparison_hw", "QualityReport", "check_quality", "plan_windows", "schedule_windows", "plot_report",
-           "DIRECTIONS", "PAPER_MASK_RATIOS", "PAPER_SIZE", "Metrics", "evaluate_frames", "EvaluationTask",
+           "frames_in_window", "probe", "read_audio", "read_frames", "compare_frames",
+           "comparison_hw", "QualityReport", "check_quality", "plan_windows", "schedule_windows",
+           "PAPER_MASK_RATIOS", "PAPER_SIZE", "Metrics", "evaluate_frames", "EvaluationTask",
            "evaluation_task", "evaluation_padding", "frechet_distance", "generated_region", "i3d_features",
            "resize_frames"]

@@ -5,7 +5,7 @@ import logging
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import CHOICES, DIRECTIONS, evaluation_task
+from ..m3ddm_core import CHOICES, evaluation_task
 
 from . import runtime
 from .canvas_node import working_size_input
@@ -38,7 +38,7 @@ class M3DDMEvaluate(io.ComfyNode):
                 io.Float.Input("mask_ratio", default=0.25, min=0.01, max=0.99, step=0.001,
                                tooltip="Share of the frame masked and generated: the M3DDM paper reports 0.25 and "
                                        "0.666 (of the width, half on each side)."),
-                io.Combo.Input("direction", options=list(DIRECTIONS), default="horizontal",
+                io.Combo.Input("direction", options=list(CHOICES.directions), default="horizontal",
                                tooltip="Which borders are masked: horizontal (left and right, the M3DDM paper's "
                                        "protocol), vertical (top and bottom) or all sides (the ratio of each)."),
                 io.Boolean.Input("paper_size", default=True,

@@ -13,7 +13,7 @@ import logging
 from comfy_api.latest import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from ..m3ddm_core import composite, encode_edits, parse_shot_seeds, prepare, sample, shot_summary
+from ..m3ddm_core import composite, encode_edits, prepare, sample, shot_summary
 
 from . import runtime
 from .layouts import rgb_frames, to_latent_dict, vae_decoder, vae_encoder
@@ -69,14 +69,14 @@ class M3DDMKeyframePreview(io.ComfyNode):
         plan = canvas.plan_for_model(m3ddm_model)
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
         with node_errors(PREVIEW):
-            seeds = parse_shot_seeds(shot_seeds or "", len(canvas.cuts) + 1)
             # a Coarse-to-Fine run of the same inputs: its store is the one Continue (or Coarse-to-Fine) resumes
             video = prepare(frames, int(frames.shape[0]), plan, vae_encoder(vae), settings, fps, seed=seed,
-                            strides=strides, schedule=schedule, cuts=canvas.cuts, shot_seeds=seeds,
+                            strides=strides, schedule=schedule, cuts=canvas.cuts, shot_seeds=shot_seeds or "",
                             resumable=True, groups=canvas.groups, transitions=canvas.transitions)
         first = video.plan.preview_passes()
         with runtime.sampling_errors(PREVIEW):
-            keys = sample(video, runtime.comfy_runtime(m3ddm_model, PREVIEW), only=first, decode=vae_decoder(vae))
+            keys = sample(video, runtime.comfy_runtime(m3ddm_model, PREVIEW), only=first,
+                          decode=vae_decoder(vae, PREVIEW))
         preview = composite(frames[keys.frames].float().cpu(), keys.canvases, plan, feather)
         log.info("[%s] %d key frames of %d frames (%d of %d passes): %s", PREVIEW, len(keys.frames),
                  video.plan.num_frames, len(first), len(video.plan), keys.frames)
@@ -140,6 +140,6 @@ class M3DDMContinue(io.ComfyNode):
             log.info("[%s] edited key frames: %s", CONTINUE, sorted(overrides) or "none")
         with runtime.sampling_errors(CONTINUE):
             result = sample(kf.video, runtime.comfy_runtime(m3ddm_model, CONTINUE), overrides=overrides,
-                            decode=vae_decoder(vae))
+                            decode=vae_decoder(vae, CONTINUE))
         latent = to_latent_dict(result.latents, result.frames)
         return io.NodeOutput(result.canvases.to(runtime.output_device()), latent)

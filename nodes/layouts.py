@@ -10,7 +10,7 @@ import torch
 
 from ..m3ddm_core import SD_LATENT_SCALE
 
-from .validation import node_error
+from .validation import node_error, oom_hint
 
 
 def rgb_frames(images: torch.Tensor, node: str) -> torch.Tensor:
@@ -57,10 +57,18 @@ def vae_encoder(vae):
     return encode
 
 
-def vae_decoder(vae):
-    """ComfyUI VAE -> ``decode(scaled latents [k, 4, h, w]) -> [k, H, W, 3]`` float 0..1 (CPU)."""
+DECODING_FIX = ("ComfyUI already retried in tiles. Close other workflows or programs that use the GPU, or lower "
+               "working_size on M3DDM Outpaint Canvas (the VAE decodes canvases of that size).")
+
+
+def vae_decoder(vae, node: str):
+    """ComfyUI VAE -> ``decode(scaled latents [k, 4, h, w]) -> [k, H, W, 3]`` float 0..1 (CPU); out of memory
+    named after ``node``, with what to do (not low_vram: it is the UNet's)."""
     def decode(latents: torch.Tensor) -> torch.Tensor:
-        return vae.decode(latents / SD_LATENT_SCALE)[..., :3].float().cpu()
+        try:
+            return vae.decode(latents / SD_LATENT_SCALE)[..., :3].float().cpu()
+        except torch.cuda.OutOfMemoryError as exc:
+            raise oom_hint(exc, node, "decoding the canvases with the VAE", DECODING_FIX) from exc
     return decode
 
 

@@ -7,7 +7,7 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import check_quality, plot_report, schedule_windows
+from ..m3ddm_core import check_quality, schedule_windows
 
 from . import runtime
 from .layouts import rgb_frames
@@ -49,8 +49,8 @@ class M3DDMQualityCheck(io.ComfyNode):
                                  tooltip="Every score per frame, window and shot, as JSON (windows are the passes "
                                          "of the finest level, as the sampler ran them)."),
                 io.Image.Output(display_name="plot",
-                                tooltip="The three scores over the frames, thresholds dashed, cuts in red, flagged "
-                                        "windows shaded."),
+                                tooltip="The three scores over the frames, thresholds dashed, cuts in red, "
+                                        "dissolves and fades blue, flagged windows shaded red."),
             ],
         )
 
@@ -65,22 +65,22 @@ class M3DDMQualityCheck(io.ComfyNode):
                 raise node_error(NODE, "the video input takes the VIDEO of M3DDM Outpaint Video (it carries its "
                                        "canvas); for other videos, connect their frames as images with the canvas")
             plan, cuts, frames, count = outpainted.plan, list(outpainted.cuts), outpainted.frames(), outpainted.count
-            groups = outpainted.groups
+            groups, transitions = outpainted.groups, outpainted.transitions
         elif images is not None and canvas is not None:
             frames_t = rgb_frames(images, NODE)
             count = int(frames_t.shape[0])
             if count != canvas.num_frames:
                 raise node_error(NODE, f"{count} images for a canvas of {canvas.num_frames} frames: connect M3DDM "
                                        "Composite's output for this canvas")
-            plan, cuts, groups = canvas.plan, list(canvas.cuts), canvas.groups
+            plan, cuts, groups, transitions = canvas.plan, list(canvas.cuts), canvas.groups, canvas.transitions
             frames = ((f * 255.0).round().to(torch.uint8).cpu().numpy() for f in frames_t)
         else:
             raise node_error(NODE, "connect the outpainted images with their canvas, or the video of M3DDM Outpaint "
                                    "Video")
         with node_errors(NODE, hint=": connect M3DDM Composite's output for this canvas" if video is None else ""):
             windows = schedule_windows(count, cuts, strides, schedule)
-            report = check_quality(frames, plan, cuts, windows, groups=groups)
+            report = check_quality(frames, plan, cuts, windows, groups=groups, transitions=transitions)
         text = report.text()
         log.info("[%s] %s", NODE, text.replace("\n", " | "))
-        plot = torch.from_numpy(plot_report(report)).float().div(255.0)[None].to(runtime.output_device())
+        plot = torch.from_numpy(report.plot()).float().div(255.0)[None].to(runtime.output_device())
         return io.NodeOutput(text, json.dumps(report.to_dict()), plot, ui={"text": [text]})

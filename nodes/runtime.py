@@ -12,9 +12,9 @@ import torch
 import folder_paths
 
 from ..m3ddm_core import (CHOICES, Runtime, SampleSettings, list_weights, load_model as load_weights,
-                          place_for_sampling, stores_in)
+                          place_for_sampling)
 
-from .validation import node_errors
+from .validation import node_errors, oom_hint
 from .types import M3DDMModel
 
 log = logging.getLogger("M3DDM")
@@ -143,23 +143,17 @@ def model_on_device(handle: M3DDMModel, settings: SampleSettings, latent_hw: tup
                               lambda model: mm.get_free_memory(model.device), device, node)
 
 
-def oom_hint(exc: BaseException, node: str) -> BaseException:
-    """The same out-of-memory exception type (so ComfyUI still frees memory) with what to do about it."""
-    msg = (f"[{node}] out of GPU memory while sampling ({exc}). Enable low_vram on the node (one UNet call per "
-           "guidance branch), set context_guidance to 1 (one branch less), or free VRAM by closing other workflows.")
-    try:
-        return type(exc)(msg)
-    except Exception:  # an exception type that takes other arguments
-        return RuntimeError(msg)
-
-
 def comfy_runtime(handle: M3DDMModel, node: str) -> Runtime:
     """The pipeline's :class:`Runtime` inside ComfyUI: the model placed by its model management, finished passes
     kept in its user directory, its progress bar with latent previews, its Cancel, and ``node`` in the log."""
     return Runtime(place_model=lambda settings, latent_hw: model_on_device(handle, settings, latent_hw, node),
-                   store=stores_in(resume_folder()),
+                   store=resume_folder(),
                    progress=lambda total, done, model: progress_callback(total, model.device, done),
                    check_interrupt=check_interrupt, name=node)
+
+
+SAMPLING_FIX = ("Enable low_vram on the node (one UNet call per guidance branch), set context_guidance to 1 (one "
+                "branch less), or free VRAM by closing other workflows.")
 
 
 @contextmanager
@@ -169,7 +163,9 @@ def sampling_errors(node: str) -> Iterator[None]:
         with node_errors(node):
             yield
     except torch.cuda.OutOfMemoryError as exc:
-        raise oom_hint(exc, node) from exc
+        if str(exc).startswith(f"[{node}]"):  # the VAE's, with its own hint (layouts.vae_decoder)
+            raise
+        raise oom_hint(exc, node, "sampling", SAMPLING_FIX) from exc
 
 
 def check_interrupt() -> None:

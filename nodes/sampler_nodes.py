@@ -4,8 +4,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import (CHOICES, Edit, SampleSettings, encode_global_frames, outpaint_clip,
-                          parse_frame_indexes, prepare, sample)
+from ..m3ddm_core import CHOICES, Edit, SampleSettings, encode_global_frames, outpaint_clip, prepare, sample
 
 from . import runtime
 from .layouts import check_sd_vae, guide_latents, rgb_frames, to_latent_dict, vae_decoder, vae_encoder
@@ -85,7 +84,7 @@ def run_outpaint(node: str, m3ddm_model, vae, frames: torch.Tensor, plan, settin
                         strides=strides, schedule=schedule, cuts=edit.cuts, global_latents=global_latents,
                         resumable=True, groups=edit.groups, transitions=edit.transitions)
     with runtime.sampling_errors(node):
-        result = sample(video, runtime.comfy_runtime(m3ddm_model, node), decode=vae_decoder(vae))
+        result = sample(video, runtime.comfy_runtime(m3ddm_model, node), decode=vae_decoder(vae, node))
     return result.latents, result.canvases
 
 
@@ -161,16 +160,14 @@ class M3DDMSampleClip(io.ComfyNode):
                 global_guidance, seed, fps, low_vram, guide=None) -> io.NodeOutput:
         check_sd_vae(vae, cls.NODE)
         frames = rgb_frames(canvas.frames, cls.NODE)
-        n = frames.shape[0]
-        with node_errors(cls.NODE):
-            clip = parse_frame_indexes(frame_indexes, n)
         plan = canvas.plan_for_model(m3ddm_model)
         g_latents = _check_global(global_frames, canvas, plan, cls.NODE)
-        guides = guide_latents(guide, plan.latent_hw, n, cls.NODE) if guide is not None else {}
+        guides = guide_latents(guide, plan.latent_hw, len(frames), cls.NODE) if guide is not None else {}
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
         with runtime.sampling_errors(cls.NODE):
-            out = outpaint_clip(frames, clip, plan, vae_encoder(vae), runtime.comfy_runtime(m3ddm_model, cls.NODE),
-                                settings, fps, seed, guides, g_latents, vae_decoder(vae))
+            out = outpaint_clip(frames, frame_indexes, plan, vae_encoder(vae),
+                                runtime.comfy_runtime(m3ddm_model, cls.NODE), settings, fps, seed, guides, g_latents,
+                                vae_decoder(vae, cls.NODE))
         return io.NodeOutput(to_latent_dict(out.latents, out.frames), out.canvases.to(runtime.output_device()))
 
 

@@ -25,6 +25,15 @@ def node_errors(node: str, *kinds: type[BaseException], prefix: str = "", hint: 
         raise node_error(node, f"{prefix}{exc}{hint}") from None
 
 
+def oom_hint(exc: BaseException, node: str, during: str, fix: str) -> BaseException:
+    """The same out-of-memory exception type (so ComfyUI still frees memory), named after ``node``, with ``fix``."""
+    msg = f"[{node}] out of GPU memory while {during} ({exc}). {fix}"
+    try:
+        return type(exc)(msg)
+    except Exception:  # an exception type that takes other arguments
+        return RuntimeError(msg)
+
+
 CHECKED_AT_QUEUE = {"aspect_ratio": "ratio", "cuts": "cuts", "frame_indexes": "frame_indexes"}  # -> check_inputs
 
 

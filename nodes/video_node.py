@@ -10,14 +10,14 @@ import torch
 from comfy_api.latest import Input, Types, io
 
 from ..m3ddm_core import (CHOICES, FrameRangeError, OutpaintedFrames, VideoFileError, open_range,
-                          prepare_file, sample, writer_options)
+                          prepare_file, sample)
 
 from . import runtime
 from .canvas_node import plan_family, plan_for, target_inputs, working_inputs
 from .layouts import check_sd_vae, vae_decoder, vae_encoder
 from .validation import node_errors, text_input_problem
 from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings
-from .shot_inputs import find_edit, setups_input, shot_inputs
+from .shot_inputs import setups_input, shot_inputs
 from .types import M3DDMModelType
 
 log = logging.getLogger("M3DDM")
@@ -88,9 +88,6 @@ class OutpaintedVideo(Input.Video):
         if newer:  # a later core asking for more than this pack knows: written without it, and said so
             log.warning("[%s] Save Video passed %s, which this version of the pack does not know: ignored", NODE,
                         ", ".join(f"{k}={v!r}" for k, v in newer.items()))
-        with node_errors(NODE, prefix="Save Video: "):
-            options = writer_options(_option(format), _option(codec), bit_depth, crf, color_space, preset,
-                                     self.outpainted.info.colour)
         count = self.outpainted.count
         report = runtime.count_progress(count)
 
@@ -99,10 +96,14 @@ class OutpaintedVideo(Input.Video):
             if written % max(1, count // 10) == 0:
                 log.info("[%s] wrote %d of %d frames", NODE, written, count)
             runtime.check_interrupt()
-        with node_errors(NODE, VideoFileError, prefix="writing the video failed: "), \
+        # what Save Video asks that cannot be written is refused before a frame is; a failed write says so
+        with node_errors(NODE, prefix="Save Video: "), \
+                node_errors(NODE, VideoFileError, prefix="writing the video failed: "), \
                 node_errors(NODE, OSError, prefix="writing the video failed: ",
                             hint="; nothing was left behind. Free disk space or choose another output folder"):
-            self.outpainted.write(path, options, metadata, on_frame)
+            self.outpainted.write(path, container=_option(format), codec=_option(codec), bit_depth=bit_depth,
+                                  crf=crf, colour_space=color_space, preset=preset, metadata=metadata,
+                                  on_frame=on_frame)
 
 
 class M3DDMOutpaintVideo(io.ComfyNode):
@@ -165,19 +166,16 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
         log.info("[%s] %d frames %dx%d at %.3f fps -> %dx%d; encoding the working canvases", NODE, count, info.width,
                  info.height, float(info.fps), plan.output_hw[1], plan.output_hw[0])
-        detect = shots == "detect"
         # a bad schedule or cut is refused before the file is read; an unreadable frame says so
         with node_errors(NODE), node_errors(NODE, VideoFileError, prefix="reading the video failed: "):
             video_job = prepare_file(source, info, start, count, plan, vae_encoder(vae), settings, seed=seed,
-                                     strides=strides, schedule=schedule, detect_cuts=detect, detect_transitions=detect,
-                                     cuts=() if detect else find_edit(shots, cuts, "none", (), count, NODE).cuts,
+                                     strides=strides, schedule=schedule, shots=shots, cuts=cuts,
                                      on_chunk=runtime.count_progress(count), groups=setups)
-        notes = video_job.edit.notes()
-        for note in notes if detect else notes[1:]:  # cuts given by hand were logged as they were read
+        for note in video_job.edit.notes() if shots != "none" else ():
             log.info("[%s] %s", NODE, note)
         with runtime.sampling_errors(NODE):
             result = sample(video_job, runtime.comfy_runtime(m3ddm_model, NODE))
         return io.NodeOutput(OutpaintedVideo(OutpaintedFrames(source, info, start, count, plan, result.latents,
-                                                              vae_decoder(vae), feather, upscaler(upscale_model),
+                                                              vae_decoder(vae, NODE), feather, upscaler(upscale_model),
                                                               video_job.plan.cuts, video_job.plan.groups,
                                                               video_job.transitions)))

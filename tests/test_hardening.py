@@ -216,6 +216,26 @@ def test_out_of_memory_suggests_low_vram(nodes, video, m3ddm_dir):
         unet.__class__ = OOM.__mro__[1]
 
 
+def test_out_of_memory_in_the_vae_decode_says_what_helps_there(nodes, small_video, m3ddm_dir):
+    """Sample Clip decodes its frames inside the node: an out-of-memory error there is the VAE's, so the hint is
+    not the sampler's low_vram (which changes nothing in the decode)."""
+    frames, canvas, vae, _ = small_video
+    model = _loaded(nodes, m3ddm_dir)
+    global_frames, = run(nodes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=canvas)
+
+    def decode(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+    vae.decode = decode  # the instance's: the class's decode is back once the attribute goes
+    try:
+        with pytest.raises(torch.OutOfMemoryError, match=r"\[M3DDM_SampleClip\] out of GPU memory while decoding the "
+                                                         r"canvases with the VAE .*working_size") as caught:
+            run(nodes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=canvas, global_frames=global_frames,
+                frame_indexes="0-5", **SAMPLING)
+    finally:
+        del vae.decode
+    assert "low_vram" not in str(caught.value)
+
+
 def _count_unet_batches(unet):
     """Record the batch size of every UNet call; returns (list, undo)."""
     batches, cls = [], type(unet)

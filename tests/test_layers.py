@@ -140,8 +140,8 @@ def test_the_nodes_never_use_apps():
     assert ("JobSpec", "apps.jobs") in core_names("from ..m3ddm_core.apps.jobs import JobSpec")
     assert core_names("def f():\n    from ..m3ddm_core.apps import jobs\n") == [("jobs", "apps")]
     assert core_names("import m3ddm_core.apps.scaleout") == [("m3ddm_core.apps.scaleout", "apps.scaleout")]
-    assert core_names("from ..m3ddm_core import check_quality, LAYOUTS") == [
-        ("check_quality", "analysis.quality"), ("LAYOUTS", "analysis.compare")]
+    assert core_names("from ..m3ddm_core import check_quality, compare_frames") == [
+        ("check_quality", "analysis.quality"), ("compare_frames", "analysis.compare")]
     assert core_names("from .types import CanvasPlan\nfrom ..m3ddm_core import apps") == [("apps", "apps")]
     uses = {path.relative_to(CORE.parent).as_posix(): core_names(path.read_text())
             for path in sorted(NODES.rglob("*.py"))}
@@ -159,7 +159,7 @@ def test_the_nodes_never_use_apps():
 # reading files. The core's entry (pipeline/outpaint.py, media/outpainted.py) composes them; a node that imports one
 # is writing its own pipeline again.
 ORCHESTRATION = {"plan_video", "plan_passes", "encode_video", "run_plan", "run_passes", "run_pass", "run_pass_batch",
-                 "prepare_shot", "decode_latents", "PassStore", "resume_key", "run_key", "PlanRun", "choose_branching",
+                 "prepare_shot", "decode_latents", "PassStore", "stores_in", "resume_key", "run_key", "PlanRun", "choose_branching",
                  "reserve_for_sampling", "default_max_passes", "sampling_memory", "probe", "read_frames",
                  "check_range", "write_outpainted", "composite_frames", "CutDetector"}
 

@@ -67,6 +67,8 @@ def test_key_frames_first_then_the_rest_equals_one_run_and_samples_nothing_twice
     assert keys.frames == video.plan.key_frames() and not keys.complete
     assert keys.canvases.shape[0] == len(keys.frames) and keys.sampled == [p.index for p in first]
     assert sorted(PassStore(tmp_path, keys.store_key).done()) == keys.sampled  # kept for the second half
+    in_folder = Runtime(lambda settings, hw: (micro_model, settings), store=tmp_path)  # a front-end's folder
+    assert sorted(in_folder.store(keys.store_key).done()) == keys.sampled and in_folder.store(None) is None
     rest = sample(video, lent.runtime())
     assert rest.resumed == keys.sampled and sorted(rest.sampled + rest.resumed) == list(range(len(video.plan)))
     assert lent.progress_calls[-1] == (len(video.plan), len(first))  # the bar starts where the preview left it
@@ -83,6 +85,15 @@ def test_another_seed_or_a_re_rolled_shot_is_another_run(micro_model, plan):
                                 content="c", **kw).store_key(micro_model)
     keys = {make(seed=1), make(seed=2), make(seed=1, shot_seeds={1: 7})}
     assert len(keys) == 3 and make(seed=1) in keys
+    # as a user writes it (shots counted from 1): the same re-roll; a shot the cuts do not make, or a typo, is
+    # refused before a frame is encoded
+    assert make(seed=1, shot_seeds="2:7") == make(seed=1, shot_seeds={1: 7}) and make(seed=1, shot_seeds="") in keys
+    never = iter(())  # encoding would fail on it: what is refused is refused before
+    for text, message in (("3:7", "shot 3 does not exist"), ("2=7", "write shot:seed pairs")):
+        with pytest.raises(ValueError, match=message):
+            prepare(never, 40, plan, vae.encode, FAST, 16.0, strides="15,5,1", cuts=[20], shot_seeds=text)
+    with pytest.raises(ValueError, match="write shot:seed pairs"):
+        prepare(never, 40, plan, vae.encode, FAST, 16.0, detect_cuts=True, shot_seeds="2=7")
 
 
 def test_a_resumable_batch_is_keyed_by_its_frames(plan):

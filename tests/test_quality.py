@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from m3ddm_core import plan_canvas, plan_video
+from m3ddm_core.pipeline.transitions import Transition
 from m3ddm_core.analysis.quality import THRESHOLDS, Seam, check_quality, plan_windows, plot_report, seams
 
 N = 40
@@ -105,7 +106,7 @@ def test_cuts_restart_the_shot_and_windows_are_the_plans_passes(video):
     data = report.to_dict()
     assert [(w["start"], w["end"]) for w in data["windows"]] == windows
     assert [s["shot"] for s in data["shots"]] == [0, 1] and data["per_frame"]["flicker"][20] is None
-    image = plot_report(report)
+    image = report.plot()
     assert image.shape == (3 * 160 + 30, 960, 3) and image.dtype == np.uint8 and (image < 255).any()
     assert "0 window(s) flagged" in report.text()
     # camera set-ups: listed per shot and lettered in the plot at each shot's start (top panel), not scored
@@ -117,6 +118,18 @@ def test_cuts_restart_the_shot_and_windows_are_the_plans_passes(video):
     lettered, plain = plot_report(three), plot_report(own)
     differs = np.argwhere((lettered != plain).any(axis=2))
     assert differs.size and differs[:, 0].max() < 160  # only the letters, in the top panel
+    # dissolves and fades: listed in the report and shaded over their frames in every panel, not scored
+    dissolve = Transition(16, 24, "dissolve", tuple(np.linspace(0.1, 0.9, 8)))
+    blended = check_quality(iter(cut_scene), plan, cuts=[20], windows=windows, transitions=[dissolve])
+    assert np.array_equal(blended.seam, report.seam) and np.array_equal(blended.drift, report.drift)
+    assert blended.to_dict()["transitions"] == [{"kind": "dissolve", "start": 16, "end": 23}]
+    assert "dissolve 16-23" in blended.text() and "dissolve" not in report.text()
+    shaded = np.argwhere((blended.plot() != image).any(axis=2))
+    left, right = 60, 950  # the panels' x range for frames 0 .. N-1
+    x0, x1 = (left + (right - left) * f / (N - 1) for f in (16, 23))
+    inside = shaded[shaded[:, 0] < 3 * 160]
+    assert x0 - 1 <= inside[:, 1].min() and inside[:, 1].max() <= x1 + 60  # the band (and its name, top panel)
+    assert {r // 160 for r in inside[:, 0]} == {0, 1, 2}  # in all three panels
 
 
 def test_wrong_frames_are_refused(video):

@@ -6,8 +6,7 @@ from typing import Optional
 import torch
 
 from ..pipeline.canvas import CanvasPlan
-
-LAYOUTS = ("auto", "side by side", "stacked")
+from ..pipeline.inputs import COMPARE_LAYOUTS as LAYOUTS
 
 
 def comparison_layout(plan: CanvasPlan, layout: str = "auto") -> str:

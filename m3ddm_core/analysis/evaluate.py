@@ -20,10 +20,10 @@ import torch.nn.functional as F
 
 from ..pipeline.canvas import CanvasError, CanvasPlan, plan_canvas
 from ..pipeline.composite import composite
+from ..pipeline.inputs import EVALUATION_DIRECTIONS as DIRECTIONS
 
 PAPER_MASK_RATIOS = (0.25, 0.666)
 PAPER_SIZE = 256
-DIRECTIONS = ("horizontal", "vertical", "all sides")
 FVD_FRAMES = 16
 LPIPS_WEIGHTS = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet, LPIPS's default backbone
 

@@ -149,6 +149,7 @@ class QualityReport:
     drift: np.ndarray  # [N]
     thresholds: dict = field(default_factory=lambda: dict(THRESHOLDS))
     groups: Optional[list] = None  # each shot's camera set-up (the first shot of it); None: each shot its own
+    transitions: list = field(default_factory=list)  # dissolves and fades: (kind, first, last blended frame)
 
     @property
     def num_frames(self) -> int:
@@ -184,10 +185,15 @@ class QualityReport:
         shots = [{"shot": k, "start": a, "end": b, "setup": labels[k], **self.summarize(a, b)}
                  for k, (a, b) in enumerate(shot_bounds(self.num_frames, self.cuts))]
         return {"frames": self.num_frames, "seams": self.seams, "cuts": list(self.cuts),
+                "transitions": [{"kind": kind, "start": a, "end": b} for kind, a, b in self.transitions],
                 "thresholds": dict(self.thresholds), "shots": shots, "windows": self.window_rows(),
                 "per_frame": {"seam": _rounded(self.seam), "flicker": _rounded(self.flicker),
                               "drift": _rounded(self.drift)},
                 "note": "proxies without ground truth: they point at frames to look at, they do not judge them"}
+
+    def plot(self, width: int = 960, panel: int = 160) -> np.ndarray:
+        """The scores drawn (:func:`plot_report`): ``[3 * panel + 30, width, 3]`` uint8."""
+        return plot_report(self, width, panel)
 
     def setup_labels(self) -> list[str]:
         """Each shot's camera set-up as a letter (A B A: shots 1 and 3 share theirs)."""
@@ -198,6 +204,9 @@ class QualityReport:
         flagged = [r for r in rows if r["flags"]]
         lines = [f"M3DDM quality check: {self.num_frames} frames, {len(self.cuts) + 1} shot(s), {len(rows)} windows, "
                  f"seams {', '.join(self.seams) or 'none'}; {len(flagged)} window(s) flagged"]
+        if self.transitions:
+            lines.append("  borders blended with the picture in " + ", ".join(
+                f"{kind.replace('_', ' ')} {a}-{b}" for kind, a, b in self.transitions))
         for r in flagged:
             lines.append(f"  window {r['window']} frames {r['start']}-{r['end'] - 1} (shot {r['shot'] + 1}): "
                          + ", ".join(f"{k} {r[k]:.2f}" for k in r["flags"]))
@@ -210,11 +219,11 @@ def _rounded(a: np.ndarray) -> list:
 
 def check_quality(frames: Iterable[np.ndarray], plan: CanvasPlan, cuts: Sequence[int] = (),
                   windows: Optional[Sequence[tuple[int, int]]] = None, band: int = BAND,
-                  groups: Optional[Sequence[int]] = None) -> QualityReport:
+                  groups: Optional[Sequence[int]] = None, transitions: Sequence = ()) -> QualityReport:
     """Score every output frame (``[OH, OW, 3]`` uint8 or float 0..255, streamed) of an outpainted video made
     with ``plan``; ``cuts`` start new shots (no flicker across a cut, drift measured from each shot's start),
-    ``groups`` their camera set-ups (shown, not scored). ``windows`` default to consecutive 16-frame windows of
-    each shot."""
+    ``groups`` their camera set-ups and ``transitions`` (:class:`.pipeline.transitions.Transition`) its dissolves
+    and fades (shown, not scored). ``windows`` default to consecutive 16-frame windows of each shot."""
     cut_set = set(int(c) for c in cuts)
     sides = seams(plan, band)
     states = [_SeamState() for _ in sides]
@@ -237,13 +246,15 @@ def check_quality(frames: Iterable[np.ndarray], plan: CanvasPlan, cuts: Sequence
                    for w in range(start, end, 16)]
     return QualityReport([s.side for s in sides], sorted(c for c in cut_set if 0 < c < n), list(windows),
                          np.array(seam_s, np.float32), np.array(flicker_s, np.float32), np.array(drift_s, np.float32),
-                         groups=None if groups is None else [int(g) for g in groups])
+                         groups=None if groups is None else [int(g) for g in groups],
+                         transitions=[(t.kind, int(t.start), int(t.end) - 1) for t in transitions if t.start < n])
 
 
 def plot_report(report: QualityReport, width: int = 960, panel: int = 160) -> np.ndarray:
     """``[3 * panel + 30, width, 3]`` uint8: seam, flicker and drift over the frames, each with its threshold
     (dashed), the windows (grey ticks), the cuts (red lines), each shot's camera set-up (a letter at its start, in
-    the top panel) and flagged windows shaded."""
+    the top panel), the dissolves and fades (shaded blue, named in the top panel) and flagged windows (shaded
+    red)."""
     n = report.num_frames
     img = np.full((3 * panel + 30, width, 3), 255, np.uint8)
     left, right = 60, width - 10
@@ -263,6 +274,11 @@ def plot_report(report: QualityReport, width: int = 960, panel: int = 160) -> np
         for r in rows:
             if name in r["flags"]:
                 cv2.rectangle(img, (xs(r["start"]), top), (xs(r["end"] - 1), bottom), (255, 220, 220), -1)
+        for kind, a, b in report.transitions:  # over a flag: a blended frame's border is not the sampled one
+            cv2.rectangle(img, (xs(a), top), (max(xs(b), xs(a) + 1), bottom), (200, 225, 255), -1)
+            if k == 0:
+                cv2.putText(img, kind.replace("_", " "), (xs(a) + 2, bottom - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                            (30, 60, 160), 1, cv2.LINE_AA)
         for r in rows:
             cv2.line(img, (xs(r["start"]), bottom), (xs(r["start"]), bottom + 5), (150, 150, 150), 1)
         for c in report.cuts:
@@ -280,7 +296,7 @@ def plot_report(report: QualityReport, width: int = 960, panel: int = 160) -> np
                             cv2.LINE_AA)
         cv2.putText(img, name, (4, top + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.putText(img, f"{vmax:.1f}", (4, top + 32), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (90, 90, 90), 1, cv2.LINE_AA)
-    cv2.putText(img, f"frames 0-{n - 1}; red: cuts (letters: camera set-ups), shaded: flagged windows, dashed: "
-                "thresholds",
+    cv2.putText(img, f"frames 0-{n - 1}; red: cuts (letters: camera set-ups), shaded red: flagged windows, blue: "
+                "dissolves and fades, dashed: thresholds",
                 (left, 3 * panel + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return img

@@ -237,8 +237,7 @@ def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> Enco
         plan = plan_canvas((info.height, info.width), ratio=spec.ratio, even=True, family=job.family,
                            canvas_size=spec.working_size)
         video_job = prepare_file(video, info, 0, n, plan, job.encode, spec.settings, seed=spec.seed,
-                                 strides=spec.strides, schedule=spec.schedule, detect_cuts=spec.shots == "detect",
-                                 detect_transitions=spec.shots == "detect",
+                                 strides=spec.strides, schedule=spec.schedule, shots=spec.shots,
                                  resumable=spec.resume, on_chunk=lambda done: progress("encode", done, n),
                                  groups=spec.setups)
         if len(video_job.plan.shots) > 1:
@@ -263,17 +262,18 @@ def report_path(out: Path) -> Path:
     return Path(out).with_suffix(".qc.json")
 
 
-def check_file(out: Path, plan: CanvasPlan, video_plan: VideoPlan) -> QualityReport:
+def check_file(out: Path, plan: CanvasPlan, video_plan: VideoPlan, transitions: Sequence = ()) -> QualityReport:
     """The quality report of the written ``out`` as a player decodes it (:func:`.quality.check_quality`, windows =
-    the plan's finest passes)."""
+    the plan's finest passes, its dissolves and fades shown)."""
     with failure_reason():
         return check_quality(read_frames(out), plan, video_plan.cuts, plan_windows(video_plan),
-                             groups=video_plan.groups)
+                             groups=video_plan.groups, transitions=transitions)
 
 
-def write_report(out: Path, plan: CanvasPlan, video_plan: VideoPlan, extra: Optional[dict] = None) -> QualityReport:
+def write_report(out: Path, plan: CanvasPlan, video_plan: VideoPlan, extra: Optional[dict] = None,
+                 transitions: Sequence = ()) -> QualityReport:
     """Check ``out`` (:func:`check_file`) and write the JSON report beside it, with ``extra`` entries."""
-    report = check_file(out, plan, video_plan)
+    report = check_file(out, plan, video_plan, transitions)
     with failure_reason():
         report_path(out).write_text(json.dumps({**report.to_dict(), **(extra or {})}, indent=1) + "\n")
     log.info("%s", report.text().replace("\n", "\n  "))
@@ -383,11 +383,12 @@ def finish_quality(job: Job, video: Path, out: Path, source: EncodedFile, latent
     spec = job.spec
     if not (spec.qc or spec.rerender_worst):
         return latents
-    report = write_report(out, source.plan, source.video_plan)
+    transitions = source.video.transitions
+    report = write_report(out, source.plan, source.video_plan, transitions=transitions)
     if spec.rerender_worst:
         latents, entries = rerender_worst(job, video, out, source, latents, report, spec.rerender_worst, progress)
         if entries:
-            write_report(out, source.plan, source.video_plan, {"rerendered": entries})
+            write_report(out, source.plan, source.video_plan, {"rerendered": entries}, transitions)
     return latents
 
 

@@ -5,20 +5,21 @@ share.
 :func:`prepare_file` plans their canvas and encodes them while the file streams in (the pipeline's
 :func:`..pipeline.outpaint.prepare`); :class:`OutpaintedFrames` is the sampled result as a lazy video: every frame
 composited when it is read or written, a trim a view of the same latents. :func:`writer_options` checks what a
-caller asks of the encoder.
+caller asks of the encoder (``OutpaintedFrames.write`` calls it).
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from ..pipeline.canvas import CanvasPlan
 from ..pipeline.encode import EncodeFn
+from ..pipeline.inputs import resolve_edit
 from ..pipeline.outpaint import PreparedVideo, prepare
 from ..pipeline.passes import DecodeFn, SampleSettings
 from ..pipeline.resume import source_identity
@@ -48,16 +49,21 @@ def open_range(source: Source, start_frame: int = 0, frame_count: int = 0,
 
 def prepare_file(source: Source, info: VideoInfo, start: int, count: int, canvas: CanvasPlan, encode: EncodeFn,
                  settings: SampleSettings, *, seed: int = 0, strides: Strides = "auto", schedule: str = "fixed",
-                 cuts: Sequence[int] = (), detect_cuts: bool = False, resumable: bool = True,
-                 on_chunk: Optional[Callable[[int], None]] = None, groups=None,
-                 detect_transitions: bool = False) -> PreparedVideo:
-    """Frames ``start .. start+count-1`` of ``source`` planned and encoded as they stream in (cuts detected on the
-    way when ``detect_cuts``, dissolves and fades when ``detect_transitions``); ``resumable``: the file's identity
-    keys the run's pass store; ``groups``: returning camera set-ups (:func:`.pipeline.outpaint.prepare`)."""
+                 shots: str = "none", cuts: Union[str, Sequence[int]] = (), resumable: bool = True,
+                 on_chunk: Optional[Callable[[int], None]] = None, groups=None) -> PreparedVideo:
+    """Frames ``start .. start+count-1`` of ``source`` planned and encoded as they stream in. ``shots``
+    (:data:`.pipeline.inputs.SHOT_MODES`): ``none``, ``detect`` (hard cuts, dissolves and fades found on the way)
+    or ``list`` (``cuts``: first frames of new shots counted from ``start``, as a list or the text a user writes,
+    checked before a frame is read); ``resumable``: the file's identity keys the run's pass store; ``groups``:
+    returning camera set-ups (:func:`.pipeline.outpaint.prepare`)."""
+    detect = shots == "detect"
+    if not detect:
+        listed = cuts if isinstance(cuts, str) else ", ".join(map(str, cuts))
+        cuts = resolve_edit(shots, listed, "none", (), count).cuts
     return prepare(read_frames(source, start, count), count, canvas, encode, settings, info.fps, seed=seed,
-                   strides=strides, schedule=schedule, cuts=cuts, detect_cuts=detect_cuts,
+                   strides=strides, schedule=schedule, cuts=() if detect else cuts, detect_cuts=detect,
                    content=source_identity(source, start, count) if resumable else None, on_chunk=on_chunk,
-                   groups=groups, detect_transitions=detect_transitions)
+                   groups=groups, detect_transitions=detect)
 
 
 def writer_options(container: str = "auto", codec: str = "auto", bit_depth: Optional[int] = None,
@@ -154,9 +160,12 @@ class OutpaintedFrames:
                                    transitions=tuple(dataclasses.replace(t, start=t.start - skip, end=t.end - skip)
                                                      for t in self.transitions))
 
-    def write(self, path, options: dict, metadata: Optional[dict] = None,
-              on_frame: Optional[Callable[[int], None]] = None) -> None:
-        """Write the video to ``path`` with the source's audio of the range (``options``: :func:`writer_options`);
-        the file appears only when complete."""
+    def write(self, path, *, container: str = "auto", codec: str = "auto", bit_depth: Optional[int] = None,
+              crf: Optional[float] = None, colour_space: Optional[str] = None, preset: Optional[str] = None,
+              metadata: Optional[dict] = None, on_frame: Optional[Callable[[int], None]] = None) -> None:
+        """Write the video to ``path`` with the source's audio of the range; the file appears only when complete.
+        The encoder options are checked first (:func:`writer_options`: a plain ValueError with the fix); a failed
+        write raises VideoFileError or OSError."""
+        options = writer_options(container, codec, bit_depth, crf, colour_space, preset, self.info.colour)
         write_outpainted(path, self.source, self.info, self.start, self.count, self.plan, self.latents, self.decode,
                          self.feather, self.upscale, metadata, on_frame, transitions=self.transitions, **options)

@@ -22,12 +22,15 @@ from .transitions import Transition, transition_at
 UNKNOWN_LENGTH = 2 ** 31
 SHOT_MODES = ("none", "detect", "list")  # one shot, cuts found, cuts given
 SETUP_MODES = ("auto", "none")  # returning camera set-ups grouped by their frames, or every shot its own
+COMPARE_LAYOUTS = ("auto", "side by side", "stacked")  # before/after frames (analysis.compare)
+EVALUATION_DIRECTIONS = ("horizontal", "vertical", "all sides")  # sides masked for evaluation (analysis.evaluate)
 
 
 @dataclass(frozen=True)
 class Choices:
-    """What a front-end offers its user, each list from the module that defines it: the nodes' combos and limits
-    and the batch command's choices read them here instead of restating them."""
+    """What a front-end offers its user, each list from the module that defines it (the analysis layer's, which
+    sits above this one, defined here and read there): the nodes' combos and limits and the batch command's choices
+    read them here instead of restating them."""
 
     schedulers: tuple[str, ...] = tuple(SCHEDULERS)
     schedules: tuple[str, ...] = tuple(SCHEDULES)
@@ -40,6 +43,8 @@ class Choices:
     weight_suffixes: tuple[str, ...] = WEIGHT_SUFFIXES
     working_sizes: range = WORKING_SIZES
     working_size: int = OFFICIAL_CANVAS  # the default: as M3DDM was trained
+    layouts: tuple[str, ...] = COMPARE_LAYOUTS
+    directions: tuple[str, ...] = EVALUATION_DIRECTIONS
 
 
 CHOICES = Choices()

@@ -12,6 +12,7 @@ rest on its second, so nothing is encoded or sampled twice.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
@@ -23,10 +24,10 @@ from .encode import EncodedVideo, EncodeFn, encode_video
 from .executors import run_passes, run_plan
 from .passes import DecodeFn, SampleSettings, decode_latents, prepare_shot, resume_key, run_pass
 from .plan import PlannedPass, VideoPlan, plan_video
-from .resume import PassStore, content_hash
+from .resume import PassStore, content_hash, stores_in
 from .schedule import CLIP_FRAMES, Pass, Strides, clip_pass
 from .edits import EditReader
-from .inputs import Edit, parse_setups
+from .inputs import UNKNOWN_LENGTH, Edit, parse_frame_indexes, parse_setups, parse_shot_seeds
 from .transitions import BorderBlend, Transition
 
 log = logging.getLogger("M3DDM")
@@ -49,7 +50,8 @@ class Runtime:
     place_model(settings, latent_hw) -> (model, settings): the UNet ready on its device, with the batching its
     free memory allows (:func:`.executors.choose_branching`);
     store(key) -> the :class:`.resume.PassStore` a run with this key resumes from, or None (not resumable); the
-    key is None when the video has no identity (:attr:`PreparedVideo.content`);
+    key is None when the video has no identity (:attr:`PreparedVideo.content`); or the folder where finished
+    passes wait, each run under its key (:func:`.resume.stores_in`);
     progress(total_steps, done_steps, model) -> the sampler's step callback, or None; ``done_steps`` are those of
     passes loaded from the store;
     check_interrupt() raises to stop between steps;
@@ -57,10 +59,14 @@ class Runtime:
     """
 
     place_model: Callable[[SampleSettings, tuple[int, int]], tuple[Any, SampleSettings]]
-    store: Callable[[Optional[str]], Optional[PassStore]] = _no_store
+    store: Union[Callable[[Optional[str]], Optional[PassStore]], str, os.PathLike] = _no_store
     progress: Callable[[int, int, Any], Optional[StepCallback]] = _no_progress
     check_interrupt: Optional[Callable[[], None]] = None
     name: str = "M3DDM"
+
+    def __post_init__(self):
+        if isinstance(self.store, (str, os.PathLike)):
+            object.__setattr__(self, "store", stores_in(self.store))
 
     @classmethod
     def fixed(cls, model, store: Optional[PassStore] = None, callback: Optional[StepCallback] = None,
@@ -98,14 +104,15 @@ class PreparedVideo:
 
 def prepare(frames: Iterable, num_frames: int, canvas: CanvasPlan, encode: EncodeFn, settings: SampleSettings,
             fps: float, *, seed: int = 0, strides: Strides = "auto", schedule: str = "fixed", cuts: Sequence[int] = (),
-            detect_cuts: bool = False, shot_seeds: Optional[Mapping[int, int]] = None,
+            detect_cuts: bool = False, shot_seeds: Union[Mapping[int, int], str, None] = None,
             global_latents: Optional[torch.Tensor] = None, content: Optional[str] = None, resumable: bool = False,
             on_chunk: Optional[Callable[[int], None]] = None, groups: Setups = None,
             detect_transitions: bool = False, transitions: Sequence[Transition] = ()) -> PreparedVideo:
     """Plan and encode ``num_frames`` frames (a ``[N, H, W, 3]`` batch or an iterator such as a file being read,
     uint8 or float 0..1) for ``canvas``.
 
-    The plan (every pass of every shot, its seeds derived from ``seed``, a shot re-rolled by ``shot_seeds``) is made
+    The plan (every pass of every shot, its seeds derived from ``seed``, a shot re-rolled by ``shot_seeds``: shot
+    index -> seed, or the text a user writes, :func:`.inputs.parse_shot_seeds`) is made
     before anything is encoded, so a schedule that cannot cover the video fails at once -- unless the edit is read
     on the way: ``detect_cuts`` finds the hard cuts, ``detect_transitions`` dissolves and fades (a dissolve splits
     its shots at its middle and its borders are crossfaded when decoded: :class:`.transitions.BorderBlend`), in
@@ -122,9 +129,14 @@ def prepare(frames: Iterable, num_frames: int, canvas: CanvasPlan, encode: Encod
         content = content_hash(frames)
     if isinstance(groups, str):  # as a user writes them: auto, none, or a label per shot (A B A)
         groups = parse_setups(groups)
+
+    def seeds_for(cuts: Sequence[int]) -> Optional[Mapping[int, int]]:  # text as a user writes it (2:1234)
+        return parse_shot_seeds(shot_seeds, len(cuts) + 1) if isinstance(shot_seeds, str) else shot_seeds
+    if isinstance(shot_seeds, str):
+        parse_shot_seeds(shot_seeds, UNKNOWN_LENGTH)  # its form, before any frame is read
     auto = groups == "auto"
     found = detect_cuts or detect_transitions  # the shots are known once every frame is in
-    plan = None if found else plan_video(num_frames, cuts, strides, schedule, seed, shot_seeds,
+    plan = None if found else plan_video(num_frames, cuts, strides, schedule, seed, seeds_for(cuts),
                                          None if auto else groups)
     # one shot given: nothing to group (and M3DDM+ need not encode every frame's global-frame image)
     grouping = auto and (found or bool(cuts))
@@ -135,7 +147,7 @@ def prepare(frames: Iterable, num_frames: int, canvas: CanvasPlan, encode: Encod
     encoded = encode_video(frames, num_frames, canvas, encode, reader.cuts if found else plan.cuts,
                            global_latents, on_chunk=on_chunk, groups=setups)
     if plan is None or grouping:  # given set-ups with found cuts: their count is checked here
-        plan = plan_video(num_frames, encoded.cuts, strides, schedule, seed, shot_seeds,
+        plan = plan_video(num_frames, encoded.cuts, strides, schedule, seed, seeds_for(encoded.cuts),
                           setups() if callable(setups) else setups)
     transitions = tuple(reader.transitions()) if detect_transitions else tuple(transitions)
     return PreparedVideo(encoded, plan, settings, float(fps), content, transitions)
@@ -201,15 +213,18 @@ def sample(video: PreparedVideo, runtime: Runtime, *, only: Optional[Sequence[Pl
     return Outpainted(latents, frames, canvases, list(resumed), list(sampled), key, complete=only is None)
 
 
-def outpaint_clip(frames: torch.Tensor, indexes: Sequence[int], canvas: CanvasPlan, encode: EncodeFn,
+def outpaint_clip(frames: torch.Tensor, indexes: Union[Sequence[int], str], canvas: CanvasPlan, encode: EncodeFn,
                   runtime: Runtime, settings: SampleSettings, fps: float, seed: int = 0,
                   guides: Optional[Mapping[int, torch.Tensor]] = None, global_latents: Optional[torch.Tensor] = None,
                   decode: Optional[DecodeFn] = None) -> Outpainted:
-    """One hand-picked clip (M3DDM Sample Clip): frames ``indexes`` (up to 16, a repeat pads) of ``frames``
-    ``[N, H, W, 3]``, those in ``guides`` (frame -> latent from an earlier clip) kept as guide frames. Only the
+    """One hand-picked clip (M3DDM Sample Clip): frames ``indexes`` (up to 16, a repeat pads; or the text a user
+    writes, ``0-15`` or ``0,15,30``: :func:`.inputs.parse_frame_indexes`) of ``frames`` ``[N, H, W, 3]``, those in
+    ``guides`` (frame -> latent from an earlier clip) kept as guide frames. Only the
     clip's frames are encoded -- before the model is placed, so the VAE's work never shares the device with the
     UNet -- and the pass draws the noise of a shot seeded ``seed``. ``global_latents``: the whole video's 16 global
     frames (else the clip's own)."""
+    if isinstance(indexes, str):
+        indexes = parse_frame_indexes(indexes, int(frames.shape[0]))
     guides = dict(guides or {})
     clip = clip_pass(indexes, guides)
     distinct = list(clip.distinct_frames)
