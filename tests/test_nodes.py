@@ -128,15 +128,6 @@ def test_whole_chain_on_a_real_clip(node_classes, models_dir):
     assert torch.equal(frames, original)  # inputs never mutated
 
 
-def _forty_frames_to_portrait(node_classes):
-    """The nano model, the random TAESD and the canvas of 40 frames of the test clip to 9:16 at working size 128."""
-    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
-    canvas, *_ = _run(node_classes["M3DDM_OutpaintCanvas"], images=load_clip(40), target="aspect ratio",
-                      aspect_ratio="9:16", width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0,
-                      pad_bottom=0.0, canvas_mode="official", working_size=128)
-    return model, taesd_vae(), canvas
-
-
 def test_where_the_device_allows_coarse_to_fine_samples_ready_passes_together(node_classes, plugin, models_dir,
                                                                               monkeypatch):
     """On CUDA the sampling nodes take up to 4 ready passes per UNet call as the free memory allows (here the CPU
@@ -234,8 +225,9 @@ def test_quality_check_node_reports_windows_of_the_plan_and_a_plot(node_classes)
 def test_keyframe_preview_then_continue_equals_coarse_to_fine_and_an_edit_guides_the_rest(node_classes, models_dir):
     """Preview the key frames, continue: the same latents as one Coarse-to-Fine run of the same inputs, only the
     passes after the key frames sampled; an edited key frame is used as that frame and changes its neighbours."""
-    model, vae, canvas = _forty_frames_to_portrait(node_classes)
-    frames = load_clip(40)
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
+    frames, vae = load_clip(31), taesd_vae()  # key frames 0, 15, 30
+    canvas, *_ = _canvas(node_classes, frames)
     sampling = dict(scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=8, fps=24.0,
                     low_vram=False, strides="15,5,1", schedule="fixed")
     preview, numbers, state, shots = _run(node_classes["M3DDM_KeyframePreview"], m3ddm_model=model, vae=vae, canvas=canvas,
@@ -257,7 +249,7 @@ def test_keyframe_preview_then_continue_equals_coarse_to_fine_and_an_edit_guides
     edited[1, :y] = torch.tensor([1.0, 0.0, 0.0])  # key frame 15's top border painted red
     _, edited_latent = _run(node_classes["M3DDM_Continue"], keyframes=state, m3ddm_model=model, vae=vae,
                             render=True, edited=edited)
-    changed = [i for i in range(40) if not torch.equal(edited_latent["samples"][i], latent["samples"][i])]
+    changed = [i for i in range(31) if not torch.equal(edited_latent["samples"][i], latent["samples"][i])]
     assert 15 in changed and all(f not in changed for f in keys if f != 15)  # the other key frames as previewed
     assert any(f in changed for f in (14, 16))  # the frames around it are guided by the edit
     with pytest.raises(ValueError, match=r"\[M3DDM_Continue\] edited has shape"):
@@ -442,13 +434,13 @@ def test_outpaint_video_node_resumes_an_interrupted_run(node_classes, models_dir
     monkeypatch.setattr(folder_paths, "get_user_directory", lambda: str(tmp_path / "user"))
     (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
     video = InputImpl.VideoFromFile(str(_source_video(tmp_path / "src.mp4", n=40)))
-    inputs = _video_inputs(steps=2)  # 40 frames, strides auto: three dense passes
+    inputs = _video_inputs(steps=1)  # 40 frames, strides auto: three dense passes
     runtime, calls = plugin.nodes.runtime, {"n": 0}
     real_check = runtime.check_interrupt
 
     def cancel_in_third_pass():
         calls["n"] += 1
-        if calls["n"] == 2 * 2 + 1:  # two passes of two steps done, the third pass's first step
+        if calls["n"] == 2 + 1:  # two passes of one step done, the third pass's step
             raise InterruptedError("cancelled")
         real_check()
     monkeypatch.setattr(runtime, "check_interrupt", cancel_in_third_pass)

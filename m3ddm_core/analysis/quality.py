@@ -274,7 +274,7 @@ def plot_report(report: QualityReport, width: int = 960, panel: int = 160) -> np
         for r in rows:
             if name in r["flags"]:
                 cv2.rectangle(img, (xs(r["start"]), top), (xs(r["end"] - 1), bottom), (255, 220, 220), -1)
-        for kind, a, b in report.transitions:  # over a flag: a blended frame's border is not the sampled one
+        for kind, a, b in report.transitions:  # over a flag's shade: there the border is the blend, not a pass's
             cv2.rectangle(img, (xs(a), top), (max(xs(b), xs(a) + 1), bottom), (200, 225, 255), -1)
             if k == 0:
                 cv2.putText(img, kind.replace("_", " "), (xs(a) + 2, bottom - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
