@@ -8,8 +8,9 @@ derived by :func:`derive_seed`, then encode :func:`encode_video`: an :class:`Enc
 batches and streamed files alike) and :func:`sample` (place the model through the front-end's :class:`Runtime`, run
 the plan :func:`run_plan` -- resumable from a :class:`PassStore`, any subset of passes, each by :func:`run_pass` --
 and decode :func:`decode_latents`) -> :func:`composite`; :func:`outpaint_clip` for one hand-picked clip,
-:func:`outpaint_video` for frames in memory; the one input check :func:`check_inputs` and what a front-end offers, :data:`CHOICES`; shots :func:`detect_cuts`,
-traced memory :func:`sampling_memory` and the decision made from it (:func:`reserve_for_sampling`,
+:func:`outpaint_video` for frames in memory; the one input check :func:`check_inputs` and what a front-end offers
+(:data:`CHOICES`; every setting's default, limits and meaning, :data:`PARAMETERS`); shots :func:`detect_cuts`, traced
+memory :func:`sampling_memory` and the decision made from it (:func:`reserve_for_sampling`,
 :func:`choose_branching`);
 ``media`` -- video files through PyAV (:func:`probe`, :func:`read_frames`, :class:`VideoWriter`), the composite
 streamed into them (:func:`write_outpainted`), and a file through the pipeline and back (:func:`open_range`,
@@ -25,8 +26,8 @@ from .model.loader import (DTYPES, FAMILIES, WEIGHT_NAMES, WEIGHT_SUFFIXES, Load
 from .model.unet3d import M3DDMUNet, build_unet
 from .pipeline.canvas import (OFFICIAL_CANVAS, TARGETS, WORKING_SIZES, CanvasError, CanvasPlan, build_canvas,
                               check_even, parse_ratio_list, plan_canvas, plan_target)
-from .pipeline.inputs import (CHOICES, SHOT_MODES, UNKNOWN_LENGTH, Choices, Edit, check_inputs,
-                              parse_frame_indexes, parse_setups, parse_shot_seeds, resolve_edit, setup_labels,
+from .pipeline.parameters import CHOICES, PARAMETERS, SHOT_MODES, Choices, Parameter
+from .pipeline.inputs import (UNKNOWN_LENGTH, Edit, check_inputs, parse_frame_indexes, parse_setups, parse_shot_seeds, resolve_edit, setup_labels,
                               shot_summary)
 from .pipeline.composite import composite, output_to_canvas
 from .pipeline.encode import (SD_LATENT_SCALE, EncodedVideo, encode_global_frames, encode_video, global_frame_indexes,
@@ -61,6 +62,7 @@ __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigErr
            "WEIGHT_NAMES", "check_dtype", "list_weights", "WEIGHT_SUFFIXES", "WeightsError", "detect_family",
            "load_unet", "load_model", "LoadedModel", "weights_family", "M3DDMUNet", "build_unet", "FAMILIES",
            "OFFICIAL_CANVAS", "TARGETS", "WORKING_SIZES", "plan_target", "CHOICES", "Choices", "SHOT_MODES",
+           "PARAMETERS", "Parameter",
            "UNKNOWN_LENGTH", "check_inputs", "parse_frame_indexes", "parse_shot_seeds", "Edit", "resolve_edit",
            "parse_setups", "setup_labels", "shot_summary", "CanvasError", "CanvasPlan",
            "build_canvas", "check_even", "parse_ratio_list", "plan_canvas", "composite", "output_to_canvas",

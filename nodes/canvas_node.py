@@ -7,70 +7,25 @@ from comfy_api.latest import io
 from ..m3ddm_core import CHOICES, plan_target, preview_canvases
 
 from .layouts import rgb_frames
-from .validation import node_error, node_errors, text_input_problem
-from .shot_inputs import find_edit, setups_input, shot_inputs
+from .validation import node_errors, text_input_problem
+from .shot_inputs import find_edit, shot_inputs
 from .types import Canvas, M3DDMCanvasType, video_fingerprint
+from .widgets import widget, widgets
 
 NODE = "M3DDM_OutpaintCanvas"
-TARGETS = list(CHOICES.targets)
-
-
-def target_inputs() -> list:
-    """The output-geometry inputs (shared with M3DDM Outpaint Video)."""
-    pad = dict(default=0.0, min=0.0, max=16384.0, step=1.0)
-    pad_tip = "Pixels to add on this side; a value below 1 is a fraction of the frame (0.25 = a quarter)."
-    return [
-        io.Combo.Input("target", options=TARGETS, default="aspect ratio",
-                       tooltip="How the output is given: an aspect ratio, an output size, or per-side padding."),
-        io.String.Input("aspect_ratio", default="9:16",
-                        tooltip="Target aspect ratio W:H (e.g. 16:9 or 9:16), or the official list form 16:9,9:16 "
-                                "(the union of all). Used when target = aspect ratio."),
-        io.Int.Input("width", default=1920, min=1, max=16384,
-                     tooltip="Output width in pixels (target = output size); at least the frame width."),
-        io.Int.Input("height", default=1080, min=1, max=16384,
-                     tooltip="Output height in pixels (target = output size); at least the frame height."),
-        io.Float.Input("pad_left", tooltip=pad_tip, **pad),
-        io.Float.Input("pad_right", tooltip=pad_tip, **pad),
-        io.Float.Input("pad_top", tooltip=pad_tip, **pad),
-        io.Float.Input("pad_bottom", tooltip=pad_tip, **pad),
-        io.Combo.Input("canvas_mode", options=["official", "tight"], default="official",
-                       tooltip="official: the square working canvas the model was trained on. tight: a canvas of "
-                               "the output's aspect (sides multiples of 64, about the working size squared), less "
-                               "wasted work, outside the training distribution."),
-    ]
-
-
-PREPROCESSING = ["auto", *CHOICES.families]
+TARGET = ("target", "aspect_ratio", "width", "height", "pad_left", "pad_right", "pad_top", "pad_bottom", "canvas_mode")
 
 
 def working_inputs() -> list:
     """The model family's preprocessing and the working size (shared with M3DDM Outpaint Video)."""
-    return [
-        io.Combo.Input("preprocessing", options=PREPROCESSING, default="auto", optional=True,
-                       tooltip="How frames become the model's input. auto: as the loaded model's family (Load M3DDM "
-                               "Model says which). m3ddm: OpenCV resize, global frames = the masked canvases (the "
-                               "official M3DDM code). m3ddm_plus: antialiased resize, global frames = the whole source "
-                               "frames squashed to the working size (the M3DDM+ authors' code)."),
-        working_size_input("Side of the square working canvas the model sees (M3DDM+'s output_size). 256: as "
-                           "M3DDM was trained. Larger gives more border detail and costs time and memory (the "
-                           "README lists traced VRAM per size)."),
-    ]
+    return [widget("preprocessing", "Load M3DDM Model says which family a model is.", optional=True),
+            widget("working_size", optional=True)]
 
 
-def working_size_input(tooltip: str):
-    """The working size, within the core's limits."""
-    sizes = CHOICES.working_sizes
-    return io.Int.Input("working_size", default=CHOICES.working_size, min=sizes[0], max=sizes[-1], step=sizes.step,
-                        optional=True, tooltip=tooltip)
-
-
-def plan_family(preprocessing: str, node: str, model=None) -> str:
-    """The plan's family for a ``preprocessing`` choice: auto follows ``model`` (M3DDM until a model is known)."""
-    if preprocessing not in PREPROCESSING:
-        raise node_error(node, f"preprocessing {preprocessing!r} is unknown; choose one of {', '.join(PREPROCESSING)}")
-    if preprocessing == "auto":
-        return getattr(model, "family", "m3ddm")
-    return preprocessing
+def plan_family(preprocessing: str, model=None) -> str:
+    """The plan's family for a ``preprocessing`` choice: auto follows ``model`` (M3DDM until a model is known); an
+    unknown one is refused by :func:`plan_for`."""
+    return getattr(model, "family", "m3ddm") if preprocessing == "auto" else preprocessing
 
 
 def plan_for(frame_hw: tuple[int, int], node: str, target, aspect_ratio, width, height, pad_left, pad_right,
@@ -98,10 +53,10 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
                         "both sides of every cut) for Coarse-to-Fine to outpaint shot by shot.",
             inputs=[
                 io.Image.Input("images", tooltip="The video frames (IMAGE batch, one frame per item)."),
-                *target_inputs(),
+                *widgets(*TARGET),
                 *shot_inputs(),
                 *working_inputs(),
-                setups_input(),
+                widget("setups", optional=True),  # the last widget: older workflows keep their values
             ],
             outputs=[
                 M3DDMCanvasType.Output(display_name="canvas", tooltip="Geometry + source frames for the M3DDM nodes."),
@@ -129,7 +84,7 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
         frames = rgb_frames(images, NODE)
         hw = (int(frames.shape[1]), int(frames.shape[2]))
         plan = plan_for(hw, NODE, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
-                        canvas_mode, family=plan_family(preprocessing, NODE), working_size=working_size)
+                        canvas_mode, family=plan_family(preprocessing), working_size=working_size)
         edit = find_edit(shots, cuts, setups, frames, int(frames.shape[0]), NODE)
         canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images), cuts=edit.cuts,
                         groups=edit.groups, transitions=edit.transitions, follows_model=preprocessing == "auto")

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import CHOICES, compare_frames
+from ..m3ddm_core import compare_frames
 
 from .layouts import rgb_frames
 from .validation import node_error, node_errors
 from .types import M3DDMCanvasType
+from .widgets import widgets
 
 NODE = "M3DDM_Compare"
 
@@ -26,11 +27,7 @@ class M3DDMCompare(io.ComfyNode):
                 io.Image.Input("images", tooltip="The source frames (the IMAGE given to M3DDM Outpaint Canvas)."),
                 io.Image.Input("outpainted", tooltip="The result of M3DDM Composite for the same frames."),
                 M3DDMCanvasType.Input("canvas", tooltip="The canvas both were made with."),
-                io.Combo.Input("layout", options=list(CHOICES.layouts), default="auto",
-                               tooltip="auto: side by side for portrait results, stacked for landscape ones (the "
-                                       "squarer frame)."),
-                io.Int.Input("gap", default=16, min=0, max=512, step=2,
-                             tooltip="Pixels between the two (even keeps H.264-friendly sizes)."),
+                *widgets("layout", "gap"),
             ],
             outputs=[io.Image.Output(display_name="comparison", tooltip="Source | result, one frame per frame.")],
         )

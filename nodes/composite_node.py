@@ -8,6 +8,7 @@ from ..m3ddm_core import composite
 from .layouts import rgb_frames, with_channels
 from .validation import node_error, node_errors
 from .types import M3DDMCanvasType, video_fingerprint
+from .widgets import widget
 
 NODE = "M3DDM_Composite"
 
@@ -28,8 +29,7 @@ class M3DDMComposite(io.ComfyNode):
                 io.Image.Input("generated", tooltip="Generated canvases from an M3DDM sampler, at any resolution "
                                                     "(e.g. after an upscale model)."),
                 M3DDMCanvasType.Input("canvas", tooltip="The canvas the frames were generated with."),
-                io.Int.Input("feather", default=8, min=0, max=256,
-                             tooltip="Width in output pixels of the blend from the frame edge into the generated border."),
+                widget("feather"),
             ],
             outputs=[io.Image.Output(display_name="images", tooltip="Outpainted frames at native resolution.")],
         )

@@ -8,11 +8,11 @@ from comfy_api.latest import io
 from ..m3ddm_core import CHOICES, evaluation_task
 
 from . import runtime
-from .canvas_node import working_size_input
 from .layouts import check_sd_vae, rgb_frames
 from .validation import node_errors
-from .sampler_nodes import pass_inputs, run_outpaint, sampling_inputs, sampling_settings
+from .sampler_nodes import PASSES, run_outpaint, sampling_inputs, sampling_settings
 from .types import M3DDMModelType
+from .widgets import widget, widgets
 
 log = logging.getLogger("M3DDM")
 NODE = "M3DDM_Evaluate"
@@ -35,19 +35,10 @@ class M3DDMEvaluate(io.ComfyNode):
                 io.Image.Input("images", tooltip="Ground-truth frames (a video you have in full)."),
                 M3DDMModelType.Input("m3ddm_model", tooltip="The model to evaluate (Load M3DDM Model)."),
                 io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE."),
-                io.Float.Input("mask_ratio", default=0.25, min=0.01, max=0.99, step=0.001,
-                               tooltip="Share of the frame masked and generated: the M3DDM paper reports 0.25 and "
-                                       "0.666 (of the width, half on each side)."),
-                io.Combo.Input("direction", options=list(CHOICES.directions), default="horizontal",
-                               tooltip="Which borders are masked: horizontal (left and right, the M3DDM paper's "
-                                       "protocol), vertical (top and bottom) or all sides (the ratio of each)."),
-                io.Boolean.Input("paper_size", default=True,
-                                 tooltip="Resize the frames to 256x256 first, as the papers evaluate. Off: native "
-                                         "size."),
+                *widgets("mask_ratio", "direction", "paper_size"),
                 *sampling_inputs(),
-                *pass_inputs(),
-                working_size_input("Side of the square working canvas the model samples on (M3DDM+'s "
-                                   "output_size); the preprocessing follows the model's family."),
+                *widgets(*PASSES),
+                widget("working_size", "Here the preprocessing follows the model's family.", optional=True),
             ],
             outputs=[
                 io.String.Output(display_name="report", tooltip="The figures, one line per group."),

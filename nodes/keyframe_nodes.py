@@ -18,8 +18,9 @@ from ..m3ddm_core import composite, encode_edits, prepare, sample, shot_summary
 from . import runtime
 from .layouts import rgb_frames, to_latent_dict, vae_decoder, vae_encoder
 from .validation import node_error, node_errors
-from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings
+from .sampler_nodes import PASSES, sampling_inputs, sampling_settings
 from .types import Keyframes, M3DDMCanvasType, M3DDMKeyframesType, M3DDMModelType
+from .widgets import widget, widgets
 
 log = logging.getLogger("M3DDM")
 PREVIEW = "M3DDM_KeyframePreview"
@@ -43,12 +44,9 @@ class M3DDMKeyframePreview(io.ComfyNode):
                 io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE."),
                 M3DDMCanvasType.Input("canvas", tooltip="From M3DDM Outpaint Canvas (its cuts are the shots)."),
                 *sampling_inputs(),
-                *pass_inputs(),
-                io.Int.Input("feather", default=8, min=0, max=256,
-                             tooltip="Seam blend width of the preview's composite (as on M3DDM Composite)."),
-                io.String.Input("shot_seeds", default="", optional=True,
-                                tooltip="Re-roll shots: shot:seed pairs, e.g. 2:1234 (shots counted from 1). Empty: "
-                                        "every shot's seed derives from seed."),
+                *widgets(*PASSES),
+                widget("feather", "Here: of the preview's composite."),
+                widget("shot_seeds", optional=True),
             ],
             outputs=[
                 io.Image.Output(display_name="key_frames", tooltip="The key frames, composited at native size."),

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import CHOICES
-
 from . import runtime
 from .types import M3DDMModelType
+from .widgets import widget
 
 
 class LoadM3DDMModel(io.ComfyNode):
@@ -24,12 +23,8 @@ class LoadM3DDMModel(io.ComfyNode):
             inputs=[
                 io.Combo.Input("model_name", options=runtime.list_models(),
                                tooltip="A folder or file under models/m3ddm (or an m3ddm path in extra_model_paths.yaml)."),
-                io.Combo.Input("dtype", options=["auto", *CHOICES.dtypes], default="auto",
-                               tooltip="Weight and compute precision. auto: fp16/bf16 on GPUs that support it, fp32 on the CPU."),
-                io.Combo.Input("family", options=["auto", *CHOICES.families], default="auto", optional=True,
-                               tooltip="The model family, which sets how frames are preprocessed (canvas resize, global "
-                                       "frames). auto: what the weights say (an M3DDM+ checkpoint, a converted file's "
-                                       "marker, 'm3ddm_family' in config.json, or 'plus' in the name; else M3DDM)."),
+                widget("dtype"),
+                widget("family", optional=True),
             ],
             outputs=[M3DDMModelType.Output(display_name="m3ddm_model", tooltip="The loaded M3DDM UNet.")],
         )

@@ -12,8 +12,9 @@ from ..m3ddm_core import check_quality, schedule_windows
 from . import runtime
 from .layouts import rgb_frames
 from .validation import node_error, node_errors
-from .sampler_nodes import pass_inputs
+from .sampler_nodes import PASSES
 from .types import M3DDMCanvasType
+from .widgets import widgets
 
 log = logging.getLogger("M3DDM")
 NODE = "M3DDM_QualityCheck"
@@ -41,7 +42,7 @@ class M3DDMQualityCheck(io.ComfyNode):
                 io.Video.Input("video", optional=True,
                                tooltip="Or: the VIDEO of M3DDM Outpaint Video (its canvas and cuts come with it); it "
                                        "is composited frame by frame here, in flat memory."),
-                *pass_inputs(),
+                *widgets(*PASSES),
             ],
             outputs=[
                 io.String.Output(display_name="report", tooltip="The flagged windows and their scores, as text."),

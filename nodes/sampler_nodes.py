@@ -4,13 +4,14 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import CHOICES, Edit, SampleSettings, encode_global_frames, outpaint_clip, prepare, sample
+from ..m3ddm_core import Edit, SampleSettings, encode_global_frames, outpaint_clip, prepare, sample
 
 from . import runtime
 from .layouts import check_sd_vae, guide_latents, rgb_frames, to_latent_dict, vae_decoder, vae_encoder
 from .validation import node_error, node_errors, text_input_problem
 from .shot_inputs import FROM_CANVAS, find_edit, shot_inputs
 from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
+from .widgets import widget, widgets
 
 def _model_vae_canvas_inputs() -> list:
     return [
@@ -20,38 +21,14 @@ def _model_vae_canvas_inputs() -> list:
     ]
 
 
+PASSES = ("strides", "schedule")  # a coarse-to-fine run's
+
+
 def sampling_inputs(fps: bool = True) -> list:
     """The sampler's inputs; ``fps=False`` leaves out the fps input (a VIDEO brings its own)."""
-    inputs = [
-        io.Combo.Input("scheduler", options=list(CHOICES.schedulers), default="pndm",
-                       tooltip="pndm: the official sampler (50 steps). ddim / dpmpp_2m: usable with fewer steps (20-25)."),
-        io.Int.Input("steps", default=50, min=1, max=1000, tooltip="Denoising steps per 16-frame clip."),
-        io.Float.Input("context_guidance", default=2.0, min=0.0, max=20.0, step=0.1,
-                       tooltip="s1: guidance by the visible video content (official 2). 1 skips a UNet branch."),
-        io.Float.Input("global_guidance", default=4.0, min=0.0, max=20.0, step=0.1,
-                       tooltip="s2: guidance by the 16 global frames of the whole video (official 4)."),
-        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                     tooltip="Noise seed; the same seed gives the same video on CPU, CUDA and MPS."),
-        io.Float.Input("fps", default=24.0, min=0.0, max=240.0, step=0.01,
-                       tooltip="Frame rate of the source video (Get Video Components gives it). The model is "
-                               "conditioned on fps // stride, as in the official code."),
-        io.Boolean.Input("low_vram", default=False,
-                         tooltip="Run the guidance branches one after another: less VRAM, a bit slower. Off: batched "
-                                 "when the free memory holds them, else one after another automatically."),
-    ]
-    return inputs if fps else [i for i in inputs if i.id != "fps"]
-
-
-def pass_inputs() -> list:
-    """Strides and schedule of a coarse-to-fine run (shared with M3DDM Outpaint Video)."""
-    return [
-        io.Combo.Input("strides", options=list(CHOICES.strides), default="auto",
-                       tooltip="Frame intervals of the passes, coarse to fine. auto: dense below 50 frames, "
-                               "15,5,1 up to 226 frames, 30,15,1 beyond (the paper's choice for long videos)."),
-        io.Combo.Input("schedule", options=list(CHOICES.schedules), default="fixed",
-                       tooltip="fixed: every frame generated once, nothing past the end. official: the "
-                               "official code's windows (for comparisons)."),
-    ]
+    rate = [widget("fps", "Get Video Components gives it.")] if fps else []
+    return [*widgets("scheduler", "steps", "context_guidance", "global_guidance"),
+            widget("seed", control_after_generate=True), *rate, widget("low_vram")]
 
 
 def sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram) -> SampleSettings:
@@ -134,11 +111,7 @@ class M3DDMSampleClip(io.ComfyNode):
             inputs=[
                 *_model_vae_canvas_inputs(),
                 M3DDMGlobalType.Input("global_frames", tooltip="From M3DDM Encode Global Frames (same canvas)."),
-                io.String.Input("frame_indexes", default="0-15",
-                                tooltip="Source frames of the clip: a range 0-15, or a list such as 0,15,30,...; up to "
-                                        "16, fewer are padded with the last one. The stride (the model sees fps // "
-                                        "stride) is the largest gap between consecutive indexes: 1 for a range, 15 "
-                                        "for 0,15,30,... -- give evenly spaced indexes."),
+                widget("frame_indexes"),
                 *sampling_inputs(),
                 io.Latent.Input("guide", optional=True,
                                 tooltip="Optional LATENT of an earlier M3DDM sampler: its frames that are in this clip "
@@ -189,7 +162,7 @@ class M3DDMCoarseToFine(io.ComfyNode):
             inputs=[
                 *_model_vae_canvas_inputs(),
                 *sampling_inputs(),
-                *pass_inputs(),
+                *widgets(*PASSES),
                 *shot_inputs(from_canvas=True),
                 M3DDMGlobalType.Input("global_frames", optional=True,
                                       tooltip="Optional: from M3DDM Encode Global Frames. Without it they are encoded "

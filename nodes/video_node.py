@@ -13,12 +13,13 @@ from ..m3ddm_core import (CHOICES, FrameRangeError, OutpaintedFrames, VideoFileE
                           prepare_file, sample)
 
 from . import runtime
-from .canvas_node import plan_family, plan_for, target_inputs, working_inputs
+from .canvas_node import TARGET, plan_family, plan_for, working_inputs
 from .layouts import check_sd_vae, vae_decoder, vae_encoder
 from .validation import node_errors, text_input_problem
-from .sampler_nodes import pass_inputs, sampling_inputs, sampling_settings
-from .shot_inputs import setups_input, shot_inputs
+from .sampler_nodes import PASSES, sampling_inputs, sampling_settings
+from .shot_inputs import shot_inputs
 from .types import M3DDMModelType
+from .widgets import widget, widgets
 
 log = logging.getLogger("M3DDM")
 NODE = "M3DDM_OutpaintVideo"
@@ -122,18 +123,13 @@ class M3DDMOutpaintVideo(io.ComfyNode):
                 io.Video.Input("video", tooltip="The source video (core Load Video, or any VIDEO)."),
                 M3DDMModelType.Input("m3ddm_model", tooltip="From Load M3DDM Model."),
                 io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE."),
-                *target_inputs(),
+                *widgets(*TARGET),
                 *sampling_inputs(fps=False),
-                *pass_inputs(),
-                io.Int.Input("feather", default=8, min=0, max=256,
-                             tooltip="Seam blend width in output pixels, on the generated side only."),
-                io.Int.Input("start_frame", default=0, min=0, max=10_000_000,
-                             tooltip="First frame of the source to outpaint (0 = the beginning)."),
-                io.Int.Input("frame_count", default=0, min=0, max=10_000_000,
-                             tooltip="How many frames from start_frame; 0 = to the end of the video."),
+                *widgets(*PASSES),
+                *widgets("feather", "start_frame", "frame_count"),
                 *shot_inputs(),
                 *working_inputs(),
-                setups_input(),
+                widget("setups", optional=True),  # the last widget: older workflows keep their values
                 io.UpscaleModel.Input("upscale_model", optional=True,
                                       tooltip="Optional: applied to the generated canvases, a few frames at a time, "
                                               "before compositing (sharper borders on large outputs)."),
@@ -160,7 +156,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
             info, start, count = open_range(source, start_frame, frame_count, trim)
         for level, note in info.notes():
             log.log(level, "[%s] %s", NODE, note)
-        family = plan_family(preprocessing, NODE, m3ddm_model)
+        family = plan_family(preprocessing, m3ddm_model)
         plan = plan_for((info.height, info.width), NODE, target, aspect_ratio, width, height, pad_left, pad_right,
                         pad_top, pad_bottom, canvas_mode, video=True, family=family, working_size=working_size)
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)

@@ -188,11 +188,12 @@ def test_the_family_and_working_size_are_options_of_the_command(assets, tmp_path
     assert main([*common[:-1], "130", "--out", str(tmp_path / "bad")]) == 2
     assert "--working-size: working size 130 must be a multiple of 8 from 64 to 1024" in capsys.readouterr().err
     # the core's one input check: every bad argument named at once, before anything loads
-    bad = [*common[:-1], "2048", "--strides", "5,15,1", "--out", str(tmp_path / "bad")]
+    bad = [*common[:-1], "2048", "--strides", "5,15,1", "--steps", "0", "--out", str(tmp_path / "bad")]
     bad[bad.index("--ratio") + 1] = "9x16"
     assert main(bad) == 2
     err = capsys.readouterr().err.splitlines()
-    assert [line.split(":")[0] for line in err] == ["--working-size", "--ratio", "--strides"], err
+    assert [line.split(":")[0] for line in err] == ["--steps", "--working-size", "--ratio", "--strides"], err
+    assert err[0] == "--steps: 0 is below 1, the least it takes"  # the limit the nodes' widget shows
     assert not (tmp_path / "bad").exists()
 
 

@@ -1,10 +1,9 @@
-"""pipeline/inputs.py: the one input check every front-end calls, the parsers of the text inputs, and the choices
-every front-end offers (the batch command's parser and the nodes' combos read the same lists)."""
+"""pipeline/inputs.py: the one input check every front-end calls and the parsers of the text inputs (what the
+front-ends offer: tests/test_parameters.py)."""
 import numpy as np
 import pytest
 
-from m3ddm_core import (CHOICES, SCHEDULERS, SCHEDULES, STRIDE_PRESETS, Edit, ShotError, check_inputs,
-                        parse_frame_indexes, parse_shot_seeds, resolve_edit)
+from m3ddm_core import Edit, ShotError, check_inputs, parse_frame_indexes, parse_shot_seeds, resolve_edit
 
 
 def test_every_bad_input_gives_one_message_led_by_its_name():
@@ -70,32 +69,3 @@ def test_cuts_are_none_given_or_found_as_the_shots_mode_says():
         resolve_edit("list", "45", "auto", frames, 40)
     with pytest.raises(ShotError, match="shots 'sometimes' is unknown; choose one of none, detect, list"):
         resolve_edit("sometimes", "", "auto", frames, 40)
-
-
-def test_the_choices_are_the_lists_of_the_modules_that_define_them():
-    assert CHOICES.schedulers == tuple(SCHEDULERS) and CHOICES.schedules == tuple(SCHEDULES)
-    assert CHOICES.strides == ("auto", *STRIDE_PRESETS)
-    assert CHOICES.working_size in CHOICES.working_sizes and 64 in CHOICES.working_sizes
-    assert 1024 in CHOICES.working_sizes and 1032 not in CHOICES.working_sizes and 260 not in CHOICES.working_sizes
-    for size in (CHOICES.working_sizes[0], CHOICES.working_sizes[-1]):
-        assert check_inputs(working_size=size) == []
-
-
-def test_the_batch_command_offers_the_same_choices(monkeypatch):
-    import argparse
-
-    from m3ddm_core.apps import batch
-
-    seen = {}
-
-    def parse(self, args=None, namespace=None):
-        seen.update({a.dest: a for a in self._actions})
-        raise SystemExit(0)
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse)
-    with pytest.raises(SystemExit):
-        batch.main(["x"])
-    assert tuple(seen["scheduler"].choices) == CHOICES.schedulers
-    assert tuple(seen["schedule"].choices) == CHOICES.schedules
-    assert tuple(seen["dtype"].choices) == ("auto", *CHOICES.dtypes)
-    assert tuple(seen["family"].choices) == ("auto", *CHOICES.families)
-    assert seen["working_size"].default == CHOICES.working_size

@@ -157,6 +157,34 @@ def test_where_the_device_allows_coarse_to_fine_samples_ready_passes_together(no
     assert (low["samples"] - b).abs().max() <= 1e-5 * b.abs().max()
 
 
+def test_widgets_show_the_core_settings_unchanged(node_classes):
+    """Every widget that is a core setting shows the core's default, limits, options and help: no node restates
+    them (as the frontend receives them, INPUT_TYPES)."""
+    from m3ddm_core import PARAMETERS
+
+    shown = 0
+    for node_id, cls in node_classes.items():
+        for group in cls.INPUT_TYPES().values():
+            for name, (kind, *opts) in group.items():
+                p = PARAMETERS.get(name)
+                if p is None:
+                    continue
+                opts = opts[0]
+                shown += 1
+                where = f"{node_id}.{name}"
+                assert opts["tooltip"].startswith(p.help), where
+                if p.options:
+                    extra = ["canvas"] if (node_id, name) == ("M3DDM_CoarseToFine", "shots") else []
+                    assert (kind, opts["options"]) == ("COMBO", [*extra, *p.options]), where
+                    assert opts["default"] == (extra or [p.default])[0], where
+                    continue
+                assert opts["default"] == p.default, where
+                assert kind == {bool: "BOOLEAN", int: "INT", float: "FLOAT", str: "STRING"}[type(p.default)], where
+                assert (opts.get("min"), opts.get("max")) == (p.low, p.high), where
+                assert opts.get("step") == p.step, where
+    assert shown > 60  # the sampling settings alone are on five nodes
+
+
 def test_text_inputs_are_checked_when_the_prompt_is_queued(node_classes):
     """validate_inputs: a typo in a text input fails before any upstream node runs, and each node's method takes
     only that input (ComfyUI files the message under every input the method takes); what needs the frames (a cut

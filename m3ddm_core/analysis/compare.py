@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 
 from ..pipeline.canvas import CanvasPlan
-from ..pipeline.inputs import COMPARE_LAYOUTS as LAYOUTS
+from ..pipeline.parameters import COMPARE_LAYOUTS as LAYOUTS
 
 
 def comparison_layout(plan: CanvasPlan, layout: str = "auto") -> str:

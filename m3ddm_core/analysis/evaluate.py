@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..pipeline.canvas import CanvasError, CanvasPlan, plan_canvas
 from ..pipeline.composite import composite
-from ..pipeline.inputs import EVALUATION_DIRECTIONS as DIRECTIONS
+from ..pipeline.parameters import EVALUATION_DIRECTIONS as DIRECTIONS
 
 PAPER_MASK_RATIOS = (0.25, 0.666)
 PAPER_SIZE = 256

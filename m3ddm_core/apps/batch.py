@@ -19,7 +19,8 @@ import torch
 
 from ..media.video_io import CODECS
 from ..model.loader import WeightsError
-from ..pipeline.inputs import CHOICES, check_inputs
+from ..pipeline.inputs import check_inputs
+from ..pipeline.parameters import PARAMETERS
 from ..pipeline.passes import SampleSettings
 from .jobs import BatchError, JobSpec, load_job, run_batch
 
@@ -52,6 +53,21 @@ def _log_to_stderr(level: int) -> None:
     logger.setLevel(level)
 
 
+# the options that are settings of :data:`PARAMETERS` (default, choices and help from there), by the setting's name
+FLAGS = {"aspect_ratio": "--ratio", "context_guidance": "--s1", "global_guidance": "--s2",
+         "working_size": "--working-size"}
+
+
+def _setting(ap: argparse.ArgumentParser, name: str, **changes) -> None:
+    p = PARAMETERS[name]
+    given = dict(default=p.default, type=type(p.default), choices=p.options or None, help=p.help)
+    ap.add_argument(_flag(name), **{**given, **changes})
+
+
+def _flag(name: str) -> str:
+    return FLAGS.get(name, f"--{name}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m m3ddm_core.batch", description=__doc__.splitlines()[0])
     ap.add_argument("inputs", nargs="+", type=Path, help="video files or folders of videos")
@@ -60,31 +76,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--model", required=True, type=Path, help="M3DDM (or M3DDM+) weights: folder or file")
     ap.add_argument("--vae", required=True, type=Path,
                     help="SD 1.x VAE: a single file (e.g. vae-ft-mse-840000-ema-pruned.safetensors) or a diffusers folder")
-    ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--scheduler", default="pndm", choices=CHOICES.schedulers)
-    ap.add_argument("--s1", type=float, default=2.0, help="context guidance")
-    ap.add_argument("--s2", type=float, default=4.0, help="global-frame guidance")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--strides", default="auto", help="auto, or coarse-to-fine strides such as 15,5,1")
-    ap.add_argument("--schedule", default="fixed", choices=CHOICES.schedules)
-    ap.add_argument("--shots", default="none", choices=["none", "detect"], help="outpaint each shot on its own")
-    ap.add_argument("--setups", default="auto",
-                    help="with --shots detect: shots of one camera set-up share their border: auto (grouped by how "
-                         "alike they look), none, or one label per shot such as 'A B A'"),
-    ap.add_argument("--feather", type=int, default=8)
+    for name in ("steps", "scheduler", "context_guidance", "global_guidance", "seed"):
+        _setting(ap, name)
+    _setting(ap, "strides", choices=None, help=PARAMETERS["strides"].help + " Or strides of your own, e.g. 10,2,1.")
+    _setting(ap, "schedule")
+    _setting(ap, "shots", choices=["none", "detect"], help="outpaint each shot on its own: none, or detect (hard "
+                                                            "cuts, dissolves and fades)")
+    for name in ("setups", "feather"):
+        _setting(ap, name)
     ap.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), or a torch device")
-    ap.add_argument("--dtype", default="auto", choices=["auto", *CHOICES.dtypes])
-    ap.add_argument("--family", default="auto", choices=["auto", *CHOICES.families],
-                    help="preprocessing of the model family: auto (what the weights say: a Lightning checkpoint or "
-                         "a marked file is M3DDM+), m3ddm (OpenCV resize, masked global frames) or m3ddm_plus "
-                         "(antialiased resize, whole frames as global frames)")
-    ap.add_argument("--working-size", type=int, default=CHOICES.working_size,
-                    help="side of the square working canvas, a multiple of 8 (M3DDM+'s output_size; 256 as trained)")
+    for name in ("dtype", "family", "working_size"):
+        _setting(ap, name)
     ap.add_argument("--codec", default="h264", choices=sorted(CODECS),
                     help="h264 (plays everywhere up to 4096x2304) or hevc (smaller files; 8K TVs decode larger frames)")
-    ap.add_argument("--low-vram", action="store_true",
-                    help="run the guidance branches one after another (less GPU memory, a bit slower); without it they "
-                         "are batched when the free memory holds them")
+    ap.add_argument("--low-vram", action="store_true", help=PARAMETERS["low_vram"].help)
     ap.add_argument("--passes-per-call", type=int, default=0, metavar="K",
                     help="sample up to K independent passes of a video in one UNet call (0, the default: as many "
                          "as the free GPU memory holds, up to 4, on CUDA; one on the CPU and MPS). --low-vram "
@@ -111,12 +116,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
 
     _log_to_stderr(logging.WARNING if args.quiet else logging.INFO)
-    problems = check_inputs(working_size=args.working_size, ratio=args.ratio, strides=args.strides)
+    problems = check_inputs(working_size=args.working_size, ratio=args.ratio, strides=args.strides, steps=args.steps,
+                            context_guidance=args.s1, global_guidance=args.s2, seed=args.seed, feather=args.feather)
     if problems:
-        flags = {"working_size": "--working-size", "aspect_ratio": "--ratio", "strides": "--strides"}
         for problem in problems:  # each led by the input it is about
             name, _, why = problem.partition(": ")
-            print(f"{flags.get(name, name)}: {why}", file=sys.stderr)
+            print(f"{_flag(name)}: {why}", file=sys.stderr)
         return 2
     if args.passes_per_call < 0:
         print(f"--passes-per-call {args.passes_per_call}: use 0 (auto) or a number of passes such as 2 or 4",

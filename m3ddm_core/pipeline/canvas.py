@@ -230,7 +230,7 @@ def plan_canvas(frame_hw: tuple[int, int], ratio: Optional[RatioSpec] = None, si
         rh, rw = max(1, int(round(h * sy))), max(1, int(round(w * sx)))
         box = (min(int(round(cy * sy)), canvas[0] - rh), min(int(round(cx * sx)), canvas[1] - rw), rh, rw)
     else:
-        raise CanvasError(f"canvas mode {mode!r} is unknown; use 'official' or 'tight'")
+        raise CanvasError(f"canvas mode {mode!r} is unknown; use {' or '.join(CANVAS_MODES)}")
     if box[2] < MIN_CONTENT_PX or box[3] < MIN_CONTENT_PX:
         raise CanvasError(f"the frame would cover only {box[3]}x{box[2]} px of the {canvas[1]}x{canvas[0]} working "
                           f"canvas (less than {MIN_CONTENT_PX} px on a side): the target adds far more border than the "
@@ -239,6 +239,7 @@ def plan_canvas(frame_hw: tuple[int, int], ratio: Optional[RatioSpec] = None, si
 
 
 TARGETS = ("aspect ratio", "output size", "padding")  # how a front-end's user gives the output
+CANVAS_MODES = ("official", "tight")  # the square the model was trained on, or one of the output's aspect
 
 
 def plan_target(frame_hw: tuple[int, int], target: str, *, ratio: Optional[RatioSpec] = None,

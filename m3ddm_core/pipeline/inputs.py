@@ -1,6 +1,6 @@
 """What a user may ask of a run, checked in one place: every front-end (the nodes' queue-time validation, the batch
-command's arguments, :func:`.outpaint.prepare`) calls :func:`check_inputs` with what it knows so far, and the
-nodes advertise the limits here in their schemas instead of restating them."""
+command's arguments, :func:`.outpaint.prepare`) calls :func:`check_inputs` with what it knows so far; the limits
+and choices it checks are :mod:`.parameters`', which the nodes' schemas and the batch command's options show."""
 from __future__ import annotations
 
 import re
@@ -9,54 +9,26 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Iterable, Optional, Sequence
 
-from ..model.loader import DTYPES, FAMILIES, WEIGHT_SUFFIXES
-from .canvas import OFFICIAL_CANVAS, TARGETS, WORKING_SIZES, CanvasError, check_working_size, parse_ratio_list
-from .noise_schedulers import SCHEDULERS
-from .schedule import CLIP_FRAMES, SCHEDULES, STRIDE_PRESETS, Strides, parse_strides
+from .canvas import CanvasError, check_working_size, parse_ratio_list
 from .edits import EditReader
+from .parameters import SHOT_MODES, Value, limit_problems
+from .schedule import CLIP_FRAMES, SCHEDULES, Strides, parse_strides
 from .shots import ShotError, parse_cuts
 from .transitions import Transition, transition_at
 
 # A length no video reaches: where the frames are not known yet (a prompt being queued), only the form of an
 # input that counts frames is checked.
 UNKNOWN_LENGTH = 2 ** 31
-SHOT_MODES = ("none", "detect", "list")  # one shot, cuts found, cuts given
-SETUP_MODES = ("auto", "none")  # returning camera set-ups grouped by their frames, or every shot its own
-COMPARE_LAYOUTS = ("auto", "side by side", "stacked")  # before/after frames (analysis.compare)
-EVALUATION_DIRECTIONS = ("horizontal", "vertical", "all sides")  # sides masked for evaluation (analysis.evaluate)
-
-
-@dataclass(frozen=True)
-class Choices:
-    """What a front-end offers its user, each list from the module that defines it (the analysis layer's, which
-    sits above this one, defined here and read there): the nodes' combos and limits and the batch command's choices
-    read them here instead of restating them."""
-
-    schedulers: tuple[str, ...] = tuple(SCHEDULERS)
-    schedules: tuple[str, ...] = tuple(SCHEDULES)
-    strides: tuple[str, ...] = ("auto", *STRIDE_PRESETS)
-    targets: tuple[str, ...] = TARGETS
-    shots: tuple[str, ...] = SHOT_MODES
-    setups: tuple[str, ...] = SETUP_MODES
-    families: tuple[str, ...] = FAMILIES
-    dtypes: tuple[str, ...] = tuple(DTYPES)
-    weight_suffixes: tuple[str, ...] = WEIGHT_SUFFIXES
-    working_sizes: range = WORKING_SIZES
-    working_size: int = OFFICIAL_CANVAS  # the default: as M3DDM was trained
-    layouts: tuple[str, ...] = COMPARE_LAYOUTS
-    directions: tuple[str, ...] = EVALUATION_DIRECTIONS
-
-
-CHOICES = Choices()
 
 
 def check_inputs(*, working_size: Optional[int] = None, canvas_mode: str = "official", ratio: Optional[str] = None,
                  cuts: Optional[str] = None, num_frames: Optional[int] = None, strides: Optional[Strides] = None,
-                 schedule: Optional[str] = None, frame_indexes: Optional[str] = None) -> list[str]:
+                 schedule: Optional[str] = None, frame_indexes: Optional[str] = None, **settings: Value) -> list[str]:
     """The problems of these inputs, one message each, led by the input's name (``"working_size: ..."``); empty:
     all fine. Inputs not known yet are None; ``cuts`` (text: first frames of new shots) are checked against
-    ``num_frames`` when it is known."""
-    problems = []
+    ``num_frames`` when it is known; ``settings``, any others of :data:`.parameters.PARAMETERS` (``steps=0``),
+    against their options and limits."""
+    problems = limit_problems(**settings)
     if working_size is not None:
         try:
             check_working_size(working_size, canvas_mode)
