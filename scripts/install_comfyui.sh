@@ -47,6 +47,6 @@ fi
 if [ "$version" != 0.3.75 ]; then
   # its requirements with torch pinned (torchaudio too: comfy/sd.py imports it since 0.2x)
   grep -v -E '^(#|$|torch$|torchvision|torchaudio)' "$dir/requirements.txt" > "$venv/comfyui-requirements.txt"
-  pip install -q -r "$venv/comfyui-requirements.txt" "${TORCH_PINS[@]}"
+  bash "$here/install_packages.sh" "$venv" -r "$venv/comfyui-requirements.txt" "${TORCH_PINS[@]}"
 fi
 "$venv/bin/python" -c "import sys; sys.path.insert(0, '$dir'); import comfyui_version; print('ComfyUI', comfyui_version.__version__, 'at $dir')"

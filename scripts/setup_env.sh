@@ -25,10 +25,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   fi
 fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-pip() { "$VENV/bin/python" -m pip "$@"; }
-pip install -q "${TORCH_PINS[@]}"
+install() { bash scripts/install_packages.sh "$VENV" "$@"; }  # uv where it can be had, else pip
+install "${TORCH_PINS[@]}"
 bash scripts/install_comfyui.sh 0.33.0 "$VENV" "$COMFY"
 bash scripts/install_comfyui.sh 0.3.75 "$VENV" "$FLOOR"
-pip install -q -r requirements.txt -r requirements-dev.txt "${TORCH_PINS[@]}"
+install -r requirements.txt -r requirements-dev.txt "${TORCH_PINS[@]}"
 bash scripts/install_frontend.sh "$NEWEST_FRONTEND" ".frontends/$NEWEST_FRONTEND" "$VENV/bin/python"
 bash scripts/install_frontend.sh "$FLOOR_FRONTEND" ".frontends/$FLOOR_FRONTEND" "$VENV/bin/python"
