@@ -7,7 +7,12 @@ the true blended frames of matched transitions. Where ``detect_cuts`` marks each
 Grouping: ``group_shots`` on the interview edits with their true cuts; pairwise precision and recall of "same
 group". Times per 1,000 frames on the machine it runs on.
 
-Usage: ``python benchmarks/transitions.py [--seeds 0 1 2] [--cuts]`` (``--cuts``: also run ``detect_cuts``).
+``--moving``: instead, dissolves into and out of steady pans at 3-20% of the width a frame (8, 12 and 20 frames, five
+pairs of palettes): per direction and speed, how many are found with both ends within 2 frames, found further off,
+missed, and the false ones.
+
+Usage: ``python benchmarks/transitions.py [--seeds 0 1 2] [--cuts] [--moving]`` (``--cuts``: also run
+``detect_cuts``).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from constructed_edits import transition_benchmark_edits  # noqa: E402
+from constructed_edits import moving_dissolve_edits, transition_benchmark_edits  # noqa: E402
 from m3ddm_core.pipeline.setups import group_shots  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,7 +42,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cuts", action="store_true", help="also report where detect_cuts marks each transition")
+    parser.add_argument("--moving", action="store_true", help="dissolves into and out of pans of 3-20%% a frame")
     args = parser.parse_args()
+    if args.moving:
+        return moving()
     edits = transition_benchmark_edits(args.seeds)
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     errors: list[float] = []
@@ -91,6 +99,32 @@ def main() -> None:
           f"{spent / max(frames, 1) * 1000:.2f} s per 1,000 frames")
     for line in marks:
         print(line)
+
+
+def moving() -> None:
+    rows: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # within 2 frames, further off, missed, false
+    errors: list[float] = []
+    spent, frames = 0.0, 0
+    edits = moving_dissolve_edits()
+    for e in edits:
+        start = time.perf_counter()
+        found = detect_transitions(e.frames)
+        spent += time.perf_counter() - start
+        frames += len(e.frames)
+        (g,) = e.gradual
+        hit = next((t for t in found if t.kind == g.kind and t.start < g.end and g.start < t.end), None)
+        row = rows[e.category]
+        row[3] += len(found) - (hit is not None)
+        if hit is None:
+            row[2] += 1
+            continue
+        row[0 if max(abs(hit.start - g.start), abs(hit.end - g.end)) <= 2 else 1] += 1
+        errors += [abs(hit.weight(f) - g.weights[f - g.start]) for f in range(g.start, g.end)]
+    print(f"{len(edits)} dissolves into or out of a pan, {frames} frames of 160x90\n")
+    print("| | ends within 2 frames | further off | missed | false |\n|---|---|---|---|---|")
+    for cat in sorted(rows, key=lambda c: (c.startswith("out"), float(c.split()[-1]))):
+        print(f"| {cat} | " + " | ".join(map(str, rows[cat])) + " |")
+    print(f"\nweights of the found: mean abs error {np.mean(errors):.3f}; {spent / frames * 1000:.2f} s per 1,000 frames")
 
 
 if __name__ == "__main__":

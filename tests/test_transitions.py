@@ -26,6 +26,20 @@ def test_a_dissolve_is_found_with_its_range_and_weights():
     _matches(detect_transitions(one_palette.frames), one_palette.gradual)
 
 
+def test_a_dissolve_into_a_pan_is_found_by_following_the_pan_back():
+    """Into a pan of 6% or 15% of the width a frame no blend of fixed ends fits (the incoming picture moves): the
+    pan's first own frame is followed back at its speed, and its share falls along the dissolve's ramp."""
+    for seed, speed in ((711, 0.06), (701, 0.15)):
+        edit = assemble("", "", [Shot(seed, GREY, still(), 40), Shot(seed + 1, BLUE, pan(speed), 40)], dissolve=10)
+        (found,), (truth,) = detect_transitions(edit.frames), edit.gradual
+        assert found.kind == "dissolve" and abs(found.start - 30) <= 1 and abs(found.end - 40) <= 1, (speed, found)
+        err = np.mean([abs(found.weight(f) - truth.weights[f - 30]) for f in range(30, 40)])
+        assert err < 0.06, (speed, err)  # the line through the followed shares (fixed ends: 0.01-0.02)
+        # the same pan cut in hard, and the pan alone, are no dissolve (its first frame is followed back too)
+        cut = assemble("", "", [Shot(seed, GREY, still(), 40), Shot(seed + 1, BLUE, pan(speed), 40)])
+        assert detect_transitions(cut.frames) == []
+
+
 def test_fades_out_and_in_are_found_with_and_without_black_between():
     for black in (0, 4):
         edit = assemble("fade", "", [Shot(45, WARM, still(), 30), Shot(46, GREEN, still(), 30)], fade=12,

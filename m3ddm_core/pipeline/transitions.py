@@ -33,9 +33,14 @@ makes it fall along a straight line. Where at least ``RAMP`` shares lie between 
 line, the line gives the blended frames and their weights; the candidate is kept once its end frame is in, if that
 frame is another picture (not moving on with the followed one: a dimming pan; not dark or flat; not the same
 structure) and every followed frame fits as the moved picture plus the end frame (residual at most
-``FIT_MOVING``; a whip pan or a zoom does not). On constructed dissolves out of 3-12% pans its ends were within 2
-frames in 20 of 24 (different palettes; one palette on both sides: 8 of 10 found, ends up to 7 frames off, weights
-0.04-0.12 off on average); a dissolve into a fast pan, or shorter than 4 frames out of one, is not looked for
+``FIT_MOVING``; a whip pan or a zoom does not). A dissolve *into* a moving picture is the mirror: every frame that
+starts ``BASELINE`` frames of steady motion is followed back at that speed, and where its share falls along a
+straight line going back from the frame just before it (it must be that frame's own picture: the line may not blend
+the frame itself by more than ``EDGE``), the line gives the blended frames, checked as above with the still picture
+before them. Faster than about 11% of the width a frame, the shift over the ``BASELINE`` frames is too large for
+one correlation, and the mean of the frames' own shifts is the speed; the moved picture then covers the frame for
+only 3-4 frames, so the ramp counts from shares of ``2 * EDGE``. ``benchmarks/transitions.py --moving`` measures
+both directions at 3-20% a frame; a dissolve shorter than 4 frames, or with both pictures moving, is not looked for
 this way.
 
 Frames stream (:class:`TransitionDetector`): the thumbnails of the last ``max_length + HOLD + 2`` frames and their
@@ -298,6 +303,9 @@ class TransitionDetector:
         if shifts[:, 2].min() < TRACKED or np.hypot(*shifts[-1, :2]) < MOVING * self._grey[a].shape[1] \
                 or np.hypot(*(shifts[:, :2] - shifts[-1, :2]).T).max() > STEADY:
             return None
+        mean = shifts[:, :2].mean(0)
+        if np.hypot(*mean) * BASELINE > 0.45 * self._grey[a].shape[1]:  # a correlation across it would wrap around
+            return float(mean[0]), float(mean[1])
         (dx, dy), _ = cv2.phaseCorrelate(self._grey[a - BASELINE], self._grey[a], self._window)
         return dx / BASELINE, dy / BASELINE
 
@@ -311,6 +319,7 @@ class TransitionDetector:
         speed = self._speed(last)
         if speed is not None:
             self._followed[newest] = _Followed(speed)
+            self._follow_back(newest - BASELINE, speed)  # the same motion is the one out of that frame
         for frame, f in self._followed.items():
             k = newest - frame
             if f.done or k < 1:
@@ -326,26 +335,65 @@ class TransitionDetector:
             self._pending.remove(item)
             self._check_moving(*item)
 
-    def _ramp(self, frame: int, f: _Followed) -> None:
-        """A dissolve candidate where ``frame``'s followed picture fell along a straight line (its shares between
-        0.1 and 0.9 at least ``RAMP`` frames, within ``LINE`` of it), from nearly whole a frame later."""
-        y = 1.0 - np.array(f.shares)
-        ramp = np.flatnonzero((y > 0.1) & (y < 0.9))
+    @staticmethod
+    def _line(y: np.ndarray, low: float = 0.1) -> Optional[tuple[float, float, int]]:
+        """The straight ramp in ``y`` (``y[k - 1]``: the share of the other picture ``k`` frames from the followed
+        one): ``(slope, intercept, n)`` of the line through its ``n`` values between ``low`` and 0.9 (at least
+        ``RAMP`` of them, in a row, within ``LINE`` of it), from nearly none a frame away; else None."""
+        ramp = np.flatnonzero((y > low) & (y < 0.9))
         if len(ramp) < RAMP or y[0] > 0.25 or ramp[-1] - ramp[0] != len(ramp) - 1:
-            return
+            return None
         k = ramp + 1.0
         slope, icpt = np.polyfit(k, y[ramp], 1)
         if slope <= 0 or np.sqrt(np.mean((icpt + slope * k - y[ramp]) ** 2)) > LINE:
+            return None
+        return float(slope), float(icpt), len(ramp)
+
+    def _ramp(self, frame: int, f: _Followed) -> None:
+        """A dissolve candidate where ``frame``'s followed picture fell along a straight line."""
+        line = self._line(1.0 - np.array(f.shares))
+        if line is None:
             return
+        slope, icpt, n = line
         start = frame + max(1, int(np.floor(-icpt / slope)) + 1)
         end = frame + int(np.ceil((1 - icpt) / slope))
         if end - start < MIN_LENGTH or end - frame > self._max:
             return
         rival = next((p for p in self._pending if p[0] < end and start < p[1]), None)
-        if rival is None or len(ramp) > rival[3][2]:
+        if rival is None or n > rival[3][2]:
             if rival is not None:
                 self._pending.remove(rival)
-            self._pending.append((start, end, frame, (slope, icpt, len(ramp))))
+            self._pending.append((start, end, frame, (slope, icpt, n)))
+
+    def _follow_back(self, end: int, speed: tuple[float, float]) -> None:
+        """Dissolves into a moving picture (the mirror of following one out): frame ``end`` starts ``BASELINE``
+        frames of steady motion at ``speed``; its picture, moved back, is fitted into each earlier frame. Where its
+        share falls along a straight line going back (from the frame just before it: otherwise no dissolve ends
+        here), the line gives the blended frames, checked at once (every frame is in)."""
+        b = self._index(end)
+        shares: list[float] = []
+        for k in range(1, min(self._max, b) + 1):
+            fit = _moving_fit(self._grey[b - k], _moved(self._grey[b], (-k * speed[0], -k * speed[1])))
+            if fit is None or k == 1 and fit[0] >= 1 - EDGE:
+                break
+            shares.append(fit[0])
+            if fit[0] <= 0.1:
+                break
+        # from a fast pan only a few frames are covered: the ramp counts from the first clearly blended one
+        line = self._line(1.0 - np.array(shares), low=2 * EDGE) if shares else None
+        if line is None or line[1] > EDGE:  # the line still blends frame `end`: it lies inside the dissolve
+            return
+        slope, icpt, _ = line
+        start = end - int(np.ceil((1 - icpt) / slope)) + 1
+        stop = end - max(0, int(np.floor(-icpt / slope)))
+        a = self._index(start - 1)
+        if stop - start < MIN_LENGTH or a < 0 or any(stop < c <= end for c in self._cuts):
+            return
+        sa, sb = self._shift[a], self._shift[b + 1]
+        if np.hypot(sa[0] - sb[0], sa[1] - sb[1]) < MOVING * self._grey[b].shape[1]:
+            return  # the frame before it moves on with it: one picture (a pan that brightens), not two
+        weights = [1.0 - (icpt + slope * (end - t)) for t in range(start, stop)]
+        self._add_moving(a, b, start, stop, weights, lambda t: (-(b - t) * speed[0], -(b - t) * speed[1]), a)
 
     def _check_moving(self, start: int, end: int, frame: int, line: tuple) -> None:
         """Report the candidate if frame ``end`` is another picture, not the followed one moving on (a pan), and
@@ -357,12 +405,21 @@ class TransitionDetector:
         sa, sb = self._shift[a], self._shift[b]
         if f is None or np.hypot(sa[0] - sb[0], sa[1] - sb[1]) < MOVING * self._grey[a].shape[1]:
             return
+        slope, icpt, _ = line
+        weights = [icpt + slope * (t - frame) for t in range(start, end)]
+        self._add_moving(a, b, start, end, weights, lambda t: ((t - a) * f.speed[0], (t - a) * f.speed[1]), b)
+
+    def _add_moving(self, a: int, b: int, start: int, end: int, weights: Sequence[float], shift, still: int) -> None:
+        """Report the dissolve of kept frames ``a`` (the last before it) and ``b`` (the first after it) over
+        ``start`` .. ``end - 1`` if they are two pictures (neither dark nor flat, not the same structure) and every
+        frame between fits as the moving one's picture moved by ``shift(t)`` plus the other one (``still``: its
+        kept index, ``a`` or ``b``) -- nearest first, as far as the moved picture covers the frame."""
         mean, std, corr = self._stats()
         if (mean[[a, b]] <= BLACK).any() or (std[[a, b]] < FLAT).any() or corr[a, b] >= SAME:
             return
-        for t in range(a + 1, b):
-            fit = _moving_fit(self._grey[t], _moved(self._grey[a], ((t - a) * f.speed[0], (t - a) * f.speed[1])),
-                              self._grey[b])
+        followed = b if still == a else a
+        for t in (range(b - 1, a, -1) if followed == b else range(a + 1, b)):
+            fit = _moving_fit(self._grey[t], _moved(self._grey[followed], shift(t)), self._grey[still])
             if fit is None:
                 break
             if fit[2] > FIT_MOVING:
@@ -370,9 +427,7 @@ class TransitionDetector:
         if any(t.start < end and start < t.end for t in self._found) or \
                 self._event is not None and self._event[1] < end and start < self._event[2]:
             return
-        slope, icpt, _ = line
-        weights = tuple(float(np.clip(icpt + slope * (t - frame), 0.0, 1.0)) for t in range(start, end))
-        self._found.append(Transition(start, end, "dissolve", weights))
+        self._found.append(Transition(start, end, "dissolve", tuple(float(np.clip(w, 0.0, 1.0)) for w in weights)))
         self._found.sort(key=lambda t: t.start)
 
     def _index(self, frame: int) -> int:
