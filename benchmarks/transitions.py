@@ -7,9 +7,9 @@ the true blended frames of matched transitions. Where ``detect_cuts`` marks each
 Grouping: ``group_shots`` on the interview edits with their true cuts; pairwise precision and recall of "same
 group". Times per 1,000 frames on the machine it runs on.
 
-``--moving``: instead, dissolves into and out of steady pans at 3-20% of the width a frame (8, 12 and 20 frames, five
-pairs of palettes): per direction and speed, how many are found with both ends within 2 frames, found further off,
-missed, and the false ones.
+``--moving``: instead, dissolves into and out of steady pans at 3-20% of the width a frame, and between two pans the
+opposite way (8, 12 and 20 frames, five pairs of palettes): per kind and speed, how many are found with both ends
+within 2 frames, found further off, missed, and the false ones.
 
 Usage: ``python benchmarks/transitions.py [--seeds 0 1 2] [--cuts] [--moving]`` (``--cuts``: also run
 ``detect_cuts``).
@@ -42,7 +42,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cuts", action="store_true", help="also report where detect_cuts marks each transition")
-    parser.add_argument("--moving", action="store_true", help="dissolves into and out of pans of 3-20%% a frame")
+    parser.add_argument("--moving", action="store_true",
+                        help="dissolves into, out of and between pans of 3-20%% a frame")
     args = parser.parse_args()
     if args.moving:
         return moving()
@@ -120,11 +121,12 @@ def moving() -> None:
             continue
         row[0 if max(abs(hit.start - g.start), abs(hit.end - g.end)) <= 2 else 1] += 1
         errors += [abs(hit.weight(f) - g.weights[f - g.start]) for f in range(g.start, g.end)]
-    print(f"{len(edits)} dissolves into or out of a pan, {frames} frames of 160x90\n")
+    print(f"{len(edits)} dissolves into, out of or between pans, {frames} frames of 160x90\n")
     print("| | ends within 2 frames | further off | missed | false |\n|---|---|---|---|---|")
-    for cat in sorted(rows, key=lambda c: (c.startswith("out"), float(c.split()[-1]))):
+    for cat in sorted(rows, key=lambda c: (["into", "out ", "betw"].index(c[:4]), float(c.split()[-1]))):
         print(f"| {cat} | " + " | ".join(map(str, rows[cat])) + " |")
-    print(f"\nweights of the found: mean abs error {np.mean(errors):.3f}; {spent / frames * 1000:.2f} s per 1,000 frames")
+    print(f"\nweights of the found: mean abs error {np.mean(errors):.3f}; "
+          f"{spent / frames * 1000:.2f} s per 1,000 frames")
 
 
 if __name__ == "__main__":

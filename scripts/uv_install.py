@@ -3,8 +3,9 @@
 uv installs the same releases as pip several times faster (torch with its CUDA libraries: about 10 s instead of
 60 on the 2-core machines). It does not read pip's configuration, so pip's (``pip config list``: the environment's
 PIP_* variables over the config files) becomes uv's options: find-links, index URLs, constraints, trusted hosts,
-no-index and the certificate bundle. Indexes are searched as pip searches them (the best match of all), and
-nothing is cached (a fresh machine would keep a second copy of torch's gigabytes).
+no-index and the certificate bundle. Indexes are searched as pip searches them (the best match of all), modules
+are compiled to bytecode as pip does (else every first import compiles them: each Ray worker and ComfyUI server the
+tests start, all at once), and nothing is cached (a fresh machine would keep a second copy of torch's gigabytes).
 Usage: VENV/bin/python scripts/uv_install.py ARGS...   (ARGS as for pip install)
 """
 import os
@@ -39,7 +40,7 @@ def main(args: list[str]) -> int:
     if config.get("cert") and "SSL_CERT_FILE" not in env:
         env["SSL_CERT_FILE"] = config["cert"]
     uv = Path(sys.executable).with_name("uv")
-    command = [str(uv), "pip", "install", "--quiet", "--no-cache", "--python", sys.executable,
+    command = [str(uv), "pip", "install", "--quiet", "--no-cache", "--compile-bytecode", "--python", sys.executable,
                "--index-strategy", "unsafe-best-match", *options, *args]
     return subprocess.run(command, env=env).returncode
 

@@ -324,8 +324,9 @@ def interview_edits(seed: int = 0) -> list[Edit]:
 def moving_dissolve_edits(speeds: Sequence[float] = (0.03, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2),
                           lengths: Sequence[int] = (8, 12, 20)) -> list[Edit]:
     """Dissolves into and out of a steady pan of each of ``speeds`` (share of the width a frame) and ``lengths``
-    (frames), over five pairs of palettes: a still shot of one, a pan over a picture of the other. Category
-    ``"into a pan 0.05"`` or ``"out of a pan 0.05"``."""
+    (frames), over five pairs of palettes: a still shot of one, a pan over a picture of the other; and between two
+    pans, the second the other way. Category ``"into a pan 0.05"``, ``"out of a pan 0.05"`` or ``"between pans
+    0.05"``."""
     pairs = [(GREY, BLUE), (WARM, GREEN), (BLUE, WARM), (GREEN, GREY2), (WARM2, BLUE)]
     edits = []
     for speed in speeds:
@@ -333,10 +334,11 @@ def moving_dissolve_edits(speeds: Sequence[float] = (0.03, 0.05, 0.08, 0.1, 0.12
             for p, (still_colour, pan_colour) in enumerate(pairs):
                 s = 900 + 7 * p + length
                 calm, moving = Shot(s, still_colour, still(), 45), Shot(s + 1, pan_colour, pan(speed), 45)
-                for into, shots in ((True, [calm, moving]), (False, [moving, calm])):
-                    where = "into" if into else "out of"
-                    edits.append(assemble(f"dissolve {length} {where} a pan {speed} ({p})", f"{where} a pan {speed}",
-                                          shots, dissolve=length))
+                against = Shot(s, still_colour, pan(-speed), 45)
+                for where, shots in (("into a pan", [calm, moving]), ("out of a pan", [moving, calm]),
+                                     ("between pans", [moving, against])):
+                    edits.append(assemble(f"dissolve {length} {where} {speed} ({p})", f"{where} {speed}", shots,
+                                          dissolve=length))
     return edits
 
 

@@ -1,6 +1,7 @@
 """Gradual transitions and returning set-ups (issue 33), against the constructed edits' known truth."""
 import numpy as np
 
+from constructed_edits import W as WIDTH
 from constructed_edits import (BLUE, GREEN, GREY, GREY2, WARM, WARM2, Shot, assemble, film, flash, handheld,
                                interview_edits, lighting_edits, pan, picture, still, transition_edits, whip)
 from m3ddm_core.pipeline.setups import group_shots
@@ -38,6 +39,23 @@ def test_a_dissolve_into_a_pan_is_found_by_following_the_pan_back():
         # the same pan cut in hard, and the pan alone, are no dissolve (its first frame is followed back too)
         cut = assemble("", "", [Shot(seed, GREY, still(), 40), Shot(seed + 1, BLUE, pan(speed), 40)])
         assert detect_transitions(cut.frames) == []
+
+
+def test_a_dissolve_between_two_pans_fits_both_pictures_moving():
+    """Out of a pan into one the other way: the outgoing pan is followed on, and once the incoming one's speed is
+    measured, every blended frame fits as the two pictures each moved at its own speed."""
+    # neither is found with the incoming picture standing still (benchmarks/transitions.py --moving)
+    for pictures, colours, speed, length in (((920, 919), (GREEN, WARM), 0.05, 12),
+                                             ((930, 929), (GREY2, GREEN), 0.08, 8)):
+        shots = [Shot(pictures[0], colours[0], pan(speed), 45), Shot(pictures[1], colours[1], pan(-speed), 45)]
+        edit = assemble("", "", shots, dissolve=length)
+        (found,), (truth,) = detect_transitions(edit.frames), edit.gradual
+        assert found.kind == "dissolve" and abs(found.start - truth.start) <= 1 and abs(found.end - 45) <= 1, found
+        err = np.mean([abs(found.weight(f) - truth.weights[f - truth.start]) for f in range(truth.start, 45)])
+        assert err < 0.06, err
+    # one pan that turns round is no dissolve: the picture before and after is one
+    turn = film(picture(927, WARM), lambda i: (WIDTH * 0.05 * min(i, 40 - (i - 40)), 0.0, 0.0, 4.0), 80, seed=5)
+    assert detect_transitions(turn) == []
 
 
 def test_fades_out_and_in_are_found_with_and_without_black_between():

@@ -39,9 +39,11 @@ straight line going back from the frame just before it (it must be that frame's 
 the frame itself by more than ``EDGE``), the line gives the blended frames, checked as above with the still picture
 before them. Faster than about 11% of the width a frame, the shift over the ``BASELINE`` frames is too large for
 one correlation, and the mean of the frames' own shifts is the speed; the moved picture then covers the frame for
-only 3-4 frames, so the ramp counts from shares of ``2 * EDGE``. ``benchmarks/transitions.py --moving`` measures
-both directions at 3-20% a frame; a dissolve shorter than 4 frames, or with both pictures moving, is not looked for
-this way.
+only 3-4 frames, so the ramp counts from shares of ``2 * EDGE``. Where the still picture does not fit, it may be
+moving too (a pan into a pan): checked with both pictures moved at their own speeds (the incoming one's measured
+``BASELINE`` frames after the end), each frame's fitted mix within ``MIX`` of the line, on at least ``RAMP`` frames
+both cover. ``benchmarks/transitions.py --moving`` measures into, out of and between pans at 3-20% a frame; a
+dissolve shorter than 4 frames is not looked for this way.
 
 Frames stream (:class:`TransitionDetector`): the thumbnails of the last ``max_length + HOLD + 2`` frames and their
 dot products are kept, so all fits for a new last frame come from a small Gram matrix; a transition is reported
@@ -58,7 +60,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -90,6 +92,7 @@ COVER = 0.4  # least share of a frame the followed picture, moved on, still cove
 RAMP = 3  # least followed frames whose share of the picture is between 0.1 and 0.9 (a dissolve of 4+ frames)
 LINE = 0.05  # most RMS distance of those shares from their line (a dissolve is a straight ramp)
 FIT_MOVING = 0.12  # most residual of a frame's fit as the moved picture and the incoming one, over their |B - A|^2
+MIX = 0.15  # most difference of a frame's fitted share of the incoming picture from the line's, both moving
 
 
 @dataclass(frozen=True)
@@ -210,9 +213,10 @@ def _moved(grey: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
 
 
 def _moving_fit(frame: np.ndarray, moved: np.ndarray, after: Optional[np.ndarray] = None):
-    """``frame`` as ``s * moved + w * after`` (each less its mean, where ``moved`` lands): ``(s, w, residual over
-    |after - moved|^2)``; without ``after``: ``(s, 0, 1)``. None where ``moved`` covers less than ``COVER``."""
-    known = ~np.isnan(moved)
+    """``frame`` as ``s * moved + w * after`` (each less its mean, where both land; ``after`` may be moved too):
+    ``(s, w, residual over |after - moved|^2)``; without ``after``: ``(s, 0, 1)``. None where they cover less than
+    ``COVER`` of it."""
+    known = ~np.isnan(moved) if after is None else ~np.isnan(moved) & ~np.isnan(after)
     if known.mean() < COVER:
         return None
     x, a = frame[known], moved[known]
@@ -229,6 +233,11 @@ def _moving_fit(frame: np.ndarray, moved: np.ndarray, after: Optional[np.ndarray
     xa, xb = float(x @ a), float(x @ b)
     s, w = (xa * bb - xb * ab) / det, (xb * aa - xa * ab) / det
     return s, w, (float(x @ x) - s * xa - w * xb) / max(aa - 2 * ab + bb, 1e-9)
+
+
+def _travel(frame: int, speed: tuple[float, float]) -> Callable[[int], tuple[float, float]]:
+    """Where the picture of frame ``frame``, moving at ``speed`` (px a frame), is at frame ``t`` (before it: back)."""
+    return lambda t: ((t - frame) * speed[0], (t - frame) * speed[1])
 
 
 @dataclass
@@ -255,6 +264,7 @@ class TransitionDetector:
         self._followed: dict[int, _Followed] = {}  # by frame
         self._pending: list[tuple[int, int, int, tuple]] = []  # moving dissolves awaiting their end: start, end,
         # the followed frame, the line of the shares
+        self._both: list[tuple[int, int, int, tuple]] = []  # the same whose end picture moves too: awaiting its speed
         self._gram = np.zeros((0, 0))
         self._found: list[Transition] = []
         self._event: Optional[tuple[str, int, int]] = None  # the transition being followed: kind, start, end
@@ -334,6 +344,9 @@ class TransitionDetector:
         for item in [p for p in self._pending if p[1] <= newest]:
             self._pending.remove(item)
             self._check_moving(*item)
+        for item in [p for p in self._both if p[1] + BASELINE <= newest]:
+            self._both.remove(item)
+            self._check_moving(*item, end_moves=True)
 
     @staticmethod
     def _line(y: np.ndarray, low: float = 0.1) -> Optional[tuple[float, float, int]]:
@@ -393,11 +406,15 @@ class TransitionDetector:
         if np.hypot(sa[0] - sb[0], sa[1] - sb[1]) < MOVING * self._grey[b].shape[1]:
             return  # the frame before it moves on with it: one picture (a pan that brightens), not two
         weights = [1.0 - (icpt + slope * (end - t)) for t in range(start, stop)]
-        self._add_moving(a, b, start, stop, weights, lambda t: (-(b - t) * speed[0], -(b - t) * speed[1]), a)
+        if not self._add_moving(a, b, start, stop, weights, None, _travel(b, speed)):
+            before = self._speed(a)  # the picture before it may be moving too (a pan into a pan)
+            if before is not None:
+                self._add_moving(a, b, start, stop, weights, _travel(a, before), _travel(b, speed))
 
-    def _check_moving(self, start: int, end: int, frame: int, line: tuple) -> None:
+    def _check_moving(self, start: int, end: int, frame: int, line: tuple, end_moves: bool = False) -> None:
         """Report the candidate if frame ``end`` is another picture, not the followed one moving on (a pan), and
-        every followed frame fits as the moved picture plus the picture at ``end``."""
+        every followed frame fits as the moved picture plus the picture at ``end`` -- standing still, or, where it
+        does not fit so, moving at its own speed (``end_moves``: tried ``BASELINE`` frames later, once measured)."""
         a, b = self._index(frame), self._index(end)
         if a < 0 or b >= len(self._grey) or any(frame < c < start for c in self._cuts):
             return
@@ -405,30 +422,49 @@ class TransitionDetector:
         sa, sb = self._shift[a], self._shift[b]
         if f is None or np.hypot(sa[0] - sb[0], sa[1] - sb[1]) < MOVING * self._grey[a].shape[1]:
             return
+        after = self._speed(b + BASELINE) if end_moves and b + BASELINE < len(self._grey) else None
+        if end_moves and after is None:
+            return
         slope, icpt, _ = line
         weights = [icpt + slope * (t - frame) for t in range(start, end)]
-        self._add_moving(a, b, start, end, weights, lambda t: ((t - a) * f.speed[0], (t - a) * f.speed[1]), b)
+        moving_end = None if after is None else _travel(b, after)
+        if not self._add_moving(a, b, start, end, weights, _travel(a, f.speed), moving_end) and not end_moves:
+            self._both.append((start, end, frame, line))
 
-    def _add_moving(self, a: int, b: int, start: int, end: int, weights: Sequence[float], shift, still: int) -> None:
+    def _add_moving(self, a: int, b: int, start: int, end: int, weights: Sequence[float], shift_a, shift_b) -> bool:
         """Report the dissolve of kept frames ``a`` (the last before it) and ``b`` (the first after it) over
         ``start`` .. ``end - 1`` if they are two pictures (neither dark nor flat, not the same structure) and every
-        frame between fits as the moving one's picture moved by ``shift(t)`` plus the other one (``still``: its
-        kept index, ``a`` or ``b``) -- nearest first, as far as the moved picture covers the frame."""
+        frame between fits as their pictures, each moved by its ``shift_a(t)`` / ``shift_b(t)`` (None: standing
+        still) -- the followed one's nearest frames first, as far as the moved pictures cover the frame. False
+        where a frame does not fit (the caller may try the other picture moving too)."""
         mean, std, corr = self._stats()
         if (mean[[a, b]] <= BLACK).any() or (std[[a, b]] < FLAT).any() or corr[a, b] >= SAME:
-            return
-        followed = b if still == a else a
-        for t in (range(b - 1, a, -1) if followed == b else range(a + 1, b)):
-            fit = _moving_fit(self._grey[t], _moved(self._grey[followed], shift(t)), self._grey[still])
+            return True
+        both = shift_a is not None and shift_b is not None
+        fitted = 0
+        for t in (range(a + 1, b) if shift_a is not None else range(b - 1, a, -1)):
+            pa = self._grey[a] if shift_a is None else _moved(self._grey[a], shift_a(t))
+            pb = self._grey[b] if shift_b is None else _moved(self._grey[b], shift_b(t))
+            fit = _moving_fit(self._grey[t], *((pa, pb) if shift_a is not None else (pb, pa)))
+            if fit is None and both:
+                continue  # each covers the frame from its own side: the middle frames are the ones to fit
             if fit is None:
                 break
             if fit[2] > FIT_MOVING:
-                return
+                return False
+            frame = self.frames - len(self._grey) + t
+            line = weights[frame - start] if start <= frame < end else float(frame >= end)
+            if both and abs(fit[1] / max(fit[0] + fit[1], 1e-9) - line) > MIX:
+                return False  # both moving, any mix of them fits: the frame's own mix must be the line's
+            fitted += 1
+        if both and fitted < RAMP:
+            return True  # moving apart, they cover too little of the same frames to show a blend
         if any(t.start < end and start < t.end for t in self._found) or \
                 self._event is not None and self._event[1] < end and start < self._event[2]:
-            return
+            return True
         self._found.append(Transition(start, end, "dissolve", tuple(float(np.clip(w, 0.0, 1.0)) for w in weights)))
         self._found.sort(key=lambda t: t.start)
+        return True
 
     def _index(self, frame: int) -> int:
         return frame - (self.frames - len(self._thumbs))
@@ -589,6 +625,9 @@ class TransitionDetector:
         for item in [p for p in self._pending if p[1] < self.frames]:
             self._pending.remove(item)
             self._check_moving(*item)
+        for item in list(self._both):
+            self._both.remove(item)
+            self._check_moving(*item, end_moves=True)
         return list(self._found)
 
 
