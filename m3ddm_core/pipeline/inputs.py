@@ -12,7 +12,7 @@ from typing import Iterable, Optional, Sequence
 from .canvas import CanvasError, check_working_size, parse_ratio_list
 from .edits import EditReader
 from .parameters import SHOT_MODES, Value, limit_problems
-from .schedule import CLIP_FRAMES, SCHEDULES, Strides, parse_strides
+from .schedule import CLIP_FRAMES, Strides, parse_strides
 from .shots import ShotError, parse_cuts
 from .transitions import Transition, transition_at
 
@@ -49,8 +49,8 @@ def check_inputs(*, working_size: Optional[int] = None, canvas_mode: str = "offi
             parse_strides(strides, UNKNOWN_LENGTH if num_frames is None else num_frames)
         except ValueError as exc:
             problems.append(f"strides: {exc}")
-    if schedule is not None and schedule not in SCHEDULES:
-        problems.append(f"schedule: {schedule!r} is unknown; use {' or '.join(SCHEDULES)}")
+    if schedule is not None:  # the catalogue's options, in this place of the list
+        problems += limit_problems(schedule=schedule)
     if frame_indexes is not None:
         try:
             parse_frame_indexes(frame_indexes, num_frames)
