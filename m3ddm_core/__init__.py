@@ -7,7 +7,8 @@ Five layers, each built only on the ones before it (tests/test_layers.py):
 derived by :func:`derive_seed`, then encode :func:`encode_video`: an :class:`EncodedVideo` of plain tensors, IMAGE
 batches and streamed files alike) and :func:`sample` (place the model through the front-end's :class:`Runtime`, run
 the plan :func:`run_plan` -- resumable from a :class:`PassStore`, any subset of passes, each by :func:`run_pass` --
-and decode :func:`decode_latents`) -> :func:`composite`; :func:`outpaint_clip` for one hand-picked clip,
+and decode :func:`decode_latents`) -> :func:`composite`; :func:`outpaint_clip` for one hand-picked clip, the
+review gate :func:`preview_keyframes` then :func:`finish_review`,
 :func:`outpaint_video` for frames in memory; the one input check :func:`check_inputs` and what a front-end offers
 (:data:`CHOICES`; every setting's default, limits and meaning, :data:`PARAMETERS`); shots :func:`detect_cuts`, traced
 memory :func:`sampling_memory` and the decision made from it (:func:`reserve_for_sampling`,
@@ -36,6 +37,7 @@ from .pipeline.executors import (MAX_PASSES_PER_CALL, PlanResult, PlanRun, choos
                                   place_for_sampling, reserve_for_sampling, run_passes, run_plan)
 from .pipeline.outpaint import (Outpainted, OutpaintResult, PreparedVideo, Runtime, encode_edits, outpaint_clip,
                                  outpaint_video, prepare, sample)
+from .pipeline.review import KeyframeReview, finish_review, preview_keyframes
 from .pipeline.guidance import active_branches
 from .pipeline.memory import MEMORY_MARGIN, fits_batched, sampling_memory
 from .pipeline.passes import (PassJob, PreparedShot, SampleSettings, decode_latents, prepare_shot, resume_key,
@@ -68,7 +70,8 @@ __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigErr
            "build_canvas", "check_even", "parse_ratio_list", "plan_canvas", "composite", "output_to_canvas",
            "SD_LATENT_SCALE", "EncodedVideo", "encode_global_frames", "encode_video", "global_frame_indexes",
            "preview_canvases", "MAX_PASSES_PER_CALL", "OutpaintResult", "Outpainted", "PreparedVideo", "Runtime",
-           "prepare", "sample", "outpaint_clip", "encode_edits", "PlanResult", "PlanRun", "choose_branching",
+           "prepare", "sample", "outpaint_clip", "encode_edits", "KeyframeReview", "preview_keyframes",
+           "finish_review", "PlanResult", "PlanRun", "choose_branching",
            "default_max_passes", "reserve_for_sampling", "place_for_sampling", "stores_in", "outpaint_video",
            "run_passes", "run_plan", "active_branches", "MEMORY_MARGIN", "fits_batched", "sampling_memory", "PassJob",
            "PreparedShot", "SampleSettings", "decode_latents", "prepare_shot", "resume_key", "run_pass",

@@ -1,10 +1,5 @@
-"""M3DDM Keyframe Preview and M3DDM Continue: judge a long video by its key frames, change them, then finish it.
-
-M3DDM's coarse-to-fine schedule samples each shot's sparsest level first (e.g. every 15th or 30th frame); every finer
-pass is guided by it. The preview samples only that level into the run's pass store and shows the key frames
-composited; Continue samples the rest with the same store, so nothing is sampled twice and, unedited, the result
-equals one Coarse-to-Fine run. An edited key frame (any IMAGE node can repaint it) is brought back onto the working
-canvas, encoded, and guides every later pass.
+"""M3DDM Keyframe Preview and M3DDM Continue: the core's review gate (``m3ddm_core/pipeline/review.py``) as two
+nodes; any IMAGE node between them can repaint a key frame.
 """
 from __future__ import annotations
 
@@ -13,13 +8,13 @@ import logging
 from comfy_api.latest import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from ..m3ddm_core import composite, encode_edits, prepare, sample, shot_summary
+from ..m3ddm_core import finish_review, prepare, preview_keyframes
 
 from . import runtime
 from .layouts import rgb_frames, to_latent_dict, vae_decoder, vae_encoder
-from .validation import node_error, node_errors
+from .validation import node_errors
 from .sampler_nodes import PASSES, sampling_inputs, sampling_settings
-from .types import Keyframes, M3DDMCanvasType, M3DDMKeyframesType, M3DDMModelType
+from .types import M3DDMCanvasType, M3DDMKeyframesType, M3DDMModelType
 from .widgets import widget, widgets
 
 log = logging.getLogger("M3DDM")
@@ -64,27 +59,18 @@ class M3DDMKeyframePreview(io.ComfyNode):
     def execute(cls, m3ddm_model, vae, canvas, scheduler, steps, context_guidance, global_guidance, seed, fps,
                 low_vram, strides, schedule, feather, shot_seeds="") -> io.NodeOutput:
         frames = rgb_frames(canvas.frames, PREVIEW)
-        plan = canvas.plan_for_model(m3ddm_model)
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
         with node_errors(PREVIEW):
             # a Coarse-to-Fine run of the same inputs: its store is the one Continue (or Coarse-to-Fine) resumes
-            video = prepare(frames, int(frames.shape[0]), plan, vae_encoder(vae), settings, fps, seed=seed,
-                            strides=strides, schedule=schedule, cuts=canvas.cuts, shot_seeds=shot_seeds or "",
-                            resumable=True, groups=canvas.groups, transitions=canvas.transitions)
-        first = video.plan.preview_passes()
+            video = prepare(frames, int(frames.shape[0]), canvas.plan_for_model(m3ddm_model), vae_encoder(vae),
+                            settings, fps, seed=seed, strides=strides, schedule=schedule, cuts=canvas.cuts,
+                            shot_seeds=shot_seeds or "", resumable=True, groups=canvas.groups,
+                            transitions=canvas.transitions)
         with runtime.sampling_errors(PREVIEW):
-            keys = sample(video, runtime.comfy_runtime(m3ddm_model, PREVIEW), only=first,
-                          decode=vae_decoder(vae, PREVIEW))
-        preview = composite(frames[keys.frames].float().cpu(), keys.canvases, plan, feather)
-        log.info("[%s] %d key frames of %d frames (%d of %d passes): %s", PREVIEW, len(keys.frames),
-                 video.plan.num_frames, len(first), len(video.plan), keys.frames)
-        if len(first) < len(video.plan.first_level()):
-            log.info("[%s] a short video: its sparsest level is every frame, so the preview is each shot's first "
-                     "clip, not the whole render", PREVIEW)
-        state = Keyframes(canvas, plan, video, tuple(keys.frames), preview, keys.canvases, feather)
-        shots = shot_summary(video.plan, keys.frames)
-        log.info("[%s] %s", PREVIEW, shots.replace("\n", "; "))
-        return io.NodeOutput(preview.to(runtime.output_device()), ", ".join(map(str, keys.frames)), state, shots)
+            review = preview_keyframes(video, frames, runtime.comfy_runtime(m3ddm_model, PREVIEW),
+                                       vae_decoder(vae, PREVIEW), feather)
+        return io.NodeOutput(review.preview.to(runtime.output_device()), ", ".join(map(str, review.frames)), review,
+                             review.shots)
 
 
 class M3DDMContinue(io.ComfyNode):
@@ -121,23 +107,12 @@ class M3DDMContinue(io.ComfyNode):
 
     @classmethod
     def execute(cls, keyframes, m3ddm_model, vae, render=False, edited=None) -> io.NodeOutput:
-        kf = keyframes
         if not render:  # the review gate: what depends on this node waits, without an error
             log.info("[%s] stopped for review: %d key frame(s) previewed; switch 'render' on and Run again to "
-                     "sample the other %d pass(es)", CONTINUE, len(kf.frames),
-                     len(kf.video.plan) - len(kf.video.plan.preview_passes()))
+                     "sample the other %d pass(es)", CONTINUE, len(keyframes.frames), keyframes.remaining)
             return io.NodeOutput(ExecutionBlocker(None), ExecutionBlocker(None))  # None: blocked silently
-        overrides = {}
-        if edited is not None:
-            edited = rgb_frames(edited, CONTINUE).float().cpu()
-            if tuple(edited.shape) != tuple(kf.preview.shape):
-                raise node_error(CONTINUE, f"edited has shape {tuple(edited.shape)}, the preview "
-                                           f"{tuple(kf.preview.shape)}: give the preview's key frames, same count, "
-                                           "order and size")
-            overrides = encode_edits(edited, kf.preview, kf.frames, kf.plan, kf.canvases, vae_encoder(vae))
-            log.info("[%s] edited key frames: %s", CONTINUE, sorted(overrides) or "none")
+        edited = None if edited is None else rgb_frames(edited, CONTINUE).float().cpu()
         with runtime.sampling_errors(CONTINUE):
-            result = sample(kf.video, runtime.comfy_runtime(m3ddm_model, CONTINUE), overrides=overrides,
-                            decode=vae_decoder(vae, CONTINUE))
-        latent = to_latent_dict(result.latents, result.frames)
-        return io.NodeOutput(result.canvases.to(runtime.output_device()), latent)
+            result = finish_review(keyframes, runtime.comfy_runtime(m3ddm_model, CONTINUE), vae_decoder(vae, CONTINUE),
+                                   edited, vae_encoder(vae))
+        return io.NodeOutput(result.canvases.to(runtime.output_device()), to_latent_dict(result.latents, result.frames))

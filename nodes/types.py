@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import CanvasPlan, Edit, PreparedVideo
+from ..m3ddm_core import CanvasPlan, Edit
 
 M3DDMModelType = io.Custom("M3DDM_MODEL")
 M3DDMCanvasType = io.Custom("M3DDM_CANVAS")
@@ -73,18 +73,3 @@ def video_fingerprint(frames: torch.Tensor) -> str:
     for i in sorted({0, n // 2, n - 1}):
         h.update(frames[i, ::7, ::7].detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Keyframes:
-    """A run stopped after its key frames (M3DDM Keyframe Preview), with what M3DDM Continue needs to finish it:
-    the planned and encoded ``video`` (its pass store key follows from it); ``frames`` the key frames' indexes,
-    ``preview`` their composited frames ``[K, OH, OW, 3]`` as shown, ``canvases`` their decoded working canvases."""
-
-    canvas: Canvas
-    plan: CanvasPlan
-    video: PreparedVideo
-    frames: tuple
-    preview: torch.Tensor
-    canvases: torch.Tensor
-    feather: int
