@@ -78,8 +78,9 @@ def to_latent_dict(latents: torch.Tensor, frames: list[int]) -> dict:
     return {"samples": latents / SD_LATENT_SCALE, "m3ddm_frames": list(frames)}
 
 
-def guide_latents(latent: dict, latent_hw: tuple[int, int], num_frames: int, node: str) -> dict[int, torch.Tensor]:
-    """A guide LATENT from an M3DDM sampler -> ``{frame index: scaled latent [4, h, w]}``."""
+def guide_latents(latent: dict, node: str) -> dict[int, torch.Tensor]:
+    """A guide LATENT from an M3DDM sampler -> ``{frame index: scaled latent [4, h, w]}`` (:func:`outpaint_clip`
+    checks that they fit the canvas and the video)."""
     if not isinstance(latent, dict) or "samples" not in latent:
         raise node_error(node, "the guide input is not a LATENT")
     samples = latent["samples"]
@@ -87,13 +88,8 @@ def guide_latents(latent: dict, latent_hw: tuple[int, int], num_frames: int, nod
     if frames is None:
         raise node_error(node, "the guide LATENT does not come from an M3DDM sampler (it carries no frame indexes); "
                                "connect the LATENT output of M3DDM Sample Clip or M3DDM Coarse-to-Fine Outpaint")
-    if samples.ndim != 4 or samples.shape[1] != 4 or tuple(samples.shape[-2:]) != tuple(latent_hw):
-        raise node_error(node, f"guide LATENT has shape {tuple(samples.shape)}; this canvas needs [frames, 4, "
-                               f"{latent_hw[0]}, {latent_hw[1]}] -- it was made for another canvas")
     if samples.shape[0] != len(frames):
         raise node_error(node, f"guide LATENT holds {samples.shape[0]} latents for {len(frames)} frame indexes")
-    if frames and max(frames) >= num_frames:
-        raise node_error(node, f"guide LATENT refers to frame {max(frames)}, but the video has {num_frames} frames")
     return {int(f): samples[i].float().cpu() * SD_LATENT_SCALE for i, f in enumerate(frames)}
 
 

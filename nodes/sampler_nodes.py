@@ -135,7 +135,7 @@ class M3DDMSampleClip(io.ComfyNode):
         frames = rgb_frames(canvas.frames, cls.NODE)
         plan = canvas.plan_for_model(m3ddm_model)
         g_latents = _check_global(global_frames, canvas, plan, cls.NODE)
-        guides = guide_latents(guide, plan.latent_hw, len(frames), cls.NODE) if guide is not None else {}
+        guides = guide_latents(guide, cls.NODE) if guide is not None else {}
         settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
         with runtime.sampling_errors(cls.NODE):
             out = outpaint_clip(frames, frame_indexes, plan, vae_encoder(vae),

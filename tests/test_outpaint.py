@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from helpers import TinyVAE, load_clip
-from m3ddm_core import PassStore, Runtime, SampleSettings, outpaint_video, prepare, sample
+from m3ddm_core import PassStore, Runtime, SampleSettings, outpaint_clip, outpaint_video, prepare, sample
 
 FAST = SampleSettings(steps=1, s1=1.0, s2=1.0)
 
@@ -106,3 +106,20 @@ def test_a_resumable_batch_is_keyed_by_its_frames(plan):
     assert prepare(frames, 20, plan, vae.encode, FAST, 16.0).content is None  # not resumable: no store
     with pytest.raises(ValueError, match="give an iterator's identity as content"):
         prepare(iter(frames), 20, plan, vae.encode, FAST, 16.0, resumable=True)
+
+
+def test_a_clip_refuses_guides_of_another_canvas_or_past_the_video_before_any_work(micro_model, plan):
+    frames, vae = load_clip(6), TinyVAE()
+
+    def place(settings, hw):
+        raise AssertionError("the model was placed for a clip whose guides were wrong")
+    h, w = plan.latent_hw
+    for guides, message in (({0: torch.zeros(4, h // 2, w)}, rf"frame 0 has shape \(4, {h // 2}, {w}\).*another"),
+                            ({9: torch.zeros(4, h, w)}, "refers to frame 9, but the video has 6 frames")):
+        with pytest.raises(ValueError, match=message):
+            outpaint_clip(frames, "0-3", plan, vae.encode, Runtime(place), FAST, 16.0, guides=guides)
+    assert vae.encoded_images == 0
+    out = outpaint_clip(frames, "0-3", plan, vae.encode, Runtime.fixed(micro_model), FAST, 16.0,
+                        guides={0: torch.zeros(4, h, w)})
+    assert out.frames == [0, 1, 2, 3] and torch.equal(out.latents[0], torch.zeros(4, h, w))  # the guide, kept
+    assert out.latents[1:].abs().sum() > 0

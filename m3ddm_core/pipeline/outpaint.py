@@ -219,13 +219,19 @@ def outpaint_clip(frames: torch.Tensor, indexes: Union[Sequence[int], str], canv
                   decode: Optional[DecodeFn] = None) -> Outpainted:
     """One hand-picked clip (M3DDM Sample Clip): frames ``indexes`` (up to 16, a repeat pads; or the text a user
     writes, ``0-15`` or ``0,15,30``: :func:`.inputs.parse_frame_indexes`) of ``frames`` ``[N, H, W, 3]``, those in
-    ``guides`` (frame -> latent from an earlier clip) kept as guide frames. Only the
+    ``guides`` (frame -> scaled latent ``[4, h, w]`` from an earlier clip) kept as guide frames. Only the
     clip's frames are encoded -- before the model is placed, so the VAE's work never shares the device with the
     UNet -- and the pass draws the noise of a shot seeded ``seed``. ``global_latents``: the whole video's 16 global
     frames (else the clip's own)."""
     if isinstance(indexes, str):
         indexes = parse_frame_indexes(indexes, int(frames.shape[0]))
     guides = dict(guides or {})
+    for f, latent in guides.items():
+        if tuple(latent.shape) != (4, *canvas.latent_hw):
+            raise ValueError(f"the guide latent of frame {f} has shape {tuple(latent.shape)}; this canvas needs [4, "
+                             f"{canvas.latent_hw[0]}, {canvas.latent_hw[1]}] -- it was made for another canvas")
+        if not 0 <= f < frames.shape[0]:
+            raise ValueError(f"a guide refers to frame {f}, but the video has {frames.shape[0]} frames")
     clip = clip_pass(indexes, guides)
     distinct = list(clip.distinct_frames)
     local = {f: i for i, f in enumerate(distinct)}  # the clip's frames as a video of their own
