@@ -23,20 +23,10 @@ MODEL_FOLDER = "m3ddm"
 
 
 def register_model_folder() -> None:
-    """Register ``models/m3ddm``; paths and extensions from extra_model_paths.yaml are kept, ours appended."""
-    default = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
-    entry = folder_paths.folder_names_and_paths.get(MODEL_FOLDER)
-    if entry is None:
-        folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([default], set(CHOICES.weight_suffixes))
-        return
-    paths, exts = entry
-    if default not in paths:
-        paths.append(default)
-    if exts:  # an empty container means "every file"; keep that
-        if isinstance(exts, set):
-            exts.update(CHOICES.weight_suffixes)
-        else:
-            exts.extend(e for e in CHOICES.weight_suffixes if e not in exts)
+    """Register ``models/m3ddm`` after the paths extra_model_paths.yaml gave it; ComfyUI's own lists of the folder
+    (the model library) show the weight files."""
+    folder_paths.add_model_folder_path(MODEL_FOLDER, os.path.join(folder_paths.models_dir, MODEL_FOLDER))
+    folder_paths.folder_names_and_paths[MODEL_FOLDER][1].update(CHOICES.weight_suffixes)
 
 
 def list_models() -> list[str]:

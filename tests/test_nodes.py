@@ -69,7 +69,7 @@ def models_dir(tmp_path, plugin):
         folder_paths.folder_names_and_paths["m3ddm"] = saved
 
 
-def test_model_folder_registration_merges_with_extra_model_paths(plugin):
+def test_model_folder_registration_merges_with_extra_model_paths(node_classes, plugin):
     import folder_paths
     runtime = plugin.nodes.runtime
     saved = folder_paths.folder_names_and_paths.pop("m3ddm", None)
@@ -78,6 +78,7 @@ def test_model_folder_registration_merges_with_extra_model_paths(plugin):
         runtime.register_model_folder()
         paths, exts = folder_paths.folder_names_and_paths["m3ddm"]
         assert paths[0] == "/data/user/m3ddm" and paths[1].endswith("m3ddm") and len(paths) == 2
+        assert {".safetensors", ".bin", ".ckpt"} <= exts
         runtime.register_model_folder()  # idempotent
         assert len(folder_paths.folder_names_and_paths["m3ddm"][0]) == 2
     finally:
