@@ -25,7 +25,8 @@ class M3DDMComposite(io.ComfyNode):
                         "resampled to the output size, the originals pasted back unchanged, and the seam feathered "
                         "on the generated side only. Output is cropped to the target.",
             inputs=[
-                io.Image.Input("images", tooltip="The original frames (the same IMAGE given to M3DDM Outpaint Canvas)."),
+                io.Image.Input("images",
+                               tooltip="The original frames (the same IMAGE given to M3DDM Outpaint Canvas)."),
                 io.Image.Input("generated", tooltip="Generated canvases from an M3DDM sampler, at any resolution "
                                                     "(e.g. after an upscale model)."),
                 M3DDMCanvasType.Input("canvas", tooltip="The canvas the frames were generated with."),

@@ -5,12 +5,12 @@ import logging
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import CHOICES, evaluation_task
+from ..m3ddm_core import CHOICES, SampleSettings, evaluation_task
 
 from . import runtime
-from .layouts import check_sd_vae, rgb_frames
+from .layouts import rgb_frames, vae_codec
 from .validation import node_errors
-from .sampler_nodes import PASSES, run_outpaint, sampling_inputs, sampling_settings
+from .sampler_nodes import PASSES, run_outpaint, sampling_inputs
 from .types import M3DDMModelType
 from .widgets import widget, widgets
 
@@ -51,15 +51,14 @@ class M3DDMEvaluate(io.ComfyNode):
     def execute(cls, images, m3ddm_model, vae, mask_ratio, direction, paper_size, scheduler, steps,
                 context_guidance, global_guidance, seed, fps, low_vram, strides, schedule,
                 working_size=CHOICES.working_size) -> io.NodeOutput:
-        check_sd_vae(vae, NODE)
+        codec = vae_codec(vae, NODE)
         with node_errors(NODE):
             task = evaluation_task(rgb_frames(images, NODE), mask_ratio, direction, paper_size, working_size,
                                    m3ddm_model.family)
         truth, hw = task.truth, task.truth.shape[1:3]
-        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
-        _, canvases = run_outpaint(NODE, m3ddm_model, vae, task.visible, task.plan, settings, seed, fps, strides,
-                                   schedule)
-        outpainted, metrics = task.score(canvases)
+        settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)
+        result = run_outpaint(NODE, m3ddm_model, codec, task.visible, task.plan, settings, seed, fps, strides, schedule)
+        outpainted, metrics = task.score(result.canvases)
         report = (f"M3DDM evaluation ({m3ddm_model.family}, working size {working_size}): {direction}, mask ratio "
                   f"{mask_ratio:g}, {hw[1]}x{hw[0]}, {scheduler} "
                   f"{steps} steps, s1 {context_guidance:g}, s2 {global_guidance:g}, seed {seed}\n" + metrics.report())

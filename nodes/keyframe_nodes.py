@@ -8,12 +8,12 @@ import logging
 from comfy_api.latest import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from ..m3ddm_core import finish_review, prepare, preview_keyframes
+from ..m3ddm_core import SampleSettings, finish_review, prepare, preview_keyframes
 
 from . import runtime
-from .layouts import rgb_frames, to_latent_dict, vae_decoder, vae_encoder
+from .layouts import rgb_frames, to_latent_dict, vae_codec
 from .validation import node_errors
-from .sampler_nodes import PASSES, sampling_inputs, sampling_settings
+from .sampler_nodes import PASSES, sampling_inputs
 from .types import M3DDMCanvasType, M3DDMKeyframesType, M3DDMModelType
 from .widgets import widget, widgets
 
@@ -58,17 +58,18 @@ class M3DDMKeyframePreview(io.ComfyNode):
     @classmethod
     def execute(cls, m3ddm_model, vae, canvas, scheduler, steps, context_guidance, global_guidance, seed, fps,
                 low_vram, strides, schedule, feather, shot_seeds="") -> io.NodeOutput:
+        encode, decode = vae_codec(vae, PREVIEW)
         frames = rgb_frames(canvas.frames, PREVIEW)
-        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
+        settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)
         with node_errors(PREVIEW):
             # a Coarse-to-Fine run of the same inputs: its store is the one Continue (or Coarse-to-Fine) resumes
-            video = prepare(frames, int(frames.shape[0]), canvas.plan_for_model(m3ddm_model), vae_encoder(vae),
+            video = prepare(frames, int(frames.shape[0]), canvas.plan_for_model(m3ddm_model), encode,
                             settings, fps, seed=seed, strides=strides, schedule=schedule, cuts=canvas.cuts,
-                            shot_seeds=shot_seeds or "", resumable=True, groups=canvas.groups,
+                            shot_seeds=shot_seeds, resumable=True, groups=canvas.groups,
                             transitions=canvas.transitions)
         with runtime.sampling_errors(PREVIEW):
             review = preview_keyframes(video, frames, runtime.comfy_runtime(m3ddm_model, PREVIEW),
-                                       vae_decoder(vae, PREVIEW), feather)
+                                       decode, feather)
         return io.NodeOutput(review.preview.to(runtime.output_device()), ", ".join(map(str, review.frames)), review,
                              review.shots)
 
@@ -111,8 +112,8 @@ class M3DDMContinue(io.ComfyNode):
             log.info("[%s] stopped for review: %d key frame(s) previewed; switch 'render' on and Run again to "
                      "sample the other %d pass(es)", CONTINUE, len(keyframes.frames), keyframes.remaining)
             return io.NodeOutput(ExecutionBlocker(None), ExecutionBlocker(None))  # None: blocked silently
+        encode, decode = vae_codec(vae, CONTINUE)
         edited = None if edited is None else rgb_frames(edited, CONTINUE).float().cpu()
         with runtime.sampling_errors(CONTINUE):
-            result = finish_review(keyframes, runtime.comfy_runtime(m3ddm_model, CONTINUE), vae_decoder(vae, CONTINUE),
-                                   edited, vae_encoder(vae))
+            result = finish_review(keyframes, runtime.comfy_runtime(m3ddm_model, CONTINUE), decode, edited, encode)
         return io.NodeOutput(result.canvases.to(runtime.output_device()), to_latent_dict(result.latents, result.frames))

@@ -5,6 +5,7 @@ nodes use it); m3ddm_core latents are scaled by 0.18215 and pixels are ``[k, H, 
 """
 from __future__ import annotations
 
+from typing import Callable
 
 import torch
 
@@ -19,7 +20,8 @@ def rgb_frames(images: torch.Tensor, node: str) -> torch.Tensor:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise node_error(node, f"expected an IMAGE batch [frames, height, width, channels], got {shape}")
     if images.shape[0] == 0:
-        raise node_error(node, "the IMAGE batch has 0 frames; connect a video or image sequence with at least one frame")
+        raise node_error(node, "the IMAGE batch has 0 frames; connect a video or image sequence with at least one "
+                               "frame")
     c = images.shape[-1]
     if c == 3:
         return images
@@ -39,37 +41,30 @@ def with_channels(rgb: torch.Tensor, channels: int) -> torch.Tensor:
     return rgb
 
 
-def check_sd_vae(vae, node: str) -> None:
-    """M3DDM works in the SD1.x latent space: 4 channels, 8x downscale, images (not video)."""
-    channels = getattr(vae, "latent_channels", None)
-    ratio = getattr(vae, "downscale_ratio", 8)
+DECODING_FIX = ("ComfyUI already retried in tiles. Close other workflows or programs that use the GPU, or lower "
+                "working_size on M3DDM Outpaint Canvas (the VAE decodes canvases of that size).")
+
+
+def vae_codec(vae, node: str) -> tuple[Callable, Callable]:
+    """A ComfyUI VAE, refused unless it is SD 1.x's (M3DDM works in its latent space: 4 channels, 8x, images), as
+    ``(encode, decode)``: pixels ``[k, H, W, 3]`` 0..1 <-> scaled latents ``[k, 4, H/8, W/8]``, on the CPU. Out of
+    memory while decoding is named after ``node``, with what to do (not low_vram: that is the UNet's)."""
+    channels, ratio = getattr(vae, "latent_channels", None), getattr(vae, "downscale_ratio", 8)
     dim = getattr(vae, "latent_dim", 2)
     if channels != 4 or ratio != 8 or dim != 2:
-        raise node_error(node, f"the VAE has {channels} latent channels, downscale {ratio}, latent dim {dim}; M3DDM needs "
-                               "the Stable Diffusion 1.x VAE (4 channels, 8x, image). Load e.g. "
+        raise node_error(node, f"the VAE has {channels} latent channels, downscale {ratio}, latent dim {dim}; M3DDM "
+                               "needs the Stable Diffusion 1.x VAE (4 channels, 8x, image). Load e.g. "
                                "vae-ft-mse-840000-ema-pruned.safetensors with the core Load VAE node.")
 
-
-def vae_encoder(vae):
-    """ComfyUI VAE -> ``encode(pixels [k, H, W, 3] 0..1) -> [k, 4, H/8, W/8]`` scaled latents (CPU)."""
     def encode(pixels: torch.Tensor) -> torch.Tensor:
         return vae.encode(pixels).float().cpu() * SD_LATENT_SCALE
-    return encode
 
-
-DECODING_FIX = ("ComfyUI already retried in tiles. Close other workflows or programs that use the GPU, or lower "
-               "working_size on M3DDM Outpaint Canvas (the VAE decodes canvases of that size).")
-
-
-def vae_decoder(vae, node: str):
-    """ComfyUI VAE -> ``decode(scaled latents [k, 4, h, w]) -> [k, H, W, 3]`` float 0..1 (CPU); out of memory
-    named after ``node``, with what to do (not low_vram: it is the UNet's)."""
     def decode(latents: torch.Tensor) -> torch.Tensor:
         try:
             return vae.decode(latents / SD_LATENT_SCALE)[..., :3].float().cpu()
         except torch.cuda.OutOfMemoryError as exc:
             raise oom_hint(exc, node, "decoding the canvases with the VAE", DECODING_FIX) from exc
-    return decode
+    return encode, decode
 
 
 def to_latent_dict(latents: torch.Tensor, frames: list[int]) -> dict:

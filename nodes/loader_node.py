@@ -22,7 +22,8 @@ class LoadM3DDMModel(io.ComfyNode):
                         "auto. ComfyUI moves it to the GPU when sampling and can offload it.",
             inputs=[
                 io.Combo.Input("model_name", options=runtime.list_models(),
-                               tooltip="A folder or file under models/m3ddm (or an m3ddm path in extra_model_paths.yaml)."),
+                               tooltip="A folder or file under models/m3ddm (or an m3ddm path in "
+                                       "extra_model_paths.yaml)."),
                 widget("dtype"),
                 widget("family", optional=True),
             ],

@@ -37,16 +37,6 @@ def list_models() -> list[str]:
     return list_weights(folder_paths.get_folder_paths(MODEL_FOLDER))
 
 
-def find_model(name: str) -> str | None:
-    """The path of ``name`` in the m3ddm model folders, or None (also for a name that leads out of them)."""
-    for root in folder_paths.get_folder_paths(MODEL_FOLDER):
-        path = os.path.normpath(os.path.join(root, name))
-        if os.path.commonpath([os.path.abspath(root), os.path.abspath(path)]) == os.path.abspath(root) \
-                and os.path.exists(path):
-            return path
-    return None
-
-
 def missing_model(name: str) -> str:
     """What to do when ``name`` is not in the m3ddm model folders: where they are and where to get the weights."""
     roots = ", ".join(folder_paths.get_folder_paths(MODEL_FOLDER))
@@ -56,10 +46,12 @@ def missing_model(name: str) -> str:
 
 
 def resolve_model(name: str) -> str:
-    path = find_model(name)
-    if path is None:
-        raise FileNotFoundError(f"[M3DDM_LoadModel] {missing_model(name)}")
-    return path
+    """The path of ``name`` in the m3ddm model folders; a name that is not there or leads out of them is refused."""
+    for root in map(os.path.abspath, folder_paths.get_folder_paths(MODEL_FOLDER)):
+        path = os.path.normpath(os.path.join(root, name))
+        if os.path.commonpath([root, path]) == root and os.path.exists(path):
+            return path
+    raise FileNotFoundError(f"[M3DDM_LoadModel] {missing_model(name)}")
 
 
 def comfy_attention(q, k, v, heads):
@@ -71,37 +63,26 @@ def load_model(name: str, dtype_name: str, family: str = "auto") -> M3DDMModel:
     """Load ``name`` from models/m3ddm in ``dtype_name`` (auto: ComfyUI's choice for the device) by the core's
     :func:`load_model`; ``family`` auto takes the weights' family, m3ddm / m3ddm_plus override it."""
     import comfy.model_management as mm
+    import comfy.model_patcher
     import comfy.ops
 
     path = resolve_model(name)
     device, offload = mm.get_torch_device(), mm.unet_offload_device()
     dtype = dtype_name if dtype_name != "auto" else mm.unet_dtype(
         device, model_params=1_300_000_000, supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
-    if dtype_name == "fp16" and device.type == "cpu":
-        log.warning("M3DDM: fp16 on the CPU is slow; bf16 or fp32 are faster there")
     # ComfyUI's attention backends pay off on GPUs; on the CPU its sub-quadratic kernel is ~10x slower than the
     # core's default (SDPA)
     attention = {"attention": comfy_attention} if device.type != "cpu" else {}
     with node_errors("M3DDM_LoadModel"):
         loaded = load_weights(path, dtype, offload, family, compute_device=device, ops=comfy.ops.disable_weight_init,
                               **attention)
-    patcher = model_patcher_class()(loaded.unet, load_device=device, offload_device=offload)
+    # CoreModelPatcher: what core builds its own models with, which current ComfyUI turns into its dynamic-VRAM
+    # patcher on GPUs where that is on; ComfyUI 0.3.75 has only ModelPatcher
+    patcher = getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)(
+        loaded.unet, load_device=device, offload_device=offload)
     log.info("M3DDM: loaded %s as %s (load device %s), family %s (%s)", name, loaded.unet.dtype, device,
              loaded.family, loaded.why)
     return M3DDMModel(patcher=patcher, name=name, dtype=loaded.unet.dtype, family=loaded.family)
-
-
-def model_patcher_class() -> type:
-    """The patcher core builds its own models with: ``CoreModelPatcher``, which current ComfyUI turns into its
-    dynamic-VRAM patcher on GPUs where dynamic VRAM is on (a plain ModelPatcher on the CPU, or with it off);
-    ComfyUI 0.3.75 has only ``ModelPatcher``."""
-    import comfy.model_patcher
-    return getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)
-
-
-def is_dynamic(patcher) -> bool:
-    """Whether ``patcher`` streams weights to the GPU itself (dynamic VRAM): it refuses a forced full load."""
-    return bool(getattr(patcher, "is_dynamic", lambda: False)())
 
 
 def _comfy_casts(layer: torch.nn.Module) -> bool:
@@ -118,14 +99,12 @@ def model_on_device(handle: M3DDMModel, settings: SampleSettings, latent_hw: tup
 
     def load(reserve: int):
         # whole on the device where it fits (the clip loop reads every weight 50 times a clip); a dynamic-VRAM
-        # patcher decides that itself and refuses to be forced
-        mm.load_models_gpu([handle.patcher], memory_required=reserve, force_full_load=not is_dynamic(handle.patcher))
+        # patcher (current ComfyUI) streams weights itself and refuses to be forced
+        dynamic = getattr(handle.patcher, "is_dynamic", lambda: False)()
+        mm.load_models_gpu([handle.patcher], memory_required=reserve, force_full_load=not dynamic)
         model = handle.patcher.model
         # comfy.ops layers that cast, stream or patch their weights do it in their own forward: keep that route
         model.set_conv_route("per_frame" if any(_comfy_casts(m) for m in model.modules()) else "auto")
-        if model.device.type == "cpu":
-            log.warning("M3DDM is sampling on the CPU: this works but is slow (minutes per 16-frame clip at full "
-                        "size)")
         return model
     device = handle.patcher.load_device
     return place_for_sampling(handle.patcher.model.raw_config, handle.dtype, settings, latent_hw,
@@ -137,7 +116,8 @@ def comfy_runtime(handle: M3DDMModel, node: str) -> Runtime:
     """The pipeline's :class:`Runtime` inside ComfyUI: the model placed by its model management, finished passes
     kept in its user directory, its progress bar with latent previews, its Cancel, and ``node`` in the log."""
     return Runtime(place_model=lambda settings, latent_hw: model_on_device(handle, settings, latent_hw, node),
-                   store=resume_folder(),
+                   # the user directory: ComfyUI wipes its temp folder at every start, and a run resumes after a crash
+                   store=os.path.join(folder_paths.get_user_directory(), "m3ddm_resume"),
                    progress=lambda total, done, model: progress_callback(total, model.device, done),
                    check_interrupt=check_interrupt, name=node)
 
@@ -195,15 +175,6 @@ def count_progress(total: int) -> Callable[[int], None]:
 
     pbar = comfy.utils.ProgressBar(total)
     return lambda done: pbar.update_absolute(done, total)
-
-
-RESUME_FOLDER = "m3ddm_resume"
-
-
-def resume_folder() -> str:
-    """Where the finished passes of a run wait for a re-run: ComfyUI's user directory (its temp folder is wiped
-    at every start, and a run should also resume after a crash)."""
-    return os.path.join(folder_paths.get_user_directory(), RESUME_FOLDER)
 
 
 def output_device():

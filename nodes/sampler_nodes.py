@@ -4,14 +4,15 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import Edit, SampleSettings, encode_global_frames, outpaint_clip, prepare, sample
+from ..m3ddm_core import Edit, Outpainted, SampleSettings, encode_global_frames, outpaint_clip, prepare, sample
 
 from . import runtime
-from .layouts import check_sd_vae, guide_latents, rgb_frames, to_latent_dict, vae_decoder, vae_encoder
+from .layouts import guide_latents, rgb_frames, to_latent_dict, vae_codec
 from .validation import node_error, node_errors, text_input_problem
 from .shot_inputs import FROM_CANVAS, find_edit, shot_inputs
 from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
 from .widgets import widget, widgets
+
 
 def _model_vae_canvas_inputs() -> list:
     return [
@@ -31,11 +32,6 @@ def sampling_inputs(fps: bool = True) -> list:
             widget("seed", control_after_generate=True), *rate, widget("low_vram")]
 
 
-def sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram) -> SampleSettings:
-    return SampleSettings(steps=steps, s1=context_guidance, s2=global_guidance, scheduler=scheduler,
-                          sequential=low_vram)
-
-
 def _check_global(global_frames, canvas, plan, node):
     """The latents of ``global_frames`` if they were encoded for ``canvas`` sampled with ``plan``."""
     if global_frames is None:
@@ -51,18 +47,16 @@ def _check_global(global_frames, canvas, plan, node):
     return global_frames.latents
 
 
-def run_outpaint(node: str, m3ddm_model, vae, frames: torch.Tensor, plan, settings: SampleSettings, seed: int,
-                 fps: float, strides, schedule: str, edit: Edit = Edit(),
-                 global_latents=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Coarse-to-fine outpainting of IMAGE ``frames`` ``[N, H, W, 3]`` cut as ``edit`` says, by the core's entry:
-    ``(latents [N, 4, h, w], canvases [N, ch, cw, 3])``. Resumable: the frames' hash keys the run's pass store."""
+def run_outpaint(node: str, m3ddm_model, codec, frames: torch.Tensor, plan, settings: SampleSettings, seed: int,
+                 fps: float, strides, schedule: str, edit: Edit = Edit(), global_latents=None) -> Outpainted:
+    """Coarse-to-fine outpainting of IMAGE ``frames`` ``[N, H, W, 3]`` cut as ``edit`` says, by the core's entry
+    (``codec``: :func:`vae_codec`). Resumable: the frames' hash keys the run's pass store."""
     with node_errors(node):  # a bad schedule or cut is refused before any encoding
-        video = prepare(frames, int(frames.shape[0]), plan, vae_encoder(vae), settings, fps, seed=seed,
-                        strides=strides, schedule=schedule, cuts=edit.cuts, global_latents=global_latents,
-                        resumable=True, groups=edit.groups, transitions=edit.transitions)
+        video = prepare(frames, int(frames.shape[0]), plan, codec[0], settings, fps, seed=seed, strides=strides,
+                        schedule=schedule, cuts=edit.cuts, global_latents=global_latents, resumable=True,
+                        groups=edit.groups, transitions=edit.transitions)
     with runtime.sampling_errors(node):
-        result = sample(video, runtime.comfy_runtime(m3ddm_model, node), decode=vae_decoder(vae, node))
-    return result.latents, result.canvases
+        return sample(video, runtime.comfy_runtime(m3ddm_model, node), decode=codec[1])
 
 
 class M3DDMEncodeGlobalFrames(io.ComfyNode):
@@ -76,7 +70,8 @@ class M3DDMEncodeGlobalFrames(io.ComfyNode):
             category="M3DDM",
             description="Encodes the 16 global frames (sampled uniformly over the whole video; M3DDM: masked like "
                         "the clips; M3DDM+: the whole frames squashed to the working size, as the canvas's "
-                        "preprocessing says) with the SD1.5 VAE. Every M3DDM clip cross-attends to them for video-wide consistency.",
+                        "preprocessing says) with the SD1.5 VAE. Every M3DDM clip cross-attends to them for video-wide "
+                        "consistency.",
             inputs=[
                 io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE (core Load VAE)."),
                 M3DDMCanvasType.Input("canvas", tooltip="From M3DDM Outpaint Canvas."),
@@ -90,10 +85,10 @@ class M3DDMEncodeGlobalFrames(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae, canvas, m3ddm_model=None) -> io.NodeOutput:
-        check_sd_vae(vae, cls.NODE)
+        encode, _ = vae_codec(vae, cls.NODE)
         frames = rgb_frames(canvas.frames, cls.NODE)
-        plan = canvas.plan_for_model(m3ddm_model) if m3ddm_model is not None else canvas.plan
-        latents = encode_global_frames(frames, plan, vae_encoder(vae))
+        plan = canvas.plan_for_model(m3ddm_model)
+        latents = encode_global_frames(frames, plan, encode)
         return io.NodeOutput(GlobalFrames(latents=latents, video_id=canvas.video_id, plan=plan))
 
 
@@ -118,8 +113,8 @@ class M3DDMSampleClip(io.ComfyNode):
                                         "are kept as guides."),
             ],
             outputs=[
-                io.Latent.Output(display_name="latent", tooltip="Latents of the clip's frames (core VAE Decode works on "
-                                                                "them; also a guide for the next clip)."),
+                io.Latent.Output(display_name="latent", tooltip="Latents of the clip's frames (core VAE Decode works "
+                                                                "on them; also a guide for the next clip)."),
                 io.Image.Output(display_name="generated", tooltip="Decoded working canvases of the clip's frames."),
             ],
         )
@@ -131,16 +126,15 @@ class M3DDMSampleClip(io.ComfyNode):
     @classmethod
     def execute(cls, m3ddm_model, vae, canvas, global_frames, frame_indexes, scheduler, steps, context_guidance,
                 global_guidance, seed, fps, low_vram, guide=None) -> io.NodeOutput:
-        check_sd_vae(vae, cls.NODE)
+        encode, decode = vae_codec(vae, cls.NODE)
         frames = rgb_frames(canvas.frames, cls.NODE)
         plan = canvas.plan_for_model(m3ddm_model)
         g_latents = _check_global(global_frames, canvas, plan, cls.NODE)
         guides = guide_latents(guide, cls.NODE) if guide is not None else {}
-        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
+        settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)
         with runtime.sampling_errors(cls.NODE):
-            out = outpaint_clip(frames, frame_indexes, plan, vae_encoder(vae),
-                                runtime.comfy_runtime(m3ddm_model, cls.NODE), settings, fps, seed, guides, g_latents,
-                                vae_decoder(vae, cls.NODE))
+            out = outpaint_clip(frames, frame_indexes, plan, encode, runtime.comfy_runtime(m3ddm_model, cls.NODE),
+                                settings, fps, seed, guides, g_latents, decode)
         return io.NodeOutput(to_latent_dict(out.latents, out.frames), out.canvases.to(runtime.output_device()))
 
 
@@ -171,7 +165,8 @@ class M3DDMCoarseToFine(io.ComfyNode):
             outputs=[
                 io.Image.Output(display_name="generated", tooltip="The generated working canvases, one per frame; feed "
                                                                   "M3DDM Composite (optionally through an upscaler)."),
-                io.Latent.Output(display_name="latent", tooltip="Latents of every frame (a guide for M3DDM Sample Clip)."),
+                io.Latent.Output(display_name="latent",
+                                 tooltip="Latents of every frame (a guide for M3DDM Sample Clip)."),
             ],
         )
 
@@ -182,7 +177,7 @@ class M3DDMCoarseToFine(io.ComfyNode):
     @classmethod
     def execute(cls, m3ddm_model, vae, canvas, scheduler, steps, context_guidance, global_guidance, seed, fps,
                 low_vram, strides, schedule, shots=FROM_CANVAS, cuts="", global_frames=None) -> io.NodeOutput:
-        check_sd_vae(vae, cls.NODE)
+        codec = vae_codec(vae, cls.NODE)
         frames = rgb_frames(canvas.frames, cls.NODE)
         edit = canvas.edit if shots == FROM_CANVAS else find_edit(shots, cuts, "auto", frames, len(frames), cls.NODE)
         plan = canvas.plan_for_model(m3ddm_model)
@@ -190,8 +185,7 @@ class M3DDMCoarseToFine(io.ComfyNode):
         if edit.cuts and g_latents is not None:
             raise node_error(cls.NODE, "global frames cover the whole video, but this run is split into shots (each "
                                        "takes its own); disconnect global_frames or set shots to none")
-        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
-        latents, canvases = run_outpaint(cls.NODE, m3ddm_model, vae, frames, plan, settings, seed, fps, strides,
-                                         schedule, edit, g_latents)
-        latent = to_latent_dict(latents, list(range(frames.shape[0])))
-        return io.NodeOutput(canvases.to(runtime.output_device()), latent)
+        settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)
+        result = run_outpaint(cls.NODE, m3ddm_model, codec, frames, plan, settings, seed, fps, strides, schedule,
+                              edit, g_latents)
+        return io.NodeOutput(result.canvases.to(runtime.output_device()), to_latent_dict(result.latents, result.frames))

@@ -9,14 +9,14 @@ import numpy as np
 import torch
 from comfy_api.latest import Input, Types, io
 
-from ..m3ddm_core import (CHOICES, FrameRangeError, OutpaintedFrames, VideoFileError, open_range,
+from ..m3ddm_core import (CHOICES, FrameRangeError, OutpaintedFrames, SampleSettings, VideoFileError, open_range,
                           prepare_file, sample)
 
 from . import runtime
 from .canvas_node import TARGET, plan_family, plan_for, working_inputs
-from .layouts import check_sd_vae, vae_decoder, vae_encoder
+from .layouts import vae_codec
 from .validation import node_errors, text_input_problem
-from .sampler_nodes import PASSES, sampling_inputs, sampling_settings
+from .sampler_nodes import PASSES, sampling_inputs
 from .shot_inputs import shot_inputs
 from .types import M3DDMModelType
 from .widgets import widget, widgets
@@ -46,10 +46,6 @@ class OutpaintedVideo(Input.Video):
 
     def __init__(self, frames: OutpaintedFrames):
         self.outpainted = frames
-
-    @property
-    def cuts(self) -> tuple:  # first frames of new shots (M3DDM Quality Check reads them)
-        return self.outpainted.cuts
 
     def get_dimensions(self) -> tuple[int, int]:
         return self.outpainted.size
@@ -117,7 +113,8 @@ class M3DDMOutpaintVideo(io.ComfyNode):
             description="Outpaints a whole VIDEO (Load Video, or any VIDEO) in bounded memory: frames stream from the "
                         "file into the square working canvas, Coarse-to-Fine sampling runs on latents only, and the "
                         "output VIDEO is composited frame by frame at native resolution while Save Video writes it "
-                        "(source audio, frame timing, colours and orientation kept). Interrupted runs resume from the last finished pass; edited "
+                        "(source audio, frame timing, colours and orientation kept). Interrupted runs resume from the "
+                        "last finished pass; edited "
                         "videos can be outpainted shot by shot.",
             inputs=[
                 io.Video.Input("video", tooltip="The source video (core Load Video, or any VIDEO)."),
@@ -147,7 +144,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
                 pad_bottom, canvas_mode, scheduler, steps, context_guidance, global_guidance, seed, low_vram, strides,
                 schedule, feather, start_frame, frame_count, shots="none", cuts="", preprocessing="auto",
                 working_size=CHOICES.working_size, setups="auto", upscale_model=None) -> io.NodeOutput:
-        check_sd_vae(vae, NODE)
+        encode, decode = vae_codec(vae, NODE)
         source = video.get_stream_source()
         trim = getattr(video, "get_active_trim_window", lambda: None)()  # current ComfyUI's Video Slice; 0.3.75: none
         with node_errors(NODE, VideoFileError, hint=". Load another video"), \
@@ -159,12 +156,12 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         family = plan_family(preprocessing, m3ddm_model)
         plan = plan_for((info.height, info.width), NODE, target, aspect_ratio, width, height, pad_left, pad_right,
                         pad_top, pad_bottom, canvas_mode, video=True, family=family, working_size=working_size)
-        settings = sampling_settings(scheduler, steps, context_guidance, global_guidance, low_vram)
+        settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)
         log.info("[%s] %d frames %dx%d at %.3f fps -> %dx%d; encoding the working canvases", NODE, count, info.width,
                  info.height, float(info.fps), plan.output_hw[1], plan.output_hw[0])
         # a bad schedule or cut is refused before the file is read; an unreadable frame says so
         with node_errors(NODE), node_errors(NODE, VideoFileError, prefix="reading the video failed: "):
-            video_job = prepare_file(source, info, start, count, plan, vae_encoder(vae), settings, seed=seed,
+            video_job = prepare_file(source, info, start, count, plan, encode, settings, seed=seed,
                                      strides=strides, schedule=schedule, shots=shots, cuts=cuts,
                                      on_chunk=runtime.count_progress(count), groups=setups)
         for note in video_job.edit.notes() if shots != "none" else ():
@@ -172,6 +169,6 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         with runtime.sampling_errors(NODE):
             result = sample(video_job, runtime.comfy_runtime(m3ddm_model, NODE))
         return io.NodeOutput(OutpaintedVideo(OutpaintedFrames(source, info, start, count, plan, result.latents,
-                                                              vae_decoder(vae, NODE), feather, upscaler(upscale_model),
+                                                              decode, feather, upscaler(upscale_model),
                                                               video_job.plan.cuts, video_job.plan.groups,
                                                               video_job.transitions)))

@@ -24,6 +24,9 @@ def test_each_default_is_the_one_the_core_uses_and_within_its_own_limits():
     assert (PARAMETERS["steps"].default, PARAMETERS["context_guidance"].default, PARAMETERS["global_guidance"].default,
             PARAMETERS["scheduler"].default, PARAMETERS["low_vram"].default) == \
         (sampling.steps, sampling.s1, sampling.s2, sampling.scheduler, sampling.sequential)
+    named = ("scheduler", "steps", "context_guidance", "global_guidance", "low_vram")
+    assert SampleSettings.of(**{n: PARAMETERS[n].default for n in named}) == sampling  # the names, read as the core's
+    assert SampleSettings.of("ddim", 7, 1.5, 3.0, True) == SampleSettings(7, 1.5, 3.0, "ddim", True)
     assert PARAMETERS["working_size"].default == OFFICIAL_CANVAS == 256
     # the library functions' own defaults agree with what the front-ends offer
     defaults = {f: {k: v.default for k, v in inspect.signature(f).parameters.items()}

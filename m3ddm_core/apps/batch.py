@@ -133,8 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not videos:
         print("no videos found in " + ", ".join(map(str, args.inputs)) + not_videos, file=sys.stderr)
         return 2
-    settings = SampleSettings(steps=args.steps, s1=args.s1, s2=args.s2, scheduler=args.scheduler,
-                              sequential=args.low_vram)
+    settings = SampleSettings.of(args.scheduler, args.steps, args.s1, args.s2, args.low_vram)
     spec = JobSpec(str(args.model), str(args.vae), args.ratio, settings, args.strides, args.schedule, args.feather,
                    args.shots, args.device, args.dtype, args.codec, args.family, args.working_size, args.resume,
                    args.qc, max(0, args.rerender_worst), args.passes_per_call, args.seed, args.setups)

@@ -382,14 +382,18 @@ class LoadedModel:
 def load_model(path: str | os.PathLike, dtype: torch.dtype | str, device="cpu", family: str = "auto",
                compute_device=None, ops=None, attention: AttentionFn = sdpa_attention) -> LoadedModel:
     """Every front-end's model loading: ``dtype`` (or its name in :data:`DTYPES`) refused before any weight is read
-    where ``compute_device`` (default ``device``) cannot compute in it (:func:`check_dtype`), the weights loaded
+    where ``compute_device`` (default ``device``) cannot compute in it (:func:`check_dtype`; fp16 on the CPU computes,
+slowly, and is warned of), the weights loaded
     strictly (:func:`load_unet`, onto ``device``), and the family: ``auto`` from the weights
     (:func:`detect_family`), or the one given (the weights' own is named in ``why`` when it differs)."""
     if isinstance(dtype, str):
         if dtype not in DTYPES:
             raise WeightsError(f"dtype {dtype!r} is unknown; choose auto, {', '.join(DTYPES)}")
         dtype = DTYPES[dtype]
-    check_dtype(torch.device(compute_device if compute_device is not None else device), dtype)
+    computes_on = torch.device(compute_device if compute_device is not None else device)
+    check_dtype(computes_on, dtype)
+    if dtype == torch.float16 and computes_on.type == "cpu":
+        log.warning("M3DDM: fp16 on the CPU is slow; bf16 or fp32 are faster there")
     if family != "auto" and family not in FAMILIES:
         raise WeightsError(f"family {family!r} is unknown; choose auto, {', '.join(FAMILIES)}")
     unet = load_unet(path, dtype=dtype, device=device, ops=ops, attention=attention)

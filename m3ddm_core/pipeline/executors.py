@@ -163,6 +163,9 @@ def place_for_sampling(config: dict, dtype: torch.dtype, settings: SampleSetting
     settings)``."""
     settings, reserve, traced = reserve_for_sampling(config, dtype, settings, latent_hw, room, device, where)
     model = load(reserve)
+    if model.device.type == "cpu":
+        log.warning("[%s] sampling on the CPU: this works but is slow (minutes per 16-frame clip at full size)",
+                    where)
     if traced and not settings.sequential:
         settings = choose_branching(model, settings, latent_hw, free(model), where,
                                     max_passes=default_max_passes(model.device))

@@ -41,6 +41,13 @@ class SampleSettings:
     sequential: bool = False  # low-VRAM: one UNet call per guidance branch
     passes_per_call: int = 1  # independent passes of a video sampled together, k x branches per UNet call
 
+    @classmethod
+    def of(cls, scheduler: str, steps: int, context_guidance: float, global_guidance: float,
+           low_vram: bool) -> "SampleSettings":
+        """The settings a user gives, as :data:`.parameters.PARAMETERS` names them (a node's widgets, the batch
+        command's flags)."""
+        return cls(steps=steps, s1=context_guidance, s2=global_guidance, scheduler=scheduler, sequential=low_vram)
+
 
 def window_noise(noise_seed: int, shape: Sequence[int]) -> torch.Tensor:
     """A pass's noise from a CPU generator: the same seed gives the same video on any device."""
