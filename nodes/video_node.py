@@ -150,9 +150,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         with node_errors(NODE, VideoFileError, hint=". Load another video"), \
                 node_errors(NODE, FrameRangeError, hint=". Change start_frame / frame_count (or the Video Slice before "
                                                         "this node)"):
-            info, start, count = open_range(source, start_frame, frame_count, trim)
-        for level, note in info.notes():
-            log.log(level, "[%s] %s", NODE, note)
+            info, start, count = open_range(source, start_frame, frame_count, trim, NODE)
         family = plan_family(preprocessing, m3ddm_model)
         plan = plan_for((info.height, info.width), NODE, target, aspect_ratio, width, height, pad_left, pad_right,
                         pad_top, pad_bottom, canvas_mode, video=True, family=family, working_size=working_size)
@@ -163,9 +161,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         with node_errors(NODE), node_errors(NODE, VideoFileError, prefix="reading the video failed: "):
             video_job = prepare_file(source, info, start, count, plan, encode, settings, seed=seed,
                                      strides=strides, schedule=schedule, shots=shots, cuts=cuts,
-                                     on_chunk=runtime.count_progress(count), groups=setups)
-        for note in video_job.edit.notes() if shots != "none" else ():
-            log.info("[%s] %s", NODE, note)
+                                     on_chunk=runtime.count_progress(count), groups=setups, name=NODE)
         with runtime.sampling_errors(NODE):
             result = sample(video_job, runtime.comfy_runtime(m3ddm_model, NODE))
         return io.NodeOutput(OutpaintedVideo(OutpaintedFrames(source, info, start, count, plan, result.latents,

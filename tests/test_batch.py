@@ -1,6 +1,7 @@
 """The headless batch command: files and folders in, one whole mp4 out per video, failures summarized, re-runs
 skip finished outputs; local VAE files in diffusers or original (LDM) format."""
 import dataclasses
+import logging
 import re
 import sys
 from fractions import Fraction
@@ -298,7 +299,7 @@ def test_the_worst_windows_are_rendered_again_and_kept_only_where_they_score_bet
     assert not list((tmp_path / "again").glob(".*rerender*"))  # the trial file is gone
 
 
-def test_detected_shots_of_one_camera_set_up_are_grouped_while_the_file_streams_in(assets, tmp_path):
+def test_detected_shots_of_one_camera_set_up_are_grouped_while_the_file_streams_in(assets, tmp_path, caplog):
     """The batch command (and Ray, which encodes through the same encode_file) groups returning set-ups as the
     nodes do: --setups auto (the default) groups an interview's A, B, A' in the pass that reads the file and finds
     its cuts; none keeps every shot its own; a label per shot decides by hand."""
@@ -317,5 +318,9 @@ def test_detected_shots_of_one_camera_set_up_are_grouped_while_the_file_streams_
     job = load_job(spec)
     for setups, groups in (("auto", (0, 1, 0)), ("none", (0, 1, 2)), ("A B B", (0, 1, 1))):
         job = dataclasses.replace(job, spec=dataclasses.replace(spec, setups=setups))
-        plan = encode_file(job, video).video.plan
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="M3DDM"):
+            plan = encode_file(job, video).video.plan
         assert plan.cuts == (8, 16) and plan.groups == groups, setups
+        # the shots logged as M3DDM Outpaint Video logs them (media/outpainted.py), led by the file's name
+        assert "[interview.mp4] 3 shot(s); cuts at frames [8, 16]" in caplog.text, setups

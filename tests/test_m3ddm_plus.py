@@ -157,8 +157,12 @@ def test_sampler_windows_reproduce_the_recording(plus_unet, case_dir):
         t_start, timesteps = sampling_timesteps(sched, case["num_inference_steps"])
         assert int(t_start) == window["start_timestep"] and [int(x) for x in timesteps] == window["unet_timesteps"]
         start = t[w + "ori_latents"].permute(1, 0, 2, 3).unsqueeze(0)
-        # the authors noise with a DDPM scheduler: the same alphas, so the PNDM one gives the same start, bit for bit
-        assert torch.equal(sched.add_noise(start, t["noise"], t_start.reshape(1)), t[w + "start_latents"])
+        # the authors noise with a DDPM scheduler: the same alphas, so the PNDM one gives the same start -- bit for bit
+        # where the CPU rounds as the recording's did; elsewhere (an AMD EPYC with AVX-512: 70% of the 128 case's
+        # values) a float32 step or two apart, far below anything sampling could tell from a different start
+        noised, recorded = sched.add_noise(start, t["noise"], t_start.reshape(1)), t[w + "start_latents"]
+        ulp = torch.finfo(torch.float32).eps * recorded.abs().max()
+        assert (noised - recorded).abs().max() <= 4 * ulp, (case_dir, k)
         guides = {pos: t[f"{w}guide_latent_{pos:02d}"] for pos in window["guide_positions"]}
         with torch.no_grad():
             tokens = plus_unet.encode_global(t[w + "global_latents"])

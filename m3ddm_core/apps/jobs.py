@@ -231,18 +231,13 @@ def encode_file(job: Job, video: Path, progress: Progress = no_progress) -> Enco
     total)``."""
     spec = job.spec
     with failure_reason():
-        info, _, n = open_range(video)
-        for level, note in info.notes():
-            log.log(level, "%s: %s", video.name, note)
+        info, _, n = open_range(video, name=video.name)
         plan = plan_canvas((info.height, info.width), ratio=spec.ratio, even=True, family=job.family,
                            canvas_size=spec.working_size)
         video_job = prepare_file(video, info, 0, n, plan, job.encode, spec.settings, seed=spec.seed,
                                  strides=spec.strides, schedule=spec.schedule, shots=spec.shots,
                                  resumable=spec.resume, on_chunk=lambda done: progress("encode", done, n),
-                                 groups=spec.setups)
-        if len(video_job.plan.shots) > 1:
-            for note in video_job.edit.notes():
-                log.info("%s: %s", video.name, note)
+                                 groups=spec.setups, name=video.name)
         return EncodedFile(info, plan, video_job)
 
 

@@ -10,6 +10,7 @@ caller asks of the encoder (``OutpaintedFrames.write`` calls it).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Iterator, Optional, Sequence, Union
@@ -29,14 +30,19 @@ from .stream import UpscaleFn, composite_frames, write_outpainted
 from .video_io import (BIT_DEPTHS, CONTAINERS, H264_PRESETS, Colour, FrameRangeError, Source, VideoInfo, check_range,
                        colour_space_name, frames_in_window, probe, read_audio, read_frames)
 
+log = logging.getLogger("M3DDM")
+
 
 def open_range(source: Source, start_frame: int = 0, frame_count: int = 0,
-               trim: Optional[tuple[float, float]] = None) -> tuple[VideoInfo, int, int]:
+               trim: Optional[tuple[float, float]] = None, name: str = "M3DDM") -> tuple[VideoInfo, int, int]:
     """``(info, start, count)``: the file probed and the frames to use -- ``frame_count`` from ``start_frame`` (0:
     to the end), counted inside ``trim`` = ``(start seconds, duration seconds)`` when the video is trimmed (as
     ComfyUI's Video Slice leaves it). Raises VideoFileError for a file that cannot be read, FrameRangeError (one)
-    for frames it does not have."""
+    for frames it does not have. What the output does with the source that a user should know is logged, led by
+    ``name``."""
     info = probe(source)
+    for level, note in info.notes():
+        log.log(level, "[%s] %s", name, note)
     window = None
     if trim is not None and (trim[0] or trim[1]):
         window = frames_in_window(info, 0, info.frames, trim[0], trim[1])
@@ -50,20 +56,23 @@ def open_range(source: Source, start_frame: int = 0, frame_count: int = 0,
 def prepare_file(source: Source, info: VideoInfo, start: int, count: int, canvas: CanvasPlan, encode: EncodeFn,
                  settings: SampleSettings, *, seed: int = 0, strides: Strides = "auto", schedule: str = "fixed",
                  shots: str = "none", cuts: Union[str, Sequence[int]] = (), resumable: bool = True,
-                 on_chunk: Optional[Callable[[int], None]] = None, groups=None) -> PreparedVideo:
+                 on_chunk: Optional[Callable[[int], None]] = None, groups=None, name: str = "M3DDM") -> PreparedVideo:
     """Frames ``start .. start+count-1`` of ``source`` planned and encoded as they stream in. ``shots``
     (:data:`.pipeline.inputs.SHOT_MODES`): ``none``, ``detect`` (hard cuts, dissolves and fades found on the way)
     or ``list`` (``cuts``: first frames of new shots counted from ``start``, as a list or the text a user writes,
     checked before a frame is read); ``resumable``: the file's identity keys the run's pass store; ``groups``:
-    returning camera set-ups (:func:`.pipeline.outpaint.prepare`)."""
+    returning camera set-ups (:func:`.pipeline.outpaint.prepare`). The shots are logged, led by ``name``."""
     detect = shots == "detect"
     if not detect:
         listed = cuts if isinstance(cuts, str) else ", ".join(map(str, cuts))
         cuts = resolve_edit(shots, listed, "none", (), count).cuts
-    return prepare(read_frames(source, start, count), count, canvas, encode, settings, info.fps, seed=seed,
-                   strides=strides, schedule=schedule, cuts=() if detect else cuts, detect_cuts=detect,
-                   content=source_identity(source, start, count) if resumable else None, on_chunk=on_chunk,
-                   groups=groups, detect_transitions=detect)
+    video = prepare(read_frames(source, start, count), count, canvas, encode, settings, info.fps, seed=seed,
+                    strides=strides, schedule=schedule, cuts=() if detect else cuts, detect_cuts=detect,
+                    content=source_identity(source, start, count) if resumable else None, on_chunk=on_chunk,
+                    groups=groups, detect_transitions=detect)
+    for note in video.edit.notes() if shots != "none" else ():
+        log.info("[%s] %s", name, note)
+    return video
 
 
 def writer_options(container: str = "auto", codec: str = "auto", bit_depth: Optional[int] = None,
