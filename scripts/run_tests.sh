@@ -19,18 +19,18 @@ if [ $# -gt 0 ] || [ "${M3DDM_TEST_SPLIT:-1}" = 0 ]; then
   exec "$py" -m pytest -ra --durations=25 "$@"
 fi
 # The whole suite as two pytest processes side by side on the 2 cores: the ComfyUI server, browser and Ray tests
-# (mostly waiting on the server, the page and the Ray workers; one torch thread, which those inherit) and
-# everything else. Each prints its own summary, then the total; the exit status is the worse of the two. M3DDM_TEST_SPLIT=0
+# (mostly waiting on the server, the page and the Ray workers; one torch thread, which those inherit) with the
+# recordings (one torch thread by design), and everything else. Each prints its own summary, then the total; the exit status is the worse of the two. M3DDM_TEST_SPLIT=0
 # runs one process.
 logs=$(mktemp -d)
-OMP_NUM_THREADS=1 "$py" -m pytest -ra --durations=15 --basetemp "$logs/ui-tmp" -m "server or browser or ray" \
+OMP_NUM_THREADS=1 "$py" -m pytest -ra --durations=15 --basetemp "$logs/ui-tmp" -m "server or browser or ray or one_thread" \
   >"$logs/ui.log" 2>&1 &
 ui=$!
 set +e
 # PASSIVE: torch's two OpenMP threads sleep at a barrier instead of spinning, so when the other half holds a core
 # the thread waiting on it does not burn the core that is left (a node test beside a busy core: 61 s, spinning 76-96 s;
 # alone 41 s, spinning 37 s)
-OMP_WAIT_POLICY=PASSIVE "$py" -m pytest -ra --durations=25 --basetemp "$logs/rest-tmp" -m "not (server or browser or ray)" \
+OMP_WAIT_POLICY=PASSIVE "$py" -m pytest -ra --durations=25 --basetemp "$logs/rest-tmp" -m "not (server or browser or ray or one_thread)" \
   2>&1 | tee "$logs/rest.log"
 status=${PIPESTATUS[0]}
 wait "$ui"
