@@ -114,8 +114,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
                         "file into the square working canvas, Coarse-to-Fine sampling runs on latents only, and the "
                         "output VIDEO is composited frame by frame at native resolution while Save Video writes it "
                         "(source audio, frame timing, colours and orientation kept). Interrupted runs resume from the "
-                        "last finished pass; edited "
-                        "videos can be outpainted shot by shot.",
+                        "last finished pass; edited videos can be outpainted shot by shot.",
             inputs=[
                 io.Video.Input("video", tooltip="The source video (core Load Video, or any VIDEO)."),
                 M3DDMModelType.Input("m3ddm_model", tooltip="From Load M3DDM Model."),
