@@ -19,7 +19,7 @@ if [ $# -gt 0 ] || [ "${M3DDM_TEST_SPLIT:-1}" = 0 ]; then
   exec "$py" -m pytest -ra --durations=25 "$@"
 fi
 # The whole suite as two pytest processes side by side on the 2 cores: the ComfyUI server, browser and Ray tests
-# (mostly waiting on the server, the page and the Ray workers; one torch thread, which those inherit) with the
+# (mostly waiting on the server, the page and the Ray workers; one torch thread, which those inherit) with two
 # recordings (one torch thread by design), and everything else. Each prints its own summary, then the total; the exit status is the worse of the two. M3DDM_TEST_SPLIT=0
 # runs one process.
 logs=$(mktemp -d)

@@ -141,7 +141,6 @@ def ray_cluster(_ray_session):
 # every test. They follow what a test uses, so a new test is marked by the fixtures it takes.
 PARITY_FIXTURES = {"tiny_unet", "tiny_cases", "tiny_weights_path", "plus_unet", "plus_reference"}
 PARITY_MODULES = {"test_m3ddm_plus", "test_recordings"}
-ONE_THREAD_MODULES = {"test_recordings"}  # run on one torch thread by design: they lose nothing beside the server
 
 
 def pytest_collection_modifyitems(config, items):
@@ -157,8 +156,6 @@ def pytest_collection_modifyitems(config, items):
             marks.add("ray")
         if used & PARITY_FIXTURES or module in PARITY_MODULES or "official" in item.name:
             marks.add("parity")
-        if module in ONE_THREAD_MODULES:
-            marks.add("one_thread")
         if marks & {"server", "browser", "ray"}:
             marks.add("slow")
         for name in sorted(marks):

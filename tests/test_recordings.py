@@ -169,6 +169,9 @@ def test_image_path_matches_its_recording(nodes):
     check("image_path", observed)
 
 
+# one torch thread by design, so they lose nothing beside the server tests: these two run in that half of
+# scripts/run_tests.sh (the image path stays with the rest, which keeps the halves about even)
+@pytest.mark.one_thread
 def test_video_path_matches_its_recording(nodes, tmp_path):
     from comfy_api.latest import InputImpl
     frames_u8 = source_frames(45, cut=24)
@@ -214,6 +217,7 @@ def _batch_spec(root):
                    dtype="fp32", device="cpu", working_size=128)
 
 
+@pytest.mark.one_thread
 def test_batch_command_matches_its_recording(batch_assets, tmp_path):
     from m3ddm_core.apps.jobs import load_job, run_batch
     root, inputs = batch_assets
