@@ -383,9 +383,9 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype | str, device="cpu", 
                compute_device=None, ops=None, attention: AttentionFn = sdpa_attention) -> LoadedModel:
     """Every front-end's model loading: ``dtype`` (or its name in :data:`DTYPES`) refused before any weight is read
     where ``compute_device`` (default ``device``) cannot compute in it (:func:`check_dtype`; fp16 on the CPU computes,
-slowly, and is warned of), the weights loaded
-    strictly (:func:`load_unet`, onto ``device``), and the family: ``auto`` from the weights
-    (:func:`detect_family`), or the one given (the weights' own is named in ``why`` when it differs)."""
+    slowly, and is warned of), the weights loaded strictly (:func:`load_unet`, onto ``device``), and the family:
+    ``auto`` from the weights (:func:`detect_family`), or the one given (the weights' own is named in ``why`` when
+    it differs)."""
     if isinstance(dtype, str):
         if dtype not in DTYPES:
             raise WeightsError(f"dtype {dtype!r} is unknown; choose auto, {', '.join(DTYPES)}")
