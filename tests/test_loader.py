@@ -47,6 +47,17 @@ def test_official_fp16_bin_folder_loads_in_requested_dtype(tmp_path, micro_state
     assert out.shape == (1, 4, 2, 8, 8) and torch.isfinite(out).all()
 
 
+def test_fp16_on_the_cpu_loads_and_says_it_is_slow(tmp_path, micro_state_dict, caplog):
+    from m3ddm_core import load_model
+    folder = _write_folder(tmp_path / "M3DDM", micro_state_dict, fmt="bin")
+    for dtype, warned in (("fp16", True), ("fp32", False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="M3DDM"):
+            loaded = load_model(folder, dtype, "cpu")
+        assert loaded.unet.dtype == (torch.float16 if warned else torch.float32)
+        assert ("fp16 on the CPU is slow" in caplog.text) == warned, dtype
+
+
 def test_safetensors_folder_and_diffusers_unet_subfolder(tmp_path, micro_state_dict):
     _write_folder(tmp_path / "repo" / "unet", micro_state_dict, fmt="safetensors")
     model = load_unet(tmp_path / "repo", dtype=torch.float16)  # the repo root, weights in unet/
