@@ -4,30 +4,14 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import CHOICES, plan_target, preview_canvases
+from ..m3ddm_core import CHOICES, FrameCanvas, plan_target, preprocessing_family, preview_canvases, resolve_edit
 
+from .inputs import TARGET, shot_inputs, widget, widgets, working_inputs
 from .layouts import rgb_frames
+from .types import M3DDMCanvasType
 from .validation import node_errors, text_input_problem
-from .shot_inputs import find_edit, shot_inputs
-from .types import Canvas, M3DDMCanvasType, video_fingerprint
-from .widgets import widget, widgets
 
 NODE = "M3DDM_OutpaintCanvas"
-TARGET = ("target", "aspect_ratio", "width", "height", "pad_left", "pad_right", "pad_top", "pad_bottom", "canvas_mode")
-
-
-def working_inputs() -> list:
-    """The model family's preprocessing and the working size (shared with M3DDM Outpaint Video)."""
-    return [widget("preprocessing", "Load M3DDM Model says which family a model is.", optional=True),
-            widget("working_size", optional=True)]
-
-
-def plan_family(preprocessing: str, model=None) -> str:
-    """The plan's family for a ``preprocessing`` choice: auto follows ``model`` (M3DDM until a model is known); an
-    unknown one is refused by :func:`plan_for`."""
-    return getattr(model, "family", "m3ddm") if preprocessing == "auto" else preprocessing
-
-
 def plan_for(frame_hw: tuple[int, int], node: str, target, aspect_ratio, width, height, pad_left, pad_right,
              pad_top, pad_bottom, canvas_mode, video: bool = False, family: str = "m3ddm",
              working_size: int = CHOICES.working_size):
@@ -84,10 +68,10 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
         frames = rgb_frames(images, NODE)
         hw = (int(frames.shape[1]), int(frames.shape[2]))
         plan = plan_for(hw, NODE, target, aspect_ratio, width, height, pad_left, pad_right, pad_top, pad_bottom,
-                        canvas_mode, family=plan_family(preprocessing), working_size=working_size)
-        edit = find_edit(shots, cuts, setups, frames, int(frames.shape[0]), NODE)
-        canvas = Canvas(plan=plan, frames=images, video_id=video_fingerprint(images), cuts=edit.cuts,
-                        groups=edit.groups, transitions=edit.transitions, follows_model=preprocessing == "auto")
+                        canvas_mode, family=preprocessing_family(preprocessing), working_size=working_size)
+        with node_errors(NODE):
+            edit = resolve_edit(shots, cuts, setups, frames, int(frames.shape[0]), NODE)
+        canvas = FrameCanvas.of(frames, plan, edit, preprocessing)
         # both sides of every cut (the first 16), or at most 16 frames: memory stays bounded for long videos
         preview = preview_canvases(frames, plan, edit.cuts, caption=edit.caption if edit.cuts else None)
         mask = torch.from_numpy(plan.pixel_mask()).unsqueeze(0)

@@ -5,10 +5,10 @@ from comfy_api.latest import io
 
 from ..m3ddm_core import compare_frames
 
+from .inputs import widgets
 from .layouts import rgb_frames
-from .validation import node_error, node_errors
 from .types import M3DDMCanvasType
-from .widgets import widgets
+from .validation import node_errors
 
 NODE = "M3DDM_Compare"
 
@@ -35,8 +35,5 @@ class M3DDMCompare(io.ComfyNode):
     @classmethod
     def execute(cls, images, outpainted, canvas, layout, gap) -> io.NodeOutput:
         source, result = rgb_frames(images, NODE), rgb_frames(outpainted, NODE)
-        if source.shape[0] != result.shape[0]:
-            raise node_error(NODE, f"{source.shape[0]} source frames but {result.shape[0]} outpainted ones; connect "
-                                   "the M3DDM Composite output of these same frames")
         with node_errors(NODE, hint=". Connect the source IMAGE, its M3DDM Composite result and their canvas"):
             return io.NodeOutput(compare_frames(source, result.to(source.device), canvas.plan, layout, gap))

@@ -5,10 +5,10 @@ from comfy_api.latest import io
 
 from ..m3ddm_core import composite
 
+from .inputs import widget
 from .layouts import rgb_frames, with_channels
+from .types import M3DDMCanvasType
 from .validation import node_error, node_errors
-from .types import M3DDMCanvasType, video_fingerprint
-from .widgets import widget
 
 NODE = "M3DDM_Composite"
 
@@ -37,9 +37,8 @@ class M3DDMComposite(io.ComfyNode):
 
     @classmethod
     def execute(cls, images, generated, canvas, feather) -> io.NodeOutput:
-        if video_fingerprint(images) != canvas.video_id:
-            raise node_error(NODE, "these original frames are not the ones the canvas was made from; connect the same "
-                                   "IMAGE to M3DDM Outpaint Canvas and to this node")
+        with node_errors(NODE, hint="; connect the same IMAGE to M3DDM Outpaint Canvas and to this node"):
+            canvas.check_source(rgb_frames(images, NODE))
         gen = with_channels(rgb_frames(generated, NODE), images.shape[-1])
         (gh, gw), (ch, cw) = gen.shape[1:3], canvas.plan.canvas_hw
         if abs(gh / gw - ch / cw) > 0.02:

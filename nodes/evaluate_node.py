@@ -5,14 +5,13 @@ import logging
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import CHOICES, SampleSettings, evaluation_task
+from ..m3ddm_core import CHOICES, SampleSettings, evaluation_task, sample
 
 from . import runtime
+from .inputs import PASSES, sampling_inputs, widget, widgets
 from .layouts import rgb_frames, vae_codec
-from .validation import node_errors
-from .sampler_nodes import PASSES, run_outpaint, sampling_inputs
 from .types import M3DDMModelType
-from .widgets import widget, widgets
+from .validation import node_errors
 
 log = logging.getLogger("M3DDM")
 NODE = "M3DDM_Evaluate"
@@ -51,19 +50,18 @@ class M3DDMEvaluate(io.ComfyNode):
     def execute(cls, images, m3ddm_model, vae, mask_ratio, direction, paper_size, scheduler, steps,
                 context_guidance, global_guidance, seed, fps, low_vram, strides, schedule,
                 working_size=CHOICES.working_size) -> io.NodeOutput:
-        codec = vae_codec(vae, NODE)
+        encode, decode = vae_codec(vae, NODE)
+        settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)
         with node_errors(NODE):
             task = evaluation_task(rgb_frames(images, NODE), mask_ratio, direction, paper_size, working_size,
                                    m3ddm_model.family)
-        truth, hw = task.truth, task.truth.shape[1:3]
-        settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)
-        result = run_outpaint(NODE, m3ddm_model, codec, task.visible, task.plan, settings, seed, fps, strides, schedule)
+            video = task.canvas.prepare(None, encode, settings, fps, seed=seed, strides=strides, schedule=schedule)
+        with runtime.sampling_errors(NODE):
+            result = sample(video, runtime.comfy_runtime(m3ddm_model, NODE), decode=decode)
         outpainted, metrics = task.score(result.canvases)
-        report = (f"M3DDM evaluation ({m3ddm_model.family}, working size {working_size}): {direction}, mask ratio "
-                  f"{mask_ratio:g}, {hw[1]}x{hw[0]}, {scheduler} "
-                  f"{steps} steps, s1 {context_guidance:g}, s2 {global_guidance:g}, seed {seed}\n" + metrics.report())
+        report = task.report(metrics, settings, seed)
         log.info("[%s] %s", NODE, report.replace("\n", " | "))
         device = runtime.output_device()
         figures = {"region": metrics.region, "frame": metrics.frame, "missing": metrics.missing}
-        return io.NodeOutput(report, outpainted.to(device), truth.to(device),
+        return io.NodeOutput(report, outpainted.to(device), task.truth.to(device),
                              ui={"text": [report], "metrics": [figures]})

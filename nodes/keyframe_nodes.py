@@ -8,14 +8,13 @@ import logging
 from comfy_api.latest import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from ..m3ddm_core import SampleSettings, finish_review, prepare, preview_keyframes
+from ..m3ddm_core import SampleSettings, finish_review, preview_keyframes
 
 from . import runtime
+from .inputs import PASSES, sampling_inputs, widget, widgets
 from .layouts import rgb_frames, to_latent_dict, vae_codec
-from .validation import node_errors
-from .sampler_nodes import PASSES, sampling_inputs
 from .types import M3DDMCanvasType, M3DDMKeyframesType, M3DDMModelType
-from .widgets import widget, widgets
+from .validation import node_errors
 
 log = logging.getLogger("M3DDM")
 PREVIEW = "M3DDM_KeyframePreview"
@@ -59,17 +58,14 @@ class M3DDMKeyframePreview(io.ComfyNode):
     def execute(cls, m3ddm_model, vae, canvas, scheduler, steps, context_guidance, global_guidance, seed, fps,
                 low_vram, strides, schedule, feather, shot_seeds="") -> io.NodeOutput:
         encode, decode = vae_codec(vae, PREVIEW)
-        frames = rgb_frames(canvas.frames, PREVIEW)
         settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)
         with node_errors(PREVIEW):
             # a Coarse-to-Fine run of the same inputs: its store is the one Continue (or Coarse-to-Fine) resumes
-            video = prepare(frames, int(frames.shape[0]), canvas.plan_for_model(m3ddm_model), encode,
-                            settings, fps, seed=seed, strides=strides, schedule=schedule, cuts=canvas.cuts,
-                            shot_seeds=shot_seeds, resumable=True, groups=canvas.groups,
-                            transitions=canvas.transitions)
+            video = canvas.prepare(m3ddm_model.family, encode, settings, fps, seed=seed, strides=strides,
+                                   schedule=schedule, shot_seeds=shot_seeds)
         with runtime.sampling_errors(PREVIEW):
-            review = preview_keyframes(video, frames, runtime.comfy_runtime(m3ddm_model, PREVIEW),
-                                       decode, feather)
+            review = preview_keyframes(video, canvas.frames, runtime.comfy_runtime(m3ddm_model, PREVIEW), decode,
+                                       feather)
         return io.NodeOutput(review.preview.to(runtime.output_device()), ", ".join(map(str, review.frames)), review,
                              review.shots)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from . import runtime
+from .inputs import widget
 from .types import M3DDMModelType
-from .widgets import widget
 
 
 class LoadM3DDMModel(io.ComfyNode):

@@ -10,11 +10,10 @@ from comfy_api.latest import io
 from ..m3ddm_core import check_quality, schedule_windows
 
 from . import runtime
+from .inputs import PASSES, widgets
 from .layouts import rgb_frames
-from .validation import node_error, node_errors
-from .sampler_nodes import PASSES
 from .types import M3DDMCanvasType
-from .widgets import widgets
+from .validation import node_error, node_errors
 
 log = logging.getLogger("M3DDM")
 NODE = "M3DDM_QualityCheck"
@@ -65,22 +64,21 @@ class M3DDMQualityCheck(io.ComfyNode):
             if outpainted is None:
                 raise node_error(NODE, "the video input takes the VIDEO of M3DDM Outpaint Video (it carries its "
                                        "canvas); for other videos, connect their frames as images with the canvas")
-            plan, cuts, frames, count = outpainted.plan, list(outpainted.cuts), outpainted.frames(), outpainted.count
-            groups, transitions = outpainted.groups, outpainted.transitions
+            plan, edit, frames, count = outpainted.plan, outpainted.edit, outpainted.frames(), outpainted.count
         elif images is not None and canvas is not None:
             frames_t = rgb_frames(images, NODE)
             count = int(frames_t.shape[0])
             if count != canvas.num_frames:
                 raise node_error(NODE, f"{count} images for a canvas of {canvas.num_frames} frames: connect M3DDM "
                                        "Composite's output for this canvas")
-            plan, cuts, groups, transitions = canvas.plan, list(canvas.cuts), canvas.groups, canvas.transitions
+            plan, edit = canvas.plan, canvas.edit
             frames = ((f * 255.0).round().to(torch.uint8).cpu().numpy() for f in frames_t)
         else:
             raise node_error(NODE, "connect the outpainted images with their canvas, or the video of M3DDM Outpaint "
                                    "Video")
         with node_errors(NODE, hint=": connect M3DDM Composite's output for this canvas" if video is None else ""):
-            windows = schedule_windows(count, cuts, strides, schedule)
-            report = check_quality(frames, plan, cuts, windows, groups=groups, transitions=transitions)
+            windows = schedule_windows(count, edit.cuts, strides, schedule)
+            report = check_quality(frames, plan, edit.cuts, windows, groups=edit.groups, transitions=edit.transitions)
         text = report.text()
         log.info("[%s] %s", NODE, text.replace("\n", " | "))
         plot = torch.from_numpy(report.plot()).float().div(255.0)[None].to(runtime.output_device())

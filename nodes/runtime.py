@@ -14,8 +14,8 @@ import folder_paths
 from ..m3ddm_core import (CHOICES, Runtime, SampleSettings, list_weights, load_model as load_weights,
                           place_for_sampling)
 
-from .validation import node_errors, oom_hint
 from .types import M3DDMModel
+from .validation import node_errors, oom_hint
 
 log = logging.getLogger("M3DDM")
 

@@ -1,17 +1,15 @@
 """M3DDM Encode Global Frames, M3DDM Sample Clip and M3DDM Coarse-to-Fine Outpaint."""
 from __future__ import annotations
 
-import torch
 from comfy_api.latest import io
 
-from ..m3ddm_core import Edit, Outpainted, SampleSettings, encode_global_frames, outpaint_clip, prepare, sample
+from ..m3ddm_core import SampleSettings, outpaint_clip, resolve_edit, sample
 
 from . import runtime
-from .layouts import guide_latents, rgb_frames, to_latent_dict, vae_codec
-from .validation import node_error, node_errors, text_input_problem
-from .shot_inputs import FROM_CANVAS, find_edit, shot_inputs
-from .types import GlobalFrames, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
-from .widgets import widget, widgets
+from .inputs import FROM_CANVAS, PASSES, sampling_inputs, shot_inputs, widget, widgets
+from .layouts import guide_latents, to_latent_dict, vae_codec
+from .types import M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
+from .validation import node_errors, text_input_problem
 
 
 def _model_vae_canvas_inputs() -> list:
@@ -20,43 +18,6 @@ def _model_vae_canvas_inputs() -> list:
         io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE."),
         M3DDMCanvasType.Input("canvas", tooltip="From M3DDM Outpaint Canvas."),
     ]
-
-
-PASSES = ("strides", "schedule")  # a coarse-to-fine run's
-
-
-def sampling_inputs(fps: bool = True) -> list:
-    """The sampler's inputs; ``fps=False`` leaves out the fps input (a VIDEO brings its own)."""
-    rate = [widget("fps", "Get Video Components gives it.")] if fps else []
-    return [*widgets("scheduler", "steps", "context_guidance", "global_guidance"),
-            widget("seed", control_after_generate=True), *rate, widget("low_vram")]
-
-
-def _check_global(global_frames, canvas, plan, node):
-    """The latents of ``global_frames`` if they were encoded for ``canvas`` sampled with ``plan``."""
-    if global_frames is None:
-        return None
-    other = global_frames.video_id != canvas.video_id
-    if not other and global_frames.plan.family != plan.family:
-        raise node_error(node, f"the global frames were encoded with {global_frames.plan.family} preprocessing, the "
-                               f"model samples with {plan.family}: connect the model to M3DDM Encode Global Frames "
-                               f"too, or set preprocessing on M3DDM Outpaint Canvas to {plan.family}")
-    if other or global_frames.plan != plan:
-        raise node_error(node, "the global frames were encoded for another video or canvas; connect M3DDM Encode "
-                               "Global Frames fed by this same canvas")
-    return global_frames.latents
-
-
-def run_outpaint(node: str, m3ddm_model, codec, frames: torch.Tensor, plan, settings: SampleSettings, seed: int,
-                 fps: float, strides, schedule: str, edit: Edit = Edit(), global_latents=None) -> Outpainted:
-    """Coarse-to-fine outpainting of IMAGE ``frames`` ``[N, H, W, 3]`` cut as ``edit`` says, by the core's entry
-    (``codec``: :func:`vae_codec`). Resumable: the frames' hash keys the run's pass store."""
-    with node_errors(node):  # a bad schedule or cut is refused before any encoding
-        video = prepare(frames, int(frames.shape[0]), plan, codec[0], settings, fps, seed=seed, strides=strides,
-                        schedule=schedule, cuts=edit.cuts, global_latents=global_latents, resumable=True,
-                        groups=edit.groups, transitions=edit.transitions)
-    with runtime.sampling_errors(node):
-        return sample(video, runtime.comfy_runtime(m3ddm_model, node), decode=codec[1])
 
 
 class M3DDMEncodeGlobalFrames(io.ComfyNode):
@@ -86,10 +47,7 @@ class M3DDMEncodeGlobalFrames(io.ComfyNode):
     @classmethod
     def execute(cls, vae, canvas, m3ddm_model=None) -> io.NodeOutput:
         encode, _ = vae_codec(vae, cls.NODE)
-        frames = rgb_frames(canvas.frames, cls.NODE)
-        plan = canvas.plan_for_model(m3ddm_model)
-        latents = encode_global_frames(frames, plan, encode)
-        return io.NodeOutput(GlobalFrames(latents=latents, video_id=canvas.video_id, plan=plan))
+        return io.NodeOutput(canvas.encode_global(m3ddm_model and m3ddm_model.family, encode))
 
 
 class M3DDMSampleClip(io.ComfyNode):
@@ -127,14 +85,14 @@ class M3DDMSampleClip(io.ComfyNode):
     def execute(cls, m3ddm_model, vae, canvas, global_frames, frame_indexes, scheduler, steps, context_guidance,
                 global_guidance, seed, fps, low_vram, guide=None) -> io.NodeOutput:
         encode, decode = vae_codec(vae, cls.NODE)
-        frames = rgb_frames(canvas.frames, cls.NODE)
-        plan = canvas.plan_for_model(m3ddm_model)
-        g_latents = _check_global(global_frames, canvas, plan, cls.NODE)
+        with node_errors(cls.NODE):
+            g_latents = canvas.global_latents(global_frames, m3ddm_model.family)
         guides = guide_latents(guide, cls.NODE) if guide is not None else {}
         settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)
         with runtime.sampling_errors(cls.NODE):
-            out = outpaint_clip(frames, frame_indexes, plan, encode, runtime.comfy_runtime(m3ddm_model, cls.NODE),
-                                settings, fps, seed, guides, g_latents, decode)
+            out = outpaint_clip(canvas.frames, frame_indexes, canvas.plan_for(m3ddm_model.family), encode,
+                                runtime.comfy_runtime(m3ddm_model, cls.NODE), settings, fps, seed, guides, g_latents,
+                                decode)
         return io.NodeOutput(to_latent_dict(out.latents, out.frames), out.canvases.to(runtime.output_device()))
 
 
@@ -177,15 +135,13 @@ class M3DDMCoarseToFine(io.ComfyNode):
     @classmethod
     def execute(cls, m3ddm_model, vae, canvas, scheduler, steps, context_guidance, global_guidance, seed, fps,
                 low_vram, strides, schedule, shots=FROM_CANVAS, cuts="", global_frames=None) -> io.NodeOutput:
-        codec = vae_codec(vae, cls.NODE)
-        frames = rgb_frames(canvas.frames, cls.NODE)
-        edit = canvas.edit if shots == FROM_CANVAS else find_edit(shots, cuts, "auto", frames, len(frames), cls.NODE)
-        plan = canvas.plan_for_model(m3ddm_model)
-        g_latents = _check_global(global_frames, canvas, plan, cls.NODE)
-        if edit.cuts and g_latents is not None:
-            raise node_error(cls.NODE, "global frames cover the whole video, but this run is split into shots (each "
-                                       "takes its own); disconnect global_frames or set shots to none")
+        encode, decode = vae_codec(vae, cls.NODE)
         settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)
-        result = run_outpaint(cls.NODE, m3ddm_model, codec, frames, plan, settings, seed, fps, strides, schedule,
-                              edit, g_latents)
+        with node_errors(cls.NODE):  # a bad schedule, cut or global frames: before any encoding
+            edit = None if shots == FROM_CANVAS else resolve_edit(shots, cuts, "auto", canvas.frames,
+                                                                  canvas.num_frames, cls.NODE)
+            video = canvas.prepare(m3ddm_model.family, encode, settings, fps, seed=seed, strides=strides,
+                                   schedule=schedule, edit=edit, global_frames=global_frames)
+        with runtime.sampling_errors(cls.NODE):
+            result = sample(video, runtime.comfy_runtime(m3ddm_model, cls.NODE), decode=decode)
         return io.NodeOutput(result.canvases.to(runtime.output_device()), to_latent_dict(result.latents, result.frames))

@@ -10,16 +10,14 @@ import torch
 from comfy_api.latest import Input, Types, io
 
 from ..m3ddm_core import (CHOICES, FrameRangeError, OutpaintedFrames, SampleSettings, VideoFileError, open_range,
-                          prepare_file, sample)
+                          prepare_file, preprocessing_family, sample)
 
 from . import runtime
-from .canvas_node import TARGET, plan_family, plan_for, working_inputs
+from .canvas_node import plan_for
+from .inputs import PASSES, TARGET, sampling_inputs, shot_inputs, widget, widgets, working_inputs
 from .layouts import vae_codec
-from .validation import node_errors, text_input_problem
-from .sampler_nodes import PASSES, sampling_inputs
-from .shot_inputs import shot_inputs
 from .types import M3DDMModelType
-from .widgets import widget, widgets
+from .validation import node_errors, text_input_problem
 
 log = logging.getLogger("M3DDM")
 NODE = "M3DDM_OutpaintVideo"
@@ -150,7 +148,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
                 node_errors(NODE, FrameRangeError, hint=". Change start_frame / frame_count (or the Video Slice before "
                                                         "this node)"):
             info, start, count = open_range(source, start_frame, frame_count, trim, NODE)
-        family = plan_family(preprocessing, m3ddm_model)
+        family = preprocessing_family(preprocessing, m3ddm_model.family)
         plan = plan_for((info.height, info.width), NODE, target, aspect_ratio, width, height, pad_left, pad_right,
                         pad_top, pad_bottom, canvas_mode, video=True, family=family, working_size=working_size)
         settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)

@@ -169,18 +169,19 @@ def small_video(nodes):
     ({"samples": torch.zeros(3, 4, 32, 32), "m3ddm_frames": [0, 1, 2, 3]}, "holds 3 latents for 4 frame indexes"),
     ({"samples": torch.zeros(1, 4, 32, 32), "m3ddm_frames": [9]}, "refers to frame 9, but the video has 6 frames"),
 ])
-def test_bad_guides(nodes, video, guide, message):
+def test_bad_guides(nodes, video, m3ddm_dir, guide, message):
     frames, canvas, vae, g = video
     with pytest.raises(ValueError, match=rf"\[M3DDM_SampleClip\] .*{message}"):
-        run(nodes["M3DDM_SampleClip"], m3ddm_model=None, vae=vae, canvas=canvas, global_frames=g, frame_indexes="0-3",
+        run(nodes["M3DDM_SampleClip"], m3ddm_model=_loaded(nodes, m3ddm_dir), vae=vae, canvas=canvas, global_frames=g, frame_indexes="0-3",
             guide=guide, **SAMPLING)
 
 
-def test_bad_frame_indexes(nodes, video):
+def test_bad_frame_indexes(nodes, video, m3ddm_dir):
     frames, canvas, vae, g = video
+    model = _loaded(nodes, m3ddm_dir)
     for text, message in (("0-20", "outside the video"), ("a-b", "must look like 0-15"), ("0-5,0-5,0-5", "at most 16")):
         with pytest.raises(ValueError, match=message):
-            run(nodes["M3DDM_SampleClip"], m3ddm_model=None, vae=vae, canvas=canvas, global_frames=g,
+            run(nodes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=canvas, global_frames=g,
                 frame_indexes=text, **SAMPLING)
 
 

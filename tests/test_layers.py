@@ -167,7 +167,7 @@ ORCHESTRATION = {"plan_video", "plan_passes", "encode_video", "run_plan", "run_p
 def test_the_nodes_call_the_core_entry_not_its_parts():
     uses = {path.relative_to(CORE.parent).as_posix(): core_names(path.read_text())
             for path in sorted(NODES.rglob("*.py"))}
-    assert ("prepare", "pipeline.outpaint") in uses["nodes/sampler_nodes.py"]
+    assert ("sample", "pipeline.outpaint") in uses["nodes/sampler_nodes.py"]
     parts = [f"{node} imports {name}" for node, found in uses.items() for name, _ in found if name in ORCHESTRATION]
     assert not parts, f"nodes orchestrate the pipeline themselves: {parts}"
     assert core_names("from ..m3ddm_core import run_plan, prepare")[0][0] in ORCHESTRATION  # the check can fail

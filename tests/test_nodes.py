@@ -124,7 +124,8 @@ def test_whole_chain_on_a_real_clip(node_classes, models_dir):
     (review,) = _run(node_classes["M3DDM_Compare"], images=frames, outpainted=out, canvas=canvas, layout="auto",
                      gap=16)
     assert review.shape == (5, 370, 2 * 208 + 16, 3) and torch.equal(review[:, :, 224:], out)
-    with pytest.raises(ValueError, match=r"\[M3DDM_Compare\] 4 source frames but 5 outpainted ones"):
+    with pytest.raises(ValueError, match=r"\[M3DDM_Compare\] 5 result frames of 208x370 for 4 source "
+                                         r"frames .*Connect the source IMAGE, its M3DDM Composite result"):
         _run(node_classes["M3DDM_Compare"], images=frames[:4], outpainted=out, canvas=canvas, layout="auto", gap=16)
     assert torch.equal(frames, original)  # inputs never mutated
 
@@ -295,13 +296,14 @@ def test_bad_ratio_error_names_the_node(node_classes):
              width=0, height=0, pad_left=0.0, pad_right=0.0, pad_top=0.0, pad_bottom=0.0, canvas_mode="official")
 
 
-def test_global_frames_from_another_video_are_refused(node_classes):
+def test_global_frames_from_another_video_are_refused(node_classes, models_dir):
+    (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
     a, _, _, _, _ = _canvas(node_classes, load_clip(3))
     b, _, _, _, _ = _canvas(node_classes, load_clip(3).flip(0))
     vae = taesd_vae()
     (g,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=a)
     with pytest.raises(ValueError, match=r"\[M3DDM_SampleClip\] the global frames were encoded for another video"):
-        _run(node_classes["M3DDM_SampleClip"], m3ddm_model=None, vae=vae, canvas=b, global_frames=g,
+        _run(node_classes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=b, global_frames=g,
              frame_indexes="0-2", scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=0,
              fps=8.0, low_vram=False)
 
@@ -502,7 +504,7 @@ def test_shots_are_previewed_on_the_canvas_and_followed_by_coarse_to_fine(node_c
     (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
     frames, vae = _two_shots(), taesd_vae()
     canvas, preview, _, cuts, _ = _canvas(node_classes, frames, shots="detect", cuts="")
-    assert cuts == "20" and canvas.cuts == (20,)
+    assert cuts == "20" and canvas.edit.cuts == (20,)
     assert preview.shape == (2, 128, 128, 3)  # the frames on both sides of the cut
     sampling = dict(scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=3, fps=16.0,
                     low_vram=False, strides="auto", schedule="fixed")
@@ -514,7 +516,7 @@ def test_shots_are_previewed_on_the_canvas_and_followed_by_coarse_to_fine(node_c
     # the cut splits the run: the second shot is sampled on its own (another seed, its own global frames)
     assert not torch.equal(followed["samples"][20:], single["samples"][20:])
     plain, _, _, none, _ = _canvas(node_classes, frames, shots="none", cuts="")
-    assert none == "" and plain.cuts == ()
+    assert none == "" and plain.edit.cuts == ()
     with pytest.raises(ValueError, match=r"\[M3DDM_CoarseToFine\] cut \[40\] outside the video's frames 1..39"):
         _run(c2f, m3ddm_model=model, vae=vae, canvas=plain, shots="list", cuts="40", **sampling)
     (global_frames,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=canvas)
@@ -535,11 +537,11 @@ def test_returning_set_ups_are_grouped_on_the_canvas_shown_by_the_preview_and_ch
     a, b, a2 = (np.stack(edit.frames[s:s + 8]) for s in (0, edit.cuts[0], edit.cuts[1]))
     frames = torch.from_numpy(np.concatenate([a, b, a2])).float() / 255.0
     canvas, _, _, cuts, setups = _canvas(node_classes, frames, shots="list", cuts="8, 16")
-    assert (cuts, setups, canvas.groups) == ("8, 16", "A B A", (0, 1, 0))
+    assert (cuts, setups, canvas.edit.groups) == ("8, 16", "A B A", (0, 1, 0))
     split, _, _, _, labels = _canvas(node_classes, frames, shots="list", cuts="8, 16", setups="a b c")
-    assert split.groups == (0, 1, 2) and labels == "A B C"
+    assert split.edit.groups == (0, 1, 2) and labels == "A B C"
     apart, _, _, _, labels = _canvas(node_classes, frames, shots="list", cuts="8, 16", setups="none")
-    assert apart.groups is None and labels == "A B C"
+    assert apart.edit.groups is None and labels == "A B C"
     with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintCanvas\] setups 'A B' labels 2 shot\(s\), the video has 3"):
         _canvas(node_classes, frames, shots="list", cuts="8, 16", setups="A B")
     (model,) = _run(node_classes["M3DDM_LoadModel"], model_name="nano", dtype="auto")
@@ -568,15 +570,15 @@ def test_a_dissolve_found_on_the_canvas_splits_its_shots_and_travels_with_the_ca
     frames = torch.from_numpy(np.stack(edit.frames)).float() / 255.0
     canvas, preview, _, cuts, setups = _canvas(node_classes, frames, shots="detect", cuts="")
     assert cuts == "36" and setups == "A B" and preview.shape[0] == 2
-    assert [(t.kind, t.start, t.end, t.middle) for t in canvas.transitions] == [("dissolve", 32, 40, 36)]
+    assert [(t.kind, t.start, t.end, t.middle) for t in canvas.edit.transitions] == [("dissolve", 32, 40, 36)]
     # the preview's two frames say which shot and transition they are in, in their top left corner only
     assert [canvas.edit.caption(f) for f in (35, 36)] == ["shot 1 A, dissolve 32-39", "shot 2 B, dissolve 32-39"]
-    plain = preview_canvases(frames, canvas.plan, canvas.cuts)
+    plain = preview_canvases(frames, canvas.plan, canvas.edit.cuts)
     changed = (preview != plain).any(-1).any(0)
     rows, cols = np.nonzero(changed.numpy())
     assert rows.max() < 20 and (preview[:, :20] > 0.9).any()  # white letters on a black band
     listed, _, _, _, _ = _canvas(node_classes, frames, shots="list", cuts="36")
-    assert listed.transitions == ()  # cuts given by hand: no transition is looked for
+    assert listed.edit.transitions == ()  # cuts given by hand: no transition is looked for
     # the Quality Check of this canvas shows the dissolve (its report and plot; tests/test_quality.py: the band)
     (oh, _), (y0, _), fh = canvas.plan.output_hw, canvas.plan.content_out_yx, canvas.plan.frame_hw[0]
     output = frames[:, np.clip(np.arange(oh) - y0, 0, fh - 1)]  # a border that repeats the edge rows
@@ -640,7 +642,7 @@ def test_the_model_family_sets_the_preprocessing_and_the_working_size_the_canvas
     frames, vae = load_clip(6), taesd_vae()
     canvas, preview, mask, _, _ = _canvas(node_classes, frames, preprocessing="auto", working_size=128)
     assert preview.shape == (6, 128, 128, 3) and mask.shape == (1, 128, 128) and canvas.follows_model
-    assert canvas.plan_for_model(plus).family == "m3ddm_plus" and canvas.plan_for_model(plain).family == "m3ddm"
+    assert canvas.plan_for(plus.family).family == "m3ddm_plus" and canvas.plan_for(plain.family).family == "m3ddm"
     sampling = dict(scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=2.0, seed=3, fps=16.0,
                     low_vram=False, strides="auto", schedule="fixed")
     c2f = node_classes["M3DDM_CoarseToFine"]

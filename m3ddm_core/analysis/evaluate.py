@@ -20,6 +20,8 @@ import torch.nn.functional as F
 
 from ..pipeline.canvas import CanvasError, CanvasPlan, plan_canvas
 from ..pipeline.composite import composite
+from ..pipeline.frame_canvas import FrameCanvas
+from ..pipeline.passes import SampleSettings
 from ..pipeline.parameters import EVALUATION_DIRECTIONS as DIRECTIONS
 
 PAPER_MASK_RATIOS = (0.25, 0.666)
@@ -73,12 +75,27 @@ class EvaluationTask:
     visible: torch.Tensor
     plan: CanvasPlan
     region: torch.Tensor
+    mask_ratio: float = 0.25
+    direction: str = "horizontal"
+    working_size: int = PAPER_SIZE
+
+    @property
+    def canvas(self) -> FrameCanvas:
+        """The visible frames with their plan, to :meth:`.FrameCanvas.prepare`."""
+        return FrameCanvas.of(self.visible, self.plan)
 
     def score(self, canvases: torch.Tensor, lpips: bool = True) -> tuple[torch.Tensor, "Metrics"]:
         """The outpainted clip (``canvases``: the working canvases sampled for ``visible`` with ``plan``, put back
         around it without feathering, as the papers measure) and its :func:`evaluate_frames` metrics."""
         outpainted = composite(self.visible, canvases, self.plan, feather=0)
         return outpainted, evaluate_frames(outpainted, self.truth, self.region, lpips=lpips)
+
+    def report(self, metrics: "Metrics", settings: SampleSettings, seed: int) -> str:
+        """What was measured and how it was sampled (a line), then the figures (:meth:`Metrics.report`)."""
+        (h, w), s = self.truth.shape[1:3], settings
+        return (f"M3DDM evaluation ({self.plan.family}, working size {self.working_size}): {self.direction}, mask "
+                f"ratio {self.mask_ratio:g}, {w}x{h}, {s.scheduler} {s.steps} steps, s1 {s.s1:g}, s2 {s.s2:g}, seed "
+                f"{seed}\n" + metrics.report())
 
 
 def evaluation_task(frames: torch.Tensor, mask_ratio: float, direction: str = "horizontal", paper_size: bool = True,
@@ -99,7 +116,7 @@ def evaluation_task(frames: torch.Tensor, mask_ratio: float, direction: str = "h
         raise ValueError(f"{exc}; try another mask ratio") from None
     if tuple(plan.output_hw) != hw or tuple(plan.content_out_yx) != (top, left):
         raise ValueError(f"the masked frame does not map back onto {hw[1]}x{hw[0]}; try another mask ratio")
-    return EvaluationTask(truth, visible, plan, generated_region(hw, padding))
+    return EvaluationTask(truth, visible, plan, generated_region(hw, padding), mask_ratio, direction, working_size)
 
 
 def lpips_weights_path() -> Path:

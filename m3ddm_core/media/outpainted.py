@@ -20,7 +20,7 @@ import torch
 
 from ..pipeline.canvas import CanvasPlan
 from ..pipeline.encode import EncodeFn
-from ..pipeline.inputs import resolve_edit
+from ..pipeline.inputs import Edit, resolve_edit
 from ..pipeline.outpaint import PreparedVideo, prepare
 from ..pipeline.passes import DecodeFn, SampleSettings
 from ..pipeline.resume import source_identity
@@ -122,6 +122,11 @@ class OutpaintedFrames:
     cuts: tuple = ()
     groups: Optional[tuple] = None  # each shot's camera set-up (the first shot of it); None: each its own
     transitions: tuple = ()  # dissolves and fades, counted from ``start``: their borders are blended
+
+    @property
+    def edit(self) -> Edit:
+        """How the video is cut (counted from ``start``)."""
+        return Edit(tuple(self.cuts), tuple(self.transitions), None if self.groups is None else tuple(self.groups))
 
     @property
     def size(self) -> tuple[int, int]:

@@ -3,6 +3,7 @@ command's arguments, :func:`.outpaint.prepare`) calls :func:`check_inputs` with 
 and choices it checks are :mod:`.parameters`', which the nodes' schemas and the batch command's options show."""
 from __future__ import annotations
 
+import logging
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from .parameters import SHOT_MODES, Value, limit_problems
 from .schedule import CLIP_FRAMES, Strides, parse_strides
 from .shots import ShotError, parse_cuts
 from .transitions import Transition, transition_at
+
+log = logging.getLogger("M3DDM")
 
 # A length no video reaches: where the frames are not known yet (a prompt being queued), only the form of an
 # input that counts frames is checked.
@@ -90,11 +93,13 @@ class Edit:
         return lines
 
 
-def resolve_edit(shots: str, cuts: str, setups: str, frames: Iterable, num_frames: int) -> Edit:
+def resolve_edit(shots: str, cuts: str, setups: str, frames: Iterable, num_frames: int,
+                 name: Optional[str] = None) -> Edit:
     """The :class:`Edit` the inputs ask for, ``frames`` (``num_frames`` of them) read at most once, and only where
     something is found in them. ``shots`` (:data:`SHOT_MODES`): none, detect (hard cuts, dissolves and fades,
     :class:`.edits.EditReader`) or list (the ``cuts`` text); ``setups`` (:func:`parse_setups`): auto groups the
-    shots by their frames (with cuts only), none, or one label per shot. ShotError / ValueError say what is wrong."""
+    shots by their frames (with cuts only), none, or one label per shot. ShotError / ValueError say what is wrong.
+    With ``name`` (who asks, in the log) and shots asked for, what was decided is logged (:meth:`Edit.notes`)."""
     if shots not in SHOT_MODES:
         raise ShotError(f"shots {shots!r} is unknown; choose one of {', '.join(SHOT_MODES)}")
     auto = parse_setups(setups) == "auto"
@@ -105,7 +110,10 @@ def resolve_edit(shots: str, cuts: str, setups: str, frames: Iterable, num_frame
             pass
     found = reader.cuts()
     groups = (reader.groups() if found else None) if auto else parse_setups(setups, len(found) + 1)
-    return Edit(tuple(found), tuple(reader.transitions()), None if groups is None else tuple(groups))
+    edit = Edit(tuple(found), tuple(reader.transitions()), None if groups is None else tuple(groups))
+    for note in edit.notes() if name is not None and shots != "none" else ():
+        log.info("[%s] %s", name, note)
+    return edit
 
 
 def parse_setups(text: str, shots: Optional[int] = None):

@@ -1,0 +1,51 @@
+"""The inputs the nodes declare, each from the core's :data:`PARAMETERS` (default, limits and tooltip, never
+restated), and the groups of them several nodes share, in the order their widget values are saved in workflows."""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..m3ddm_core import CHOICES, PARAMETERS
+
+WIDGETS = {bool: io.Boolean, int: io.Int, float: io.Float, str: io.String}
+TARGET = ("target", "aspect_ratio", "width", "height", "pad_left", "pad_right", "pad_top", "pad_bottom", "canvas_mode")
+PASSES = ("strides", "schedule")  # a coarse-to-fine run's
+FROM_CANVAS = "canvas"
+CANVAS_TIP = ("canvas: as decided on the M3DDM Outpaint Canvas (its preview shows the cuts, its setups who shares a "
+              "border); with detect or list here, returning set-ups are grouped automatically.")
+
+
+def widget(name: str, note: str = "", **changes):
+    """The input ``name`` of :data:`PARAMETERS`: a combo of its options or a widget of its default's type within its
+    limits. ``note`` follows its help in the tooltip (what this node adds); ``changes`` replace what it sets."""
+    p = PARAMETERS[name]
+    given = dict(default=p.default, tooltip=f"{p.help} {note}" if note else p.help)
+    if p.options:
+        return io.Combo.Input(name, **{**given, "options": list(p.options), **changes})
+    limits = {key: v for key, v in (("min", p.low), ("max", p.high), ("step", p.step)) if v is not None}
+    return WIDGETS[type(p.default)].Input(name, **{**given, **limits, **changes})
+
+
+def widgets(*names: str) -> list:
+    """:func:`widget` of each of ``names``, in that order."""
+    return [widget(name) for name in names]
+
+
+def sampling_inputs(fps: bool = True) -> list:
+    """The sampler's inputs; ``fps=False`` leaves out the fps input (a VIDEO brings its own)."""
+    rate = [widget("fps", "Get Video Components gives it.")] if fps else []
+    return [*widgets("scheduler", "steps", "context_guidance", "global_guidance"),
+            widget("seed", control_after_generate=True), *rate, widget("low_vram")]
+
+
+def shot_inputs(from_canvas: bool = False) -> list:
+    """``shots`` (how the video is split into shots) and ``cuts`` (the list, when given by hand); ``from_canvas``
+    adds the option (and default) of following the connected canvas."""
+    shots = widget("shots", CANVAS_TIP, options=[FROM_CANVAS, *CHOICES.shots], default=FROM_CANVAS) if from_canvas \
+        else widget("shots")
+    return [shots, widget("cuts")]
+
+
+def working_inputs() -> list:
+    """The model family's preprocessing and the working size (M3DDM Outpaint Canvas and Outpaint Video)."""
+    return [widget("preprocessing", "Load M3DDM Model says which family a model is.", optional=True),
+            widget("working_size", optional=True)]
