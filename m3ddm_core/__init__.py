@@ -23,7 +23,7 @@ streamed into them (:func:`write_outpainted`), and a file through the pipeline a
 from .model.attention import sdpa_attention, softmax_attention
 from .model.config import FULL_SIZE_CONFIG, ConfigError, parse_config
 from .model.loader import (DTYPES, FAMILIES, WEIGHT_NAMES, WEIGHT_SUFFIXES, LoadedModel, WeightsError, check_dtype,
-                           detect_family, list_weights, load_model, load_unet, weights_family)
+                           detect_family, find_weights, list_weights, load_model, load_unet, weights_family)
 from .model.unet3d import M3DDMUNet, build_unet
 from .pipeline.canvas import (OFFICIAL_CANVAS, TARGETS, WORKING_SIZES, CanvasError, CanvasPlan, build_canvas,
                               check_even, parse_ratio_list, plan_canvas, plan_target)
@@ -62,7 +62,7 @@ from .analysis.evaluate import (PAPER_MASK_RATIOS, PAPER_SIZE, EvaluationTask, M
                                 resize_frames)
 
 __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigError", "parse_config", "DTYPES",
-           "WEIGHT_NAMES", "check_dtype", "list_weights", "WEIGHT_SUFFIXES", "WeightsError", "detect_family",
+           "WEIGHT_NAMES", "check_dtype", "find_weights", "list_weights", "WEIGHT_SUFFIXES", "WeightsError", "detect_family",
            "load_unet", "load_model", "LoadedModel", "weights_family", "M3DDMUNet", "build_unet", "FAMILIES",
            "OFFICIAL_CANVAS", "TARGETS", "WORKING_SIZES", "plan_target", "CHOICES", "Choices", "SHOT_MODES",
            "PARAMETERS", "Parameter",

@@ -3,13 +3,10 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from .canvas_node import M3DDMOutpaintCanvas
-from .compare_node import M3DDMCompare
-from .composite_node import M3DDMComposite
-from .evaluate_node import M3DDMEvaluate
+from .canvas_nodes import M3DDMCompare, M3DDMComposite, M3DDMOutpaintCanvas
 from .keyframe_nodes import M3DDMContinue, M3DDMKeyframePreview
 from .loader_node import LoadM3DDMModel
-from .quality_node import M3DDMQualityCheck
+from .measure_nodes import M3DDMEvaluate, M3DDMQualityCheck
 from .runtime import register_model_folder
 from .sampler_nodes import M3DDMCoarseToFine, M3DDMEncodeGlobalFrames, M3DDMSampleClip
 from .video_node import M3DDMOutpaintVideo

@@ -1,11 +1,19 @@
-"""The inputs the nodes declare, each from the core's :data:`PARAMETERS` (default, limits and tooltip, never
-restated), and the groups of them several nodes share, in the order their widget values are saved in workflows."""
+"""The inputs the nodes declare: the pack's socket types (defined once; what travels on them is frozen, as ComfyUI
+hands the same object to every consumer and caches it), the widgets, each from the core's :data:`PARAMETERS`
+(default, limits and tooltip, never restated), and the groups of them several nodes share, in the order their
+values are saved in workflows; the target inputs' plan."""
 from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import CHOICES, PARAMETERS
+from ..m3ddm_core import CHOICES, PARAMETERS, plan_target
 
+from .validation import node_errors
+
+M3DDMModelType = io.Custom("M3DDM_MODEL")  # runtime.M3DDMModel
+M3DDMCanvasType = io.Custom("M3DDM_CANVAS")  # the core's FrameCanvas
+M3DDMGlobalType = io.Custom("M3DDM_GLOBAL")  # GlobalFrames
+M3DDMKeyframesType = io.Custom("M3DDM_KEYFRAMES")  # KeyframeReview
 WIDGETS = {bool: io.Boolean, int: io.Int, float: io.Float, str: io.String}
 TARGET = ("target", "aspect_ratio", "width", "height", "pad_left", "pad_right", "pad_top", "pad_bottom", "canvas_mode")
 PASSES = ("strides", "schedule")  # a coarse-to-fine run's
@@ -49,3 +57,14 @@ def working_inputs() -> list:
     """The model family's preprocessing and the working size (M3DDM Outpaint Canvas and Outpaint Video)."""
     return [widget("preprocessing", "Load M3DDM Model says which family a model is.", optional=True),
             widget("working_size", optional=True)]
+
+
+def plan_for(frame_hw: tuple[int, int], node: str, target, aspect_ratio, width, height, pad_left, pad_right,
+             pad_top, pad_bottom, canvas_mode, video: bool = False, family: str = "m3ddm",
+             working_size: int = CHOICES.working_size):
+    """The core's :func:`plan_target` of the target inputs, or a node-named error (``video``: the output becomes a
+    video file, so its sides must be even)."""
+    with node_errors(node):
+        return plan_target(frame_hw, target, ratio=aspect_ratio, size=(height, width),
+                           padding=(pad_left, pad_right, pad_top, pad_bottom), mode=canvas_mode,
+                           canvas_size=working_size, family=family, video=video)

@@ -11,9 +11,8 @@ from comfy_execution.graph_utils import ExecutionBlocker
 from ..m3ddm_core import SampleSettings, finish_review, preview_keyframes
 
 from . import runtime
-from .inputs import PASSES, sampling_inputs, widget, widgets
+from .inputs import M3DDMCanvasType, M3DDMKeyframesType, M3DDMModelType, PASSES, sampling_inputs, widget, widgets
 from .layouts import rgb_frames, to_latent_dict, vae_codec
-from .types import M3DDMCanvasType, M3DDMKeyframesType, M3DDMModelType
 from .validation import node_errors
 
 log = logging.getLogger("M3DDM")

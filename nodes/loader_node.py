@@ -4,8 +4,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from . import runtime
-from .inputs import widget
-from .types import M3DDMModelType
+from .inputs import M3DDMModelType, widget
 
 
 class LoadM3DDMModel(io.ComfyNode):

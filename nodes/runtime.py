@@ -5,21 +5,36 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
+import comfy.latent_formats
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.ops
+import comfy.utils
+import folder_paths
+import latent_preview
 import torch
 
-import folder_paths
-
-from ..m3ddm_core import (CHOICES, Runtime, SampleSettings, list_weights, load_model as load_weights,
+from ..m3ddm_core import (CHOICES, Runtime, SampleSettings, find_weights, list_weights, load_model as load_weights,
                           place_for_sampling)
 
-from .types import M3DDMModel
 from .validation import node_errors, oom_hint
 
 log = logging.getLogger("M3DDM")
 
 MODEL_FOLDER = "m3ddm"
+
+
+@dataclass(frozen=True)
+class M3DDMModel:
+    """What travels on M3DDM_MODEL: a loaded UNet inside a ComfyUI ModelPatcher (ComfyUI moves and offloads it)."""
+
+    patcher: object
+    name: str
+    dtype: torch.dtype
+    family: str = "m3ddm"  # the preprocessing its weights were trained with (m3ddm or m3ddm_plus)
 
 
 def register_model_folder() -> None:
@@ -45,15 +60,6 @@ def missing_model(name: str) -> str:
             "and put it there, then refresh the node list (R); or pick a model the list offers.")
 
 
-def resolve_model(name: str) -> str:
-    """The path of ``name`` in the m3ddm model folders; a name that is not there or leads out of them is refused."""
-    for root in map(os.path.abspath, folder_paths.get_folder_paths(MODEL_FOLDER)):
-        path = os.path.normpath(os.path.join(root, name))
-        if os.path.commonpath([root, path]) == root and os.path.exists(path):
-            return path
-    raise FileNotFoundError(f"[M3DDM_LoadModel] {missing_model(name)}")
-
-
 def comfy_attention(q, k, v, heads):
     from comfy.ldm.modules import attention  # looked up at call time: ComfyUI rebinds it from its CLI flags
     return attention.optimized_attention(q, k, v, heads)
@@ -62,11 +68,9 @@ def comfy_attention(q, k, v, heads):
 def load_model(name: str, dtype_name: str, family: str = "auto") -> M3DDMModel:
     """Load ``name`` from models/m3ddm in ``dtype_name`` (auto: ComfyUI's choice for the device) by the core's
     :func:`load_model`; ``family`` auto takes the weights' family, m3ddm / m3ddm_plus override it."""
-    import comfy.model_management as mm
-    import comfy.model_patcher
-    import comfy.ops
-
-    path = resolve_model(name)
+    path = find_weights(folder_paths.get_folder_paths(MODEL_FOLDER), name)
+    if path is None:  # not there, or a name leading out of the folders
+        raise FileNotFoundError(f"[M3DDM_LoadModel] {missing_model(name)}")
     device, offload = mm.get_torch_device(), mm.unet_offload_device()
     dtype = dtype_name if dtype_name != "auto" else mm.unet_dtype(
         device, model_params=1_300_000_000, supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
@@ -95,8 +99,6 @@ def model_on_device(handle: M3DDMModel, settings: SampleSettings, latent_hw: tup
     """Let ComfyUI make room for the UNet and its activations and load it; returns ``(unet, settings)`` with the
     batching the core decides from the memory (guidance branches batched when they fit, as ComfyUI batches cond
     and uncond only when they fit; on CUDA, several ready passes per UNet call)."""
-    import comfy.model_management as mm
-
     def load(reserve: int):
         # whole on the device where it fits (the clip loop reads every weight 50 times a clip); a dynamic-VRAM
         # patcher (current ComfyUI) streams weights itself and refuses to be forced
@@ -139,18 +141,12 @@ def sampling_errors(node: str) -> Iterator[None]:
 
 
 def check_interrupt() -> None:
-    import comfy.model_management as mm
-
     mm.throw_exception_if_processing_interrupted()
 
 
 def progress_callback(total_steps: int, device, already_done: int = 0) -> Callable[[dict], None]:
     """A ProgressBar over all steps (``already_done`` of them counted as done: resumed passes), with a latent
     preview of the clip's middle frame."""
-    import comfy.latent_formats
-    import comfy.utils
-    import latent_preview
-
     pbar = comfy.utils.ProgressBar(total_steps)
     previewer = latent_preview.get_previewer(device, comfy.latent_formats.SD15())
     done = [already_done]
@@ -171,13 +167,9 @@ def progress_callback(total_steps: int, device, already_done: int = 0) -> Callab
 
 def count_progress(total: int) -> Callable[[int], None]:
     """A plain ProgressBar: ``report(done)`` for work counted in items (frames written, frames encoded)."""
-    import comfy.utils
-
     pbar = comfy.utils.ProgressBar(total)
     return lambda done: pbar.update_absolute(done, total)
 
 
 def output_device():
-    import comfy.model_management as mm
-
     return mm.intermediate_device()

@@ -6,9 +6,9 @@ from comfy_api.latest import io
 from ..m3ddm_core import SampleSettings, outpaint_clip, resolve_edit, sample
 
 from . import runtime
-from .inputs import FROM_CANVAS, PASSES, sampling_inputs, shot_inputs, widget, widgets
+from .inputs import (FROM_CANVAS, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType, PASSES, sampling_inputs,
+                    shot_inputs, widget, widgets)
 from .layouts import guide_latents, to_latent_dict, vae_codec
-from .types import M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType
 from .validation import node_errors, text_input_problem
 
 

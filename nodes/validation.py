@@ -38,12 +38,10 @@ CHECKED_AT_QUEUE = {"aspect_ratio": "ratio", "cuts": "cuts", "frame_indexes": "f
 
 
 def text_input_problem(name: str, value) -> bool | str:
-    """``True``, or what is wrong with the text input ``name`` (one of :data:`CHECKED_AT_QUEUE`) by the core's
-    :func:`check_inputs`: ComfyUI calls a node's ``validate_inputs`` when the prompt is queued, so a typo fails
-    before any upstream node runs. ComfyUI files what it returns under every input the method takes, so each
-    node's takes the one text input worth checking that early (the message then appears once, under it); the
-    others are checked when the node runs, as is an input fed by a link (None here) and what needs the frames (a
-    cut past the end)."""
+    """``True``, or what the core's :func:`check_inputs` finds wrong with the text input ``name``, for a node's
+    ``validate_inputs``: a typo fails when the prompt is queued, before any upstream node runs. ComfyUI files the
+    message under every input that method takes, so each takes just one; a linked input (None here) and what
+    needs the frames (a cut past the end) are checked when the node runs."""
     if not isinstance(value, str):
         return True
     problems = check_inputs(**{CHECKED_AT_QUEUE[name]: value})

@@ -13,10 +13,9 @@ from ..m3ddm_core import (CHOICES, FrameRangeError, OutpaintedFrames, SampleSett
                           prepare_file, preprocessing_family, sample)
 
 from . import runtime
-from .canvas_node import plan_for
-from .inputs import PASSES, TARGET, sampling_inputs, shot_inputs, widget, widgets, working_inputs
+from .inputs import (M3DDMModelType, PASSES, TARGET, plan_for, sampling_inputs, shot_inputs, widget, widgets,
+                    working_inputs)
 from .layouts import vae_codec
-from .types import M3DDMModelType
 from .validation import node_errors, text_input_problem
 
 log = logging.getLogger("M3DDM")
@@ -30,11 +29,6 @@ def upscaler(upscale_model):
     from comfy_extras.nodes_upscale_model import ImageUpscaleWithModel
 
     return lambda images: ImageUpscaleWithModel.execute(upscale_model, images).result[0].cpu()
-
-
-def _option(value) -> str:
-    """A comfy_api enum member (VideoContainer, VideoCodec) or the plain string newer Save Videos pass."""
-    return str(getattr(value, "value", value)).lower()
 
 
 class OutpaintedVideo(Input.Video):
@@ -83,22 +77,16 @@ class OutpaintedVideo(Input.Video):
         if newer:  # a later core asking for more than this pack knows: written without it, and said so
             log.warning("[%s] Save Video passed %s, which this version of the pack does not know: ignored", NODE,
                         ", ".join(f"{k}={v!r}" for k, v in newer.items()))
-        count = self.outpainted.count
-        report = runtime.count_progress(count)
+        report = runtime.count_progress(self.outpainted.count)
 
         def on_frame(written: int) -> None:
             report(written)
-            if written % max(1, count // 10) == 0:
-                log.info("[%s] wrote %d of %d frames", NODE, written, count)
             runtime.check_interrupt()
-        # what Save Video asks that cannot be written is refused before a frame is; a failed write says so
-        with node_errors(NODE, prefix="Save Video: "), \
-                node_errors(NODE, VideoFileError, prefix="writing the video failed: "), \
-                node_errors(NODE, OSError, prefix="writing the video failed: ",
-                            hint="; nothing was left behind. Free disk space or choose another output folder"):
-            self.outpainted.write(path, container=_option(format), codec=_option(codec), bit_depth=bit_depth,
+        with node_errors(NODE, prefix="Save Video: "):  # what cannot be written is refused before a frame is
+            # format and codec: comfy_api's VideoContainer / VideoCodec are str enums, newer Save Videos pass strings
+            self.outpainted.write(path, container=format, codec=codec, bit_depth=bit_depth,
                                   crf=crf, colour_space=color_space, preset=preset, metadata=metadata,
-                                  on_frame=on_frame)
+                                  on_frame=on_frame, name=NODE)
 
 
 class M3DDMOutpaintVideo(io.ComfyNode):
@@ -152,10 +140,7 @@ class M3DDMOutpaintVideo(io.ComfyNode):
         plan = plan_for((info.height, info.width), NODE, target, aspect_ratio, width, height, pad_left, pad_right,
                         pad_top, pad_bottom, canvas_mode, video=True, family=family, working_size=working_size)
         settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)
-        log.info("[%s] %d frames %dx%d at %.3f fps -> %dx%d; encoding the working canvases", NODE, count, info.width,
-                 info.height, float(info.fps), plan.output_hw[1], plan.output_hw[0])
-        # a bad schedule or cut is refused before the file is read; an unreadable frame says so
-        with node_errors(NODE), node_errors(NODE, VideoFileError, prefix="reading the video failed: "):
+        with node_errors(NODE):  # a bad schedule or cut is refused before the file is read
             video_job = prepare_file(source, info, start, count, plan, encode, settings, seed=seed,
                                      strides=strides, schedule=schedule, shots=shots, cuts=cuts,
                                      on_chunk=runtime.count_progress(count), groups=setups, name=NODE)

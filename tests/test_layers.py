@@ -142,10 +142,10 @@ def test_the_nodes_never_use_apps():
     assert core_names("import m3ddm_core.apps.scaleout") == [("m3ddm_core.apps.scaleout", "apps.scaleout")]
     assert core_names("from ..m3ddm_core import check_quality, compare_frames") == [
         ("check_quality", "analysis.quality"), ("compare_frames", "analysis.compare")]
-    assert core_names("from .types import CanvasPlan\nfrom ..m3ddm_core import apps") == [("apps", "apps")]
+    assert core_names("from .inputs import CanvasPlan\nfrom ..m3ddm_core import apps") == [("apps", "apps")]
     uses = {path.relative_to(CORE.parent).as_posix(): core_names(path.read_text())
             for path in sorted(NODES.rglob("*.py"))}
-    assert ("schedule_windows", "analysis.quality") in uses["nodes/quality_node.py"]  # the scan sees the nodes
+    assert ("schedule_windows", "analysis.quality") in uses["nodes/measure_nodes.py"]  # the scan sees the nodes
     assert {m for found in uses.values() for _, m in found} >= {"analysis.quality", "analysis.evaluate",
                                                                 "analysis.compare"}
     unresolved = [f"{node}: {name}" for node, found in uses.items() for name, module in found if module is None]

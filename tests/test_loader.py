@@ -347,8 +347,23 @@ def test_family_marker_beats_the_name_and_is_checked(tmp_path, micro_state_dict)
         weights_family(folder)
 
 
+def test_find_weights_takes_the_first_root_that_has_the_name_and_never_leaves_the_roots(tmp_path):
+    from m3ddm_core import find_weights
+    a, b = tmp_path / "a", tmp_path / "b"
+    (a / "m").mkdir(parents=True)
+    (b / "m").mkdir(parents=True)
+    (b / "n.safetensors").write_bytes(b"")
+    (tmp_path / "outside.safetensors").write_bytes(b"")
+    assert find_weights([a, b], "m") == str(a / "m")
+    assert find_weights([a, b], "n.safetensors") == str(b / "n.safetensors")
+    assert find_weights([a, b], "gone") is None and find_weights([tmp_path / "none"], "m") is None
+    assert find_weights([a], "../outside.safetensors") is None and find_weights([a], str(tmp_path / "b/m")) is None
+
+
 def test_model_list_shows_checkpoint_folders(tmp_path, plus_reference, micro_state_dict):
     import importlib
+
+    from m3ddm_core import find_weights
 
     from comfy_env import PLUGIN, load_plugin
     load_plugin()  # puts ComfyUI on sys.path (skips when it is not installed)
@@ -371,10 +386,10 @@ def test_model_list_shows_checkpoint_folders(tmp_path, plus_reference, micro_sta
         assert listed == ["M3DDM-Plus", "M3DDM-Plus/last.ckpt", "converted", "converted/last.ckpt", "run",
                           "run/epoch=0-step=10.ckpt", "run/epoch=1-step=20.ckpt", "run/other.safetensors",
                           "single.ckpt"]
-        model = load_unet(runtime.resolve_model("M3DDM-Plus"))
+        model = load_unet(find_weights([str(root)], "M3DDM-Plus"))
         _assert_equals_file(model, plus_reference / "tiny_unet" / "weights.safetensors")
-        assert load_unet(runtime.resolve_model("run/epoch=0-step=10.ckpt")).conv_in.bias.unique().tolist() == [0]
-        assert load_unet(runtime.resolve_model("run")).conv_in.bias.unique().tolist() == [1]
+        assert load_unet(find_weights([str(root)], "run/epoch=0-step=10.ckpt")).conv_in.bias.unique().tolist() == [0]
+        assert load_unet(find_weights([str(root)], "run")).conv_in.bias.unique().tolist() == [1]
     finally:
         folder_paths.folder_names_and_paths.pop("m3ddm", None)
         if saved is not None:

@@ -742,6 +742,10 @@ def test_save_to_honours_container_codec_crf_preset_bit_depth_and_colour_space(n
         with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintVideo\] .*" + message):
             save("refused.mp4", **options)
     assert not (tmp_path / "refused.mp4").exists()
+    with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintVideo\] Save Video: writing the video failed: .*nothing was "
+                                         r"left behind. Free disk space or choose another output folder"):
+        save("gone/out.mp4")
+    assert not (tmp_path / "gone").exists()
 
 
 def test_trimming_the_output_keeps_it_lazy_and_picks_the_frames_core_would(node_classes, models_dir, tmp_path):

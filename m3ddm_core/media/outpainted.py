@@ -27,8 +27,8 @@ from ..pipeline.resume import source_identity
 from ..pipeline.schedule import Strides
 from ..pipeline.shots import shot_bounds
 from .stream import UpscaleFn, composite_frames, write_outpainted
-from .video_io import (BIT_DEPTHS, CONTAINERS, H264_PRESETS, Colour, FrameRangeError, Source, VideoInfo, check_range,
-                       colour_space_name, frames_in_window, probe, read_audio, read_frames)
+from .video_io import (BIT_DEPTHS, CONTAINERS, H264_PRESETS, Colour, FrameRangeError, Source, VideoFileError, VideoInfo,
+                       check_range, colour_space_name, frames_in_window, probe, read_audio, read_frames)
 
 log = logging.getLogger("M3DDM")
 
@@ -61,15 +61,21 @@ def prepare_file(source: Source, info: VideoInfo, start: int, count: int, canvas
     (:data:`.pipeline.inputs.SHOT_MODES`): ``none``, ``detect`` (hard cuts, dissolves and fades found on the way)
     or ``list`` (``cuts``: first frames of new shots counted from ``start``, as a list or the text a user writes,
     checked before a frame is read); ``resumable``: the file's identity keys the run's pass store; ``groups``:
-    returning camera set-ups (:func:`.pipeline.outpaint.prepare`). The shots are logged, led by ``name``."""
+    returning camera set-ups (:func:`.pipeline.outpaint.prepare`). The work and the shots are logged, led by
+    ``name``; a frame that cannot be read raises VideoFileError saying so."""
     detect = shots == "detect"
     if not detect:
         listed = cuts if isinstance(cuts, str) else ", ".join(map(str, cuts))
         cuts = resolve_edit(shots, listed, "none", (), count).cuts
-    video = prepare(read_frames(source, start, count), count, canvas, encode, settings, info.fps, seed=seed,
-                    strides=strides, schedule=schedule, cuts=() if detect else cuts, detect_cuts=detect,
-                    content=source_identity(source, start, count) if resumable else None, on_chunk=on_chunk,
-                    groups=groups, detect_transitions=detect)
+    log.info("[%s] %d frames %dx%d at %.3f fps -> %dx%d; encoding the working canvases", name, count, info.width,
+             info.height, float(info.fps), canvas.output_hw[1], canvas.output_hw[0])
+    try:
+        video = prepare(read_frames(source, start, count), count, canvas, encode, settings, info.fps, seed=seed,
+                        strides=strides, schedule=schedule, cuts=() if detect else cuts, detect_cuts=detect,
+                        content=source_identity(source, start, count) if resumable else None, on_chunk=on_chunk,
+                        groups=groups, detect_transitions=detect)
+    except VideoFileError as exc:
+        raise VideoFileError(f"reading the video failed: {exc}") from exc
     for note in video.edit.notes() if shots != "none" else ():
         log.info("[%s] %s", name, note)
     return video
@@ -176,10 +182,26 @@ class OutpaintedFrames:
 
     def write(self, path, *, container: str = "auto", codec: str = "auto", bit_depth: Optional[int] = None,
               crf: Optional[float] = None, colour_space: Optional[str] = None, preset: Optional[str] = None,
-              metadata: Optional[dict] = None, on_frame: Optional[Callable[[int], None]] = None) -> None:
+              metadata: Optional[dict] = None, on_frame: Optional[Callable[[int], None]] = None,
+              name: str = "M3DDM") -> None:
         """Write the video to ``path`` with the source's audio of the range; the file appears only when complete.
         The encoder options are checked first (:func:`writer_options`: a plain ValueError with the fix); a failed
-        write raises VideoFileError or OSError."""
+        write raises VideoFileError saying so, and leaves nothing behind. Every tenth of the frames written is
+        logged, led by ``name``."""
         options = writer_options(container, codec, bit_depth, crf, colour_space, preset, self.info.colour)
-        write_outpainted(path, self.source, self.info, self.start, self.count, self.plan, self.latents, self.decode,
-                         self.feather, self.upscale, metadata, on_frame, transitions=self.transitions, **options)
+        tenth = max(1, self.count // 10)
+
+        def written(done: int) -> None:
+            if done % tenth == 0:
+                log.info("[%s] wrote %d of %d frames", name, done, self.count)
+            if on_frame is not None:
+                on_frame(done)
+        try:
+            write_outpainted(path, self.source, self.info, self.start, self.count, self.plan, self.latents,
+                             self.decode, self.feather, self.upscale, metadata, written, transitions=self.transitions,
+                             **options)
+        except VideoFileError as exc:
+            raise VideoFileError(f"writing the video failed: {exc}") from exc
+        except OSError as exc:
+            raise VideoFileError(f"writing the video failed: {exc}; nothing was left behind. Free disk space or "
+                                 "choose another output folder") from exc

@@ -444,6 +444,16 @@ def list_weights(roots: Iterable[str | os.PathLike]) -> list[str]:
     return sorted(found)
 
 
+def find_weights(roots: Iterable[str | os.PathLike], name: str) -> Optional[str]:
+    """The path of ``name`` (as :func:`list_weights` gives it) in the first of ``roots`` that has it; None where
+    none has it, or where the name leads out of its root (``../``)."""
+    for root in map(os.path.abspath, roots):
+        path = os.path.normpath(os.path.join(root, name))
+        if os.path.commonpath([root, path]) == root and os.path.exists(path):
+            return path
+    return None
+
+
 def check_dtype(device: torch.device, dtype: torch.dtype) -> None:
     """Refuse (ValueError) a precision ``device`` cannot compute in, before gigabytes of weights are loaded."""
     try:
