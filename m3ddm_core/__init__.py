@@ -8,7 +8,8 @@ derived by :func:`derive_seed`, then encode :func:`encode_video`: an :class:`Enc
 batches and streamed files alike) and :func:`sample` (place the model through the front-end's :class:`Runtime`, run
 the plan :func:`run_plan` -- resumable from a :class:`PassStore`, any subset of passes, each by :func:`run_pass` --
 and decode :func:`decode_latents`) -> :func:`composite`; :func:`outpaint_clip` for one hand-picked clip, the
-review gate :func:`preview_keyframes` then :func:`finish_review`,
+review gate :func:`preview_keyframes` then :func:`finish_review`, a frame batch with its plan and cuts
+:class:`FrameCanvas` (prepared as it is cut, its preprocessing following the model: :func:`preprocessing_family`),
 :func:`outpaint_video` for frames in memory; the one input check :func:`check_inputs` and what a front-end offers
 (:data:`CHOICES`; every setting's default, limits and meaning, :data:`PARAMETERS`); shots :func:`detect_cuts`, traced
 memory :func:`sampling_memory` and the decision made from it (:func:`reserve_for_sampling`,

@@ -8,7 +8,7 @@ from comfy_api.latest import io
 from ..m3ddm_core import (CHOICES, FrameCanvas, compare_frames, composite, preprocessing_family, preview_canvases,
                           resolve_edit)
 
-from .inputs import M3DDMCanvasType, TARGET, plan_for, shot_inputs, widget, widgets, working_inputs
+from .inputs import M3DDMCanvasType, TARGET, node_schema, plan_for, shot_inputs, widget, widgets, working_inputs
 from .layouts import rgb_frames, with_channels
 from .validation import node_error, node_errors, text_input_problem
 
@@ -18,10 +18,8 @@ class M3DDMOutpaintCanvas(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id=cls.NODE,
-            display_name="M3DDM Outpaint Canvas",
-            category="M3DDM",
+        return node_schema(
+            cls.NODE, "M3DDM Outpaint Canvas",
             description="Plans the outpainting of a frame sequence: the output size at native resolution and the "
                         "square working canvas the model sees (content centred, border to generate). Outputs a "
                         "preview of the TELEA-prefilled working canvases and their mask (1 = generated). With "
@@ -75,10 +73,8 @@ class M3DDMComposite(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id=cls.NODE,
-            display_name="M3DDM Composite",
-            category="M3DDM",
+        return node_schema(
+            cls.NODE, "M3DDM Composite",
             description="Places the original frames, pixel for pixel, into the generated border at native "
                         "resolution: the generated canvases (straight from the sampler or after any upscaler) are "
                         "resampled to the output size, the originals pasted back unchanged, and the seam feathered "
@@ -112,10 +108,8 @@ class M3DDMCompare(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id=cls.NODE,
-            display_name="M3DDM Compare",
-            category="M3DDM",
+        return node_schema(
+            cls.NODE, "M3DDM Compare",
             description="Before/after for review and sharing: each source frame letterboxed to the target frame "
                         "(black where the border will be) beside or above the outpainted frame. An IMAGE batch, so "
                         "core Create Video / Save Video write it like any other.",

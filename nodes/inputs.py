@@ -10,6 +10,7 @@ from ..m3ddm_core import CHOICES, PARAMETERS, plan_target
 
 from .validation import node_errors
 
+CATEGORY = "M3DDM"
 M3DDMModelType = io.Custom("M3DDM_MODEL")  # runtime.M3DDMModel
 M3DDMCanvasType = io.Custom("M3DDM_CANVAS")  # the core's FrameCanvas
 M3DDMGlobalType = io.Custom("M3DDM_GLOBAL")  # GlobalFrames
@@ -20,6 +21,11 @@ PASSES = ("strides", "schedule")  # a coarse-to-fine run's
 FROM_CANVAS = "canvas"
 CANVAS_TIP = ("canvas: as decided on the M3DDM Outpaint Canvas (its preview shows the cuts, its setups who shares a "
               "border); with detect or list here, returning set-ups are grouped automatically.")
+
+
+def node_schema(node_id: str, display_name: str, **schema) -> io.Schema:
+    """A node's schema in the pack's category (``schema``: description, inputs, outputs and what else it sets)."""
+    return io.Schema(node_id=node_id, display_name=display_name, category=CATEGORY, **schema)
 
 
 def widget(name: str, note: str = "", **changes):

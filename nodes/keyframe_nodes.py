@@ -11,7 +11,8 @@ from comfy_execution.graph_utils import ExecutionBlocker
 from ..m3ddm_core import SampleSettings, finish_review, preview_keyframes
 
 from . import runtime
-from .inputs import M3DDMCanvasType, M3DDMKeyframesType, M3DDMModelType, PASSES, sampling_inputs, widget, widgets
+from .inputs import (M3DDMCanvasType, M3DDMKeyframesType, M3DDMModelType, PASSES, node_schema, sampling_inputs,
+                     widget, widgets)
 from .layouts import rgb_frames, to_latent_dict, vae_codec
 from .validation import node_errors
 
@@ -23,10 +24,8 @@ CONTINUE = "M3DDM_Continue"
 class M3DDMKeyframePreview(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id=PREVIEW,
-            display_name="M3DDM Keyframe Preview",
-            category="M3DDM",
+        return node_schema(
+            PREVIEW, "M3DDM Keyframe Preview",
             description="Samples only each shot's key frames -- the sparsest level of Coarse-to-Fine, which guides "
                         "everything after it (1 of 33 passes for 450 frames; a short shot: its first clip) -- and "
                         "shows them composited, so a long render can be judged before it runs. Re-roll a shot with "
@@ -72,10 +71,8 @@ class M3DDMKeyframePreview(io.ComfyNode):
 class M3DDMContinue(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id=CONTINUE,
-            display_name="M3DDM Continue",
-            category="M3DDM",
+        return node_schema(
+            CONTINUE, "M3DDM Continue",
             description="Finishes a run started by M3DDM Keyframe Preview: the key frames come from its pass "
                         "store, the finer levels are sampled guided by them. The review gate: while 'render' is "
                         "off, a Run stops here (the key frames are previewed, nothing after this node runs); judge "

@@ -4,16 +4,14 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from . import runtime
-from .inputs import M3DDMModelType, widget
+from .inputs import M3DDMModelType, node_schema, widget
 
 
 class LoadM3DDMModel(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="M3DDM_LoadModel",
-            display_name="Load M3DDM Model",
-            category="M3DDM",
+        return node_schema(
+            "M3DDM_LoadModel", "Load M3DDM Model",
             description="Loads an M3DDM or M3DDM+ video-outpainting UNet (with its global-frame encoder) from "
                         "models/m3ddm: a Hugging Face folder (config.json + diffusion_pytorch_model.bin/.safetensors), "
                         "a single .safetensors file, or an M3DDM+ training checkpoint (.ckpt, or the folder holding "

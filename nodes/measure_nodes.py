@@ -11,7 +11,7 @@ from comfy_api.latest import io
 from ..m3ddm_core import CHOICES, SampleSettings, check_quality, evaluation_task, sample, schedule_windows
 
 from . import runtime
-from .inputs import M3DDMCanvasType, M3DDMModelType, PASSES, sampling_inputs, widget, widgets
+from .inputs import M3DDMCanvasType, M3DDMModelType, PASSES, node_schema, sampling_inputs, widget, widgets
 from .layouts import rgb_frames, vae_codec
 from .validation import node_error, node_errors
 
@@ -23,10 +23,8 @@ class M3DDMQualityCheck(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id=cls.NODE,
-            display_name="M3DDM Quality Check",
-            category="M3DDM",
+        return node_schema(
+            cls.NODE, "M3DDM Quality Check",
             description="Scores an outpainted video without ground truth, per shot and per sampling window, over the "
                         "generated band next to the seam: seam visibility (the step across the seam against the "
                         "picture's own steps), border flicker (the border's frame-to-frame change against the "
@@ -91,10 +89,8 @@ class M3DDMEvaluate(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id=cls.NODE,
-            display_name="M3DDM Evaluate",
-            category="M3DDM",
+        return node_schema(
+            cls.NODE, "M3DDM Evaluate",
             description="Measures outpainting quality the way the papers do: the borders of a ground-truth video "
                         "are masked (M3DDM: horizontal, mask ratio 0.25 or 0.666, frames at 256x256), outpainted "
                         "back with the model and settings given, and compared with the truth: PSNR, SSIM and MSE "

@@ -6,8 +6,8 @@ from comfy_api.latest import io
 from ..m3ddm_core import SampleSettings, outpaint_clip, resolve_edit, sample
 
 from . import runtime
-from .inputs import (FROM_CANVAS, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType, PASSES, sampling_inputs,
-                    shot_inputs, widget, widgets)
+from .inputs import (FROM_CANVAS, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType, PASSES, node_schema,
+                     sampling_inputs, shot_inputs, widget, widgets)
 from .layouts import guide_latents, to_latent_dict, vae_codec
 from .validation import node_errors, text_input_problem
 
@@ -25,10 +25,8 @@ class M3DDMEncodeGlobalFrames(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id=cls.NODE,
-            display_name="M3DDM Encode Global Frames",
-            category="M3DDM",
+        return node_schema(
+            cls.NODE, "M3DDM Encode Global Frames",
             description="Encodes the 16 global frames (sampled uniformly over the whole video; M3DDM: masked like "
                         "the clips; M3DDM+: the whole frames squashed to the working size, as the canvas's "
                         "preprocessing says) with the SD1.5 VAE. Every M3DDM clip cross-attends to them for video-wide "
@@ -55,10 +53,8 @@ class M3DDMSampleClip(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id=cls.NODE,
-            display_name="M3DDM Sample Clip",
-            category="M3DDM",
+        return node_schema(
+            cls.NODE, "M3DDM Sample Clip",
             description="Outpaints one 16-frame clip. Frames already generated (from the guide LATENT of an "
                         "earlier M3DDM sampler) condition the clip as guide frames, which links clips together.",
             inputs=[
@@ -101,10 +97,8 @@ class M3DDMCoarseToFine(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id=cls.NODE,
-            display_name="M3DDM Coarse-to-Fine Outpaint",
-            category="M3DDM",
+        return node_schema(
+            cls.NODE, "M3DDM Coarse-to-Fine Outpaint",
             description="Outpaints a whole video with M3DDM's hybrid coarse-to-fine schedule: sparse key frames "
                         "first (e.g. every 15th), then the frames between them, each clip guided by what is already "
                         "generated. Every frame is generated exactly once; the frame count is kept. Each finished "

@@ -13,8 +13,8 @@ from ..m3ddm_core import (CHOICES, FrameRangeError, OutpaintedFrames, SampleSett
                           prepare_file, preprocessing_family, sample)
 
 from . import runtime
-from .inputs import (M3DDMModelType, PASSES, TARGET, plan_for, sampling_inputs, shot_inputs, widget, widgets,
-                    working_inputs)
+from .inputs import (M3DDMModelType, PASSES, TARGET, node_schema, plan_for, sampling_inputs, shot_inputs, widget,
+                     widgets, working_inputs)
 from .layouts import vae_codec
 from .validation import node_errors, text_input_problem
 
@@ -92,10 +92,8 @@ class OutpaintedVideo(Input.Video):
 class M3DDMOutpaintVideo(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id=NODE,
-            display_name="M3DDM Outpaint Video",
-            category="M3DDM",
+        return node_schema(
+            NODE, "M3DDM Outpaint Video",
             description="Outpaints a whole VIDEO (Load Video, or any VIDEO) in bounded memory: frames stream from the "
                         "file into the square working canvas, Coarse-to-Fine sampling runs on latents only, and the "
                         "output VIDEO is composited frame by frame at native resolution while Save Video writes it "
