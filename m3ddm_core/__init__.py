@@ -39,7 +39,7 @@ from .pipeline.executors import (MAX_PASSES_PER_CALL, PlanResult, PlanRun, choos
 from .pipeline.outpaint import (Outpainted, OutpaintResult, PreparedVideo, Runtime, encode_edits, outpaint_clip,
                                  outpaint_video, prepare, sample)
 from .pipeline.review import KeyframeReview, finish_review, preview_keyframes
-from .pipeline.frame_canvas import FrameCanvas, GlobalFrames, preprocessing_family
+from .pipeline.frame_canvas import FrameCanvas, GlobalFrames, GlobalFramesError, preprocessing_family
 from .pipeline.guidance import active_branches
 from .pipeline.memory import MEMORY_MARGIN, fits_batched, sampling_memory
 from .pipeline.passes import (PassJob, PreparedShot, SampleSettings, decode_latents, prepare_shot, resume_key,
@@ -73,7 +73,7 @@ __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigErr
            "SD_LATENT_SCALE", "EncodedVideo", "encode_global_frames", "encode_video", "global_frame_indexes",
            "preview_canvases", "MAX_PASSES_PER_CALL", "OutpaintResult", "Outpainted", "PreparedVideo", "Runtime",
            "prepare", "sample", "outpaint_clip", "encode_edits", "KeyframeReview", "preview_keyframes",
-           "finish_review", "FrameCanvas", "GlobalFrames", "preprocessing_family", "fingerprint", "PlanResult", "PlanRun", "choose_branching",
+           "finish_review", "FrameCanvas", "GlobalFrames", "GlobalFramesError", "preprocessing_family", "fingerprint", "PlanResult", "PlanRun", "choose_branching",
            "default_max_passes", "reserve_for_sampling", "place_for_sampling", "stores_in", "outpaint_video",
            "run_passes", "run_plan", "active_branches", "MEMORY_MARGIN", "fits_batched", "sampling_memory", "PassJob",
            "PreparedShot", "SampleSettings", "decode_latents", "prepare_shot", "resume_key", "run_pass",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..m3ddm_core import SampleSettings, outpaint_clip, resolve_edit, sample
+from ..m3ddm_core import GlobalFramesError, SampleSettings, outpaint_clip, resolve_edit, sample
 
 from . import runtime
 from .inputs import (FROM_CANVAS, M3DDMCanvasType, M3DDMGlobalType, M3DDMModelType, PASSES, node_schema,
@@ -18,6 +18,10 @@ def _model_vae_canvas_inputs() -> list:
         io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE."),
         M3DDMCanvasType.Input("canvas", tooltip="From M3DDM Outpaint Canvas."),
     ]
+
+
+GLOBAL_FIX = (". M3DDM Encode Global Frames takes this node's canvas and model; or disconnect global_frames (then "
+              "each shot's are encoded here)")
 
 
 class M3DDMEncodeGlobalFrames(io.ComfyNode):
@@ -81,7 +85,7 @@ class M3DDMSampleClip(io.ComfyNode):
     def execute(cls, m3ddm_model, vae, canvas, global_frames, frame_indexes, scheduler, steps, context_guidance,
                 global_guidance, seed, fps, low_vram, guide=None) -> io.NodeOutput:
         encode, decode = vae_codec(vae, cls.NODE)
-        with node_errors(cls.NODE):
+        with node_errors(cls.NODE, GlobalFramesError, hint=GLOBAL_FIX):
             g_latents = canvas.global_latents(global_frames, m3ddm_model.family)
         guides = guide_latents(guide, cls.NODE) if guide is not None else {}
         settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)
@@ -131,7 +135,8 @@ class M3DDMCoarseToFine(io.ComfyNode):
                 low_vram, strides, schedule, shots=FROM_CANVAS, cuts="", global_frames=None) -> io.NodeOutput:
         encode, decode = vae_codec(vae, cls.NODE)
         settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)
-        with node_errors(cls.NODE):  # a bad schedule, cut or global frames: before any encoding
+        # a bad schedule, cut or global frames: before any encoding
+        with node_errors(cls.NODE), node_errors(cls.NODE, GlobalFramesError, hint=GLOBAL_FIX):
             edit = None if shots == FROM_CANVAS else resolve_edit(shots, cuts, "auto", canvas.frames,
                                                                   canvas.num_frames, cls.NODE)
             video = canvas.prepare(m3ddm_model.family, encode, settings, fps, seed=seed, strides=strides,

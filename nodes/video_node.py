@@ -82,7 +82,8 @@ class OutpaintedVideo(Input.Video):
         def on_frame(written: int) -> None:
             report(written)
             runtime.check_interrupt()
-        with node_errors(NODE, prefix="Save Video: "):  # what cannot be written is refused before a frame is
+        # what Save Video asks that cannot be written is refused before a frame is; a failed write says so
+        with node_errors(NODE, prefix="Save Video: "), node_errors(NODE, VideoFileError):
             # format and codec: comfy_api's VideoContainer / VideoCodec are str enums, newer Save Videos pass strings
             self.outpainted.write(path, container=format, codec=codec, bit_depth=bit_depth,
                                   crf=crf, colour_space=color_space, preset=preset, metadata=metadata,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from helpers import TinyVAE, load_clip
-from m3ddm_core import (Edit, FrameCanvas, SampleSettings, fingerprint, plan_canvas, prepare,
+from m3ddm_core import (Edit, FrameCanvas, GlobalFramesError, SampleSettings, fingerprint, plan_canvas, prepare,
                         preprocessing_family)
 
 
@@ -45,7 +45,7 @@ def test_global_frames_must_come_from_this_canvas_as_the_model_samples_it(frames
     assert as_m3ddm.latents.shape == (16, 4, *plan.latent_hw) and as_m3ddm.plan == plan
     assert auto.global_latents(None, "m3ddm") is None
     assert torch.equal(auto.global_latents(as_m3ddm, "m3ddm"), as_m3ddm.latents)
-    with pytest.raises(ValueError, match="encoded with m3ddm preprocessing, the model samples with m3ddm_plus"):
+    with pytest.raises(GlobalFramesError, match="encoded with m3ddm preprocessing, the model samples with m3ddm_plus"):
         auto.global_latents(as_m3ddm, "m3ddm_plus")
     as_plus = auto.encode_global("m3ddm_plus", vae.encode)
     assert as_plus.plan.family == "m3ddm_plus" and torch.equal(auto.global_latents(as_plus, "m3ddm_plus"),
@@ -53,7 +53,7 @@ def test_global_frames_must_come_from_this_canvas_as_the_model_samples_it(frames
     other_video = FrameCanvas.of(frames.flip(0), plan)
     other_plan = FrameCanvas.of(frames, plan_canvas((120, 208), ratio="1:1", canvas_size=128))
     for canvas in (other_video, other_plan):
-        with pytest.raises(ValueError, match="encoded for another video or canvas"):
+        with pytest.raises(GlobalFramesError, match="encoded for another video or canvas"):
             canvas.global_latents(as_m3ddm, "m3ddm")
 
 
@@ -68,6 +68,6 @@ def test_prepare_follows_the_canvases_cuts_unless_told_and_refuses_global_frames
     assert tuple(one_shot.plan.cuts) == () and tuple(video.plan.cuts) == (8,)
     g = FrameCanvas.of(frames, plan).encode_global(None, vae.encode)
     before = vae.encoded_images
-    with pytest.raises(ValueError, match="global frames cover the whole video, but this run is split into shots"):
+    with pytest.raises(GlobalFramesError, match="global frames cover the whole video, but this run is split into"):
         canvas.prepare("m3ddm", vae.encode, settings, 16.0, global_frames=g)
     assert vae.encoded_images == before  # refused before any encoding

@@ -210,7 +210,7 @@ def test_text_inputs_are_checked_when_the_prompt_is_queued(node_classes):
 
 @pytest.mark.parametrize("comfy_attr, value", [("comfy_cast_weights", True), ("weight_function", [lambda w: w]),
                                                ("bias_function", [lambda b: b])])
-def test_layers_whose_weights_comfyui_casts_keep_their_own_forward(plugin, comfy_attr, value):
+def test_layers_whose_weights_comfyui_casts_keep_their_own_forward(node_classes, plugin, comfy_attr, value):
     """The ComfyUI layer chooses the per-frame conv route when ComfyUI casts, streams or patches a layer's weights
     inside its forward (the conv3d route would read the raw weights past it)."""
     runtime = plugin.nodes.runtime
@@ -302,7 +302,8 @@ def test_global_frames_from_another_video_are_refused(node_classes, models_dir):
     b, _, _, _, _ = _canvas(node_classes, load_clip(3).flip(0))
     vae = taesd_vae()
     (g,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=a)
-    with pytest.raises(ValueError, match=r"\[M3DDM_SampleClip\] the global frames were encoded for another video"):
+    with pytest.raises(ValueError, match=r"\[M3DDM_SampleClip\] the global frames were encoded for another video.*"
+                                         r"M3DDM Encode Global Frames takes this node's canvas and model"):
         _run(node_classes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=b, global_frames=g,
              frame_indexes="0-2", scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=0,
              fps=8.0, low_vram=False)
@@ -517,10 +518,12 @@ def test_shots_are_previewed_on_the_canvas_and_followed_by_coarse_to_fine(node_c
     assert not torch.equal(followed["samples"][20:], single["samples"][20:])
     plain, _, _, none, _ = _canvas(node_classes, frames, shots="none", cuts="")
     assert none == "" and plain.edit.cuts == ()
-    with pytest.raises(ValueError, match=r"\[M3DDM_CoarseToFine\] cut \[40\] outside the video's frames 1..39"):
+    with pytest.raises(ValueError, match=r"\[M3DDM_CoarseToFine\] cut \[40\] outside the video's frames 1..39") as bad:
         _run(c2f, m3ddm_model=model, vae=vae, canvas=plain, shots="list", cuts="40", **sampling)
+    assert "Global Frames" not in str(bad.value)  # the global frames' fix only where they are wrong
     (global_frames,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=canvas)
-    with pytest.raises(ValueError, match=r"\[M3DDM_CoarseToFine\] global frames cover the whole video"):
+    with pytest.raises(ValueError, match=r"\[M3DDM_CoarseToFine\] global frames cover the whole video.*set shots to "
+                                         r"none\. M3DDM Encode Global Frames"):
         _run(c2f, m3ddm_model=model, vae=vae, canvas=canvas, shots="canvas", cuts="", global_frames=global_frames,
              **sampling)
 
@@ -742,8 +745,8 @@ def test_save_to_honours_container_codec_crf_preset_bit_depth_and_colour_space(n
         with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintVideo\] .*" + message):
             save("refused.mp4", **options)
     assert not (tmp_path / "refused.mp4").exists()
-    with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintVideo\] Save Video: writing the video failed: .*nothing was "
-                                         r"left behind. Free disk space or choose another output folder"):
+    with pytest.raises(ValueError, match=r"\[M3DDM_OutpaintVideo\] writing the video failed: .*nothing was left "
+                                         r"behind. Free disk space or choose another output folder"):
         save("gone/out.mp4")
     assert not (tmp_path / "gone").exists()
 

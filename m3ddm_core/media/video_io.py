@@ -35,7 +35,8 @@ log = logging.getLogger("M3DDM")
 
 
 class VideoFileError(ValueError):
-    """A video that cannot be read as asked (no video stream, no frames, a range past the end, corrupt data)."""
+    """A video that cannot be read as asked (no video stream, no frames, a range past the end, corrupt data), or
+    an output that could not be written (:meth:`.outpainted.OutpaintedFrames.write`: a full disk, a missing folder)."""
 
 
 class FrameRangeError(VideoFileError):

@@ -21,6 +21,11 @@ from .resume import fingerprint
 from .schedule import Strides
 
 
+class GlobalFramesError(ValueError):
+    """Global frames that do not fit the run: encoded for another video, canvas or preprocessing, or given for a
+    video split into shots."""
+
+
 def preprocessing_family(preprocessing: str, family: Optional[str] = None) -> str:
     """The family whose preprocessing a plan uses: ``auto`` takes the model's ``family`` (M3DDM until a model is
     known); m3ddm or m3ddm_plus as chosen (an unknown one is refused by :func:`.canvas.plan_canvas`)."""
@@ -75,18 +80,18 @@ class FrameCanvas:
 
     def global_latents(self, global_frames: Optional[GlobalFrames], family: Optional[str]) -> Optional[torch.Tensor]:
         """The latents of ``global_frames`` if they were encoded for this canvas as a model of ``family`` samples
-        it, else a ValueError saying which of the two differs."""
+        it, else a :class:`GlobalFramesError` saying which of the two differs."""
         if global_frames is None:
             return None
         plan = self.plan_for(family)
         other = global_frames.video_id != self.video_id
         if not other and global_frames.plan.family != plan.family:
-            raise ValueError(f"the global frames were encoded with {global_frames.plan.family} preprocessing, the "
-                             f"model samples with {plan.family}: encode them with this model connected, or set the "
-                             f"canvas's preprocessing to {plan.family}")
+            raise GlobalFramesError(f"the global frames were encoded with {global_frames.plan.family} preprocessing, "
+                                    f"the model samples with {plan.family}: encode them given the sampling model, or "
+                                    f"pin the canvas's preprocessing to {plan.family}")
         if other or global_frames.plan != plan:
-            raise ValueError("the global frames were encoded for another video or canvas: encode them from this "
-                             "same canvas")
+            raise GlobalFramesError("the global frames were encoded for another video or canvas: encode them from "
+                                    "this same canvas")
         return global_frames.latents
 
     def prepare(self, family: Optional[str], encode: EncodeFn, settings: SampleSettings, fps: float, *,
@@ -99,8 +104,8 @@ class FrameCanvas:
         edit = self.edit if edit is None else edit
         latents = self.global_latents(global_frames, family)
         if edit.cuts and latents is not None:
-            raise ValueError("global frames cover the whole video, but this run is split into shots (each takes its "
-                             "own): leave the global frames out, or outpaint the video as one shot")
+            raise GlobalFramesError("global frames cover the whole video, but this run is split into shots (each "
+                                    "takes its own): leave global_frames out, or set shots to none")
         return prepare(self.frames, self.num_frames, self.plan_for(family), encode, settings, fps, seed=seed,
                        strides=strides, schedule=schedule, cuts=edit.cuts, shot_seeds=shot_seeds,
                        global_latents=latents, resumable=True, groups=edit.groups, transitions=edit.transitions)
