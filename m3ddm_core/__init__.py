@@ -29,8 +29,8 @@ from .model.unet3d import M3DDMUNet, build_unet
 from .pipeline.canvas import (OFFICIAL_CANVAS, TARGETS, WORKING_SIZES, CanvasError, CanvasPlan, build_canvas,
                               check_even, parse_ratio_list, plan_canvas, plan_target)
 from .pipeline.parameters import CHOICES, PARAMETERS, SHOT_MODES, Choices, Parameter
-from .pipeline.inputs import (UNKNOWN_LENGTH, Edit, check_inputs, parse_frame_indexes, parse_setups, parse_shot_seeds, resolve_edit, setup_labels,
-                              shot_summary)
+from .pipeline.inputs import (UNKNOWN_LENGTH, Edit, check_inputs, parse_frame_indexes, parse_setups, parse_shot_seeds,
+                              resolve_edit, setup_labels, shot_summary)
 from .pipeline.composite import composite, output_to_canvas
 from .pipeline.encode import (SD_LATENT_SCALE, EncodedVideo, encode_global_frames, encode_video, global_frame_indexes,
                               preview_canvases)
@@ -45,7 +45,8 @@ from .pipeline.memory import MEMORY_MARGIN, fits_batched, sampling_memory
 from .pipeline.passes import (PassJob, PreparedShot, SampleSettings, decode_latents, prepare_shot, resume_key,
                               run_pass, run_pass_batch)
 from .pipeline.plan import PlannedPass, VideoPlan, plan_video
-from .pipeline.resume import PassStore, content_hash, fingerprint, model_fingerprint, run_key, source_identity, stores_in
+from .pipeline.resume import (PassStore, content_hash, fingerprint, model_fingerprint, run_key, source_identity,
+                              stores_in)
 from .pipeline.schedule import (CLIP_FRAMES, GLOBAL_FRAMES, SCHEDULES, STRIDE_PRESETS, Pass, clip_pass, clip_stride,
                                 plan_passes, plan_schedule)
 from .pipeline.noise_schedulers import SCHEDULERS
@@ -63,7 +64,8 @@ from .analysis.evaluate import (PAPER_MASK_RATIOS, PAPER_SIZE, EvaluationTask, M
                                 resize_frames)
 
 __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigError", "parse_config", "DTYPES",
-           "WEIGHT_NAMES", "check_dtype", "find_weights", "list_weights", "WEIGHT_SUFFIXES", "WeightsError", "detect_family",
+           "WEIGHT_NAMES", "check_dtype", "find_weights", "list_weights", "WEIGHT_SUFFIXES", "WeightsError",
+           "detect_family",
            "load_unet", "load_model", "LoadedModel", "weights_family", "M3DDMUNet", "build_unet", "FAMILIES",
            "OFFICIAL_CANVAS", "TARGETS", "WORKING_SIZES", "plan_target", "CHOICES", "Choices", "SHOT_MODES",
            "PARAMETERS", "Parameter",
@@ -73,7 +75,8 @@ __all__ = ["sdpa_attention", "softmax_attention", "FULL_SIZE_CONFIG", "ConfigErr
            "SD_LATENT_SCALE", "EncodedVideo", "encode_global_frames", "encode_video", "global_frame_indexes",
            "preview_canvases", "MAX_PASSES_PER_CALL", "OutpaintResult", "Outpainted", "PreparedVideo", "Runtime",
            "prepare", "sample", "outpaint_clip", "encode_edits", "KeyframeReview", "preview_keyframes",
-           "finish_review", "FrameCanvas", "GlobalFrames", "GlobalFramesError", "preprocessing_family", "fingerprint", "PlanResult", "PlanRun", "choose_branching",
+           "finish_review", "FrameCanvas", "GlobalFrames", "GlobalFramesError", "preprocessing_family", "fingerprint",
+           "PlanResult", "PlanRun", "choose_branching",
            "default_max_passes", "reserve_for_sampling", "place_for_sampling", "stores_in", "outpaint_video",
            "run_passes", "run_plan", "active_branches", "MEMORY_MARGIN", "fits_batched", "sampling_memory", "PassJob",
            "PreparedShot", "SampleSettings", "decode_latents", "prepare_shot", "resume_key", "run_pass",

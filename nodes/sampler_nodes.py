@@ -20,8 +20,8 @@ def _model_vae_canvas_inputs() -> list:
     ]
 
 
-GLOBAL_FIX = (". M3DDM Encode Global Frames takes this node's canvas and model; or disconnect global_frames (then "
-              "each shot's are encoded here)")
+GLOBAL_FIX = ". M3DDM Encode Global Frames takes this node's canvas and model"
+GLOBAL_OR_NONE = f"{GLOBAL_FIX}; or disconnect global_frames (then each shot's are encoded here)"  # when optional
 
 
 class M3DDMEncodeGlobalFrames(io.ComfyNode):
@@ -136,7 +136,7 @@ class M3DDMCoarseToFine(io.ComfyNode):
         encode, decode = vae_codec(vae, cls.NODE)
         settings = SampleSettings.of(scheduler, steps, context_guidance, global_guidance, low_vram)
         # a bad schedule, cut or global frames: before any encoding
-        with node_errors(cls.NODE), node_errors(cls.NODE, GlobalFramesError, hint=GLOBAL_FIX):
+        with node_errors(cls.NODE), node_errors(cls.NODE, GlobalFramesError, hint=GLOBAL_OR_NONE):
             edit = None if shots == FROM_CANVAS else resolve_edit(shots, cuts, "auto", canvas.frames,
                                                                   canvas.num_frames, cls.NODE)
             video = canvas.prepare(m3ddm_model.family, encode, settings, fps, seed=seed, strides=strides,

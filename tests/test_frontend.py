@@ -644,6 +644,44 @@ def test_a_typo_in_a_text_input_gets_one_message_and_runs_nothing(server, page, 
     page.wait_for_timeout(1500)
 
 
+def test_an_error_while_running_shows_the_nodes_fix_on_the_page(server, page, frontend):
+    """A user loads M3DDM+ weights (family m3ddm_plus on the loader) into the short-clip workflow after cutting the
+    model's link to Encode Global Frames, and presses Run: the global frames are made with M3DDM's preprocessing,
+    the model samples with M3DDM+'s. The run stops at Sample Clip, and the page shows the error with the node's
+    fix (the core's GlobalFramesError, the node's hint added)."""
+    comfy, version, root = frontend
+    workflow = json.loads((REPO / "workflows" / "m3ddm_short_clip_16x9_to_9x16.json").read_text())
+    encoder = next(n for n in workflow["nodes"] if n["type"] == "M3DDM_EncodeGlobalFrames")
+    slot = next(i for i in encoder["inputs"] if i["name"] == "m3ddm_model")
+    cut, slot["link"] = slot["link"], None
+    workflow["links"] = [link for link in workflow["links"] if link[0] != cut]
+    for node in workflow["nodes"]:
+        for out in node.get("outputs", []):
+            out["links"] = [k for k in out.get("links") or [] if k != cut]
+    _load_graph(page, workflow)
+    changed = page.evaluate(SET_WIDGETS_JS, [dict(TEST_MODELS, M3DDM_LoadModel=dict(
+        TEST_MODELS["M3DDM_LoadModel"], family="m3ddm_plus")), _plumbing(frontend)])
+    assert "M3DDM_LoadModel.family" in changed, changed
+    before = set(server.get("/history"))
+    page.evaluate("() => window.app.extensionManager.command.execute('Comfy.QueuePrompt')")
+    page.wait_for_function(f"() => ({VISIBLE_BLOCKERS_JS})().length > 0", timeout=300_000)
+    page.wait_for_timeout(1500)  # everything the page reports has arrived
+    details = page.get_by_text("View details")  # 1.48 and later: a toast naming the node, the message behind it
+    if details.count():
+        details.first.click()
+        page.wait_for_timeout(1500)
+    page.screenshot(path=str(ARTIFACTS / f"run_error_{comfy}_{version}.png"), timeout=120_000)
+    text = page.evaluate("() => document.body.innerText")
+    assert "encoded with m3ddm preprocessing, the model samples with m3ddm_plus" in text, text[-3000:]
+    assert "M3DDM Encode Global Frames takes this node's canvas and model" in text, text[-3000:]
+    ran = [v for k, v in server.get("/history").items() if k not in before]
+    assert len(ran) == 1 and ran[0]["status"]["status_str"] == "error", ran
+    page.reload(wait_until="load", timeout=120_000)  # a clean page for the next test
+    page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120_000)
+    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", EMPTY_WORKFLOW)
+    page.wait_for_timeout(1500)
+
+
 def test_the_readme_from_the_main_command_to_the_ui(browser, tmp_path):
     """What the README tells a newcomer, in the UI the main command installed: scripts/open_ui.py (on a models
     folder with nothing in it yet, so it writes the demo's models, as the main command leaves them), the address it

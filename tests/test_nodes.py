@@ -303,10 +303,11 @@ def test_global_frames_from_another_video_are_refused(node_classes, models_dir):
     vae = taesd_vae()
     (g,) = _run(node_classes["M3DDM_EncodeGlobalFrames"], vae=vae, canvas=a)
     with pytest.raises(ValueError, match=r"\[M3DDM_SampleClip\] the global frames were encoded for another video.*"
-                                         r"M3DDM Encode Global Frames takes this node's canvas and model"):
+                                         r"M3DDM Encode Global Frames takes this node's canvas and model") as bad:
         _run(node_classes["M3DDM_SampleClip"], m3ddm_model=model, vae=vae, canvas=b, global_frames=g,
              frame_indexes="0-2", scheduler="ddim", steps=1, context_guidance=1.0, global_guidance=1.0, seed=0,
              fps=8.0, low_vram=False)
+    assert "disconnect" not in str(bad.value)  # Sample Clip's global_frames input is required
 
 
 def test_non_sd_vae_is_refused_before_sampling(node_classes):

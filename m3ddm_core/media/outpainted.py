@@ -76,8 +76,8 @@ def prepare_file(source: Source, info: VideoInfo, start: int, count: int, canvas
                         groups=groups, detect_transitions=detect)
     except VideoFileError as exc:
         raise VideoFileError(f"reading the video failed: {exc}") from exc
-    for note in video.edit.notes() if shots != "none" else ():
-        log.info("[%s] %s", name, note)
+    if shots != "none":
+        video.edit.log(name)
     return video
 
 

@@ -87,8 +87,8 @@ class FrameCanvas:
         other = global_frames.video_id != self.video_id
         if not other and global_frames.plan.family != plan.family:
             raise GlobalFramesError(f"the global frames were encoded with {global_frames.plan.family} preprocessing, "
-                                    f"the model samples with {plan.family}: encode them given the sampling model, or "
-                                    f"pin the canvas's preprocessing to {plan.family}")
+                                    f"the model samples with {plan.family}: encode them with the sampling model "
+                                    f"given, or pin the canvas's preprocessing to {plan.family}")
         if other or global_frames.plan != plan:
             raise GlobalFramesError("the global frames were encoded for another video or canvas: encode them from "
                                     "this same canvas")

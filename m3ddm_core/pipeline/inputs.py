@@ -92,6 +92,11 @@ class Edit:
             lines.append(f"camera set-ups of the {len(self.groups)} shots: {self.labels}")
         return lines
 
+    def log(self, name: str) -> None:
+        """Log :meth:`notes`, led by ``name`` (who asked: a node's id, a file's name)."""
+        for note in self.notes():
+            log.info("[%s] %s", name, note)
+
 
 def resolve_edit(shots: str, cuts: str, setups: str, frames: Iterable, num_frames: int,
                  name: Optional[str] = None) -> Edit:
@@ -111,8 +116,8 @@ def resolve_edit(shots: str, cuts: str, setups: str, frames: Iterable, num_frame
     found = reader.cuts()
     groups = (reader.groups() if found else None) if auto else parse_setups(setups, len(found) + 1)
     edit = Edit(tuple(found), tuple(reader.transitions()), None if groups is None else tuple(groups))
-    for note in edit.notes() if name is not None and shots != "none" else ():
-        log.info("[%s] %s", name, note)
+    if name is not None and shots != "none":
+        edit.log(name)
     return edit
 
 
